@@ -1,0 +1,163 @@
+"""KV cache of the recurrent-depth LM: one entry per (core iteration, core layer), with per-token depth.
+
+Layout. Prelude and coda layers keep one K/V tensor each, `[B, H, S, hd]`. Every core layer keeps a
+slot-major tensor `[n_slots, B, H, S, hd]`: iteration i of the core writes slot `i` (full cache) or
+`i % n_slots` (compressed cache, `slots=N`). `depth[b, p]` is the number of core iterations that position p
+of row b actually ran; when a later token reads position p at iteration i it uses the entry of iteration
+`min(i, depth - 1)`, i.e. a token that exited early is read at its deepest available entry (reference
+lookup "latest"). With compression, that entry lives in slot `min(i, depth - 1) % N`; for N >= the number of
+iterations nothing is ever overwritten and the compressed cache equals the full one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _grow(storage: Tensor | None, shape_without_seq: tuple[int, ...], seq_dim: int, needed: int,
+          like: Tensor) -> Tensor:
+    """Return `storage` with at least `needed` positions along `seq_dim` (capacity doubles, content kept)."""
+    if storage is not None and storage.shape[seq_dim] >= needed:
+        return storage
+    old = 0 if storage is None else storage.shape[seq_dim]
+    capacity = max(needed, 2 * old, 16)
+    shape = list(shape_without_seq)
+    shape.insert(seq_dim if seq_dim >= 0 else len(shape) + 1 + seq_dim, capacity)
+    fresh = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    if storage is not None:
+        fresh.narrow(seq_dim, 0, old).copy_(storage)
+    return fresh
+
+
+class RecurrentCache:
+    """Per-(iteration, core layer) KV cache for `RecurrentDepthLM`, batched, with optional compression.
+
+    `slots=None` keeps every iteration; `slots=N` keeps N slots per core layer (reference "compress-s").
+    `last_state` holds each row's final core state of the last position, for continuous-CoT warm starts.
+    """
+
+    def __init__(self, batch_size: int, n_prelude: int, n_core: int, n_coda: int, slots: int | None = None):
+        if slots is not None and slots < 1:
+            raise ValueError(f"cache slots must be >= 1, got {slots}")
+        self.batch_size = batch_size
+        self.slots = slots
+        self._length = 0
+        self._pending = 0  # positions reserved by the forward pass in progress
+        self.prelude: list[list[Tensor | None]] = [[None, None] for _ in range(n_prelude)]
+        self.coda: list[list[Tensor | None]] = [[None, None] for _ in range(n_coda)]
+        self.core: list[list[Tensor | None]] = [[None, None] for _ in range(n_core)]
+        self.depth: Tensor | None = None  # LongTensor [B, capacity]
+        self.last_state: Tensor | None = None  # [B, d]
+
+    # ---- sizes ----
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Number of cached positions (HF-style accessor)."""
+        return self._length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def n_slots_allocated(self) -> int:
+        first = self.core[0][0] if self.core else None
+        return 0 if first is None else first.shape[0]
+
+    # ---- forward-pass protocol ----
+    def begin(self, new_tokens: int) -> int:
+        """Reserve `new_tokens` positions for a forward pass; returns the number of positions already cached."""
+        self._pending = new_tokens
+        return self._length
+
+    def commit(self, iterations_used: Tensor) -> None:
+        """Record the depth of the positions just computed (`iterations_used`: LongTensor [B]) and close the pass."""
+        start, end = self._length, self._length + self._pending
+        depth = _grow(self.depth, (self.batch_size,), 1, end, iterations_used)
+        depth[:, start:end] = iterations_used.to(depth.device)[:, None]
+        self.depth = depth
+        self._length = end
+        self._pending = 0
+
+    def _total(self) -> int:
+        return self._length + self._pending
+
+    def _write_flat(self, entry: list[Tensor | None], k: Tensor, v: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+        start, total = self._length, self._total()
+        for index, new in enumerate((k, v)):
+            storage = _grow(entry[index], tuple(new.shape[:2]) + (new.shape[3],), 2, total, new)
+            target = storage[:, :, start:total]
+            if rows is None:
+                target.copy_(new)
+            else:
+                target.copy_(torch.where(rows[:, None, None, None], new, target))
+            entry[index] = storage
+        return entry[0][:, :, :total], entry[1][:, :, :total]
+
+    def update_prelude(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        return self._write_flat(self.prelude[layer], k, v, None)
+
+    def update_coda(self, layer: int, k: Tensor, v: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Write the coda entry of the new positions (only for `rows`, a BoolTensor [B], when given)."""
+        return self._write_flat(self.coda[layer], k, v, rows)
+
+    def slot_of(self, iteration: int) -> int:
+        return iteration if self.slots is None else iteration % self.slots
+
+    def update_core(self, layer: int, iteration: int, k: Tensor, v: Tensor,
+                    rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Write iteration `iteration` of core layer `layer` for the new positions and return the K/V to attend to.
+
+        Past positions are read at iteration min(iteration, depth - 1); `rows` (BoolTensor [B]) limits the write
+        to rows still iterating, so rows that exited keep their deepest entries intact.
+        """
+        start, total = self._length, self._total()
+        slot = self.slot_of(iteration)
+        n_slots = max(slot + 1, self.n_slots_allocated)
+        entry = self.core[layer]
+        for index, new in enumerate((k, v)):
+            storage = entry[index]
+            if storage is not None and storage.shape[0] < n_slots:
+                pad = storage.new_zeros((n_slots - storage.shape[0],) + tuple(storage.shape[1:]))
+                storage = torch.cat([storage, pad], dim=0)
+            storage = _grow(storage, (n_slots,) + tuple(new.shape[:2]) + (new.shape[3],), 3, total, new)
+            target = storage[slot, :, :, start:total]
+            if rows is None:
+                target.copy_(new)
+            else:
+                target.copy_(torch.where(rows[:, None, None, None], new, target))
+            entry[index] = storage
+        return self._read_core(layer, iteration)
+
+    def _read_core(self, layer: int, iteration: int) -> tuple[Tensor, Tensor]:
+        start, total = self._length, self._total()
+        keys, values = self.core[layer]
+        slot = self.slot_of(iteration)
+        if start == 0 or int(self.depth[:, :start].min()) > iteration:
+            return keys[slot, :, :, :total], values[slot, :, :, :total]
+        # Some past positions stopped before this iteration: read each at its deepest entry.
+        past_iteration = torch.clamp(self.depth[:, :start] - 1, max=iteration)
+        current = torch.full((self.batch_size, total - start), iteration, dtype=torch.long, device=past_iteration.device)
+        read_iteration = torch.cat([past_iteration, current], dim=1)
+        read_slot = read_iteration if self.slots is None else read_iteration % self.slots
+        read_slot = read_slot.to(keys.device)
+        rows = torch.arange(self.batch_size, device=keys.device)[:, None]
+        positions = torch.arange(total, device=keys.device)[None, :]
+        # advanced indexing -> [B, S, H, hd]; back to [B, H, S, hd]
+        k = keys[read_slot, rows, :, positions].transpose(1, 2)
+        v = values[read_slot, rows, :, positions].transpose(1, 2)
+        return k, v
+
+    # ---- maintenance ----
+    def crop(self, max_length: int) -> None:
+        """Forget every position from `max_length` on (negative: drop that many from the end)."""
+        new_length = self._length + max_length if max_length < 0 else min(max_length, self._length)
+        self._length = max(new_length, 0)
+
+    def memory_bytes(self) -> int:
+        total = 0
+        for group in (self.prelude, self.coda, self.core):
+            for entry in group:
+                for tensor in entry:
+                    if tensor is not None:
+                        total += tensor.numel() * tensor.element_size()
+        return total
