@@ -1,0 +1,497 @@
+"""Seeded synthetic reasoning corpora for the model organisms.
+
+Two task families:
+
+* ``synthetic-arith``: multi-step arithmetic word problems (2-6 operations, carries, parentheses) with
+  chain-of-thought solutions written in natural reasoning language ("Let", "First", "Then", "So", "Hmm",
+  "Wait", "Therefore") that end in ``\\boxed{N}``. Level ``L`` (1-5) has ``L + 1`` operations.
+* ``synthetic-hops``: variable-binding chains (``a = 3. q = a + 4. ... What is c?``) answered directly; the
+  number of hops is the difficulty, so a recurrent-depth model needs more iterations for more hops.
+
+Everything is a pure function of ``(split, n, levels, seed)``. Train and test are split by problem
+*signature* (the fully parenthesised arithmetic, or the list of statements): a signature whose hash falls in
+the test bucket is only ever emitted for the test split, so the same arithmetic never appears in both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from reasonlens.errors import UserError
+
+ARITH_LEVELS = (1, 2, 3, 4, 5)
+HOPS_LEVELS = (1, 2, 3, 4, 5, 6, 7, 8)
+SPLITS = ("train", "test")
+DEFAULT_SEED = 20261122
+DEFAULT_SIZES = {"train": 20000, "test": 500}
+TEST_FRACTION_PER_MILLE = 150  # share of signature space reserved for the test split
+
+# Probabilities that shape the reasoning traces: self-checks are common, deliberate slips are rare so the
+# model still learns mostly-correct arithmetic but also learns what a "Wait" correction looks like.
+SELF_CHECK_PROB = 0.35
+SLIP_PROB = 0.08
+PAREN_GROUP_PROB = 0.3
+EXPRESSION_STYLE_PROB = 0.35
+VALUE_CAP = 999
+
+NAMES = (
+    ("Mia", "she"), ("Tom", "he"), ("Ava", "she"), ("Leo", "he"), ("Sam", "he"), ("Zoe", "she"),
+    ("Ben", "he"), ("Lily", "she"), ("Max", "he"), ("Nora", "she"), ("Omar", "he"), ("Ruth", "she"),
+)
+ITEMS = ("apples", "marbles", "coins", "stickers", "books", "cards", "stamps", "shells", "pencils", "cookies")
+MULTIPLIER_WORDS = {2: "doubles", 3: "triples"}
+
+
+@dataclass(frozen=True)
+class SyntheticItem:
+    """One generated problem before conversion to the registry's ``Problem`` record."""
+
+    id: str
+    question: str
+    solution: str
+    direct_solution: str
+    answer: int
+    signature: str
+    level: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One binary operation applied to the running value (or, for a group, to two fresh operands)."""
+
+    op: str  # "+", "-", "*", "/"
+    operand: int
+    group: tuple[int, int] | None = None  # operand written as "(x + y)" in expression style
+
+
+# ---------------------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _stable_bucket(signature: str) -> int:
+    """A per-mille bucket in [0, 1000) that depends only on the signature (not on Python's hash seed)."""
+    digest = hashlib.sha256(signature.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % 1000
+
+
+def split_of_signature(signature: str) -> str:
+    """The split ("train" or "test") that owns a problem signature."""
+    return "test" if _stable_bucket(signature) < TEST_FRACTION_PER_MILLE else "train"
+
+
+def _split_rng(seed: int, split: str, family: str, level: int) -> random.Random:
+    material = f"{family}|{split}|{level}|{seed}".encode("utf-8")
+    return random.Random(int.from_bytes(hashlib.sha256(material).digest()[:8], "big"))
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise UserError(f"split: unknown split {split!r} for a synthetic dataset (choose from {', '.join(SPLITS)})")
+
+
+def _check_levels(levels: Sequence[int], allowed: Sequence[int], what: str) -> tuple[int, ...]:
+    chosen = tuple(int(level) for level in levels)
+    if not chosen or any(level not in allowed for level in chosen):
+        raise UserError(f"level: {what} levels must be in {allowed[0]}..{allowed[-1]}, got {list(levels)}")
+    return chosen
+
+
+def apply_op(value: int, op: str, operand: int) -> int:
+    """Integer result of ``value op operand`` (division is only ever generated when exact)."""
+    if op == "+":
+        return value + operand
+    if op == "-":
+        return value - operand
+    if op == "*":
+        return value * operand
+    if op == "/":
+        if operand == 0 or value % operand:
+            raise ValueError(f"inexact division {value} / {operand}")
+        return value // operand
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def _interleave_by_level(
+    levels: tuple[int, ...], n: int, make: Callable[[int, int], SyntheticItem | None]
+) -> list[SyntheticItem]:
+    """Round-robin over levels so every level gets n / len(levels) items (the first ones get the remainder)."""
+    per_level = [n // len(levels) + (1 if i < n % len(levels) else 0) for i in range(len(levels))]
+    by_level = [[] for _ in levels]
+    for slot, (level, count) in enumerate(zip(levels, per_level)):
+        ordinal = 0
+        while len(by_level[slot]) < count:
+            item = make(level, ordinal)
+            ordinal += 1
+            if item is not None:
+                by_level[slot].append(item)
+    mixed: list[SyntheticItem] = []
+    for i in range(max(per_level, default=0)):
+        for slot in range(len(levels)):
+            if i < len(by_level[slot]):
+                mixed.append(by_level[slot][i])
+    return mixed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# synthetic-arith
+
+
+def _sample_steps(rng: random.Random, level: int) -> tuple[int, list[_Step]] | None:
+    """Start value and ``level + 1`` operations that keep every intermediate value in [0, VALUE_CAP]."""
+    n_ops = level + 1
+    ops_allowed = ["+", "-"] if level == 1 else (["+", "-", "*"] if level == 2 else ["+", "-", "*", "/"])
+    value = rng.randint(5, 99)
+    start = value
+    steps: list[_Step] = []
+    ops_left = n_ops
+    while ops_left > 0:
+        op = rng.choice(ops_allowed)
+        if op in "+-" and ops_left >= 2 and level >= 2 and rng.random() < PAREN_GROUP_PROB:
+            x, y = rng.randint(2, 60), rng.randint(2, 40)
+            operand = x + y
+            group: tuple[int, int] | None = (x, y)
+        else:
+            group = None
+            if op == "+":
+                operand = rng.randint(2, 99)
+            elif op == "-":
+                operand = rng.randint(2, 99)
+            elif op == "*":
+                operand = rng.randint(2, 5)
+            else:
+                divisors = [d for d in range(2, 10) if value % d == 0 and value // d >= 2]
+                if not divisors:
+                    continue
+                operand = rng.choice(divisors)
+        if op == "-" and operand > value:
+            continue
+        result = apply_op(value, op, operand)
+        if result > VALUE_CAP:
+            continue
+        steps.append(_Step(op, operand, group))
+        value = result
+        ops_left -= 2 if group else 1
+    return start, steps
+
+
+def arith_signature(start: int, steps: Sequence[_Step]) -> str:
+    """Fully parenthesised expression without spaces, e.g. ``((23+15)*3)``; it identifies the arithmetic."""
+    text = str(start)
+    for step in steps:
+        operand = f"({step.group[0]}+{step.group[1]})" if step.group else str(step.operand)
+        text = f"({text}{step.op}{operand})"
+    return text
+
+
+def evaluate_signature(signature: str) -> int:
+    """Evaluate a signature (only digits, + - * / and parentheses) with exact integer arithmetic."""
+    tokens = re.findall(r"\d+|[()+\-*/]", signature)
+    if "".join(tokens) != signature:
+        raise ValueError(f"not an arithmetic signature: {signature!r}")
+    position = 0
+
+    def parse_operand() -> int:
+        nonlocal position
+        token = tokens[position]
+        position += 1
+        if token != "(":
+            return int(token)
+        left = parse_operand()
+        op = tokens[position]
+        position += 1
+        right = parse_operand()
+        if tokens[position] != ")":
+            raise ValueError(f"expected ')' in {signature!r}")
+        position += 1
+        return apply_op(left, op, right)
+
+    value = parse_operand()
+    if position != len(tokens):
+        raise ValueError(f"trailing tokens in {signature!r}")
+    return value
+
+
+def _expression_text(start: int, steps: Sequence[_Step]) -> str:
+    """Human-readable expression with the parentheses precedence needs."""
+    text = str(start)
+    additive = False  # whether the text so far ends in a top-level + or -
+    for step in steps:
+        operand = f"({step.group[0]} + {step.group[1]})" if step.group else str(step.operand)
+        if step.op in "*/":
+            if additive:
+                text = f"({text})"
+            text = f"{text} {step.op} {operand}"
+            additive = False
+        else:
+            text = f"{text} {step.op} {operand}"
+            additive = True
+    return text
+
+
+def _wrong_result(rng: random.Random, correct: int) -> int:
+    """A plausible slip: off by one, or off by ten (a dropped carry)."""
+    candidates = [correct + 1, correct - 1, correct + 10, correct - 10]
+    return rng.choice([c for c in candidates if c >= 0 and c != correct])
+
+
+def _equation(a: int, op: str, b: int, c: int) -> str:
+    return f"{a} {op} {b} = {c}"
+
+
+def _inverse_check(a: int, op: str, b: int, c: int) -> str:
+    """Self-check sentence that verifies ``a op b = c`` with the inverse operation."""
+    inverse = {"+": "-", "-": "+", "*": "/", "/": "*"}[op]
+    return f"Hmm, let me check: {_equation(c, inverse, b, apply_op(c, inverse, b))}. Yes, that is right."
+
+
+def _computed(rng: random.Random, a: int, op: str, b: int, lead: str) -> list[str]:
+    """Sentences that compute ``a op b``: maybe a deliberate slip corrected after "Wait", maybe a self-check."""
+    c = apply_op(a, op, b)
+    sentences: list[str] = []
+    if rng.random() < SLIP_PROB:
+        wrong = _wrong_result(rng, c)
+        sentences.append(f"{lead} {_equation(a, op, b, wrong)}.")
+        sentences.append(f"Wait, that is not right. {_equation(a, op, b, c)}.")
+    else:
+        sentences.append(f"{lead} {_equation(a, op, b, c)}.")
+        if rng.random() < SELF_CHECK_PROB:
+            sentences.append(_inverse_check(a, op, b, c))
+    return sentences
+
+
+def _story_sentence(op: str, operand: int, pronoun: str, items: str) -> tuple[str, str]:
+    """(question sentence, reasoning clause) for one story step."""
+    subject = pronoun.capitalize()
+    if op == "+":
+        return f"{subject} buys {operand} more.", f"{subject} buys {operand} more, so"
+    if op == "-":
+        return f"{subject} gives {operand} to a friend.", f"{subject} gives away {operand}, so"
+    if op == "*":
+        if operand in MULTIPLIER_WORDS:
+            verb = MULTIPLIER_WORDS[operand]
+            return f"{subject} {verb} the {items}.", f"{subject} {verb} them, so"
+        return f"{subject} ends up with {operand} times as many {items}.", f"{subject} gets {operand} times as many, so"
+    return (
+        f"{subject} splits the {items} into {operand} equal groups and keeps one group.",
+        f"{subject} keeps one of {operand} equal groups, so",
+    )
+
+
+def _story_problem(rng: random.Random, start: int, steps: Sequence[_Step]) -> tuple[str, list[str]]:
+    name, pronoun = rng.choice(NAMES)
+    items = rng.choice(ITEMS)
+    question_parts = [f"{name} has {start} {items}."]
+    reasoning = [f"Let me track the {items} step by step.", f"First, {name} starts with {start} {items}."]
+    value = start
+    for index, step in enumerate(steps):
+        if step.group:
+            x, y = step.group
+            verb = "buys" if step.op == "+" else "gives away"
+            question_parts.append(
+                f"{pronoun.capitalize()} {verb} {x} and then {y} more in one go."
+                if step.op == "+"
+                else f"{pronoun.capitalize()} gives {x} to one friend and {y} to another."
+            )
+            reasoning.extend(_computed(rng, x, "+", y, f"Then {pronoun} {verb} {x} and {y}, which is"))
+            reasoning.extend(_computed(rng, value, step.op, step.operand, "So"))
+        else:
+            sentence, clause = _story_sentence(step.op, step.operand, pronoun, items)
+            question_parts.append(sentence if index == 0 else f"Then {sentence[0].lower()}{sentence[1:]}")
+            reasoning.extend(_computed(rng, value, step.op, step.operand, f"Then {clause[0].lower()}{clause[1:]}"))
+        value = apply_op(value, step.op, step.operand)
+    question_parts.append(f"How many {items} does {name} have now?")
+    reasoning.append(f"So {name} has {value} {items}.")
+    return " ".join(question_parts), reasoning
+
+
+def _expression_problem(rng: random.Random, start: int, steps: Sequence[_Step]) -> tuple[str, list[str]]:
+    expression = _expression_text(start, steps)
+    reasoning = [f"Let me compute {expression} step by step."]
+    value = start
+    first = True
+    for step in steps:
+        if step.group:
+            x, y = step.group
+            lead = "First, the parentheses:" if first else "Then the parentheses:"
+            reasoning.extend(_computed(rng, x, "+", y, lead))
+            reasoning.extend(_computed(rng, value, step.op, step.operand, "So"))
+        else:
+            reasoning.extend(_computed(rng, value, step.op, step.operand, "First," if first else "Then"))
+        first = False
+        value = apply_op(value, step.op, step.operand)
+    reasoning.append(f"So the value is {value}.")
+    return f"Compute {expression}.", reasoning
+
+
+def boxed(value: int | str) -> str:
+    return f"\\boxed{{{value}}}"
+
+
+def _make_arith(rng: random.Random, split: str, level: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
+    sampled = _sample_steps(rng, level)
+    if sampled is None:
+        return None
+    start, steps = sampled
+    signature = arith_signature(start, steps)
+    if signature in seen or split_of_signature(signature) != split:
+        return None
+    seen.add(signature)
+    style = "expression" if rng.random() < EXPRESSION_STYLE_PROB else "story"
+    question, reasoning = (_expression_problem if style == "expression" else _story_problem)(rng, start, steps)
+    answer = evaluate_signature(signature)
+    reasoning.append(f"Therefore the answer is {boxed(answer)}.")
+    return SyntheticItem(
+        id=f"arith-L{level}-{split}-{ordinal:06d}",
+        question=question,
+        solution=" ".join(reasoning),
+        direct_solution=boxed(answer),
+        answer=answer,
+        signature=signature,
+        level=level,
+        meta={"style": style, "n_ops": level + 1},
+    )
+
+
+def generate_arith(
+    split: str = "test", n: int | None = None, levels: Sequence[int] = ARITH_LEVELS, seed: int = DEFAULT_SEED
+) -> list[SyntheticItem]:
+    """``n`` arithmetic problems of the given levels for ``split``, interleaved by level; deterministic."""
+    _check_split(split)
+    chosen = _check_levels(levels, ARITH_LEVELS, "synthetic-arith")
+    count = DEFAULT_SIZES[split] if n is None else int(n)
+    rngs = {level: _split_rng(seed, split, "arith", level) for level in chosen}
+    seen: set[str] = set()
+    return _interleave_by_level(chosen, count, lambda level, k: _make_arith(rngs[level], split, level, k, seen))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# synthetic-hops
+
+HOP_VALUE_MAX = 9
+VARIABLE_NAMES = "abcdefghijkmnpqrstuvwxyz"  # no "l" or "o": too close to 1 and 0
+
+
+def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
+    names = rng.sample(VARIABLE_NAMES, hops + 1 + hops // 2)
+    chain, distractors = names[: hops + 1], names[hops + 1 :]
+    value = rng.randint(0, HOP_VALUE_MAX)
+    statements = [f"{chain[0]} = {value}."]
+    worked = [f"{chain[0]} = {value}."]
+    for previous, current in zip(chain, chain[1:]):
+        op = rng.choice("+-")
+        room = HOP_VALUE_MAX - value if op == "+" else value
+        if room < 1:
+            op = "-" if op == "+" else "+"
+            room = HOP_VALUE_MAX - value if op == "+" else value
+        operand = rng.randint(1, room)
+        result = apply_op(value, op, operand)
+        statements.append(f"{current} = {previous} {op} {operand}.")
+        worked.append(f"{current} = {value} {op} {operand} = {result}.")
+        value = result
+    for name in distractors:  # distractor names are distinct from the chain's, so order is free
+        position = rng.randint(1, len(statements))
+        statements.insert(position, f"{name} = {rng.randint(0, HOP_VALUE_MAX)}.")
+    signature = " ".join(statements) + f" ?{chain[-1]}"
+    if signature in seen or split_of_signature(signature) != split:
+        return None
+    seen.add(signature)
+    question = " ".join(statements) + f" What is {chain[-1]}?"
+    return SyntheticItem(
+        id=f"hops-H{hops}-{split}-{ordinal:06d}",
+        question=question,
+        solution=" ".join(worked) + f" Therefore the answer is {boxed(value)}.",
+        direct_solution=boxed(value),
+        answer=value,
+        signature=signature,
+        level=hops,
+        meta={"hops": hops, "n_distractors": len(distractors)},
+    )
+
+
+def generate_hops(
+    split: str = "test", n: int | None = None, levels: Sequence[int] = HOPS_LEVELS, seed: int = DEFAULT_SEED
+) -> list[SyntheticItem]:
+    """``n`` variable-binding problems whose level is the number of hops; deterministic."""
+    _check_split(split)
+    chosen = _check_levels(levels, HOPS_LEVELS, "synthetic-hops")
+    count = DEFAULT_SIZES[split] if n is None else int(n)
+    rngs = {level: _split_rng(seed, split, "hops", level) for level in chosen}
+    seen: set[str] = set()
+    return _interleave_by_level(chosen, count, lambda level, k: _make_hops(rngs[level], split, level, k, seen))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# registry glue
+
+
+def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
+    """``synthetic-arith`` / ``synthetic-arith:3`` / ``synthetic-hops:1-4`` -> (family, levels)."""
+    family, _, level_text = name.partition(":")
+    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS}.get(family)
+    if allowed is None:
+        raise UserError(f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L] or synthetic-hops[:H])")
+    if not level_text:
+        return family, tuple(allowed)
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", level_text)
+    if not match:
+        raise UserError(f"dataset: bad level in {name!r}; use NAME:L or NAME:L1-L2")
+    low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+    return family, _check_levels(range(low, high + 1), allowed, family)
+
+
+def generate(name: str, split: str = "test", n: int | None = None, seed: int = DEFAULT_SEED) -> list[SyntheticItem]:
+    """Items for a synthetic dataset name such as ``synthetic-arith:2-4``."""
+    family, levels = parse_dataset_name(name)
+    generator = generate_arith if family == "synthetic-arith" else generate_hops
+    return generator(split=split, n=n, levels=levels, seed=seed)
+
+
+def to_problem(item: SyntheticItem, direct: bool = False) -> Any:
+    """Convert to ``reasonlens.data.Problem`` (imported lazily: data/__init__ imports this module)."""
+    from reasonlens.data import Problem
+
+    meta = {"level": item.level, "signature": item.signature, "direct_solution": item.direct_solution, **item.meta}
+    return Problem(
+        id=item.id,
+        question=item.question,
+        solution=item.direct_solution if direct else item.solution,
+        answer=str(item.answer),
+        meta=meta,
+    )
+
+
+def load_synthetic(name: str, split: str = "test", n: int | None = None) -> list[Any]:
+    """``Problem`` records for a synthetic dataset name; the ``:L`` suffix selects levels."""
+    return [to_problem(item) for item in generate(name, split=split, n=n)]
+
+
+def _loader(family: str) -> Callable[..., list[Any]]:
+    def load(split: str, variant: str | None = None) -> list[Any]:
+        return load_synthetic(f"{family}:{variant}" if variant else family, split)
+
+    return load
+
+
+def register() -> None:
+    """Register ``synthetic-arith`` and ``synthetic-hops`` (``NAME:L`` / ``NAME:L1-L2`` pick levels)."""
+    from reasonlens.data import register_dataset
+
+    register_dataset(
+        "synthetic-arith",
+        _loader("synthetic-arith"),
+        grader="numeric",
+        splits=SPLITS,
+        description="multi-step arithmetic with CoT traces, levels 1-5 (L+1 operations); :L picks levels",
+    )
+    register_dataset(
+        "synthetic-hops",
+        _loader("synthetic-hops"),
+        grader="numeric",
+        splits=SPLITS,
+        description="variable-binding chains answered directly, levels = hops 1-8; :H picks levels",
+    )

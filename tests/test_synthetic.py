@@ -1,0 +1,153 @@
+"""The synthetic corpora: determinism, correct arithmetic in every trace, split hygiene, registry names."""
+
+from __future__ import annotations
+
+import ast
+import re
+from fractions import Fraction
+
+import pytest
+
+from reasonlens.data import load_problems, synthetic
+from reasonlens.errors import UserError
+
+EQUATION = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)(\.(?: Wait)?)")
+THINKING_WORDS = ("Let", "First", "So", "Then", "Hmm", "Wait", "Therefore")
+
+
+def exact(a: int, op: str, b: int) -> Fraction:
+    return {"+": Fraction(a + b), "-": Fraction(a - b), "*": Fraction(a * b), "/": Fraction(a, b)}[op]
+
+
+def evaluate_expression(text: str) -> Fraction:
+    """Independent evaluator of '+ - * /' expressions with the usual precedence (ast, exact fractions)."""
+    operators = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+    def walk(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return Fraction(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in operators:
+            left, right = walk(node.left), walk(node.right)
+            op = operators[type(node.op)]
+            return {"+": left + right, "-": left - right, "*": left * right, "/": left / right}[op]
+        raise AssertionError(f"unexpected syntax in {text!r}")
+
+    return walk(ast.parse(text, mode="eval"))
+
+
+@pytest.fixture(scope="module")
+def arith_test() -> list[synthetic.SyntheticItem]:
+    return synthetic.generate_arith("test", n=500)
+
+
+@pytest.fixture(scope="module")
+def arith_train() -> list[synthetic.SyntheticItem]:
+    return synthetic.generate_arith("train", n=4000)
+
+
+def test_generators_are_deterministic_and_seeded():
+    first = synthetic.generate_arith("train", n=60, levels=(1, 3, 5), seed=7)
+    again = synthetic.generate_arith("train", n=60, levels=(1, 3, 5), seed=7)
+    other = synthetic.generate_arith("train", n=60, levels=(1, 3, 5), seed=8)
+    assert first == again
+    assert [item.signature for item in first] != [item.signature for item in other]
+    hops = synthetic.generate_hops("test", n=40, seed=3)
+    assert hops == synthetic.generate_hops("test", n=40, seed=3)
+    assert len({item.id for item in first}) == 60
+
+
+def test_every_step_of_every_trace_is_correct_and_slips_are_corrected(arith_test, arith_train):
+    n_slips = 0
+    for item in arith_test + arith_train:
+        equations = EQUATION.findall(item.solution)
+        assert equations, item.solution
+        for index, (a, op, b, c, tail) in enumerate(equations):
+            value = exact(int(a), op, int(b))
+            if tail.endswith("Wait"):
+                n_slips += 1
+                assert value != int(c), f"a slip must be wrong: {item.solution}"
+                a2, op2, b2, c2, _ = equations[index + 1]
+                assert (a2, op2, b2) == (a, op, b) and exact(int(a2), op2, int(b2)) == int(c2)
+            else:
+                assert value == int(c), f"wrong step {a} {op} {b} = {c} in {item.solution}"
+        assert item.answer == synthetic.evaluate_signature(item.signature)
+        assert item.solution.endswith(f"Therefore the answer is \\boxed{{{item.answer}}}.")
+        assert item.direct_solution == f"\\boxed{{{item.answer}}}"
+    assert n_slips > 0
+
+
+def test_questions_state_the_arithmetic_of_their_signature(arith_test):
+    styles = set()
+    for item in arith_test:
+        styles.add(item.meta["style"])
+        if item.meta["style"] == "expression":
+            expression = re.fullmatch(r"Compute (.+)\.", item.question).group(1)
+            assert evaluate_expression(expression) == item.answer
+        else:
+            start = re.match(r"\w+ has (\d+) \w+\.", item.question).group(1)
+            assert item.signature.lstrip("(").startswith(start)
+        n_operators = len(re.findall(r"[-+*/]", item.signature))
+        assert n_operators == item.level + 1
+    assert styles == {"expression", "story"}
+    assert any("(" in item.question for item in arith_test), "parenthesised groups must occur"
+
+
+def test_levels_grow_harder_and_traces_use_thinking_words(arith_test):
+    assert {item.level for item in arith_test} == set(synthetic.ARITH_LEVELS)
+    for item in arith_test:
+        assert item.solution.startswith("Let ")
+    text = " ".join(item.solution for item in arith_test)
+    for word in THINKING_WORDS:
+        assert re.search(rf"\b{word}\b", text), word
+    ops_by_level = {item.level: set(re.findall(r"[-+*/]", item.signature)) for item in arith_test if item.level in (1, 5)}
+    assert ops_by_level[1] <= {"+", "-"}
+    assert "/" in set().union(*(set(re.findall(r"[-+*/]", i.signature)) for i in arith_test if i.level == 5))
+    carries = [item for item in arith_test if re.search(r"\b\d*[5-9] \+ \d*[5-9] = ", item.solution)]
+    assert len(carries) > 50
+    assert all(0 <= item.answer <= synthetic.VALUE_CAP for item in arith_test)
+
+
+def test_train_and_test_never_share_a_signature(arith_test, arith_train):
+    train_signatures = {item.signature for item in arith_train}
+    test_signatures = {item.signature for item in arith_test}
+    assert len(test_signatures) == len(arith_test)
+    assert not train_signatures & test_signatures
+    assert all(synthetic.split_of_signature(s) == "test" for s in test_signatures)
+    hops_train = {item.signature for item in synthetic.generate_hops("train", n=3000)}
+    hops_test = {item.signature for item in synthetic.generate_hops("test", n=400)}
+    assert not hops_train & hops_test
+
+
+def test_hops_chains_bind_correctly_and_level_counts_hops():
+    items = synthetic.generate_hops("test", n=240)
+    assert {item.level for item in items} == set(synthetic.HOPS_LEVELS)
+    for item in items:
+        statements = re.findall(r"(\w) = (\w)(?: ([-+]) (\d+))?\.", item.question)
+        env: dict[str, int] = {}
+        for name, source, op, operand in statements:
+            assert name not in env, "each variable is bound once"
+            base = int(source) if source.isdigit() else env[source]
+            env[name] = base if not op else base + int(operand) * (1 if op == "+" else -1)
+            assert 0 <= env[name] <= synthetic.HOP_VALUE_MAX
+        asked = re.search(r"What is (\w)\?$", item.question).group(1)
+        assert env[asked] == item.answer
+        assert item.direct_solution == f"\\boxed{{{item.answer}}}"
+        derived = [s for s in statements if s[2]]
+        assert len(derived) == item.level == item.meta["hops"]
+
+
+def test_registry_names_levels_and_errors():
+    problems = load_problems("synthetic-arith:2", split="test", n=5)
+    assert len(problems) == 5 and all(p.meta["level"] == 2 for p in problems)
+    assert problems[0].answer == str(synthetic.evaluate_signature(problems[0].meta["signature"]))
+    mixed = load_problems("synthetic-hops:1-3", split="train", n=9)
+    assert {p.meta["level"] for p in mixed} == {1, 2, 3}
+    assert synthetic.parse_dataset_name("synthetic-arith") == ("synthetic-arith", synthetic.ARITH_LEVELS)
+    with pytest.raises(UserError, match="level"):
+        synthetic.parse_dataset_name("synthetic-arith:9")
+    with pytest.raises(UserError, match="level"):
+        synthetic.parse_dataset_name("synthetic-hops:x")
+    with pytest.raises(UserError, match="split"):
+        synthetic.generate_arith("validation", n=3)
