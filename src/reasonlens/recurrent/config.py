@@ -25,6 +25,10 @@ _PASSTHROUGH_KEYS = (
     "test_time_noise_type", "dtype",
 )
 
+# keys recomputed from our fields on save; not kept as extras
+_DERIVED_KEYS = frozenset({"model_type", "architectures", "padded_vocab_size", "tie_word_embeddings",
+                           "num_attention_heads", "num_key_value_heads", "hidden_size", "num_hidden_layers",
+                           "head_dim", "effective_expected_depth", "init_values"})
 _ALIASES = {"num_attention_heads": "n_heads", "hidden_size": "n_embd", "num_hidden_layers": "n_layers"}
 
 
@@ -121,7 +125,7 @@ class RecurrentDepthConfig:
         for key, value in data.items():
             if key in known:
                 kwargs[key] = value
-            elif key != "extra":
+            elif key != "extra" and key not in _DERIVED_KEYS:
                 if key not in _PASSTHROUGH_KEYS:
                     extra.setdefault("unknown_fields", []).append(key)
                 extra[key] = value

@@ -10,6 +10,8 @@ import torch
 from reasonlens.recurrent.config import HUGINN_ARCHITECTURE, HUGINN_MODEL_TYPE
 from reasonlens.recurrent.model import RecurrentDepthLM
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
 
 def is_recurrent_dir(path: str | Path) -> bool:
     """True when `path` is a directory whose config.json declares the huginn / raven recurrent-depth architecture."""
@@ -23,10 +25,38 @@ def is_recurrent_dir(path: str | Path) -> bool:
     if not isinstance(config, dict):
         return False
     architectures = config.get("architectures") or []
-    return config.get("model_type") == HUGINN_MODEL_TYPE or HUGINN_ARCHITECTURE in architectures
+    return (config.get("model_type") == HUGINN_MODEL_TYPE or HUGINN_ARCHITECTURE in architectures
+            or "n_layers_in_recurrent_block" in config)
 
 
-def load_recurrent(path: str | Path, dtype: torch.dtype | str | None = "fp32",
-                   device: str | torch.device = "cpu") -> RecurrentDepthLM:
-    """Load the model of a huginn-format directory (config.json + safetensors) in eval mode."""
-    return RecurrentDepthLM.from_pretrained(path, dtype=dtype, device=device)
+def load_tokenizer(path: str | Path, vocab_size: int):
+    """The directory's tokenizer; without one, the byte-level tokenizer when the vocabulary can hold it, else None."""
+    path = Path(path)
+    if any((path / name).is_file() for name in _TOKENIZER_FILES):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    elif vocab_size >= 259:
+        from reasonlens.models.loaded import byte_level_tokenizer
+
+        tokenizer = byte_level_tokenizer(vocab_size)
+    else:
+        return None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_recurrent(path: str | Path, dtype: torch.dtype | str | None = "fp32", device: str | torch.device = "cpu"):
+    """A `reasonlens.models.LoadedModel` for a huginn-format directory (config.json + safetensors + tokenizer).
+
+    `layers` is None: the recurrent model has no plain decoder stack; its per-iteration states come from
+    `forward(..., output_latents=True)`.
+    """
+    from reasonlens.models.loaded import LoadedModel
+
+    model = RecurrentDepthLM.from_pretrained(path, dtype=dtype, device=device)
+    tokenizer = load_tokenizer(path, model.config.vocab_size)
+    path = Path(path)
+    return LoadedModel(model=model, tokenizer=tokenizer, layers=None, name=path.name, spec=str(path))

@@ -192,6 +192,7 @@ class RecurrentDepthLM(nn.Module):
     """Huginn-style recurrent-depth LM with per-(iteration, layer) KV cache and per-row adaptive exit."""
 
     main_input_name = "input_ids"
+    is_recurrent_depth = True  # tells reasonlens.models there is no plain decoder stack to hook
 
     def __init__(self, config: RecurrentDepthConfig):
         super().__init__()
@@ -377,6 +378,11 @@ class RecurrentDepthLM(nn.Module):
         if input_ids.dim() != 2:
             raise UserError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
         batch, seq = input_ids.shape
+        split = _split_num_steps(num_steps)
+        if split is None:
+            split = self.sample_num_steps() if self.training else (self.config.mean_recurrence, 0)
+        n_no_grad, n_grad = split
+        criterion = make_criterion(exit_criterion, exit_threshold) if exit_criterion not in (None, "none") else None
         if use_cache and past_key_values is None:
             past_key_values = self.make_cache(batch, slots=cache_slots)
         if past_key_values is not None and not isinstance(past_key_values, RecurrentCache):
@@ -413,11 +419,6 @@ class RecurrentDepthLM(nn.Module):
             if warm_start and cache is not None and cache.last_state is not None:
                 state[:, 0] = cache.last_state.to(state.dtype)
 
-        split = _split_num_steps(num_steps)
-        if split is None:
-            split = self.sample_num_steps() if self.training else (self.config.mean_recurrence, 0)
-        n_no_grad, n_grad = split
-        criterion = make_criterion(exit_criterion, exit_threshold) if exit_criterion not in (None, "none") else None
 
         if criterion is None:
             state, used, per_iteration, exit_values = self._iterate_fixed(state, embeds, ctx, n_no_grad, n_grad,
@@ -503,7 +504,7 @@ class RecurrentDepthLM(nn.Module):
             # Exited rows kept their state, so re-decoding rewrites identical coda entries; it records the stack.
             self.decode_state(state, ctx, hidden=hidden)
         assert logits is not None
-        return state, used, per_iteration, torch.stack(values)
+        return state, used, per_iteration, torch.stack(values), logits
 
     # ---- persistence ----
     def save_pretrained(self, directory: str | Path) -> None:
