@@ -256,6 +256,14 @@ class _null:
 def _choose(output, processors: list[LogitsProcessor], state: StepState, config: DecodeConfig,
             generators) -> torch.Tensor:
     logits = output.logits[:, -1, :].float()
+    nonfinite = ~torch.isfinite(logits).all(dim=-1)
+    if nonfinite.any():
+        # Numerical guard: a row whose raw logits hold NaN/Inf stops here and is reported, the batch goes on.
+        for i in nonfinite.nonzero().flatten().tolist():
+            row = state.rows[i]
+            if not row.finished and not any(e.get("type") == "nonfinite_logits" for e in row.events):
+                row.events.append({"type": "nonfinite_logits", "step": row.n_generated})
+        logits = torch.nan_to_num(logits, nan=0.0, posinf=0.0, neginf=0.0)
     for processor in processors:
         logits = processor(logits, state)
     return choose_tokens(logits, config.do_sample, config.temperature, config.top_p, generators).cpu()
@@ -305,7 +313,9 @@ def _advance_rows(rows: list[RowState], tokens: torch.Tensor, forced: torch.Tens
         row.token_ids.append(token)
         row.forced.append(was_forced)
         reason = None
-        if not was_forced and token in eos_ids:
+        if any(e.get("type") == "nonfinite_logits" for e in row.events):
+            reason = "numerical"
+        elif not was_forced and token in eos_ids:
             reason = "eos"  # no policy continued it in _apply_queues_and_eos
         elif not was_forced and config.stop_strings and _hits_stop(row, tokenizer, config.stop_strings, stop_window):
             reason = "stop"

@@ -1,0 +1,116 @@
+"""Crash-safe file primitives: atomic replace, checksummed JSON-lines appends."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def record_crc(record: dict) -> int:
+    """CRC32 of the record's canonical JSON, without its `crc` field."""
+    body = {k: v for k, v in record.items() if k != "crc"}
+    return zlib.crc32(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+
+
+def encode_record(record: dict) -> bytes:
+    body = {k: v for k, v in record.items() if k != "crc"}
+    body["crc"] = record_crc(body)
+    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def read_checked_jsonl(path: Path) -> tuple[list[dict], int]:
+    """Records whose checksum holds, and the byte length of the valid prefix of the file.
+
+    Reading stops at the first torn or corrupt line: everything after it is treated as not written.
+    """
+    records: list[dict] = []
+    valid = 0
+    if not Path(path).exists():
+        return records, 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                break
+            if not isinstance(record, dict) or record.get("crc") != record_crc(record):
+                break
+            records.append(record)
+            valid += len(raw)
+    return records, valid
+
+
+class CheckedAppender:
+    """Appends checksummed JSON lines after truncating any torn tail; each append is flushed and fsynced."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        _, valid = read_checked_jsonl(self.path)
+        if self.path.exists() and self.path.stat().st_size != valid:
+            with open(self.path, "r+b") as handle:
+                handle.truncate(valid)
+        self._handle = open(self.path, "ab")
+
+    def append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        self._handle.write(b"".join(encode_record(r) for r in records))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "CheckedAppender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def iter_records(path: Path) -> Iterator[dict]:
+    records, _ = read_checked_jsonl(path)
+    yield from records

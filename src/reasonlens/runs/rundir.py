@@ -1,0 +1,150 @@
+"""A run directory: manifest, checksummed results, per-sample state shards, summary. Resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from reasonlens.errors import UserError
+from reasonlens.runs.io import CheckedAppender, atomic_write_bytes, atomic_write_json, read_checked_jsonl
+
+FORMAT_VERSION = 1
+# Manifest fields that must match for a run to be resumed (everything that changes the outputs).
+IDENTITY_FIELDS = ("command", "model", "dataset", "split", "offset", "template", "system", "decode", "layers",
+                   "dtype", "model_dtype", "method")
+
+
+class RunDir:
+    """Files of one run. Results are appended with checksums; shards and JSON files are replaced atomically."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # -- manifest -------------------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def states_dir(self) -> Path:
+        return self.path / "states"
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.read_json(self.manifest_path, what="manifest")
+
+    def read_json(self, path: Path, what: str) -> dict[str, Any]:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: not found (is {self.path} a reasonlens run directory?)") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: {what} is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: {what} must be a JSON object")
+        return data
+
+    def open_run(self) -> dict[str, Any]:
+        """Validate an existing run directory for reading; returns its manifest."""
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: run directory not found")
+        manifest = self.manifest
+        version = manifest.get("format_version")
+        if not isinstance(version, int):
+            raise UserError(f"{self.manifest_path}: field 'format_version' is missing or not an integer")
+        if version > FORMAT_VERSION:
+            raise UserError(f"{self.manifest_path}: run format version {version} is newer than this reasonlens "
+                            f"supports ({FORMAT_VERSION}); upgrade reasonlens")
+        return manifest
+
+    def start(self, manifest: dict[str, Any]) -> bool:
+        """Create the run, or check that an existing one has the same settings. Returns True when resuming."""
+        manifest = {"format_version": FORMAT_VERSION, **manifest}
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path}: exists and is not a directory")
+        if self.exists():
+            existing = self.open_run()
+            for key in IDENTITY_FIELDS:
+                if _normalise(existing.get(key)) != _normalise(manifest.get(key)):
+                    raise UserError(f"--out {self.path}: existing run has a different '{key}' "
+                                    f"({json.dumps(existing.get(key))[:80]} vs {json.dumps(manifest.get(key))[:80]}); "
+                                    "use another --out directory to start a new run")
+            return True
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.manifest_path, manifest)
+        return False
+
+    def update_manifest(self, **fields: Any) -> None:
+        manifest = self.manifest
+        manifest.update(fields)
+        atomic_write_json(self.manifest_path, manifest)
+
+    # -- results --------------------------------------------------------------------------------------------
+    def results(self) -> list[dict[str, Any]]:
+        """Valid result records, one per sample index (a later record for the same index wins), sorted by index."""
+        records, _ = read_checked_jsonl(self.results_path)
+        by_index: dict[int, dict] = {}
+        for record in records:
+            if isinstance(record.get("index"), int):
+                by_index[record["index"]] = record
+        return [by_index[i] for i in sorted(by_index)]
+
+    def appender(self) -> CheckedAppender:
+        return CheckedAppender(self.results_path)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.summary_path, summary)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.read_json(self.summary_path, what="summary")
+
+    # -- state shards ---------------------------------------------------------------------------------------
+    def state_path(self, index: int) -> Path:
+        return self.states_dir / f"{index:06d}.safetensors"
+
+    def write_states(self, index: int, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+        blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+        atomic_write_bytes(self.state_path(index), blob)
+
+    def has_states(self, index: int) -> bool:
+        return self.state_path(index).is_file()
+
+    def load_states(self, index: int) -> dict[str, torch.Tensor]:
+        path = self.state_path(index)
+        try:
+            return load_file(path)
+        except FileNotFoundError:
+            raise UserError(f"{path}: state shard not found") from None
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120]})") from None
+
+    def state_metadata(self, index: int) -> dict[str, str]:
+        from safetensors import safe_open
+
+        path = self.state_path(index)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                return dict(handle.metadata() or {})
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _normalise(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True)) if value is not None else None

@@ -1,0 +1,178 @@
+"""Run samples through the decode loop into a run directory: resumable, crash-safe, graded."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+import reasonlens
+from reasonlens.data import Problem, grader_kind, load_problems, render_prompt
+from reasonlens.decode import DecodeConfig, Generation, decode_batch
+from reasonlens.decode.capture import HiddenStateCapture
+from reasonlens.errors import UserError
+from reasonlens.models import LoadedModel, load
+from reasonlens.models.loaded import DTYPES
+from reasonlens.runs.progress import progress_bar
+from reasonlens.runs.rundir import RunDir
+
+PluginFactory = Callable[[LoadedModel], Sequence[Any]]
+RecordHook = Callable[[Generation, dict], None]
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a sample-level run (what `generate`, `eval` and `depth` write)."""
+
+    out: Path
+    model: str
+    dataset: str
+    command: str = "generate"
+    split: str = "test"
+    n: int | None = None
+    offset: int = 0
+    template: str = "raw"
+    system: str | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    layers: str | list | None = None  # layers to capture; None captures nothing
+    dtype: str = "fp32"  # storage dtype of captured states
+    model_dtype: str = "fp32"
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    method: dict[str, Any] = field(default_factory=dict)  # intervention name and options (part of the run identity)
+    extra_manifest: dict[str, Any] = field(default_factory=dict)  # recorded, not part of the identity
+
+    def validate(self) -> "RunSpec":
+        self.decode.validate()
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            raise UserError(f"invalid --dtype '{self.dtype}' (choose fp32, fp16 or bf16)")
+        return self
+
+
+def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory | None = None,
+            record_hook: RecordHook | None = None, problems: list[Problem] | None = None,
+            quiet: bool = False) -> dict[str, Any]:
+    """Run (or resume) `spec`; returns the summary that is also written to `summary.json`.
+
+    Samples are decoded in fixed chunks of `batch_size` dataset indices, so a resumed run decodes exactly the
+    batches an uninterrupted run would, and greedy outputs are identical. A sample is complete once its
+    result record (and, when capturing, its state shard, written first) is on disk.
+    """
+    spec.validate()
+    if problems is None:
+        problems = load_problems(spec.dataset, split=spec.split, n=spec.n, offset=spec.offset)
+    if lm is None:
+        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code)
+    layers = lm.layers.resolve_many(spec.layers) if spec.layers is not None else []
+    if layers and lm.layers is None:
+        raise UserError(f"--layers: model '{spec.model}' does not support hidden-state capture")
+    prompts = [render_prompt(p, spec.template, lm.tokenizer, spec.system) for p in problems]
+    run = RunDir(spec.out)
+    manifest = {
+        "command": spec.command, "model": spec.model, "model_name": lm.name, "dataset": spec.dataset,
+        "split": spec.split, "offset": spec.offset, "n": len(problems), "template": spec.template,
+        "system": spec.system, "decode": spec.decode.to_dict(), "layers": layers,
+        "hidden_size": lm.hidden_size, "dtype": spec.dtype if layers else None, "model_dtype": spec.model_dtype,
+        "method": spec.method, "grader": grader_kind(spec.dataset), "reasonlens_version": reasonlens.__version__,
+        **spec.extra_manifest,
+    }
+    run.start(manifest)
+    done = _complete_indices(run, bool(layers))
+    kind = grader_kind(spec.dataset)
+    plugin_list = list(plugins(lm)) if plugins else []
+    sink_written: set[int] = set()
+
+    def sink(row, tensors):
+        index = int(row.key)
+        if index in done:
+            return
+        metadata = {"id": problems[index].id, "index": str(index), "layers": ",".join(map(str, layers))}
+        run.write_states(index, tensors, metadata)
+        sink_written.add(index)
+
+    if layers:
+        plugin_list.append(HiddenStateCapture(layers, sink, DTYPES[spec.dtype]))
+
+    from reasonlens.eval import Grader
+
+    batch_size = spec.decode.batch_size
+    chunks = [list(range(s, min(s + batch_size, len(problems)))) for s in range(0, len(problems), batch_size)]
+    todo = [c for c in chunks if not all(i in done for i in c)]
+    tokens_done = 0
+    started = time.perf_counter()
+    with Grader() as grader, run.appender() as appender, progress_bar() as bar:
+        task = bar.add_task(f"{spec.command} {lm.name}", total=len(problems), completed=len(done), info="")
+
+        def on_step(active: int) -> None:
+            nonlocal tokens_done
+            tokens_done += active
+            rate = tokens_done / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, info=f"{rate:,.0f} tok/s")
+
+        for chunk in todo:
+            generations = decode_batch(lm, [prompts[i] for i in chunk], spec.decode, plugin_list, keys=chunk,
+                                       seeds=[spec.decode.seed + i for i in chunk], progress=on_step)
+            records = []
+            for gen in generations:
+                index = int(gen.key)
+                if index in done:
+                    continue
+                record = _record(gen, problems[index], prompts[index], lm, grader, kind)
+                if record_hook is not None:
+                    record_hook(gen, record)
+                records.append(record)
+            appender.append(records)
+            done.update(r["index"] for r in records)
+            bar.update(task, completed=len(done))
+    summary = summarize(run, spec, lm.name)
+    run.write_summary(summary)
+    return summary
+
+
+def _complete_indices(run: RunDir, needs_states: bool) -> set[int]:
+    return {r["index"] for r in run.results() if not needs_states or run.has_states(r["index"])}
+
+
+def _record(gen: Generation, problem: Problem, prompt: str, lm: LoadedModel, grader, kind: str) -> dict[str, Any]:
+    failure = next((e["type"] for e in gen.events if e.get("type") in ("nonfinite_logits", "nonfinite_state")), None)
+    record: dict[str, Any] = {
+        "index": int(gen.key), "id": problem.id, "prompt": prompt, "completion": gen.text, "gold": problem.answer,
+        "n_tokens": gen.n_tokens, "n_forced": gen.n_forced, "seconds": round(gen.seconds, 4),
+        "stop_reason": gen.stop_reason,
+    }
+    if failure is not None:
+        record.update(extracted=None, correct=None, status="failed", error=f"{failure.replace('_', ' ')} detected")
+    else:
+        grade = grader.grade(gen.text, problem.answer, kind=kind)
+        record.update(extracted=grade.extracted, correct=grade.correct,
+                      status={"ok": "ok", "no_answer": "ok"}.get(grade.status, grade.status), error=grade.reason)
+    if gen.events:
+        record["events"] = gen.events
+    return record
+
+
+def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None = None) -> dict[str, Any]:
+    """Accuracy with a bootstrap 95% CI, counts and throughput, from the results on disk."""
+    from reasonlens.eval import bootstrap_ci
+
+    results = run.results()
+    graded = [r for r in results if r.get("status") == "ok"]
+    correct = [1.0 if r.get("correct") else 0.0 for r in graded]
+    n_correct = int(sum(correct))
+    accuracy, lo, hi = bootstrap_ci(correct) if correct else (0.0, 0.0, 0.0)
+    tokens = sum(int(r.get("n_tokens", 0)) for r in results)
+    seconds = sum(float(r.get("seconds", 0.0)) for r in results)
+    manifest = run.manifest
+    return {
+        "command": manifest.get("command"), "model": manifest.get("model"), "dataset": manifest.get("dataset"),
+        "template": manifest.get("template"), "method": manifest.get("method"),
+        "n": len(results), "n_expected": manifest.get("n"), "n_graded": len(graded), "n_correct": n_correct,
+        "accuracy": accuracy, "accuracy_ci95": [lo, hi],
+        "n_failed": sum(r.get("status") == "failed" for r in results),
+        "n_ungradable": sum(r.get("status") == "ungradable" for r in results),
+        "total_tokens": tokens, "mean_tokens": tokens / len(results) if results else 0.0,
+        "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
+    }
