@@ -10,8 +10,34 @@ from reasonlens.mi.paper import (
     paper_hsic,
     paper_hsic_grid,
 )
+from reasonlens.mi.population import (
+    GramStatistic,
+    PermutationResult,
+    cka_from_grams,
+    gram,
+    hsic,
+    hsic_from_grams,
+    linear_cka,
+    median_heuristic,
+    permutation_test,
+    permutation_test_result,
+)
+from reasonlens.mi.trajectory import AlignedStates, TrajectoryPoint, population_trajectory
 
 __all__ = [
+    "AlignedStates",
+    "GramStatistic",
+    "PermutationResult",
+    "TrajectoryPoint",
+    "cka_from_grams",
+    "gram",
+    "hsic",
+    "hsic_from_grams",
+    "linear_cka",
+    "median_heuristic",
+    "permutation_test",
+    "permutation_test_result",
+    "population_trajectory",
     "PAPER_EPS",
     "PAPER_SIGMA",
     "PAPER_SIGMA_GRID",
