@@ -1,0 +1,161 @@
+"""Bootstrap confidence intervals for accuracies, paired method differences and AUCs.
+
+Percentile bootstrap, numpy only, deterministic given ``seed``. Resampling is done in chunks so
+memory stays bounded (about ``_CHUNK_ELEMENTS`` indices at a time) whatever ``n * n_boot`` is.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from reasonlens.errors import UserError
+
+__all__ = ["Interval", "auc", "auc_with_ci", "bootstrap_ci", "paired_bootstrap_diff"]
+
+_CHUNK_ELEMENTS = 4_000_000
+
+
+class Interval(NamedTuple):
+    """A point estimate with its two-sided ``1 - alpha`` interval; unpacks as ``(estimate, lo, hi)``."""
+
+    estimate: float
+    lo: float
+    hi: float
+
+
+def _as_vector(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise UserError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if array.size == 0:
+        raise UserError(f"{name} is empty")
+    if not np.all(np.isfinite(array)):
+        raise UserError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def _check_options(n_boot: int, alpha: float) -> None:
+    if n_boot < 1:
+        raise UserError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise UserError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def _percentiles(replicates: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    n = values.size
+    chunk = max(1, _CHUNK_ELEMENTS // n)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        indices = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = values[indices].mean(axis=1)
+    return means
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> Interval:
+    """Mean of ``values`` (a proportion when they are 0/1 or bools) with a percentile bootstrap CI."""
+    _check_options(n_boot, alpha)
+    array = _as_vector(values, "values")
+    estimate = float(array.mean())
+    if array.size == 1:
+        return Interval(estimate, estimate, estimate)
+    replicates = _bootstrap_means(array, n_boot, np.random.default_rng(seed))
+    return Interval(estimate, *_percentiles(replicates, alpha))
+
+
+def paired_bootstrap_diff(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Interval:
+    """Mean of ``a - b`` for two methods scored on the same, aligned problems, with a CI that
+    resamples problems (both methods together), so per-problem difficulty cancels."""
+    _check_options(n_boot, alpha)
+    first = _as_vector(a, "a")
+    second = _as_vector(b, "b")
+    if first.size != second.size:
+        raise UserError(f"a and b must be aligned on the same problems, got lengths {first.size} and {second.size}")
+    return bootstrap_ci(first - second, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def _binary_labels(labels: Sequence[int] | np.ndarray, size: int) -> np.ndarray:
+    array = np.asarray(labels)
+    if array.ndim != 1 or array.size != size:
+        raise UserError(f"labels must be a vector of the same length as scores ({size}), got shape {array.shape}")
+    if array.dtype != bool:
+        if not np.all(np.isin(array, (0, 1))):
+            raise UserError("labels must be binary (0/1 or bool)")
+        array = array.astype(bool)
+    if array.all() or not array.any():
+        raise UserError("labels must contain both classes to compute an AUC")
+    return array
+
+
+def _average_ranks(rows: np.ndarray) -> np.ndarray:
+    """Ranks 1..n along the last axis with ties given their average rank (vectorised over rows)."""
+    order = np.argsort(rows, axis=-1, kind="stable")
+    sorted_rows = np.take_along_axis(rows, order, axis=-1)
+    n = rows.shape[-1]
+    positions = np.broadcast_to(np.arange(1, n + 1, dtype=np.float64), rows.shape)
+    new_run = np.ones(rows.shape, dtype=bool)
+    new_run[..., 1:] = sorted_rows[..., 1:] != sorted_rows[..., :-1]
+    run_id = np.cumsum(new_run, axis=-1) - 1
+    # Average position per run of ties, computed with a flat bincount over (row, run) pairs.
+    flat_run = (run_id + (np.arange(rows.shape[0])[:, None] * n)).ravel()
+    run_sum = np.bincount(flat_run, weights=positions.ravel(), minlength=rows.shape[0] * n)
+    run_len = np.bincount(flat_run, minlength=rows.shape[0] * n)
+    average = (run_sum[flat_run] / run_len[flat_run]).reshape(rows.shape)
+    ranks = np.empty_like(average)
+    np.put_along_axis(ranks, order, average, axis=-1)
+    return ranks
+
+
+def _auc_rows(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC, row by row, for score matrices of positives [B, P] and negatives [B, N]."""
+    n_pos, n_neg = positive.shape[1], negative.shape[1]
+    ranks = _average_ranks(np.concatenate([positive, negative], axis=1))
+    rank_sum = ranks[:, :n_pos].sum(axis=1)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def auc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+    """Area under the ROC curve (probability a positive outscores a negative; ties count half)."""
+    values = _as_vector(scores, "scores")
+    mask = _binary_labels(labels, values.size)
+    return float(_auc_rows(values[mask][None, :], values[~mask][None, :])[0])
+
+
+def auc_with_ci(
+    scores: Sequence[float] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Interval:
+    """AUC with a stratified percentile bootstrap CI (positives and negatives resampled separately,
+    so every replicate has both classes and the class balance of the data)."""
+    _check_options(n_boot, alpha)
+    values = _as_vector(scores, "scores")
+    mask = _binary_labels(labels, values.size)
+    positive, negative = values[mask], values[~mask]
+    estimate = float(_auc_rows(positive[None, :], negative[None, :])[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_ELEMENTS // values.size)
+    replicates = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        pos_rows = positive[rng.integers(0, positive.size, size=(stop - start, positive.size))]
+        neg_rows = negative[rng.integers(0, negative.size, size=(stop - start, negative.size))]
+        replicates[start:stop] = _auc_rows(pos_rows, neg_rows)
+    return Interval(estimate, *_percentiles(replicates, alpha))

@@ -1,0 +1,115 @@
+"""Bootstrap confidence intervals (reasonlens.eval.stats)."""
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+from reasonlens.errors import UserError
+from reasonlens.eval import auc, auc_with_ci, bootstrap_ci, paired_bootstrap_diff
+from reasonlens.eval.stats import _average_ranks
+
+
+def test_bootstrap_ci_of_a_proportion_matches_the_normal_approximation():
+    rng = np.random.default_rng(1)
+    correct = rng.random(400) < 0.3
+    estimate, lo, hi = bootstrap_ci(correct, n_boot=4000, seed=0)
+    assert estimate == pytest.approx(correct.mean())
+    half_width = 1.96 * np.sqrt(estimate * (1 - estimate) / correct.size)
+    assert lo < estimate < hi
+    assert hi - lo == pytest.approx(2 * half_width, rel=0.15)
+    assert (estimate - lo) == pytest.approx(half_width, rel=0.25)
+
+
+def test_bootstrap_is_deterministic_given_the_seed():
+    values = np.random.default_rng(2).normal(size=50)
+    assert bootstrap_ci(values, seed=3) == bootstrap_ci(values, seed=3)
+    assert bootstrap_ci(values, seed=3) != bootstrap_ci(values, seed=4)
+
+
+def test_bootstrap_of_constant_or_single_values_has_zero_width():
+    assert tuple(bootstrap_ci([1, 1, 1, 1])) == (1.0, 1.0, 1.0)
+    assert tuple(bootstrap_ci([0.25])) == (0.25, 0.25, 0.25)
+
+
+def test_bootstrap_chunking_does_not_change_the_estimate(monkeypatch):
+    values = np.random.default_rng(5).random(1000)
+    whole = bootstrap_ci(values, n_boot=300, seed=0)
+    monkeypatch.setattr("reasonlens.eval.stats._CHUNK_ELEMENTS", 10_000)
+    chunked = bootstrap_ci(values, n_boot=300, seed=0)
+    assert chunked.estimate == whole.estimate
+    assert chunked.lo == pytest.approx(whole.lo, abs=0.01)
+    assert chunked.hi == pytest.approx(whole.hi, abs=0.01)
+
+
+def test_bootstrap_rejects_bad_input():
+    with pytest.raises(UserError, match="values is empty"):
+        bootstrap_ci([])
+    with pytest.raises(UserError, match="NaN"):
+        bootstrap_ci([1.0, float("nan")])
+    with pytest.raises(UserError, match="one-dimensional"):
+        bootstrap_ci([[1, 2], [3, 4]])
+    with pytest.raises(UserError, match="alpha"):
+        bootstrap_ci([1, 2], alpha=1.5)
+    with pytest.raises(UserError, match="n_boot"):
+        bootstrap_ci([1, 2], n_boot=0)
+
+
+def test_paired_difference_exact_shift_and_identity():
+    a = np.random.default_rng(6).random(100)
+    assert tuple(paired_bootstrap_diff(a, a)) == (0.0, 0.0, 0.0)
+    diff, lo, hi = paired_bootstrap_diff(a + 1, a)
+    assert (diff, lo, hi) == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_pairing_removes_shared_problem_difficulty():
+    rng = np.random.default_rng(7)
+    difficulty = rng.random(300) < 0.5
+    method_a = difficulty | (rng.random(300) < 0.1)
+    method_b = difficulty.copy()
+    diff, lo, hi = paired_bootstrap_diff(method_a, method_b, seed=0)
+    assert diff == pytest.approx(method_a.mean() - method_b.mean())
+    assert lo > 0
+    unpaired_a = bootstrap_ci(method_a, seed=0)
+    unpaired_b = bootstrap_ci(method_b, seed=1)
+    assert hi - lo < (unpaired_a.hi - unpaired_a.lo + unpaired_b.hi - unpaired_b.lo) / 2
+
+
+def test_paired_difference_needs_aligned_inputs():
+    with pytest.raises(UserError, match="aligned"):
+        paired_bootstrap_diff([1, 0, 1], [1, 0])
+
+
+def test_auc_matches_pairwise_definition():
+    rng = np.random.default_rng(8)
+    scores = np.round(rng.normal(size=120), 1)  # rounding creates ties
+    labels = rng.random(120) < 0.4
+    positives, negatives = scores[labels], scores[~labels]
+    pairwise = ((positives[:, None] > negatives[None, :]) + 0.5 * (positives[:, None] == negatives[None, :])).mean()
+    assert auc(scores, labels) == pytest.approx(pairwise)
+    estimate, lo, hi = auc_with_ci(scores, labels, n_boot=500)
+    assert estimate == pytest.approx(pairwise)
+    assert lo < estimate < hi
+
+
+def test_auc_extremes_and_ties():
+    labels = [0, 0, 1, 1]
+    assert tuple(auc_with_ci([0.1, 0.2, 0.8, 0.9], labels, n_boot=200)) == (1.0, 1.0, 1.0)
+    assert auc([0.9, 0.8, 0.2, 0.1], labels) == 0.0
+    assert auc([0.5, 0.5, 0.5, 0.5], labels) == 0.5
+
+
+def test_auc_ci_is_deterministic_and_rejects_single_class():
+    scores = np.random.default_rng(9).random(60)
+    labels = np.arange(60) % 3 == 0
+    assert auc_with_ci(scores, labels, seed=1) == auc_with_ci(scores, labels, seed=1)
+    with pytest.raises(UserError, match="both classes"):
+        auc_with_ci(scores, np.ones(60, dtype=int))
+    with pytest.raises(UserError, match="binary"):
+        auc(scores, np.full(60, 2))
+    with pytest.raises(UserError, match="same length"):
+        auc(scores, labels[:10])
+
+
+def test_average_ranks_match_scipy():
+    rows = np.round(np.random.default_rng(10).normal(size=(7, 33)), 1)
+    np.testing.assert_allclose(_average_ranks(rows), rankdata(rows, axis=1, method="average"))
