@@ -38,11 +38,11 @@ def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
                                                   **({"gguf_file": gguf_file} if gguf_file else {}))
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to read user-supplied model files is reported in one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "trust_remote_code" in str(exc):
             raise UserError(f"{path}: this model needs custom code; pass --trust-remote-code if you trust it") from None
-        raise UserError(f"{path}: cannot load model ({first_line[:300]})") from None
+        raise UserError(f"{path}: cannot load model ({type(exc).__name__}: {first_line[:300]})") from None
     return model, tokenizer
 
 

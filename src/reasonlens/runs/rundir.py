@@ -105,6 +105,14 @@ class RunDir:
                 by_index[record["index"]] = record
         return [by_index[i] for i in sorted(by_index)]
 
+    def drop_results(self, indices: set[int]) -> None:
+        """Rewrite results.jsonl atomically without the records of `indices` (and without any torn tail)."""
+        from reasonlens.runs.io import encode_record
+
+        records, _ = read_checked_jsonl(self.results_path)
+        kept = [r for r in records if r.get("index") not in indices]
+        atomic_write_bytes(self.results_path, b"".join(encode_record(r) for r in kept))
+
     def appender(self) -> CheckedAppender:
         return CheckedAppender(self.results_path)
 

@@ -133,7 +133,12 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
 
 
 def _complete_indices(run: RunDir, needs_states: bool) -> set[int]:
-    return {r["index"] for r in run.results() if not needs_states or run.has_states(r["index"])}
+    """Indices with a result (and a shard when capturing); results whose shard vanished are dropped to be redone."""
+    results = {r["index"] for r in run.results()}
+    orphans = {i for i in results if needs_states and not run.has_states(i)}
+    if orphans:
+        run.drop_results(orphans)
+    return results - orphans
 
 
 def _record(gen: Generation, problem: Problem, prompt: str, lm: LoadedModel, grader, kind: str) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""Run directories: checksummed appends, atomic shards, resume without loss or duplicates."""
+
+import json
+
+import pytest
+import torch
+
+from reasonlens.decode import DecodeConfig
+from reasonlens.errors import UserError
+from reasonlens.runs import RunDir, RunSpec, execute
+from reasonlens.runs.io import CheckedAppender, encode_record, read_checked_jsonl, record_crc
+
+
+def test_checked_jsonl_drops_torn_and_corrupt_tail(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with CheckedAppender(path) as app:
+        app.append([{"index": 0, "x": "a"}, {"index": 1, "x": "b"}])
+    good = path.read_bytes()
+    path.write_bytes(good + encode_record({"index": 2})[:-5])  # torn: no newline
+    records, valid = read_checked_jsonl(path)
+    assert [r["index"] for r in records] == [0, 1] and valid == len(good)
+    tampered = json.loads(good.splitlines()[1])
+    tampered["x"] = "changed"
+    path.write_bytes(good.splitlines(keepends=True)[0] + (json.dumps(tampered) + "\n").encode())
+    records, _ = read_checked_jsonl(path)
+    assert [r["index"] for r in records] == [0]
+    with CheckedAppender(path) as app:  # reopening truncates the bad tail before appending
+        app.append([{"index": 5}])
+    records, valid = read_checked_jsonl(path)
+    assert [r["index"] for r in records] == [0, 5] and valid == path.stat().st_size
+    assert records[1]["crc"] == record_crc(records[1])
+
+
+def spec(out, **kw):
+    base = dict(out=out, model="tiny-llama", dataset="gsm8k", n=5, layers="-1,final",
+                decode=DecodeConfig(max_new_tokens=6, batch_size=2))
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def test_generate_run_writes_results_shards_summary(tmp_path, tiny_llama):
+    summary = execute(spec(tmp_path / "run"), lm=tiny_llama, quiet=True)
+    run = RunDir(tmp_path / "run")
+    results = run.results()
+    assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
+    assert summary["n"] == 5 and summary["accuracy"] == summary["n_correct"] / summary["n_graded"]
+    assert run.manifest["layers"] == [3, "final"] and run.manifest["hidden_size"] == 64
+    for r in results:
+        tensors = run.load_states(r["index"])
+        assert tensors["layer.3"].shape == (r["n_tokens"], 64)
+        assert tensors["layer.final"].dtype == torch.float32
+        assert tensors["token_ids"].shape == (r["n_tokens"],)
+        assert run.state_metadata(r["index"])["id"] == r["id"]
+        assert r["gold"] and r["status"] in ("ok", "ungradable")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["n"] == 5
+
+
+def test_resume_redoes_only_incomplete_samples(tmp_path, tiny_llama):
+    reference = tmp_path / "ref"
+    execute(spec(reference), lm=tiny_llama, quiet=True)
+    expected = {r["index"]: (r["completion"], r["n_tokens"]) for r in RunDir(reference).results()}
+
+    run_path = tmp_path / "run"
+    execute(spec(run_path), lm=tiny_llama, quiet=True)
+    run = RunDir(run_path)
+    lines = run.results_path.read_bytes().splitlines(keepends=True)
+    run.results_path.write_bytes(b"".join(lines[:2]) + lines[2][:10])  # torn third record, 4th and 5th lost
+    run.state_path(1).unlink()  # a shard lost after its record: sample 1 must be redone too
+    before = {i: run.state_path(i).stat().st_mtime_ns for i in (0,)}
+    execute(spec(run_path), lm=tiny_llama, quiet=True)
+    results = run.results()
+    assert sorted(r["index"] for r in results) == [0, 1, 2, 3, 4]
+    assert {r["index"]: (r["completion"], r["n_tokens"]) for r in results} == expected
+    assert run.state_path(0).stat().st_mtime_ns == before[0]  # complete samples are not rewritten
+    raw, valid = read_checked_jsonl(run.results_path)
+    assert sorted(r["index"] for r in raw) == [0, 1, 2, 3, 4]  # no duplicate records on disk either
+    assert valid == run.results_path.stat().st_size
+
+
+def test_resume_with_different_settings_is_refused(tmp_path, tiny_llama):
+    execute(spec(tmp_path / "run"), lm=tiny_llama, quiet=True)
+    before = (tmp_path / "run" / "results.jsonl").read_bytes()
+    with pytest.raises(UserError, match="template"):
+        execute(spec(tmp_path / "run", template="deepseek-math"), lm=tiny_llama, quiet=True)
+    assert (tmp_path / "run" / "results.jsonl").read_bytes() == before
+
+
+def test_newer_format_version_is_refused(tmp_path, tiny_llama):
+    execute(spec(tmp_path / "run"), lm=tiny_llama, quiet=True)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="newer"):
+        RunDir(tmp_path / "run").open_run()
+
+
+def test_corrupt_shard_is_a_user_error(tmp_path, tiny_llama):
+    execute(spec(tmp_path / "run", n=2), lm=tiny_llama, quiet=True)
+    run = RunDir(tmp_path / "run")
+    run.state_path(0).write_bytes(b"\x00garbage")
+    with pytest.raises(UserError, match="000000.safetensors"):
+        run.load_states(0)
