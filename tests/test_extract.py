@@ -178,3 +178,9 @@ def test_deep_nesting_in_numbers_is_bounded():
     deep = "{" * 10_000 + "5" + "}" * 10_000
     assert read_final_number(deep).status in ("ok", "unreadable")
     assert read_number(deep).status in ("no_number", "unreadable")
+
+
+def test_powers_of_one_and_unparsable_runs():
+    assert read_final_number("1^{10^{10^{10}}}").value == Fraction(1)
+    assert read_final_number("0^{10^{10^{10}}}").status == "unreadable"
+    assert read_final_number("3 (7)").value == Fraction(7)

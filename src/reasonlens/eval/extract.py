@@ -287,8 +287,10 @@ def _bounded(value: Fraction) -> Value:
 
 def _power(base: Value, exponent: Value) -> Value:
     if isinstance(exponent, _OutOfRange):
-        if base in (Fraction(0), Fraction(1)):
-            raise _Unreadable("power with an unbounded exponent")
+        if base == 1:
+            return Fraction(1)
+        if base == 0:
+            raise _Unreadable("zero to an unbounded power")
         if isinstance(base, _OutOfRange) or abs(base) != 1:
             return OUT_OF_RANGE
         raise _Unreadable("power of -1 with an unbounded exponent")
@@ -498,7 +500,7 @@ _FALLBACK_REACH = 16
 
 def _parse_nearest_subexpression(tokens: list[tuple[str, str]], anchor: int) -> Value:
     """Value of the widest parsable token span around the last number (the "final number" rule
-    when the whole run is not one expression, e.g. ``5 \\text{ or } 7``)."""
+    when the whole run is not one expression, e.g. ``3 (7)``)."""
     first = max(0, anchor - _FALLBACK_REACH)
     last = min(len(tokens), anchor + 1 + _FALLBACK_REACH)
     for start in range(first, anchor + 1):

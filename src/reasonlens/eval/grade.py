@@ -93,8 +93,9 @@ _IGNORABLE_LATEX = re.compile(
 def normalize_latex(text: str) -> str:
     """Spacing- and presentation-insensitive form of a LaTeX answer, for the exact-match shortcut.
 
-    Only rewrites that cannot change the value: spaces, ``\\left``/``\\right``, thin spaces,
-    ``$``, ``\\dfrac``/``\\tfrac`` -> ``\\frac``, a trailing period, ``^\\circ`` / ``^{\\circ}``.
+    It drops what MATH-style grading ignores: whitespace, ``$``, ``\\left``/``\\right``, thin
+    spaces, ``\\displaystyle``, ``\\mathrm``, a trailing period and a degree sign (``^\\circ``), and
+    maps ``\\dfrac``/``\\tfrac`` to ``\\frac``. Used only to declare a match, never a mismatch.
     """
     text = _IGNORABLE_LATEX.sub("", text)
     text = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", text)
@@ -202,6 +203,9 @@ class _MathVerifyWorker:
         )
         self._finalizer = weakref.finalize(self, _kill, self.process)
         self._buffer = b""
+        # poll, not select: select fails on descriptors >= 1024, common in big processes.
+        self._poller = select.poll()
+        self._poller.register(self.process.stdout.fileno(), select.POLLIN)
         self.ready = False
         self.startup_seconds: float | None = None
         self.requests_served = 0
@@ -237,8 +241,7 @@ class _MathVerifyWorker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _WorkerTimeout()
-            readable, _, _ = select.select([fd], [], [], remaining)
-            if not readable:
+            if not self._poller.poll(remaining * 1000):
                 continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -255,9 +258,10 @@ class _MathVerifyWorker:
 class Grader:
     """Grades predictions; owns the math-verify worker (context manager, thread-safe).
 
-    ``timeout`` bounds each math-verify call (parse + verify of one prediction) in wall seconds; on
-    overrun the worker is killed, a fresh one is started at once, and the sample is ``ungradable``.
-    ``startup_timeout`` bounds a worker's start-up separately. ``memory_limit_mb`` caps the worker's
+    ``timeout`` is the wall-time budget of one :meth:`grade` call (extraction plus math-verify
+    parse + verify); when math-verify overruns it the worker is killed, the standby takes over, and
+    the sample is ``ungradable``. Waiting for another thread's call or for a worker's cold start is
+    not counted; ``startup_timeout`` bounds a start-up separately. ``memory_limit_mb`` caps the worker's
     address space so a runaway sympy computation fails instead of swapping the machine.
     ``recycle_after`` restarts the worker after that many requests to keep sympy caches bounded.
     With ``standby`` a second, idle worker is kept started, so the sample after a timeout does not
