@@ -1,0 +1,225 @@
+"""Thinking tokens (SPEC A4): decode MI peaks to tokens, group word variants, token-set files.
+
+A peak at step ``t`` has two readings: the generated token ``t`` (row ``t`` of a shard is the state that
+predicted it) and the LM-head argmax of the state itself (after the final norm unless the layer already is
+``"final"``). With greedy decoding at the last layer the two agree; elsewhere they measure how "decided"
+the state is. Counting groups every id of a word: case, a leading space, SentencePiece ``▁`` and GPT-2
+``Ġ`` markers.
+
+Token-set file: JSON lines, one ``{"word": str, "frequency": int, "token_ids": [int, ...]}`` per word,
+most frequent first. :func:`read_token_set` validates it and names the file and line of any defect.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reasonlens.errors import UserError
+
+WORD_MARKERS = (" ", "\u2581", "\u0120", "\t")  # space, SentencePiece "▁", GPT-2 byte-level "Ġ", tab
+_ALPHABETIC = re.compile(r"^[A-Za-z]+$")  # the reference notebook's filter
+
+
+def strip_markers(text: str) -> str:
+    """The surface word of a token: leading/trailing whitespace and word-start markers removed."""
+    text = text.strip()
+    while text and text[0] in WORD_MARKERS:
+        text = text[1:].lstrip()
+    return text
+
+
+def word_key(text: str) -> str:
+    """Grouping key of a token's text: markers stripped, case folded."""
+    return strip_markers(text).casefold()
+
+
+def is_alphabetic(word: str) -> bool:
+    return bool(_ALPHABETIC.match(word))
+
+
+def token_text(tokenizer: Any, token_id: int) -> str:
+    """Decoded text of one token id (special tokens kept)."""
+    return tokenizer.decode([int(token_id)], skip_special_tokens=False)
+
+
+def _surface_variants(word: str) -> list[str]:
+    base = strip_markers(word)
+    forms = [base, base.lower(), base.capitalize(), base.upper(), base.title()]
+    return list(dict.fromkeys(f for f in forms if f))
+
+
+def word_variant_ids(tokenizer: Any, word: str, include_split_starts: bool = True) -> list[int]:
+    """Every token id that spells ``word`` (any case, with or without a leading space/marker).
+
+    Single-token variants are found in the vocabulary (``word``, ``▁word``, ``Ġword``) and by encoding
+    ``word`` and ``" " + word``. With ``include_split_starts``, a variant the tokenizer splits into several
+    tokens contributes its first token (the one a decoder would emit to start the word). Sorted ids.
+    """
+    if not strip_markers(word):
+        raise UserError(f"word_variant_ids: empty word {word!r}")
+    vocab = tokenizer.get_vocab()
+    ids: set[int] = set()
+    for form in _surface_variants(word):
+        for marked in (form, "\u2581" + form, "\u0120" + form, " " + form):
+            if marked in vocab:
+                ids.add(int(vocab[marked]))
+        for text in (form, " " + form):
+            encoded = tokenizer.encode(text, add_special_tokens=False)
+            pieces = [i for i in encoded if strip_markers(token_text(tokenizer, i))]  # drop bare-space pieces
+            if len(pieces) == 1 and word_key(token_text(tokenizer, pieces[0])) == form.casefold():
+                ids.add(int(pieces[0]))
+            elif len(pieces) > 1 and include_split_starts:
+                ids.add(int(pieces[0]))
+    return sorted(ids)
+
+
+@dataclass
+class WordCount:
+    """One grouped word: its most frequent surface form, total count, and every id seen or known for it."""
+
+    word: str
+    frequency: int
+    token_ids: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"word": self.word, "frequency": self.frequency, "token_ids": self.token_ids}
+
+
+@dataclass
+class WordCounter:
+    """Counts token ids and groups them into words (case, leading space and markers folded)."""
+
+    tokenizer: Any
+    alphabetic_only: bool = True
+    _ids: Counter = field(default_factory=Counter)
+
+    def add(self, token_ids: Iterable[int]) -> None:
+        self._ids.update(int(i) for i in token_ids)
+
+    def words(self, top: int | None = None, add_variants: bool = True) -> list[WordCount]:
+        """Grouped counts, most frequent first (ties: alphabetical); ``add_variants`` adds the vocabulary's
+        single-token variants of each word to its ``token_ids``."""
+        groups: dict[str, Counter] = {}
+        for token_id, count in self._ids.items():
+            surface = strip_markers(token_text(self.tokenizer, token_id))
+            if not surface or (self.alphabetic_only and not is_alphabetic(surface)):
+                continue
+            groups.setdefault(surface.casefold(), Counter())[(surface, token_id)] += count
+        out = []
+        for key, members in groups.items():
+            by_surface: Counter = Counter()
+            for (surface, _), count in members.items():
+                by_surface[surface] += count
+            display = sorted(by_surface.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            ids = {tid for (_, tid) in members}
+            if add_variants:
+                ids.update(i for i in word_variant_ids(self.tokenizer, display, include_split_starts=False)
+                           if word_key(token_text(self.tokenizer, i)) == key)
+            out.append(WordCount(display, sum(members.values()), sorted(ids)))
+        out.sort(key=lambda w: (-w.frequency, w.word))
+        return out[:top] if top is not None else out
+
+
+def write_token_set(path: str | Path, words: Sequence[WordCount]) -> Path:
+    """Write a token-set file (JSON lines) atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(w.to_json()) + "\n" for w in words), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_token_set(path: str | Path) -> list[WordCount]:
+    """Read and validate a token-set file; a malformed line raises UserError naming the file and line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: token-set file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read token-set file ({exc})") from None
+    words = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: expected a JSON object with word, frequency, token_ids")
+        word, freq, ids = record.get("word"), record.get("frequency"), record.get("token_ids")
+        if not isinstance(word, str) or not word:
+            raise UserError(f"{where}: field 'word' must be a non-empty string")
+        if isinstance(freq, bool) or not isinstance(freq, int) or freq < 0:
+            raise UserError(f"{where}: field 'frequency' must be a non-negative integer")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise UserError(f"{where}: field 'token_ids' must be a non-empty list of non-negative integers")
+        words.append(WordCount(word, freq, list(ids)))
+    return words
+
+
+@torch.inference_mode()
+def lm_head_argmax(lm: Any, states: torch.Tensor, layer: int | str, batch: int = 256) -> torch.Tensor:
+    """Argmax token of the LM head on ``states [P, d]`` captured at ``layer`` -> ``[P]`` int64.
+
+    ``lm.layers.final_norm`` is applied first unless ``layer == "final"`` (those states are already normed).
+    """
+    if lm.layers is None:
+        raise UserError(f"model '{lm.name}' has no LM head view to decode states with")
+    if states.dim() != 2:
+        raise UserError(f"states must be [P, d], got shape {tuple(states.shape)}")
+    out = []
+    for start in range(0, states.shape[0], batch):
+        chunk = states[start : start + batch].to(device=lm.device, dtype=lm.dtype)
+        if str(layer) != "final":
+            chunk = lm.layers.final_norm(chunk)
+        out.append(lm.layers.lm_head(chunk).argmax(dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class PeakToken:
+    """The two readings of one peak."""
+
+    sample: int
+    layer: str
+    step: int
+    generated_id: int
+    argmax_id: int | None
+
+    @property
+    def agree(self) -> bool | None:
+        return None if self.argmax_id is None else self.generated_id == self.argmax_id
+
+
+def peak_tokens(
+    sample: int,
+    layer: int | str,
+    steps: Sequence[int],
+    token_ids: torch.Tensor,
+    states: torch.Tensor | None = None,
+    lm: Any = None,
+) -> list[PeakToken]:
+    """Readings of the peaks ``steps`` of one trace; the argmax reading needs ``states [T, d]`` and ``lm``."""
+    steps = [int(s) for s in steps if 0 <= int(s) < token_ids.shape[0]]
+    argmax: list[int | None] = [None] * len(steps)
+    if steps and states is not None and lm is not None:
+        argmax = lm_head_argmax(lm, states[torch.tensor(steps)], layer).tolist()
+    return [PeakToken(sample, str(layer), s, int(token_ids[s]), a) for s, a in zip(steps, argmax)]
+
+
+def agreement_rate(tokens: Sequence[PeakToken]) -> float | None:
+    """Fraction of peaks whose generated token equals the LM-head argmax (None if never decoded)."""
+    decided = [t.agree for t in tokens if t.agree is not None]
+    return sum(decided) / len(decided) if decided else None
