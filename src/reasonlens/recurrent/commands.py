@@ -1,0 +1,100 @@
+"""CLI commands of the recurrent-depth module: train-recurrent, depth, latent (argument parsing only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train-recurrent`, `depth` and `latent` to the reasonlens CLI."""
+
+    @app.command("train-recurrent")
+    def train_recurrent_command(
+        config: Path = typer.Option(..., "--config", "-c", help="JSON with 'model' (huginn config fields) or 'init' "
+                                    "(model dir), and 'train' (TrainConfig fields)."),
+        data: str = typer.Option(..., "--data", help="JSONL file ({'text'} or {'prompt','completion'} per line) "
+                                 "or a dataset name, e.g. synthetic-hops:1-4."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory (re-running resumes its checkpoint)."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda, ... (bf16 autocast on CUDA)."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Override train.steps."),
+    ) -> None:
+        """Train a recurrent-depth model with randomized depth and truncated backprop."""
+        from reasonlens.recurrent.train import load_train_file, train_recurrent
+
+        model_config, train_config, extra = load_train_file(config)
+        if steps is not None:
+            train_config.steps = steps
+        result = train_recurrent(model_config, train_config, data, out, init=extra.get("init"), device=device)
+        typer.echo(f"trained {result.steps} steps in {result.seconds:.1f}s, final loss {result.final_loss:.4f}")
+        typer.echo(f"model: {out}")
+
+    @app.command("depth")
+    def depth_command(
+        model: str = typer.Option(..., "--model", "-m", help="Recurrent-depth model directory or built-in name."),
+        dataset: str = typer.Option(..., "--dataset", "-d", help="Any dataset the toolkit accepts."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run directory (resumable)."),
+        steps: str = typer.Option("1,2,4,8,16,32", "--steps", help="Comma-separated core iteration counts r."),
+        exit_criterion: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit: kl, kl-reference, "
+                                                     "entropy-diff, latent-diff, argmax-stability, cosine."),
+        threshold: Optional[float] = typer.Option(None, "--threshold", help="Exit threshold (default: the "
+                                                  "criterion's documented default, kl 5e-4)."),
+        n: Optional[int] = typer.Option(None, "--n", help="Number of problems."),
+        split: str = typer.Option("test", "--split"),
+        template: str = typer.Option("raw", "--template"),
+        max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+        batch_size: int = typer.Option(8, "--batch-size"),
+        init_scale: float = typer.Option(0.0, "--init-scale", help="Initial-state scale (0 = zero state)."),
+        warm_start: bool = typer.Option(False, "--warm-start", help="Continuous CoT: s0 = previous token's state."),
+        cache_slots: Optional[int] = typer.Option(None, "--cache-slots", help="Keep N KV slots per core layer."),
+        model_dtype: str = typer.Option("fp32", "--model-dtype"),
+        device: str = typer.Option("cpu", "--device"),
+    ) -> None:
+        """Accuracy at each r, and with --exit adaptive per-token exit (iterations used per token)."""
+        from reasonlens.recurrent.depth import DepthSpec, format_depth_table, parse_steps, run_depth
+
+        spec = DepthSpec(model=model, dataset=dataset, out=out, steps=parse_steps(steps), exit_criterion=exit_criterion,
+                         threshold=threshold, split=split, n=n, template=template, max_new_tokens=max_new_tokens,
+                         batch_size=batch_size, init_scale=init_scale, warm_start=warm_start,
+                         cache_slots=cache_slots, model_dtype=model_dtype, device=device)
+        summary = run_depth(spec)
+        for setting, accuracy, iterations in format_depth_table(summary):
+            typer.echo(f"{setting:40s} accuracy {accuracy}  iterations/token {iterations}")
+        adaptive = summary.get("adaptive")
+        if adaptive and adaptive.get("iterations_saved_vs_fixed_rmax") is not None:
+            typer.echo(f"adaptive exit saves {100 * adaptive['iterations_saved_vs_fixed_rmax']:.1f}% of core "
+                       f"iterations vs r={adaptive['max_steps']}, accuracy change "
+                       f"{100 * adaptive['accuracy_change_vs_fixed_rmax']:+.1f} points")
+        typer.echo(f"summary: {out / 'summary.json'}")
+
+    @app.command("latent")
+    def latent_command(
+        source: str = typer.Argument(..., help="A run directory (from `generate` with a recurrent model) or a "
+                                     "recurrent-depth model (directory or built-in name)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory for PNGs, parquet and summary.json."),
+        text: Optional[list[str]] = typer.Option(None, "--text", help="Text to analyse (repeatable; with a model)."),
+        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Analyse question + solution texts."),
+        split: str = typer.Option("test", "--split"),
+        n: int = typer.Option(4, "--n", help="Samples to analyse."),
+        max_steps: int = typer.Option(32, "--max-steps", help="Iterations shown."),
+        star_steps: int = typer.Option(64, "--star-steps", help="s* = state after this many iterations."),
+        max_tokens: int = typer.Option(64, "--max-tokens", help="Analyse the last this-many tokens of each text."),
+        init_scale: float = typer.Option(0.0, "--init-scale"),
+        no_mi: bool = typer.Option(False, "--no-mi", help="Skip MI in depth."),
+        device: str = typer.Option("cpu", "--device"),
+    ) -> None:
+        """Convergence heatmaps, PCA trajectories, fixed-point/orbit/slider labels and MI in depth."""
+        from reasonlens.models import load
+        from reasonlens.recurrent.latent import LatentConfig, analyze_latents, items_from_source
+
+        model_spec, items = items_from_source(source, texts=text, dataset=dataset, split=split, n=n)
+        config = LatentConfig(max_steps=max_steps, star_steps=star_steps, max_tokens=max_tokens,
+                              init_scale=init_scale, mi=not no_mi)
+        config.validate()
+        lm = load(model_spec, device=device)
+        summary = analyze_latents(lm, items, out, config)
+        counts = ", ".join(f"{k} {v}" for k, v in summary["label_counts"].items())
+        typer.echo(f"{summary['n_tokens']} tokens in {summary['n_samples']} samples: {counts}")
+        typer.echo(f"output: {out}")
