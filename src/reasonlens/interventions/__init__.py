@@ -1,0 +1,30 @@
+"""Interventions and test-time scaling, all plug-ins of the one decode loop (SPEC A5-A8)."""
+
+from reasonlens.interventions.evaluate import (
+    EvalSpec,
+    MethodOptions,
+    compare_runs,
+    evaluate,
+    load_eval_run,
+    resolve_method,
+)
+from reasonlens.interventions.methods import build_plugins, method_names, register_method
+from reasonlens.interventions.recycle import RepresentationRecycling, default_layer, layer_sweep
+from reasonlens.interventions.scaling import BudgetForcing, EosBlocker, ThinkingTokenScaling, parse_budgets
+from reasonlens.interventions.suppress import ControlWord, TokenSuppressor, random_control_words, suppression_ids
+from reasonlens.interventions.tokens import (
+    PAPER_THINKING_WORDS,
+    TokenSet,
+    leakage_warning,
+    load_token_set,
+    paper_token_set,
+    word_variant_ids,
+)
+
+__all__ = [
+    "PAPER_THINKING_WORDS", "BudgetForcing", "ControlWord", "EosBlocker", "EvalSpec", "MethodOptions",
+    "RepresentationRecycling", "ThinkingTokenScaling", "TokenSet", "TokenSuppressor", "build_plugins",
+    "compare_runs", "default_layer", "evaluate", "layer_sweep", "leakage_warning", "load_eval_run",
+    "load_token_set", "method_names", "paper_token_set", "parse_budgets", "random_control_words",
+    "register_method", "resolve_method", "suppression_ids", "word_variant_ids",
+]

@@ -1,0 +1,95 @@
+"""CLI commands `eval` and `compare-eval` (argument parsing only; the work is in evaluate.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        model: str = typer.Option(..., "--model", "-m", help="Built-in name, model directory, .gguf or hub id."),
+        dataset: str = typer.Option(..., "--dataset", "-d", help="gsm8k, math500, synthetic-arith, a file, ..."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run directory (re-running resumes it)."),
+        method: str = typer.Option("baseline", "--method",
+                                   help="baseline | suppress | rr | ttts | budget-force."),
+        n: Optional[int] = typer.Option(None, "--n", help="Number of problems (default: all)."),
+        offset: int = typer.Option(0, "--offset"),
+        split: str = typer.Option("test", "--split"),
+        template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat."),
+        system: Optional[str] = typer.Option(None, "--system"),
+        max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget (plain methods)."),
+        batch_size: int = typer.Option(8, "--batch-size"),
+        model_dtype: str = typer.Option("fp32", "--model-dtype"),
+        device: str = typer.Option("cpu", "--device"),
+        stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+        words: Optional[str] = typer.Option(None, "--words", help="Comma-separated words (suppress/rr triggers, "
+                                            "ttts thinking tokens); default: --token-set or the paper's list."),
+        token_set: Optional[Path] = typer.Option(None, "--token-set", help="Token-set file from the MI analysis."),
+        token_set_dataset: Optional[str] = typer.Option(None, "--token-set-dataset",
+                                                        help="Dataset the token set was learnt on (if unrecorded)."),
+        token_set_split: Optional[str] = typer.Option(None, "--token-set-split",
+                                                      help="Split the token set was learnt on (if unrecorded)."),
+        k: Optional[int] = typer.Option(None, "--k", help="suppress/rr: use the top-k words of the set."),
+        control: str = typer.Option("thinking", "--control", help="suppress: thinking | random."),
+        control_run: Optional[Path] = typer.Option(None, "--control-run",
+                                                   help="suppress random: a generate run of this model."),
+        band: float = typer.Option(2.0, "--band", help="suppress random: frequency band factor."),
+        seed: int = typer.Option(0, "--seed", help="Random control draw and RR recycling draws."),
+        layer: Optional[int] = typer.Option(None, "--layer", help="rr: decoder layer (default floor(2L/3))."),
+        p: float = typer.Option(1.0, "--p", help="rr: recycling probability."),
+        repeats: int = typer.Option(1, "--repeats", help="rr: extra applications of the layer."),
+        budgets: Optional[str] = typer.Option(None, "--budgets", help="ttts/budget-force/baseline: e.g. 64,128,256."),
+        min_fraction: float = typer.Option(0.5, "--min-fraction", help="budget-force: minimum / cap."),
+        block_eos: bool = typer.Option(False, "--block-eos", help="budget-force: block EOS below the minimum."),
+        wait: str = typer.Option("Wait", "--wait", help="budget-force: word appended on early stops."),
+        answer_prompt: Optional[str] = typer.Option(None, "--answer-prompt", help="Text that forces the answer."),
+        answer_tokens: int = typer.Option(16, "--answer-tokens", help="Tokens allowed after the answer prompt."),
+    ) -> None:
+        """Evaluate a decoding method (resumable); prints accuracy (per budget for budget methods)."""
+        from reasonlens.cli import parse_stop
+        from reasonlens.decode import DecodeConfig
+        from reasonlens.interventions.evaluate import EvalSpec, MethodOptions, evaluate
+        from reasonlens.interventions.scaling import ANSWER_PROMPT, parse_budgets
+        from reasonlens.interventions.tokens import parse_words
+
+        options = MethodOptions(
+            words=parse_words(words) if words else None, token_set=token_set, token_set_dataset=token_set_dataset,
+            token_set_split=token_set_split, k=k, control=control, control_run=control_run, band=band, seed=seed,
+            layer=layer, p=p, repeats=repeats, budgets=parse_budgets(budgets) if budgets else None,
+            min_fraction=min_fraction, block_eos=block_eos, wait=wait,
+            answer_prompt=answer_prompt.encode("utf-8").decode("unicode_escape") if answer_prompt else ANSWER_PROMPT,
+            answer_tokens=answer_tokens)
+        decode = DecodeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=parse_stop(stop),
+                              add_special_tokens=template != "chat")
+        spec = EvalSpec(out=out, model=model, dataset=dataset, method=method, options=options, split=split, n=n,
+                        offset=offset, template=template, system=system, decode=decode, model_dtype=model_dtype,
+                        device=device, trust_remote_code=trust_remote_code)
+        summary = evaluate(spec)
+        if "accuracy_by_budget" in summary:
+            for budget, acc in summary["accuracy_by_budget"].items():
+                lo, hi = summary["accuracy_ci95_by_budget"][budget]
+                typer.echo(f"budget {budget}: accuracy {acc:.3f} 95% CI [{lo:.3f}, {hi:.3f}]")
+        else:
+            typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n_graded']}) "
+                       f"95% CI [{summary['accuracy_ci95'][0]:.3f}, {summary['accuracy_ci95'][1]:.3f}]")
+        typer.echo(f"run: {out}")
+
+    @app.command("compare-eval")
+    def compare_eval_command(
+        runs: list[Path] = typer.Argument(..., help="Run directories; the first is the reference."),
+        n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples."),
+        seed: int = typer.Option(0, "--seed"),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison as JSON here."),
+    ) -> None:
+        """Accuracy of each run and paired bootstrap 95% CIs of the difference to the first run."""
+        from reasonlens.interventions.evaluate import compare_runs, print_comparison, write_json
+
+        report = compare_runs(runs, n_boot=n_boot, seed=seed)
+        print_comparison(report)
+        if json_out is not None:
+            write_json(json_out, report)

@@ -1,0 +1,336 @@
+"""`reasonlens eval` and `reasonlens compare-eval`: evaluate a method into resumable run directories and
+compare methods on the same problems with paired bootstrap confidence intervals.
+
+Plain methods write one run directory (`reasonlens.runs` format). Budgeted methods (TTTS, budget forcing,
+or baseline with --budgets) write one sub-run per budget, `RUN_DIR/budget-<B>/`, plus a top-level
+`manifest.json` and a `summary.json` with the accuracy for every budget.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+
+from reasonlens.decode import DecodeConfig
+from reasonlens.errors import UserError
+from reasonlens.interventions.methods import build_plugins, method_info
+from reasonlens.interventions.recycle import default_layer
+from reasonlens.interventions.scaling import ANSWER_PROMPT, ANSWER_TOKENS, min_tokens_for
+from reasonlens.interventions.suppress import random_control_words
+from reasonlens.interventions.tokens import (
+    PAPER_THINKING_WORDS,
+    TokenSet,
+    leakage_warning,
+    load_token_set,
+    paper_token_set,
+)
+
+console = Console(stderr=True)
+
+
+@dataclass
+class MethodOptions:
+    """Every method option the CLI accepts; each method reads the ones it uses."""
+
+    words: list[str] | None = None  # explicit word list (overrides --token-set)
+    token_set: Path | None = None  # token-set file from the MI analysis (default: the paper's list)
+    token_set_dataset: str | None = None  # provenance override when the file does not record it
+    token_set_split: str | None = None
+    k: int | None = None  # suppress: number of words (top-k of the set)
+    control: str = "thinking"  # suppress: thinking | random
+    control_run: Path | None = None  # suppress random: generate run whose traces give word frequencies
+    band: float = 2.0  # suppress random: frequency band factor
+    seed: int = 0  # random control draw / RR recycling draws
+    layer: int | None = None  # rr: decoder layer (default floor(2L/3))
+    p: float = 1.0  # rr: recycling probability
+    repeats: int = 1  # rr: extra applications of the layer
+    budgets: list[int] | None = None  # ttts / budget-force / baseline: token budgets
+    min_fraction: float = 0.5  # budget-force: minimum budget as a fraction of the cap
+    block_eos: bool = False  # budget-force: also block EOS below the minimum
+    wait: str = "Wait"  # budget-force: the word appended on early stops
+    prefix: str = " "  # text before an injected word
+    answer_prompt: str = ANSWER_PROMPT
+    answer_tokens: int = ANSWER_TOKENS
+
+
+@dataclass
+class EvalSpec:
+    out: Path
+    model: str
+    dataset: str
+    method: str = "baseline"
+    options: MethodOptions = field(default_factory=MethodOptions)
+    split: str = "test"
+    n: int | None = None
+    offset: int = 0
+    template: str = "raw"
+    system: str | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    model_dtype: str = "fp32"
+    device: str = "cpu"
+    trust_remote_code: bool = False
+
+
+@dataclass
+class ResolvedMethod:
+    identity: dict[str, Any]  # the run's `method` field
+    provenance: dict[str, Any]  # recorded in the manifest, not part of the identity
+    warnings: list[str]
+
+
+def _token_set(options: MethodOptions) -> TokenSet:
+    if options.words:
+        return TokenSet(list(options.words), {"kind": "command line"})
+    if options.token_set is not None:
+        return load_token_set(options.token_set, options.token_set_dataset, options.token_set_split)
+    return paper_token_set()
+
+
+def _control_traces(options: MethodOptions, dataset: str, split: str) -> tuple[list[str], dict[str, Any], list[str]]:
+    from reasonlens.runs import RunDir
+
+    if options.control_run is None:
+        raise UserError("--control random needs --control-run RUN_DIR (a generate run of this model) for word "
+                        "frequencies")
+    run = RunDir(options.control_run)
+    manifest = run.open_run()
+    traces = [r.get("completion", "") for r in run.results()]
+    if not traces:
+        raise UserError(f"--control-run {options.control_run}: the run has no results")
+    source = {"path": str(options.control_run), "dataset": manifest.get("dataset"), "split": manifest.get("split"),
+              "model": manifest.get("model"), "n_traces": len(traces)}
+    warning = leakage_warning({"kind": "run", **source}, dataset, split)
+    return traces, source, [f"control run: {warning}"] if warning else []
+
+
+def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: str) -> ResolvedMethod:
+    """Fix every choice a method makes (words, layer, ...) so the result is the run's identity."""
+    info = method_info(name)
+    if name == "baseline":
+        return ResolvedMethod({"name": name}, {}, [])
+    if info.budgeted and not options.budgets:
+        raise UserError(f"--method {name} needs --budgets (e.g. --budgets 64,128,256,512)")
+    warnings: list[str] = []
+    provenance: dict[str, Any] = {}
+    if name in ("suppress", "rr"):
+        token_set = _token_set(options)
+        if options.k is not None:
+            token_set = token_set.top(options.k)
+        provenance["token_set"] = token_set.describe()
+        leak = leakage_warning(token_set.source, dataset, split)
+        if leak:
+            warnings.append(leak)
+    if name == "suppress":
+        if options.control not in ("thinking", "random"):
+            raise UserError(f"--control must be 'thinking' or 'random', got '{options.control}'")
+        words = list(token_set.words)
+        identity: dict[str, Any] = {"name": name, "control": options.control, "k": len(words)}
+        if options.control == "random":
+            traces, source, more = _control_traces(options, dataset, split)
+            warnings += more
+            control = random_control_words(words, traces, options.seed, lm.tokenizer, band=options.band)
+            provenance["control_run"] = source
+            provenance["control_words"] = [c.__dict__ for c in control]
+            identity.update(seed=options.seed, band=options.band, thinking_words=words)
+            words = [c.word for c in control]
+        identity["words"] = words
+        return ResolvedMethod(identity, provenance, warnings)
+    if name == "rr":
+        num_layers = lm.layers.num_layers if lm.layers is not None else 0
+        if lm.layers is None:
+            raise UserError(f"--method rr: model '{lm.name}' has no decoder layer stack to recycle")
+        layer = default_layer(num_layers) if options.layer is None else options.layer
+        if layer < 0:
+            layer += num_layers
+        if not 0 <= layer < num_layers:
+            raise UserError(f"--layer {options.layer}: model has {num_layers} decoder layers")
+        identity = {"name": name, "words": list(token_set.words), "layer": layer, "p": options.p,
+                    "repeats": options.repeats, "seed": options.seed}
+        return ResolvedMethod(identity, provenance, warnings)
+    if name == "ttts":
+        words = list(options.words) if options.words else list(PAPER_THINKING_WORDS)
+        identity = {"name": name, "words": words, "prefix": options.prefix, "answer_prompt": options.answer_prompt,
+                    "answer_tokens": options.answer_tokens}
+        return ResolvedMethod(identity, provenance, warnings)
+    if name == "budget-force":
+        min_tokens_for(1, options.min_fraction)  # validates the fraction
+        identity = {"name": name, "min_fraction": options.min_fraction, "block_eos": options.block_eos,
+                    "wait": options.wait, "prefix": options.prefix, "answer_prompt": options.answer_prompt,
+                    "answer_tokens": options.answer_tokens}
+        return ResolvedMethod(identity, provenance, warnings)
+    raise UserError(f"--method {name}: no option resolver")  # a registered method without one
+
+
+def evaluate(spec: EvalSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
+    """Run (or resume) the evaluation; returns the summary also written to `OUT/summary.json`."""
+    from reasonlens.models import load
+    from reasonlens.runs import RunSpec, execute
+
+    info = method_info(spec.method)
+    if lm is None:
+        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code)
+    resolved = resolve_method(lm, spec.method, spec.options, spec.dataset, spec.split)
+    for warning in resolved.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    base = RunSpec(out=spec.out, model=spec.model, dataset=spec.dataset, command="eval", split=spec.split, n=spec.n,
+                   offset=spec.offset, template=spec.template, system=spec.system, decode=spec.decode,
+                   model_dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
+                   method=resolved.identity, extra_manifest=resolved.provenance)
+    budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
+    if not budgets:
+        return execute(base, lm=lm, plugins=lambda m: build_plugins(m, resolved.identity), quiet=quiet)
+    return _evaluate_budgets(base, resolved, budgets, lm, quiet)
+
+
+def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, quiet: bool) -> dict[str, Any]:
+    import reasonlens
+    from reasonlens.runs import RunDir, execute
+
+    top = RunDir(base.out)
+    top.start({"command": "eval", "model": base.model, "dataset": base.dataset, "split": base.split,
+               "offset": base.offset, "n": base.n, "template": base.template, "system": base.system,
+               "decode": base.decode.to_dict(), "layers": None, "dtype": None, "model_dtype": base.model_dtype,
+               "method": {**resolved.identity, "budgets": budgets}, "budgets": budgets,
+               "runs": {str(b): f"budget-{b}" for b in budgets}, "reasonlens_version": reasonlens.__version__,
+               **resolved.provenance})
+    per_budget: dict[str, dict[str, Any]] = {}
+    for budget in budgets:
+        spec = replace(base, out=base.out / f"budget-{budget}", decode=replace(base.decode, max_new_tokens=budget),
+                       method={**resolved.identity, "budget": budget})
+        summary = execute(spec, lm=lm, plugins=lambda m, b=budget: build_plugins(m, resolved.identity, b), quiet=quiet)
+        per_budget[str(budget)] = summary
+    summary = {
+        "command": "eval", "model": base.model, "dataset": base.dataset, "method": resolved.identity,
+        "budgets": budgets, "n": min(s["n"] for s in per_budget.values()),
+        "accuracy_by_budget": {b: s["accuracy"] for b, s in per_budget.items()},
+        "accuracy_ci95_by_budget": {b: s["accuracy_ci95"] for b, s in per_budget.items()},
+        "mean_tokens_by_budget": {b: s["mean_tokens"] for b, s in per_budget.items()},
+        "runs": {b: f"budget-{b}" for b in per_budget},
+    }
+    top.write_summary(summary)
+    return summary
+
+
+# -- comparison ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalRun:
+    """A finished evaluation: one result list per budget (key None for a plain run)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    results: dict[int | None, list[dict[str, Any]]]
+
+    @property
+    def label(self) -> str:
+        method = self.manifest.get("method") or {}
+        return f"{self.path.name} ({method.get('name', self.manifest.get('command', '?'))})"
+
+
+def load_eval_run(path: str | Path) -> EvalRun:
+    from reasonlens.runs import RunDir
+
+    run = RunDir(path)
+    manifest = run.open_run()
+    budgets = manifest.get("budgets")
+    if budgets:
+        results = {}
+        for budget in budgets:
+            sub = RunDir(Path(path) / f"budget-{budget}")
+            if sub.exists():
+                results[int(budget)] = sub.results()
+        if not results:
+            raise UserError(f"{path}: budget run has no finished budget sub-runs")
+        return EvalRun(Path(path), manifest, results)
+    return EvalRun(Path(path), manifest, {None: run.results()})
+
+
+def _paired(a: list[dict], b: list[dict], where: str) -> tuple[list[float], list[float]]:
+    by_index = {r["index"]: r for r in b}
+    xs, ys = [], []
+    for record in a:
+        other = by_index.get(record["index"])
+        if other is None or record.get("status") != "ok" or other.get("status") != "ok":
+            continue
+        if record.get("id") != other.get("id"):
+            raise UserError(f"{where}: problem {record['index']} has id {record.get('id')!r} in one run and "
+                            f"{other.get('id')!r} in the other (runs are not on the same problems)")
+        xs.append(1.0 if record.get("correct") else 0.0)
+        ys.append(1.0 if other.get("correct") else 0.0)
+    return xs, ys
+
+
+def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Accuracy of every run (per budget for budget runs) and, for each run after the first, the paired
+    bootstrap 95% CI of its accuracy minus the first run's on the problems both graded."""
+    from reasonlens.eval import bootstrap_ci, paired_bootstrap_diff
+
+    if len(paths) < 2:
+        raise UserError("compare-eval needs at least two run directories")
+    runs = [load_eval_run(p) for p in paths]
+    reference = runs[0]
+    for run in runs[1:]:
+        for key in ("dataset", "split"):
+            if run.manifest.get(key) != reference.manifest.get(key):
+                raise UserError(f"{run.path}: {key} {run.manifest.get(key)!r} differs from {reference.path}'s "
+                                f"{reference.manifest.get(key)!r}; compare runs on the same problems")
+    rows = []
+    for run in runs:
+        for budget, results in run.results.items():
+            graded = [1.0 if r.get("correct") else 0.0 for r in results if r.get("status") == "ok"]
+            acc = bootstrap_ci(graded, n_boot=n_boot, seed=seed) if graded else None
+            rows.append({"run": str(run.path), "method": run.manifest.get("method"), "budget": budget,
+                         "n": len(results), "n_graded": len(graded),
+                         "accuracy": acc.estimate if acc else None, "ci95": [acc.lo, acc.hi] if acc else None})
+    comparisons = []
+    for run in runs[1:]:
+        for budget, results in run.results.items():
+            ref_budget = budget if budget in reference.results else None
+            if ref_budget not in reference.results:
+                continue
+            xs, ys = _paired(reference.results[ref_budget], results, str(run.path))
+            if not xs:
+                continue
+            diff = paired_bootstrap_diff(ys, xs, n_boot=n_boot, seed=seed)
+            comparisons.append({
+                "reference": str(reference.path), "reference_budget": ref_budget, "run": str(run.path),
+                "budget": budget, "n_paired": len(xs), "reference_accuracy": sum(xs) / len(xs),
+                "accuracy": sum(ys) / len(ys), "difference": diff.estimate, "difference_ci95": [diff.lo, diff.hi],
+                "significant": not (diff.lo <= 0.0 <= diff.hi),
+            })
+    return {"runs": rows, "comparisons": comparisons, "n_boot": n_boot, "seed": seed}
+
+
+def print_comparison(report: dict[str, Any], out: Console | None = None) -> None:
+    from rich.table import Table
+
+    out = out or Console()
+    table = Table(title="accuracy (95% bootstrap CI)")
+    for column in ("run", "method", "budget", "n graded", "accuracy", "95% CI"):
+        table.add_column(column)
+    for row in report["runs"]:
+        method = row["method"] or {}
+        acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+        ci = "-" if row["ci95"] is None else f"[{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]"
+        table.add_row(row["run"], str(method.get("name", "?")), str(row["budget"] or "-"), str(row["n_graded"]), acc,
+                      ci)
+    out.print(table)
+    table = Table(title="paired difference vs the first run (run - reference)")
+    for column in ("run", "budget", "vs budget", "n paired", "difference", "95% CI", "significant"):
+        table.add_column(column)
+    for c in report["comparisons"]:
+        table.add_row(c["run"], str(c["budget"] or "-"), str(c["reference_budget"] or "-"), str(c["n_paired"]),
+                      f"{c['difference']:+.3f}", f"[{c['difference_ci95'][0]:+.3f}, {c['difference_ci95'][1]:+.3f}]",
+                      "yes" if c["significant"] else "no")
+    out.print(table)
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    from reasonlens.runs.io import atomic_write_json
+
+    atomic_write_json(Path(path), json.loads(json.dumps(data)))

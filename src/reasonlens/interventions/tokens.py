@@ -1,0 +1,188 @@
+"""Token sets for interventions: words, their token-id variants, and where the words came from.
+
+The MI analysis writes token-set files (JSON lines {"word", "frequency", "token_ids"}) learnt from a run;
+`reasonlens.analysis.tokens` reads and writes them. This module turns a file (or the paper's list) into a
+`TokenSet` that also records its provenance, so a run manifest can say which dataset split the words were
+learnt on and the CLI can warn when that is the evaluation split (leakage).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from reasonlens.errors import UserError
+
+# The paper's thinking-token list for test-time scaling (SPEC A4).
+PAPER_THINKING_WORDS: tuple[str, ...] = (
+    "So", "Let", "Hmm", "I", "Okay", "First", "Wait", "But", "Now", "Then", "Since", "Therefore", "If", "Maybe", "To",
+)
+PAPER_SOURCE: dict[str, Any] = {"kind": "paper", "reference": "arXiv 2506.02867 (thinking tokens for TTTS)"}
+
+
+def word_variants(word: str) -> list[str]:
+    """Surface forms that count as the same word: case variants, each with and without a leading space."""
+    forms = {word, word.lower(), word.capitalize(), word.upper()}
+    return sorted({prefix + form for form in forms for prefix in ("", " ")})
+
+
+def word_variant_ids(tokenizer, word: str) -> list[int]:
+    """Every token id that starts one of the word's surface forms (a multi-token form contributes its first piece).
+
+    Uses `reasonlens.analysis.tokens.word_variant_ids` when the MI module provides it, so discovery and
+    intervention agree on what "the word's ids" are.
+    """
+    try:
+        from reasonlens.analysis.tokens import word_variant_ids as analysis_variant_ids  # type: ignore
+    except ImportError:
+        analysis_variant_ids = None
+    if analysis_variant_ids is not None:
+        return sorted({int(i) for i in analysis_variant_ids(tokenizer, word)})
+    ids: set[int] = set()
+    for text in word_variants(word):
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if encoded:
+            ids.add(int(encoded[0]))
+    return sorted(ids)
+
+
+@dataclass
+class TokenSet:
+    """An ordered list of words (most important first) and where they came from."""
+
+    words: list[str]
+    source: dict[str, Any] = field(default_factory=lambda: dict(PAPER_SOURCE))
+
+    def top(self, k: int) -> "TokenSet":
+        if k < 0:
+            raise UserError(f"--k must be >= 0, got {k}")
+        if k > len(self.words):
+            raise UserError(f"--k {k}: the token set has only {len(self.words)} words")
+        return TokenSet(self.words[:k], dict(self.source))
+
+    def ids(self, tokenizer) -> list[int]:
+        return sorted({i for word in self.words for i in word_variant_ids(tokenizer, word)})
+
+    def describe(self) -> dict[str, Any]:
+        return {"words": list(self.words), **{f"source_{k}": v for k, v in self.source.items()}}
+
+
+def paper_token_set() -> TokenSet:
+    return TokenSet(list(PAPER_THINKING_WORDS), dict(PAPER_SOURCE))
+
+
+def parse_words(text: str) -> list[str]:
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if not words:
+        raise UserError("--words: give at least one comma-separated word")
+    return words
+
+
+def _read_token_file(path: Path) -> list[dict[str, Any]]:
+    try:
+        from reasonlens.analysis.tokens import read_token_set  # type: ignore
+    except ImportError:
+        read_token_set = None
+    if read_token_set is not None:
+        entries = read_token_set(path)
+        return [e if isinstance(e, dict) else {"word": getattr(e, "word"), "frequency": getattr(e, "frequency", None)}
+                for e in entries]
+    entries = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"--token-set {path}: cannot read ({exc.strerror})") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--token-set {path}:{lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("word"), str):
+            raise UserError(f"--token-set {path}:{lineno}: expected an object with a string field 'word'")
+        entries.append(entry)
+    return entries
+
+
+def _provenance(path: Path) -> dict[str, Any]:
+    """Dataset and split of the run the token set was learnt from, from a manifest next to (or above) the file."""
+    source: dict[str, Any] = {"kind": "file", "path": str(path)}
+    for directory in (path.parent, path.parent.parent):
+        manifest_path = directory / "manifest.json"
+        if manifest_path.is_file():
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            origin = manifest.get("source_run_manifest") or manifest.get("source") or manifest
+            if isinstance(origin, dict):
+                for key in ("dataset", "split", "model"):
+                    if origin.get(key) is not None:
+                        source[key] = origin[key]
+                if "dataset" in source:
+                    source["manifest"] = str(manifest_path)
+                    break
+    return source
+
+
+def load_token_set(path: str | Path, dataset: str | None = None, split: str | None = None) -> TokenSet:
+    """Words of a token-set file, most frequent first; `dataset`/`split` override the detected provenance."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--token-set {path}: file not found")
+    entries = _read_token_file(path)
+    if not entries:
+        raise UserError(f"--token-set {path}: no words in the file")
+    entries = sorted(entries, key=lambda e: -(e.get("frequency") or 0))
+    words: list[str] = []
+    for entry in entries:
+        if entry["word"] not in words:
+            words.append(entry["word"])
+    source = _provenance(path)
+    if dataset is not None:
+        source["dataset"] = dataset
+    if split is not None:
+        source["split"] = split
+    return TokenSet(words, source)
+
+
+def leakage_warning(source: dict[str, Any], eval_dataset: str, eval_split: str) -> str | None:
+    """A one-line warning when the words were learnt on the split being evaluated (or the origin is unknown)."""
+    if source.get("kind") == "paper":
+        return None
+    dataset, split = source.get("dataset"), source.get("split")
+    if dataset is None or split is None:
+        return (f"token set {source.get('path', '?')}: its dataset/split is unknown, so it may have been learnt on "
+                f"the evaluation data ({eval_dataset}:{eval_split}); pass --token-set-split/--token-set-dataset")
+    same_dataset = str(dataset).split(":")[0] == str(eval_dataset).split(":")[0]
+    if same_dataset and split == eval_split:
+        return (f"token set learnt on {dataset} split '{split}', the split being evaluated: results leak test "
+                "information (learn the words on a training split)")
+    return None
+
+
+def trace_word_counts(texts: Iterable[str]) -> dict[str, int]:
+    """Case-insensitive counts of alphabetic words (keys are lower case)."""
+    import re
+
+    counts: dict[str, int] = {}
+    for text in texts:
+        for word in re.findall(r"[A-Za-z]+", text):
+            key = word.lower()
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def display_forms(texts: Iterable[str]) -> dict[str, str]:
+    """Most common surface form of each lower-cased word."""
+    import re
+    from collections import Counter
+
+    forms: dict[str, Counter] = {}
+    for text in texts:
+        for word in re.findall(r"[A-Za-z]+", text):
+            forms.setdefault(word.lower(), Counter())[word] += 1
+    return {key: counter.most_common(1)[0][0] for key, counter in forms.items()}
