@@ -214,3 +214,41 @@ def test_bad_arguments_raise_user_errors():
         shared_grader().grade_many(["a", "b"], ["a"], kind="numeric")
     with pytest.raises(UserError, match="timeout"):
         Grader(timeout=0)
+
+
+ORPHAN_SCRIPT = """
+import importlib, sys, threading
+grade_module = importlib.import_module("reasonlens.eval.grade")  # the package's `grade` is the function
+grade_module._ORPHAN_GRACE_SECONDS = 1
+grader = grade_module.Grader(standby=False)
+grader.start()
+print(grader._worker.process.pid, flush=True)
+threading.Thread(target=grader.grade, args=(sys.argv[1], "3"), kwargs={"timeout": 3}).start()
+threading.Event().wait()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_orphaned_mid_request_exits_on_its_own():
+    """If the grading process is SIGKILLed while sympy hangs, the worker must not live on."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, HANGING_FACTORIAL], stdout=subprocess.PIPE, text=True)
+    worker_pid = int(parent.stdout.readline())
+    time.sleep(1.0)  # let the hanging request reach the worker
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60  # the dead parent cannot kill it: only the worker's own alarm (3 + 1 s) can
+    alive = True
+    while alive and time.monotonic() < deadline:
+        try:
+            os.kill(worker_pid, 0)
+            with open(f"/proc/{worker_pid}/stat") as stat:
+                alive = stat.read().split()[2] != "Z"
+        except (ProcessLookupError, FileNotFoundError):
+            alive = False
+        time.sleep(0.2)
+    assert not alive

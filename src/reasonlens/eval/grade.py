@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -61,6 +63,8 @@ MAX_SYMBOLIC_CHARS = 2_000
 MAX_SYMBOLIC_DEPTH = 40
 _KILL_MARGIN_SECONDS = 0.05
 _MIN_WORKER_SECONDS = 0.05
+# A worker whose parent died mid-request kills itself this long after the request's budget.
+_ORPHAN_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -140,9 +144,13 @@ def _worker_main() -> None:  # pragma: no cover - exercised through the subproce
         return
     protocol_out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
 
+    # The parent kills us on overrun; this default-action alarm (which the kernel enforces even
+    # while sympy sits in one C call) only matters if the parent died mid-request.
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
     gold_cache: dict[str, list] = {}
     for line in sys.stdin:
         request = json.loads(line)
+        signal.alarm(int(request["hard_limit"]))
         reply: dict = {"id": request["id"]}
         try:
             gold = gold_cache.get(request["gold"])
@@ -159,6 +167,7 @@ def _worker_main() -> None:  # pragma: no cover - exercised through the subproce
                 reply["correct"] = bool(prediction) and bool(verify(gold, prediction, timeout_seconds=None))
         except BaseException as error:  # MemoryError/RecursionError from sympy: a verdict, not a crash
             reply["error"] = f"math-verify failed: {type(error).__name__}"
+        signal.alarm(0)
         protocol_out.write(json.dumps(reply) + "\n")
 
 
@@ -409,7 +418,8 @@ class Grader:
             if worker.requests_served >= self.recycle_after:
                 self._replace_worker()
                 worker = self._ready_worker()
-            payload = {"id": worker.requests_served, **payload}
+            hard_limit = math.ceil(timeout) + _ORPHAN_GRACE_SECONDS
+            payload = {"id": worker.requests_served, "hard_limit": hard_limit, **payload}
             try:
                 return worker.request(payload, timeout)
             except _WorkerTimeout:
