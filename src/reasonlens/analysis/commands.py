@@ -1,0 +1,118 @@
+"""CLI commands of the analysis area: ``mi``, ``tokens``, ``compare`` (argument parsing only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from reasonlens.errors import UserError
+
+
+def _sigma(text: str) -> float | str:
+    if text.strip().lower() == "median":
+        return "median"
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--sigma must be a positive number or 'median', got {text!r}") from None
+    if not value > 0:
+        raise UserError(f"--sigma must be a positive number or 'median', got {text!r}")
+    return value
+
+
+def _layers(text: Optional[str]) -> list[str] | None:
+    if text is None or not text.strip():
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``mi``, ``tokens`` and ``compare`` commands to ``app``."""
+
+    @app.command("mi")
+    def mi_command(
+        run: Path = typer.Argument(..., help="Run directory written by `reasonlens generate` with --layers."),
+        layers: Optional[str] = typer.Option(None, "--layers", help="Captured layers to analyse, comma-separated "
+                                             "(default: all captured)."),
+        token_layer: Optional[str] = typer.Option(None, "--token-layer", help="Layer whose peaks give the thinking "
+                                                  "tokens (default: deepest captured decoder layer)."),
+        sigma: str = typer.Option("50", "--sigma", help="Kernel bandwidth of the paper score, or 'median'."),
+        eps: float = typer.Option(1e-5, "--eps", help="Regulariser of the paper score."),
+        peaks: str = typer.Option("iqr", "--peaks", help="iqr (paper) | topk (reference notebook)."),
+        tau: float = typer.Option(1.5, "--tau", help="IQR multiplier for --peaks iqr."),
+        k: int = typer.Option(20, "--k", help="Number of peaks for --peaks topk."),
+        gold: str = typer.Option("solution", "--gold", help="Gold text to encode: solution (reference) | answer."),
+        model: Optional[str] = typer.Option(None, "--model", help="Model spec (default: the run's model)."),
+        device: str = typer.Option("cpu", "--device"),
+        argmax: bool = typer.Option(True, "--argmax/--no-argmax", help="Decode peak states with the LM head."),
+        all_tokens: bool = typer.Option(False, "--all-tokens", help="Keep non-alphabetic tokens in the token set."),
+        population: bool = typer.Option(True, "--population/--no-population",
+                                        help="Population HSIC/CKA across problems per relative-position bin."),
+        bins: int = typer.Option(10, "--bins", help="Relative-position bins for the population estimates."),
+        permutations: int = typer.Option(200, "--permutations", help="Permutations for population p-values (0: none)."),
+        n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples for CIs."),
+        seed: int = typer.Option(0, "--seed"),
+        plots: bool = typer.Option(True, "--plots/--no-plots"),
+        limit: Optional[int] = typer.Option(None, "--limit", help="Analyse only the first N samples."),
+    ) -> None:
+        """MI trajectories, peaks, statistics, thinking tokens and plots for a run (written to RUN/mi/)."""
+        from reasonlens.analysis.peaks import PeakConfig
+        from reasonlens.analysis.pipeline import MIConfig, analyze_run
+
+        config = MIConfig(layers=_layers(layers), token_layer=token_layer, sigma=_sigma(sigma), eps=eps,
+                          peaks=PeakConfig(mode=peaks, tau=tau, k=k), gold_source=gold, model=model, device=device,
+                          decode_argmax=argmax, alphabetic_only=not all_tokens, population=population, n_bins=bins,
+                          n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit)
+        summary = analyze_run(run, config)
+        layer = summary["token_layer"]
+        stats = summary["per_layer"][layer]["stats"]
+        auc = summary["per_layer"][layer]["cumulative_mi_vs_correct"]
+        typer.echo(f"{summary['n']} traces, layer {layer}: mean MI {stats['mean']['mean']:.4g}, "
+                   f"peaks/trace {stats['n_peaks']['mean']:.2f}, peak ratio {stats['peak_ratio']['mean']:.4f}")
+        if auc.get("auc") is not None:
+            typer.echo(f"cumulative MI vs correct: AUC {auc['auc']:.3f} [{auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]")
+        words = ", ".join(w["word"] for w in summary["thinking_tokens"][:10])
+        if words:
+            typer.echo(f"thinking tokens: {words}")
+        typer.echo(f"wrote {run / 'mi'}")
+
+    @app.command("tokens")
+    def tokens_command(
+        run: Path = typer.Argument(..., help="Run directory (analysed with `reasonlens mi` first if needed)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Token-set file to write (JSON lines)."),
+        layer: Optional[str] = typer.Option(None, "--layer", help="Layer whose peaks are counted."),
+        reading: str = typer.Option("generated", "--reading", help="generated (emitted token) | argmax (LM head)."),
+        top: Optional[int] = typer.Option(None, "--top", help="Keep the N most frequent words."),
+        all_tokens: bool = typer.Option(False, "--all-tokens", help="Keep non-alphabetic tokens."),
+    ) -> None:
+        """Thinking-token set of a run: words at MI peaks with every token id variant."""
+        from reasonlens.analysis.pipeline import build_token_set
+
+        words = build_token_set(run, out, layer=layer, reading=reading, alphabetic_only=not all_tokens, top=top)
+        typer.echo(f"{len(words)} words -> {out}")
+        for w in words[:15]:
+            typer.echo(f"  {w.word!r:16} {w.frequency:6d}  ids {w.token_ids[:8]}")
+
+    @app.command("compare")
+    def compare_command(
+        run_a: Path = typer.Argument(..., help="First run (e.g. the reasoning model)."),
+        run_b: Path = typer.Argument(..., help="Second run (e.g. the base model) on the same problems."),
+        layer_a: Optional[str] = typer.Option(None, "--layer-a", help="Layer of run A (default: deepest captured)."),
+        layer_b: Optional[str] = typer.Option(None, "--layer-b", help="Layer of run B (default: deepest captured)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default RUN_A/compare/<RUN_B>)."),
+        n_boot: int = typer.Option(2000, "--n-boot"),
+        seed: int = typer.Option(0, "--seed"),
+    ) -> None:
+        """Paper Table 2 style comparison (Mean, Std, AOM, peak ratio with 95% CIs) of two runs."""
+        from reasonlens.analysis.compare import compare_runs
+
+        summary = compare_runs(run_a, run_b, layer_a=layer_a, layer_b=layer_b, out=out, n_boot=n_boot, seed=seed)
+
+        def fmt(e):
+            return "n/a" if e["mean"] is None else f"{e['mean']:.4g} [{e['ci95'][0]:.4g}, {e['ci95'][1]:.4g}]"
+
+        typer.echo(f"{'metric':12} {'A':34} {'B':34} A-B (paired, n={summary['n_shared']})")
+        for row in summary["table"]:
+            typer.echo(f"{row['metric']:12} {fmt(row['a']):34} {fmt(row['b']):34} {fmt(row['paired_diff'])}")

@@ -1,0 +1,470 @@
+"""``reasonlens mi RUN``: MI trajectories, peaks, statistics and thinking tokens for a run directory.
+
+Streams over the state shards one sample at a time (only aligned population reductions and a few traces for
+plots stay in memory) and writes, under ``RUN/mi/``:
+
+- ``golds.safetensors``: gold representations per sample and layer (reused when the settings match)
+- ``mi.parquet``: one row per (sample, layer, step): ``mi``, ``token_id``, ``is_peak``
+- ``stats.parquet``: one row per (sample, layer): peak statistics, cumulative MI, correctness
+- ``peaks.parquet``: one row per peak: generated token, LM-head argmax, agreement
+- ``population.parquet``: population HSIC / linear CKA between aligned states and golds across problems
+- ``tokens.jsonl``: the thinking-token set (JSON lines word/frequency/token_ids)
+- ``*.png`` plots and ``summary.json``
+
+The model is loaded only to encode golds (when not cached) and to decode peak states with the LM head.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from reasonlens.analysis.peaks import PeakConfig, TraceStats, aggregate_stats, find_peaks, trace_stats
+from reasonlens.analysis.tokens import PeakToken, WordCounter, agreement_rate, peak_tokens, token_text, write_token_set
+from reasonlens.errors import UserError
+from reasonlens.mi.paper import PaperHSIC
+from reasonlens.mi.population import GramStatistic
+from reasonlens.mi.trajectory import AlignedStates
+
+GOLD_SOURCES = ("solution", "answer")
+
+
+@dataclass(frozen=True)
+class MIConfig:
+    """Settings of the MI analysis of one run.
+
+    ``layers``: layer keys to analyse (default: every captured layer). ``token_layer``: the layer whose
+    peaks make the thinking-token set (default: the deepest captured decoder layer). ``gold_source``: the
+    problem field encoded as ``h_y`` (reference: the solution). ``model``: override the manifest's model
+    spec. ``decode_argmax``: also read peaks through the LM head (needs the model).
+    """
+
+    layers: Sequence[str] | None = None
+    token_layer: str | None = None
+    sigma: float | str = 50.0
+    eps: float = 1e-5
+    peaks: PeakConfig = PeakConfig()
+    gold_source: str = "solution"
+    gold_pooling: str = "last"
+    model: str | None = None
+    device: str = "cpu"
+    decode_argmax: bool = True
+    alphabetic_only: bool = True
+    population: bool = True
+    n_bins: int = 10
+    n_permutations: int = 200
+    n_boot: int = 2000
+    seed: int = 0
+    plots: bool = True
+    plot_traces: int = 6
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.gold_source not in GOLD_SOURCES:
+            raise UserError(f"--gold must be one of {', '.join(GOLD_SOURCES)}, got {self.gold_source!r}")
+
+    def gold_identity(self, model_spec: str) -> dict[str, str]:
+        return {"source": self.gold_source, "pooling": self.gold_pooling, "model": model_spec}
+
+
+@dataclass
+class Sample:
+    index: int
+    id: str
+    correct: bool | None
+    gold_text: str
+
+
+@dataclass
+class _Tables:
+    """Streaming parquet writers for the per-step and per-peak tables."""
+
+    directory: Path
+    batch_rows: int = 200_000
+    _writers: dict[str, pq.ParquetWriter] = field(default_factory=dict)
+    _pending: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _columns: dict[str, dict[str, list]] = field(default_factory=dict)
+    _schemas: dict[str, pa.Schema] = field(default_factory=dict)
+
+    def register(self, name: str, schema: pa.Schema) -> None:
+        self._schemas[name] = schema
+        self._columns[name] = {f.name: [] for f in schema}
+
+    def add_columns(self, name: str, **columns: Sequence[Any]) -> None:
+        cols = self._columns[name]
+        for key, values in columns.items():
+            cols[key].extend(values)
+        if len(next(iter(cols.values()))) >= self.batch_rows:
+            self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        cols = self._columns[name]
+        if not next(iter(cols.values())):
+            return
+        table = pa.table(cols, schema=self._schemas[name])
+        if name not in self._writers:
+            self._writers[name] = pq.ParquetWriter(self.directory / f"{name}.parquet.tmp", self._schemas[name])
+        self._writers[name].write_table(table)
+        self._columns[name] = {f.name: [] for f in self._schemas[name]}
+
+    def close(self) -> None:
+        for name in self._schemas:
+            self._flush(name)
+            if name not in self._writers:  # no rows: still write an empty table with the schema
+                pq.write_table(self._schemas[name].empty_table(), self.directory / f"{name}.parquet.tmp")
+            else:
+                self._writers[name].close()
+            (self.directory / f"{name}.parquet.tmp").replace(self.directory / f"{name}.parquet")
+
+
+MI_SCHEMA = pa.schema([("index", pa.int64()), ("layer", pa.string()), ("step", pa.int32()), ("mi", pa.float64()),
+                       ("token_id", pa.int64()), ("is_peak", pa.bool_())])
+PEAK_SCHEMA = pa.schema([("index", pa.int64()), ("id", pa.string()), ("layer", pa.string()), ("step", pa.int32()),
+                         ("mi", pa.float64()), ("generated_id", pa.int64()), ("generated_text", pa.string()),
+                         ("argmax_id", pa.int64()), ("argmax_text", pa.string()), ("agree", pa.bool_())])
+
+
+def mi_dir(run_path: str | Path) -> Path:
+    return Path(run_path) / "mi"
+
+
+def _layer_keys(manifest: dict[str, Any], wanted: Sequence[str] | None) -> list[str]:
+    captured = [str(k) for k in manifest.get("layers") or []]
+    if not captured:
+        raise UserError("manifest.json: field 'layers' is empty; re-run generate with --layers to capture states")
+    if not wanted:
+        return captured
+    out = []
+    for key in wanted:
+        key = str(key).strip()
+        if key not in captured:
+            raise UserError(f"--layers: layer {key!r} was not captured in this run (captured: {', '.join(captured)})")
+        out.append(key)
+    return out
+
+
+def default_token_layer(layers: Sequence[str]) -> str:
+    """The deepest captured decoder layer (the reference's choice), else ``"final"``."""
+    ints = [int(k) for k in layers if k.lstrip("-").isdigit()]
+    return str(max(ints)) if ints else layers[0]
+
+
+def _samples(run: Any, manifest: dict[str, Any], config: MIConfig) -> list[Sample]:
+    from reasonlens.data import load_problems
+
+    results = [r for r in run.results() if r.get("status", "ok") != "failed" and run.has_states(int(r["index"]))]
+    if config.limit is not None:
+        results = results[: config.limit]
+    if not results:
+        raise UserError(f"{run.path}: no samples with state shards to analyse")
+    problems = load_problems(manifest["dataset"], split=manifest.get("split", "test"), n=manifest.get("n"),
+                             offset=int(manifest.get("offset") or 0))
+    by_id = {p.id: p for p in problems}
+    samples = []
+    for record in results:
+        index = int(record["index"])
+        problem = problems[index] if index < len(problems) and problems[index].id == record.get("id") else by_id.get(record.get("id"))
+        if problem is None:
+            raise UserError(f"{run.results_path}: sample {index} (id {record.get('id')!r}) is not in dataset "
+                            f"{manifest['dataset']!r}")
+        text = problem.solution if config.gold_source == "solution" and problem.solution else problem.answer
+        samples.append(Sample(index, str(record.get("id")), record.get("correct"), text))
+    return samples
+
+
+class _ModelHandle:
+    """Loads the run's model on first use only."""
+
+    def __init__(self, spec: str, device: str):
+        self.spec = spec
+        self.device = device
+        self._lm = None
+
+    @property
+    def loaded(self):
+        return self._lm
+
+    def get(self):
+        if self._lm is None:
+            from reasonlens.models import load
+
+            self._lm = load(self.spec, device=self.device)
+        return self._lm
+
+
+def _layer_arg(key: str) -> int | str:
+    return key if key == "final" else int(key)
+
+
+def load_or_encode_golds(
+    out_dir: Path, samples: list[Sample], layers: list[str], config: MIConfig, model: _ModelHandle
+) -> dict[int, dict[str, torch.Tensor]]:
+    """Gold representations per sample and layer, from ``golds.safetensors`` when it matches, else encoded."""
+    from reasonlens.runs.progress import progress_bar
+
+    path = out_dir / "golds.safetensors"
+    identity = config.gold_identity(model.spec)
+    golds: dict[int, dict[str, torch.Tensor]] = {}
+    if path.is_file():
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+            if all(meta.get(k) == v for k, v in identity.items()):
+                names = set(handle.keys())
+                for s in samples:
+                    wanted = [f"{s.index}.{k}" for k in layers]
+                    if all(n in names for n in wanted):
+                        golds[s.index] = {k: handle.get_tensor(f"{s.index}.{k}") for k in layers}
+    missing = [s for s in samples if s.index not in golds]
+    if missing:
+        from reasonlens.models import encode_gold
+
+        lm = model.get()
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("gold representations", total=len(missing), info="")
+            for s in missing:
+                encoded = encode_gold(lm, s.gold_text, [_layer_arg(k) for k in layers], pooling=config.gold_pooling)
+                golds[s.index] = {str(k): v.float() for k, v in encoded.items()}
+                bar.advance(task)
+        tensors = {f"{i}.{k}": v.contiguous() for i, by_layer in golds.items() for k, v in by_layer.items()}
+        save_file(tensors, str(path) + ".tmp", metadata=identity)
+        Path(str(path) + ".tmp").replace(path)
+    return golds
+
+
+def _iter_states(run: Any, samples: list[Sample], layers: list[str]) -> Iterator[tuple[Sample, torch.Tensor, dict[str, torch.Tensor]]]:
+    for s in samples:
+        path = run.state_path(s.index)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                names = set(handle.keys())
+                missing = [k for k in layers if f"layer.{k}" not in names]
+                if missing or "token_ids" not in names:
+                    raise UserError(f"{path}: shard lacks tensors {', '.join(['layer.' + k for k in missing] or ['token_ids'])}")
+                token_ids = handle.get_tensor("token_ids")
+                states = {k: handle.get_tensor(f"layer.{k}") for k in layers}
+        except FileNotFoundError:
+            raise UserError(f"{path}: state shard not found") from None
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, UserError):
+                raise
+            raise UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120]})") from None
+        yield s, token_ids, states
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def correctness_auc(stats_rows: list[dict[str, Any]], score: str, n_boot: int, seed: int) -> dict[str, Any]:
+    """AUC of ``score`` (e.g. cumulative MI) for telling correct from incorrect traces, with a bootstrap CI."""
+    from reasonlens.eval.stats import auc_with_ci
+
+    rows = [r for r in stats_rows if r["correct"] is not None and r[score] is not None and math.isfinite(r[score])]
+    n_pos = sum(1 for r in rows if r["correct"])
+    result: dict[str, Any] = {"score": score, "n": len(rows), "n_correct": n_pos}
+    if n_pos == 0 or n_pos == len(rows):
+        result.update(auc=None, ci95=None, note="needs both correct and incorrect traces")
+        return result
+    est = auc_with_ci([r[score] for r in rows], [bool(r["correct"]) for r in rows], n_boot=n_boot, seed=seed)
+    result.update(auc=est.estimate, ci95=[est.lo, est.hi])
+    return result
+
+
+def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool = False) -> dict[str, Any]:
+    """Analyse one run directory; writes ``RUN/mi/*`` and returns the summary (also ``RUN/mi/summary.json``)."""
+    from reasonlens.runs import RunDir
+    from reasonlens.runs.io import atomic_write_json
+    from reasonlens.runs.progress import progress_bar
+
+    run = RunDir(run_path)
+    manifest = run.open_run()
+    layers = _layer_keys(manifest, config.layers)
+    token_layer = config.token_layer or default_token_layer(layers)
+    if token_layer not in layers:
+        raise UserError(f"--token-layer: layer {token_layer!r} is not among the analysed layers ({', '.join(layers)})")
+    out_dir = mi_dir(run.path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples = _samples(run, manifest, config)
+    model = _ModelHandle(config.model or str(manifest.get("model")), config.device)
+    golds = load_or_encode_golds(out_dir, samples, layers, config, model)
+    lm = model.get() if config.decode_argmax else None
+    tokenizer = model.loaded.tokenizer if model.loaded is not None else None
+
+    tables = _Tables(out_dir)
+    tables.register("mi", MI_SCHEMA)
+    tables.register("peaks", PEAK_SCHEMA)
+    stats_rows: list[dict[str, Any]] = []
+    all_peaks: dict[str, list[PeakToken]] = {k: [] for k in layers}
+    aligned = {k: AlignedStates(align="relative", n_bins=config.n_bins) for k in layers} if config.population else {}
+    plot_traces: list[dict[str, Any]] = []
+    text_cache: dict[int, str] = {}
+
+    def text_of(token_id: int | None) -> str | None:
+        if token_id is None or tokenizer is None:
+            return None
+        if token_id not in text_cache:
+            text_cache[token_id] = token_text(tokenizer, token_id)
+        return text_cache[token_id]
+
+    with progress_bar(transient=quiet) as bar:
+        task = bar.add_task("MI trajectories", total=len(samples), info="")
+        for sample, token_ids, states in _iter_states(run, samples, layers):
+            for key in layers:
+                h = states[key]
+                if h.shape[0] != token_ids.shape[0]:
+                    raise UserError(f"{run.state_path(sample.index)}: layer.{key} has {h.shape[0]} rows but "
+                                    f"token_ids has {token_ids.shape[0]}")
+                mi = PaperHSIC(golds[sample.index][key], sigma=config.sigma, eps=config.eps)(h).numpy()
+                steps = find_peaks(mi, config.peaks)
+                stats: TraceStats = trace_stats(mi, config.peaks, peaks=steps)
+                is_peak = np.zeros(mi.shape[0], dtype=bool)
+                is_peak[steps] = True
+                tables.add_columns("mi", index=[sample.index] * mi.shape[0], layer=[key] * mi.shape[0],
+                                   step=list(range(mi.shape[0])), mi=mi.tolist(), token_id=token_ids.tolist(),
+                                   is_peak=is_peak.tolist())
+                readings = peak_tokens(sample.index, _layer_arg(key), steps.tolist(), token_ids,
+                                       h if lm is not None else None, lm)
+                all_peaks[key].extend(readings)
+                tables.add_columns("peaks", index=[sample.index] * len(readings), id=[sample.id] * len(readings),
+                                   layer=[key] * len(readings), step=[p.step for p in readings],
+                                   mi=[float(mi[p.step]) for p in readings],
+                                   generated_id=[p.generated_id for p in readings],
+                                   generated_text=[text_of(p.generated_id) for p in readings],
+                                   argmax_id=[p.argmax_id for p in readings],
+                                   argmax_text=[text_of(p.argmax_id) for p in readings],
+                                   agree=[p.agree for p in readings])
+                length = max(1, stats.n_steps)
+                stats_rows.append({"index": sample.index, "id": sample.id, "layer": key, "correct": sample.correct,
+                                   **stats.as_dict(), "mean_per_step": stats.cumulative / length})
+                if config.population:
+                    aligned[key].add(sample.index, h)
+                if key == token_layer and len(plot_traces) < config.plot_traces:
+                    plot_traces.append({"index": sample.index, "mi": mi, "peaks": steps,
+                                        "labels": [text_of(int(token_ids[s])) or str(int(token_ids[s])) for s in steps]})
+            bar.advance(task)
+    tables.close()
+    pq.write_table(pa.Table.from_pylist(stats_rows), out_dir / "stats.parquet")
+
+    per_layer: dict[str, Any] = {}
+    for key in layers:
+        rows = [r for r in stats_rows if r["layer"] == key]
+        agg = aggregate_stats([TraceStats(**{f: r[f] for f in TraceStats.__dataclass_fields__}) for r in rows],
+                              n_boot=config.n_boot, seed=config.seed)
+        per_layer[key] = {
+            "n_traces": len(rows),
+            "stats": {name: {"mean": a.mean, "ci95": [a.lo, a.hi], "n": a.n} for name, a in agg.items()},
+            "argmax_agreement": agreement_rate(all_peaks[key]),
+            "cumulative_mi_vs_correct": correctness_auc(rows, "cumulative", config.n_boot, config.seed),
+            "mean_mi_vs_correct": correctness_auc(rows, "mean_per_step", config.n_boot, config.seed),
+        }
+
+    population_rows: list[dict[str, Any]] = []
+    if config.population:
+        gold_by_layer = {k: {i: g[k] for i, g in golds.items()} for k in layers}
+        for key in layers:
+            for name in ("hsic", "linear_cka"):
+                points = aligned[key].trajectory(gold_by_layer[key], GramStatistic(name),
+                                                 n_permutations=config.n_permutations, seed=config.seed)
+                population_rows.extend({"layer": key, "statistic": name, "bin": p.position, "n": p.n,
+                                        "value": p.statistic, "p_value": p.p_value} for p in points)
+        pq.write_table(pa.Table.from_pylist(population_rows, schema=pa.schema(
+            [("layer", pa.string()), ("statistic", pa.string()), ("bin", pa.int64()), ("n", pa.int64()),
+             ("value", pa.float64()), ("p_value", pa.float64())])), out_dir / "population.parquet")
+
+    words = []
+    if tokenizer is not None:
+        counter = WordCounter(tokenizer, alphabetic_only=config.alphabetic_only)
+        counter.add(p.generated_id for p in all_peaks[token_layer])
+        words = counter.words()
+        write_token_set(out_dir / "tokens.jsonl", words)
+
+    summary = {
+        "command": "mi",
+        "run": str(run.path),
+        "model": model.spec,
+        "dataset": manifest.get("dataset"),
+        "n": len(samples),
+        "layers": layers,
+        "token_layer": token_layer,
+        "config": {**asdict(config), "peaks": asdict(config.peaks)},
+        "estimator": "paper_hsic (reference NOCCO score, coordinates as samples; float64, exact fast path)",
+        "per_layer": per_layer,
+        "population": population_rows,
+        "thinking_tokens": [w.to_json() for w in words[:30]],
+        "files": sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".tmp")) + ["summary.json"],
+    }
+    summary = _nan_to_none(summary)
+    if config.plots:
+        from reasonlens.analysis.plots import write_mi_plots
+
+        summary["plots"] = write_mi_plots(out_dir, plot_traces, words, stats_rows, token_layer, population_rows)
+    atomic_write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def ensure_analysis(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool = False) -> Path:
+    """``RUN/mi`` with its tables, running :func:`analyze_run` first when they are missing."""
+    out_dir = mi_dir(run_path)
+    if not all((out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")):
+        analyze_run(run_path, config, quiet=quiet)
+    return out_dir
+
+
+def build_token_set(
+    run_path: str | Path,
+    out: str | Path,
+    layer: str | None = None,
+    reading: str = "generated",
+    alphabetic_only: bool = True,
+    top: int | None = None,
+    config: MIConfig = MIConfig(),
+) -> list:
+    """Thinking-token set of a run: peak tokens of ``layer`` counted and grouped by word, written to ``out``.
+
+    ``reading`` is ``"generated"`` (the emitted token at each peak, the reference) or ``"argmax"`` (the LM-head
+    reading of the peak state). Uses ``RUN/mi/peaks.parquet``, computing the analysis if needed.
+    """
+    from reasonlens.runs import RunDir
+
+    if reading not in ("generated", "argmax"):
+        raise UserError(f"--reading must be 'generated' or 'argmax', got {reading!r}")
+    if top is not None and top < 1:
+        raise UserError(f"--top must be >= 1, got {top}")
+    run = RunDir(run_path)
+    manifest = run.open_run()
+    out_dir = ensure_analysis(run_path, config)
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    key = str(layer) if layer is not None else summary.get("token_layer") or default_token_layer(summary["layers"])
+    table = pq.read_table(out_dir / "peaks.parquet", columns=["layer", "generated_id", "argmax_id"]).to_pydict()
+    if key not in set(table["layer"]):
+        raise UserError(f"--layer: no peaks for layer {key!r} in {out_dir / 'peaks.parquet'} "
+                        f"(layers: {', '.join(sorted(set(table['layer'])))})")
+    column = table["generated_id" if reading == "generated" else "argmax_id"]
+    ids = [i for l, i in zip(table["layer"], column) if l == key and i is not None]
+    if reading == "argmax" and not ids:
+        raise UserError(f"{out_dir / 'peaks.parquet'}: no LM-head readings; re-run `reasonlens mi` with argmax decoding")
+    from reasonlens.models import load
+
+    lm = load(config.model or str(manifest.get("model")), device=config.device)
+    counter = WordCounter(lm.tokenizer, alphabetic_only=alphabetic_only)
+    counter.add(ids)
+    words = counter.words(top=top)
+    write_token_set(out, words)
+    return words
