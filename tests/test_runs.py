@@ -43,7 +43,7 @@ def test_generate_run_writes_results_shards_summary(tmp_path, tiny_llama):
     run = RunDir(tmp_path / "run")
     results = run.results()
     assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
-    assert summary["n"] == 5 and summary["accuracy"] == summary["n_correct"] / summary["n_graded"]
+    assert summary["n"] == 5 and summary["accuracy"] == summary["n_correct"] / summary["n"]
     assert run.manifest["layers"] == [3, "final"] and run.manifest["hidden_size"] == 64
     for r in results:
         tensors = run.load_states(r["index"])

@@ -67,7 +67,7 @@ def generate(
                    system=system, decode=decode, layers=None if layers.strip().lower() == "none" else layers,
                    dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code)
     summary = execute(spec)
-    typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n_graded']}) "
+    typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n']}) "
                f"95% CI [{summary['accuracy_ci95'][0]:.3f}, {summary['accuracy_ci95'][1]:.3f}]  "
                f"{summary['tokens_per_second']:.1f} tok/s")
     typer.echo(f"run: {out}")

@@ -165,7 +165,8 @@ def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None =
 
     results = run.results()
     graded = [r for r in results if r.get("status") == "ok"]
-    correct = [1.0 if r.get("correct") else 0.0 for r in graded]
+    # Failed and ungradable samples count as incorrect: an output that breaks the grader must not raise accuracy.
+    correct = [1.0 if r.get("correct") else 0.0 for r in results]
     n_correct = int(sum(correct))
     accuracy, lo, hi = bootstrap_ci(correct) if correct else (0.0, 0.0, 0.0)
     tokens = sum(int(r.get("n_tokens", 0)) for r in results)
@@ -176,6 +177,7 @@ def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None =
         "template": manifest.get("template"), "method": manifest.get("method"),
         "n": len(results), "n_expected": manifest.get("n"), "n_graded": len(graded), "n_correct": n_correct,
         "accuracy": accuracy, "accuracy_ci95": [lo, hi],
+        "accuracy_graded": n_correct / len(graded) if graded else 0.0,
         "n_failed": sum(r.get("status") == "failed" for r in results),
         "n_ungradable": sum(r.get("status") == "ungradable" for r in results),
         "total_tokens": tokens, "mean_tokens": tokens / len(results) if results else 0.0,
