@@ -77,7 +77,7 @@ def test_huginn_dir_detection_and_loading(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     assert not is_recurrent_dir(tmp_path)
     lm = load_recurrent(FIXTURE, dtype="fp32")
-    assert isinstance(lm.model, RecurrentDepthLM) and lm.layers is None
+    assert isinstance(lm.model, RecurrentDepthLM) and lm.layers.num_layers == 2 + 1 + 2
     assert lm.model.config.n_embd == 64 and lm.model.config.rope_base == 50000.0
     assert lm.model.lm_head.weight is lm.model.transformer.wte.weight  # tied
 
@@ -280,3 +280,20 @@ def test_warm_start_uses_previous_final_state(model):
 def test_default_thresholds_documented():
     assert DEFAULT_THRESHOLDS["kl"] == 5e-4
     assert set(DEFAULT_THRESHOLDS) >= {"kl", "entropy-diff", "latent-diff", "argmax-stability", "cosine"}
+
+
+def test_models_load_and_layer_capture(huginn, reference):
+    from reasonlens.models import load, record_layers
+
+    lm = load(str(FIXTURE))
+    assert isinstance(lm.model, RecurrentDepthLM)
+    ids = reference["input_ids"]
+    store: dict = {}
+    for criterion in (None, "latent-diff"):
+        with torch.no_grad(), record_layers(lm.layers, [1, 2, 4, "final"], store):
+            out = lm.model(ids, num_steps=6, init_scale=0.0, output_hidden_states=True, exit_criterion=criterion,
+                           exit_threshold=0.2)
+        assert torch.equal(store[2], out.final_state[:, -1])  # layer P = final core state
+        assert torch.allclose(store[1], out.hidden_states[2][:, -1])  # last prelude block
+        assert torch.allclose(store[4], out.hidden_states[5][:, -1])  # last coda block
+        assert torch.allclose(store["final"], out.hidden_states[6][:, -1])

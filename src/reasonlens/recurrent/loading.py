@@ -48,15 +48,31 @@ def load_tokenizer(path: str | Path, vocab_size: int):
     return tokenizer
 
 
+def recurrent_layer_adapter(model: RecurrentDepthLM):
+    """A `reasonlens.models.LayerAdapter` view for hidden-state capture by forward hooks.
+
+    Layer k: 0..P-1 = prelude block outputs; P = the final raw core state s_r (each row at its own exit
+    iteration under adaptive exit); P+1..P+C = coda block outputs; "final" = ln_f after the coda. The
+    per-iteration core states are not layers; get them from `forward(..., output_latents=True)`.
+    """
+    from torch import nn
+
+    from reasonlens.models.adapters import LayerAdapter
+
+    stack = nn.ModuleList([*model.transformer.prelude, model.core_output, *model.transformer.coda])
+    return LayerAdapter(decoder_layers=stack, final_norm=model.transformer.ln_f, lm_head=model.lm_head,
+                        hidden_size=model.config.n_embd, family="huginn_raven")
+
+
 def load_recurrent(path: str | Path, dtype: torch.dtype | str | None = "fp32", device: str | torch.device = "cpu"):
     """A `reasonlens.models.LoadedModel` for a huginn-format directory (config.json + safetensors + tokenizer).
 
-    `layers` is None: the recurrent model has no plain decoder stack; its per-iteration states come from
-    `forward(..., output_latents=True)`.
+    `layers` is `recurrent_layer_adapter(model)` (prelude blocks, final core state, coda blocks).
     """
     from reasonlens.models.loaded import LoadedModel
 
     model = RecurrentDepthLM.from_pretrained(path, dtype=dtype, device=device)
     tokenizer = load_tokenizer(path, model.config.vocab_size)
     path = Path(path)
-    return LoadedModel(model=model, tokenizer=tokenizer, layers=None, name=path.name, spec=str(path))
+    return LoadedModel(model=model, tokenizer=tokenizer, layers=recurrent_layer_adapter(model), name=path.name,
+                       spec=str(path))

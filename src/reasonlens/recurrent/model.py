@@ -207,6 +207,9 @@ class RecurrentDepthLM(nn.Module):
         if config.injection_type == "linear":
             modules["adapter"] = nn.Linear(2 * config.n_embd, config.n_embd, bias=config.bias)
         self.transformer = nn.ModuleDict(modules)
+        # Parameter-free marker called once on the final core state s_r (per row: at its exit), so forward hooks
+        # (hidden-state capture) can observe it; see reasonlens.recurrent.loading.recurrent_layer_adapter.
+        self.core_output = nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
@@ -423,10 +426,12 @@ class RecurrentDepthLM(nn.Module):
         if criterion is None:
             state, used, per_iteration, exit_values = self._iterate_fixed(state, embeds, ctx, n_no_grad, n_grad,
                                                                           output_latents)
+            state = self.core_output(state)
             logits = self.decode_state(state, ctx, hidden=hidden)
         else:
             state, used, per_iteration, exit_values, logits = self._iterate_adaptive(
                 state, embeds, ctx, n_no_grad + n_grad, criterion, exit_min_steps, output_latents, hidden)
+            state = self.core_output(state)
 
         if cache is not None:
             cache.commit(used)
@@ -439,7 +444,8 @@ class RecurrentDepthLM(nn.Module):
             logits = logits[:, -logits_to_keep:]
         return RecurrentOutput(
             logits=logits, loss=loss,
-            latent_states=self.transformer.ln_f(state).detach(),
+            # .forward(): not a pass through the final norm as far as capture hooks on ln_f are concerned
+            latent_states=self.transformer.ln_f.forward(state).detach(),
             final_state=state,
             iteration_states=torch.stack(per_iteration) if per_iteration else None,
             iterations_used=used, exit_values=exit_values,
