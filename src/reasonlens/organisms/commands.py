@@ -1,0 +1,89 @@
+"""CLI commands: ``reasonlens organisms train NAME`` and ``reasonlens organisms list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _accuracy_text(evaluation: dict) -> str:
+    """``72.0% [64.7, 79.3]`` from a card's test_accuracy block (cards written by other trainers may lack the CI)."""
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("accuracy"), (int, float)):
+        return ""
+    text = f"{100 * evaluation['accuracy']:.1f}%"
+    if isinstance(evaluation.get("ci_low"), (int, float)) and isinstance(evaluation.get("ci_high"), (int, float)):
+        text += f" [{100 * evaluation['ci_low']:.1f}, {100 * evaluation['ci_high']:.1f}]"
+    return text
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``organisms`` command group to the top-level app."""
+    organisms = typer.Typer(help="Train and list the model organisms shipped with reasonlens.", no_args_is_help=True)
+
+    @organisms.command("train")
+    def train_command(
+        name: str = typer.Argument(..., help="organism to train, e.g. organism-cot"),
+        out: Optional[Path] = typer.Option(None, "--out", help="output directory (default: the shipped location)"),
+        steps: Optional[int] = typer.Option(None, "--steps", help="override the number of optimizer steps"),
+        eval_n: Optional[int] = typer.Option(None, "--eval-n", help="test problems scored for the card (0: skip)"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="override the training seed"),
+    ) -> None:
+        """Train an organism from its recorded config and write the HF directory plus model card."""
+        from rich.console import Console
+
+        from reasonlens.errors import UserError
+        from reasonlens.organisms.train import train_organism
+
+        overrides = {key: value for key, value in (("steps", steps), ("eval_n", eval_n), ("seed", seed)) if value is not None}
+        for key, value in overrides.items():
+            if value < 0 or (key == "steps" and value == 0):
+                raise UserError(f"--{key.replace('_', '-')} must be {'>= 1' if key == 'steps' else '>= 0'}, got {value}")
+        command = " ".join(
+            ["reasonlens organisms train", name]
+            + ([f"--out {out}"] if out else [])
+            + [f"--{key.replace('_', '-')} {value}" for key, value in overrides.items()]
+        )
+        result = train_organism(name, out, overrides=overrides, command=command)
+        console = Console()
+        console.print(f"wrote {result.output_dir}")
+        console.print(f"wall time {result.wall_seconds:.0f} s, {result.n_parameters:,} parameters")
+        if result.evaluation:
+            e = result.evaluation
+            console.print(
+                f"test accuracy {100 * e.accuracy:.1f}% ({e.n_correct}/{e.n}), "
+                f"95% CI [{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}]"
+            )
+
+    @organisms.command("list")
+    def list_command() -> None:
+        """Show the shipped organisms with their dataset, size and recorded test accuracy."""
+        from rich.console import Console
+        from rich.table import Column, Table
+
+        from reasonlens.organisms.train import ORGANISMS, shipped_organisms
+
+        shipped = shipped_organisms()
+        table = Table("shipped", "dataset", "parameters", "test accuracy", "train wall time")
+        table.columns.insert(0, Column("name", no_wrap=True))
+        for name in sorted(set(shipped) | set(ORGANISMS) | {"organism-recurrent"}):
+            card = shipped.get(name)
+            if card is None:
+                table.add_row(name, "yes" if name in shipped else "no", "", "", "", "")
+                continue
+            evaluation = card.get("test_accuracy") or {}
+            accuracy = _accuracy_text(evaluation)
+            dataset = card.get("eval_dataset") or card.get("dataset") or ""
+            wall = card.get("wall_time_seconds")
+            table.add_row(
+                name,
+                "yes",
+                f"{dataset} ({card.get('split', 'test')})",
+                f"{card['n_parameters']:,}" if isinstance(card.get("n_parameters"), int) else "",
+                accuracy,
+                f"{wall:.0f} s" if isinstance(wall, (int, float)) else "",
+            )
+        Console().print(table)
+
+    app.add_typer(organisms, name="organisms")

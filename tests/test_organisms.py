@@ -1,0 +1,168 @@
+"""Model organisms: tokenizer round trip, a few-step training run, shipped checkpoints and their cards, CLI."""
+
+from __future__ import annotations
+
+import json
+import string
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from reasonlens.data import synthetic
+from reasonlens.errors import UserError
+from reasonlens.organisms import ORGANISMS_DIR, organism_dataset
+from reasonlens.organisms import train as organism_train
+from reasonlens.organisms.commands import register
+from reasonlens.organisms.tokenizer import EOS_TOKEN, PAD_TOKEN, THINKING_WORDS, build_tokenizer, save_tokenizer
+
+# Measured accuracy on the first 30 test problems minus a margin (see docs/organisms.md for the full figures).
+SHIPPED_FLOORS = {"organism-cot": 0.5, "organism-direct": 0.0}
+SLICE = 30
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    items = synthetic.generate_arith("train", n=600) + synthetic.generate_hops("train", n=200)
+    return [organism_train.training_text(item.question, item.solution) for item in items]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus):
+    return build_tokenizer(corpus)
+
+
+def test_tokenizer_round_trips_and_keeps_words_and_digits_apart(tokenizer, corpus):
+    odd = ["Zebra quux  12345!\n\ttabs é 日本 <x>", "", " leading space", "\\boxed{-7}"]
+    for text in corpus[:200] + odd:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+    for word in THINKING_WORDS:
+        for form in (word, f" {word}"):
+            assert len(tokenizer(form, add_special_tokens=False)["input_ids"]) == 1, form
+    pieces = tokenizer.convert_ids_to_tokens(tokenizer("So 1234 + 56 = 1290.", add_special_tokens=False)["input_ids"])
+    digit_pieces = [p for p in pieces if any(c in string.digits for c in p)]
+    assert digit_pieces == [" 1", "2", "3", "4", " 5", "6", " 1", "2", "9", "0"]
+
+
+def test_tokenizer_saves_in_hf_format_with_eos_and_pad(tokenizer, tmp_path, corpus):
+    from transformers import AutoTokenizer
+
+    save_tokenizer(tokenizer, tmp_path)
+    assert (tmp_path / "tokenizer.json").is_file() and (tmp_path / "tokenizer_config.json").is_file()
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded.eos_token == EOS_TOKEN and loaded.pad_token == PAD_TOKEN
+    assert loaded.eos_token_id != loaded.pad_token_id
+    text = corpus[0] + EOS_TOKEN
+    ids = loaded(text, add_special_tokens=False)["input_ids"]
+    assert ids[-1] == loaded.eos_token_id and loaded.decode(ids) == text
+    assert loaded(corpus[1])["input_ids"] == tokenizer(corpus[1])["input_ids"]
+
+
+def test_prompt_is_masked_and_batches_group_similar_lengths(tokenizer):
+    items = synthetic.generate_arith("train", n=64, levels=(1, 4))
+    examples = organism_train.encode_examples(tokenizer, items, "cot", 512)
+    ids, n_prompt = examples[0]
+    assert tokenizer.decode(ids[:n_prompt]) == items[0].question
+    assert ids[-1] == tokenizer.eos_token_id
+    batch = organism_train.collate(examples[:4], tokenizer.pad_token_id)
+    assert (batch["labels"][0, :n_prompt] == organism_train.IGNORE_INDEX).all()
+    assert batch["labels"][0, n_prompt] == ids[n_prompt]
+    batches = organism_train.length_bucketed_batches(examples, 8, torch.Generator().manual_seed(0), chunk_batches=8)
+    assert sorted(i for b in batches for i in b) == list(range(len(examples)))
+    spread = [max(len(examples[i][0]) for i in b) - min(len(examples[i][0]) for i in b) for b in batches]
+    random_spread = max(len(e[0]) for e in examples) - min(len(e[0]) for e in examples)
+    assert sum(spread) / len(spread) < random_spread / 2
+
+
+def test_few_step_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = organism_train.OrganismConfig(
+        name="organism-smoke",
+        dataset="synthetic-arith:1",
+        target="direct",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
+        n_train=256,
+        steps=40,
+        batch_size=16,
+        learning_rate=1e-2,
+        warmup_steps=5,
+    )
+    model, tokenizer, losses = organism_train.train_model(config, show_progress=False)
+    assert len(losses) == 40
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    card = organism_train.model_card(config, 1.0, organism_train.count_parameters(model), losses, None, None)
+    organism_train.write_organism(tmp_path / "smoke", model, tokenizer, card)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "smoke")
+    loaded_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "smoke")
+    batch = loaded_tokenizer(["Compute 3 + 4 - 2."], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-5)
+    saved = json.loads((tmp_path / "smoke" / "card.json").read_text())
+    assert saved["dataset"] == "synthetic-arith" and saved["n_parameters"] == card["n_parameters"]
+
+
+def test_training_is_reproducible_from_the_seed():
+    config = organism_train.OrganismConfig(
+        name="organism-repro", dataset="synthetic-hops:1", target="direct", hidden_size=16, num_layers=1,
+        num_heads=2, intermediate_size=32, n_train=64, steps=4, batch_size=8, warmup_steps=1,
+    )
+    _, _, first = organism_train.train_model(config, show_progress=False)
+    _, _, again = organism_train.train_model(config, show_progress=False)
+    assert first == again
+
+
+def test_extract_boxed_and_bootstrap_ci():
+    assert organism_train.extract_boxed("So \\boxed{12} then \\boxed{-3}.") == "-3"
+    assert organism_train.extract_boxed("no answer") is None
+    low, high = organism_train.bootstrap_ci([True] * 60 + [False] * 40)
+    assert 0.49 < low < 0.55 and 0.65 < high < 0.71
+    assert organism_train.bootstrap_ci([True] * 10) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_FLOORS))
+def test_shipped_organism_loads_and_solves_its_test_slice(name):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = ORGANISMS_DIR / name
+    card = json.loads((directory / "card.json").read_text())
+    assert card["dataset"] == "synthetic-arith" and card["split"] == "test"
+    assert organism_dataset(name) == card["eval_dataset"]
+    size = sum(p.stat().st_size for p in directory.iterdir())
+    assert size <= 20 * 1024 * 1024
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    assert organism_train.count_parameters(model) == card["n_parameters"]
+    result = organism_train.evaluate(model, tokenizer, card["eval_dataset"], SLICE, card["decoding"]["max_new_tokens"])
+    assert result.n == SLICE
+    assert result.accuracy >= SHIPPED_FLOORS[name]
+
+
+def test_cot_organism_beats_its_direct_twin_in_the_cards():
+    cot = json.loads((ORGANISMS_DIR / "organism-cot" / "card.json").read_text())["test_accuracy"]
+    direct = json.loads((ORGANISMS_DIR / "organism-direct" / "card.json").read_text())["test_accuracy"]
+    assert 0.6 <= cot["accuracy"] <= 0.9
+    assert cot["ci_low"] > direct["ci_high"]
+
+
+def test_cli_lists_organisms_and_rejects_unknown_names():
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def main() -> None:  # keeps "organisms" a sub-command group
+        pass
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["organisms", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "organism-cot" in listed.output and "organism-direct" in listed.output
+    failed = runner.invoke(app, ["organisms", "train", "organism-nope", "--eval-n", "0"])
+    assert isinstance(failed.exception, UserError) and "organism-nope" in str(failed.exception)
+    with pytest.raises(UserError, match="override"):
+        organism_train.train_organism("organism-cot", overrides={"not_a_field": 1})
