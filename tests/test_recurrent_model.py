@@ -297,3 +297,15 @@ def test_models_load_and_layer_capture(huginn, reference):
         assert torch.allclose(store[1], out.hidden_states[2][:, -1])  # last prelude block
         assert torch.allclose(store[4], out.hidden_states[5][:, -1])  # last coda block
         assert torch.allclose(store["final"], out.hidden_states[6][:, -1])
+
+
+def test_config_accepts_huginn_spellings_and_round_trips():
+    data = {"n_embd": 32, "num_attention_heads": 4, "vocab_size": 10, "intermediate_size": 8, "eos_token_id": 5,
+            "auto_map": {"AutoConfig": "x"}, "hf_config": {"org": "y"}}
+    config = RecurrentDepthConfig.from_dict(data)
+    assert config.n_heads == 4 and config.eos_token_id == 5 and config.rope_base == 50000.0
+    assert config.n_layers == 2 + 4 + 2
+    again = RecurrentDepthConfig.from_dict(config.to_dict())
+    assert again == config and again.to_dict()["auto_map"] == {"AutoConfig": "x"}
+    with pytest.raises(UserError, match="intermediate_size"):
+        RecurrentDepthConfig.from_dict({"n_embd": 32, "n_heads": 4, "vocab_size": 10})

@@ -93,6 +93,19 @@ class RecurrentDepthConfig:
         return self.n_layers
 
     @property
+    def eos_token_id(self) -> int | list[int] | None:
+        """From the huginn config.json when present (read by the decode loop's stop handling)."""
+        return self.extra.get("eos_token_id")
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self.extra.get("bos_token_id")
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self.extra.get("pad_token_id")
+
+    @property
     def model_type(self) -> str:
         return HUGINN_MODEL_TYPE
 
