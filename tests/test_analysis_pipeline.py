@@ -79,9 +79,11 @@ def test_gold_cache_is_reused(run_dir):
 
 def test_cli_mi_tokens_compare(run_dir, tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["mi", str(run_dir), "--n-boot", "100", "--permutations", "0", "--bins", "2",
-                              "--peaks", "topk", "--k", "3", "--no-plots"])
+    res = runner.invoke(app, ["mi", str(run_dir), "--n-boot", "100", "--permutations", "0", "--align", "step",
+                              "--stride", "8", "--peaks", "topk", "--k", "3", "--no-plots"])
     assert res.exit_code == 0, res.output
+    population = pq.read_table(run_dir / "mi" / "population.parquet").to_pylist()
+    assert {r["bin"] for r in population} <= {0, 8, 16} and {r["align"] for r in population} == {"step"}
     rows = pq.read_table(run_dir / "mi" / "stats.parquet").to_pylist()
     assert all(r["n_peaks"] == 3 for r in rows)  # top-k mode, every trace has >= 3 steps
 

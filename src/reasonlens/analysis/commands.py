@@ -50,7 +50,10 @@ def register(app: typer.Typer) -> None:
         all_tokens: bool = typer.Option(False, "--all-tokens", help="Keep non-alphabetic tokens in the token set."),
         population: bool = typer.Option(True, "--population/--no-population",
                                         help="Population HSIC/CKA across problems per relative-position bin."),
+        align: str = typer.Option("relative", "--align", help="Population alignment: relative (position bins) | "
+                                  "step (absolute step, every --stride steps)."),
         bins: int = typer.Option(10, "--bins", help="Relative-position bins for the population estimates."),
+        stride: int = typer.Option(32, "--stride", help="Step stride for --align step."),
         permutations: int = typer.Option(200, "--permutations", help="Permutations for population p-values (0: none)."),
         n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples for CIs."),
         seed: int = typer.Option(0, "--seed"),
@@ -63,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
         config = MIConfig(layers=_layers(layers), token_layer=token_layer, sigma=_sigma(sigma), eps=eps,
                           peaks=PeakConfig(mode=peaks, tau=tau, k=k), gold_source=gold, model=model, device=device,
-                          decode_argmax=argmax, alphabetic_only=not all_tokens, population=population, n_bins=bins,
+                          decode_argmax=argmax, alphabetic_only=not all_tokens, population=population, align=align, n_bins=bins, stride=stride,
                           n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit)
         summary = analyze_run(run, config)
         layer = summary["token_layer"]

@@ -47,7 +47,8 @@ class MIConfig:
     ``layers``: layer keys to analyse (default: every captured layer). ``token_layer``: the layer whose
     peaks make the thinking-token set (default: the deepest captured decoder layer). ``gold_source``: the
     problem field encoded as ``h_y`` (reference: the solution). ``model``: override the manifest's model
-    spec. ``decode_argmax``: also read peaks through the LM head (needs the model).
+    spec. ``decode_argmax``: also read peaks through the LM head (needs the model). Population estimates
+    align traces by relative position (``n_bins`` bins) or by absolute step (every ``stride``-th step).
     """
 
     layers: Sequence[str] | None = None
@@ -62,7 +63,10 @@ class MIConfig:
     decode_argmax: bool = True
     alphabetic_only: bool = True
     population: bool = True
+    align: str = "relative"
     n_bins: int = 10
+    stride: int = 32
+    min_samples: int = 4
     n_permutations: int = 200
     n_boot: int = 2000
     seed: int = 0
@@ -73,6 +77,8 @@ class MIConfig:
     def __post_init__(self) -> None:
         if self.gold_source not in GOLD_SOURCES:
             raise UserError(f"--gold must be one of {', '.join(GOLD_SOURCES)}, got {self.gold_source!r}")
+        if self.align not in ("relative", "step"):
+            raise UserError(f"--align must be 'relative' or 'step', got {self.align!r}")
 
     def gold_identity(self, model_spec: str) -> dict[str, str]:
         return {"source": self.gold_source, "pooling": self.gold_pooling, "model": model_spec}
@@ -312,7 +318,9 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
     tables.register("peaks", PEAK_SCHEMA)
     stats_rows: list[dict[str, Any]] = []
     all_peaks: dict[str, list[PeakToken]] = {k: [] for k in layers}
-    aligned = {k: AlignedStates(align="relative", n_bins=config.n_bins) for k in layers} if config.population else {}
+    max_steps = int((manifest.get("decode") or {}).get("max_new_tokens") or 512)
+    aligned = {k: AlignedStates(align=config.align, n_bins=config.n_bins, max_steps=max_steps, stride=config.stride)
+               for k in layers} if config.population else {}
     plot_traces: list[dict[str, Any]] = []
     text_cache: dict[int, str] = {}
 
@@ -381,11 +389,13 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
         for key in layers:
             for name in ("hsic", "linear_cka"):
                 points = aligned[key].trajectory(gold_by_layer[key], GramStatistic(name),
-                                                 n_permutations=config.n_permutations, seed=config.seed)
-                population_rows.extend({"layer": key, "statistic": name, "bin": p.position, "n": p.n,
+                                                 n_permutations=config.n_permutations, seed=config.seed,
+                                                 min_samples=config.min_samples)
+                population_rows.extend({"layer": key, "statistic": name, "align": config.align,
+                                        "bin": p.position, "n": p.n,
                                         "value": p.statistic, "p_value": p.p_value} for p in points)
         pq.write_table(pa.Table.from_pylist(population_rows, schema=pa.schema(
-            [("layer", pa.string()), ("statistic", pa.string()), ("bin", pa.int64()), ("n", pa.int64()),
+            [("layer", pa.string()), ("statistic", pa.string()), ("align", pa.string()), ("bin", pa.int64()), ("n", pa.int64()),
              ("value", pa.float64()), ("p_value", pa.float64())])), out_dir / "population.parquet")
 
     words = []

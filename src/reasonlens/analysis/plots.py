@@ -81,7 +81,8 @@ def plot_population(path: Path, rows: Sequence[dict[str, Any]]) -> str:
     for (layer, stat), points in sorted(series.items()):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{stat} layer {layer}")
-    ax.set_xlabel("relative position bin")
+    align = rows[0].get("align", "relative") if rows else "relative"
+    ax.set_xlabel("relative position bin" if align == "relative" else "step")
     ax.set_ylabel("dependence with gold across problems")
     if series:
         ax.legend(fontsize=7)
