@@ -279,8 +279,12 @@ def paper_hsic(
 ) -> torch.Tensor:
     """Paper-compatible HSIC score (SPEC A2) of each step state in ``H [T, d]`` against ``y [d]``.
 
-    Returns ``[T]`` float64 (a 0-d tensor for ``H [d]``). Equal to the reference formula evaluated in
-    float64 (relative error <= 1e-6 by construction of the rank tolerance).
+    Returns ``[T]`` float64 (a 0-d tensor for ``H [d]``), equal to the reference formula evaluated in
+    float64: the factor's residual is held below ``1e-14`` on every coordinate, which measured relative
+    differences of 1e-13..1e-9 against the dense formula on LLM-like, heavy-tailed, wide-range and
+    quantised inputs. Only when the coordinates' spread is tiny against ``sigma`` (about 1e-3 sigma, so
+    ``K = 1 - O(1e-10)``) is the formula itself ill-conditioned in float64; there the dense and fast values
+    agree to about 1e-5.
     """
     return PaperHSIC(y, sigma=sigma, eps=eps, method=method)(H)
 
