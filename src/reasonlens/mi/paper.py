@@ -50,7 +50,7 @@ class LowRankConfig:
 
     residual_tol: float = 1e-14
     max_rank_fraction: float = 0.25
-    chunk_elements: int = 1 << 23
+    chunk_elements: int = 1 << 21
 
 
 DEFAULT_LOWRANK = LowRankConfig()
