@@ -1,9 +1,13 @@
 """Token sets for interventions: words, their token-id variants, and where the words came from.
 
 The MI analysis writes token-set files (JSON lines {"word", "frequency", "token_ids"}) learnt from a run;
-`reasonlens.analysis.tokens` reads and writes them. This module turns a file (or the paper's list) into a
-`TokenSet` that also records its provenance, so a run manifest can say which dataset split the words were
-learnt on and the CLI can warn when that is the evaluation split (leakage).
+`reasonlens.analysis.tokens` reads and writes them and defines a word's id variants (`word_variant_ids`:
+case, leading space/markers, and the first piece of forms the tokenizer splits), which suppression and
+recycling use so that discovery and intervention agree on what "the word's ids" are.
+
+This module turns a file (or the paper's list) into a `TokenSet` that also records its provenance, so a run
+manifest can say which dataset split the words were learnt on and the CLI can warn when that is the
+evaluation split (leakage).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from reasonlens.analysis.tokens import read_token_set, word_variant_ids
 from reasonlens.errors import UserError
 
 # The paper's thinking-token list for test-time scaling (SPEC A4).
@@ -20,32 +25,6 @@ PAPER_THINKING_WORDS: tuple[str, ...] = (
     "So", "Let", "Hmm", "I", "Okay", "First", "Wait", "But", "Now", "Then", "Since", "Therefore", "If", "Maybe", "To",
 )
 PAPER_SOURCE: dict[str, Any] = {"kind": "paper", "reference": "arXiv 2506.02867 (thinking tokens for TTTS)"}
-
-
-def word_variants(word: str) -> list[str]:
-    """Surface forms that count as the same word: case variants, each with and without a leading space."""
-    forms = {word, word.lower(), word.capitalize(), word.upper()}
-    return sorted({prefix + form for form in forms for prefix in ("", " ")})
-
-
-def word_variant_ids(tokenizer, word: str) -> list[int]:
-    """Every token id that starts one of the word's surface forms (a multi-token form contributes its first piece).
-
-    Uses `reasonlens.analysis.tokens.word_variant_ids` when the MI module provides it, so discovery and
-    intervention agree on what "the word's ids" are.
-    """
-    try:
-        from reasonlens.analysis.tokens import word_variant_ids as analysis_variant_ids  # type: ignore
-    except ImportError:
-        analysis_variant_ids = None
-    if analysis_variant_ids is not None:
-        return sorted({int(i) for i in analysis_variant_ids(tokenizer, word)})
-    ids: set[int] = set()
-    for text in word_variants(word):
-        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if encoded:
-            ids.add(int(encoded[0]))
-    return sorted(ids)
 
 
 @dataclass
@@ -81,30 +60,7 @@ def parse_words(text: str) -> list[str]:
 
 
 def _read_token_file(path: Path) -> list[dict[str, Any]]:
-    try:
-        from reasonlens.analysis.tokens import read_token_set  # type: ignore
-    except ImportError:
-        read_token_set = None
-    if read_token_set is not None:
-        entries = read_token_set(path)
-        return [e if isinstance(e, dict) else {"word": getattr(e, "word"), "frequency": getattr(e, "frequency", None)}
-                for e in entries]
-    entries = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UserError(f"--token-set {path}: cannot read ({exc.strerror})") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--token-set {path}:{lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(entry, dict) or not isinstance(entry.get("word"), str):
-            raise UserError(f"--token-set {path}:{lineno}: expected an object with a string field 'word'")
-        entries.append(entry)
-    return entries
+    return [{"word": w.word, "frequency": w.frequency} for w in read_token_set(path)]
 
 
 def _provenance(path: Path) -> dict[str, Any]:
