@@ -107,8 +107,8 @@ def load_token_set(path: str | Path, dataset: str | None = None, split: str | No
 
 def leakage_warning(source: dict[str, Any], eval_dataset: str, eval_split: str) -> str | None:
     """A one-line warning when the words were learnt on the split being evaluated (or the origin is unknown)."""
-    if source.get("kind") == "paper":
-        return None
+    if source.get("kind") in ("paper", "command line"):
+        return None  # chosen by hand, not learnt from data
     dataset, split = source.get("dataset"), source.get("split")
     if dataset is None or split is None:
         return (f"token set {source.get('path', '?')}: its dataset/split is unknown, so it may have been learnt on "

@@ -1,0 +1,158 @@
+"""`evaluate` / `compare_runs` (the API behind `reasonlens eval` and `compare-eval`) on tiny real models."""
+
+import json
+
+import pytest
+
+from reasonlens.analysis.tokens import WordCount, write_token_set
+from reasonlens.decode import DecodeConfig
+from reasonlens.errors import UserError
+from reasonlens.eval import paired_bootstrap_diff
+from reasonlens.interventions import EvalSpec, MethodOptions, compare_runs, evaluate, resolve_method
+from reasonlens.runs import RunDir
+
+DATASET = "synthetic-arith"
+
+
+def spec(tmp_path, name, method="baseline", **options):
+    return EvalSpec(out=tmp_path / name, model="tiny-llama", dataset=DATASET, method=method,
+                    options=MethodOptions(**options), n=3, decode=DecodeConfig(max_new_tokens=6, batch_size=3))
+
+
+def test_eval_writes_a_resumable_run_with_the_method_as_identity(tmp_path, tiny_llama):
+    summary = evaluate(spec(tmp_path, "sup", "suppress", words=["So", "Wait"]), lm=tiny_llama)
+    run = RunDir(tmp_path / "sup")
+    assert summary["n"] == 3 and len(run.results()) == 3
+    assert run.manifest["method"] == {"name": "suppress", "control": "thinking", "k": 2, "words": ["So", "Wait"]}
+    assert run.manifest["token_set"]["source_kind"] == "command line"
+    lines = (tmp_path / "sup" / "results.jsonl").read_text().splitlines()
+    assert evaluate(spec(tmp_path, "sup", "suppress", words=["So", "Wait"]), lm=tiny_llama)["n"] == 3
+    assert (tmp_path / "sup" / "results.jsonl").read_text().splitlines() == lines  # resumed: nothing re-decoded
+    with pytest.raises(UserError, match="different 'method'"):
+        evaluate(spec(tmp_path, "sup", "suppress", words=["So"]), lm=tiny_llama)
+
+
+def test_rr_eval_resolves_the_default_layer(tmp_path, tiny_llama):
+    evaluate(spec(tmp_path, "rr", "rr", words=["So", "a", "e", "1", "2"], p=1.0), lm=tiny_llama)
+    manifest = RunDir(tmp_path / "rr").manifest
+    assert manifest["method"]["layer"] == 2 and manifest["method"]["p"] == 1.0  # floor(2 * 4 / 3)
+    with pytest.raises(UserError, match="--layer 9"):
+        evaluate(spec(tmp_path, "rr9", "rr", layer=9), lm=tiny_llama)
+
+
+def test_budgeted_eval_writes_one_sub_run_per_budget(tmp_path, tiny_llama):
+    summary = evaluate(spec(tmp_path, "ttts", "ttts", budgets=[3, 5], answer_tokens=2), lm=tiny_llama)
+    assert set(summary["accuracy_by_budget"]) == {"3", "5"}
+    assert json.loads((tmp_path / "ttts" / "summary.json").read_text())["budgets"] == [3, 5]
+    for budget in (3, 5):
+        sub = RunDir(tmp_path / "ttts" / f"budget-{budget}")
+        assert sub.manifest["method"]["budget"] == budget and sub.manifest["decode"]["max_new_tokens"] == budget
+        for record in sub.results():  # every row ran to its budget, then the forced answer (2 free tokens)
+            assert record["n_tokens"] >= budget + 2
+    with pytest.raises(UserError, match="--budgets"):
+        evaluate(spec(tmp_path, "bf", "budget-force"), lm=tiny_llama)
+
+
+TRACES = ["So we add apples. Then we add more apples and count the apples. So the total is 5.",
+          "Let us count marbles. Then marbles go. So marbles are 3. Therefore the answer is 3 marbles.",
+          "First find cookies. Then cookies. Hmm, cookies again. So we get 7 cookies. The answer is 7."]
+
+
+def make_run(path, correct, ids=None, dataset=DATASET, split="test", method=None, completions=None):
+    run = RunDir(path)
+    run.start({"command": "generate", "model": "m", "dataset": dataset, "split": split,
+               "method": method or {"name": "baseline"}})
+    ids = ids or [f"p{i}" for i in range(len(correct))]
+    with run.appender() as appender:
+        appender.append([{"index": i, "id": ids[i], "completion": (completions or [""] * len(correct))[i],
+                          "correct": bool(c), "status": "ok"} for i, c in enumerate(correct)])
+    return path
+
+
+def test_random_control_suppression_uses_the_control_runs_traces(tmp_path, tiny_llama):
+    control = make_run(tmp_path / "gen", [0, 0, 0], completions=TRACES, split="train")
+    resolved = resolve_method(tiny_llama, "suppress",
+                              MethodOptions(words=["So", "Then"], control="random", control_run=control, seed=4),
+                              DATASET, "test")
+    identity = resolved.identity
+    assert identity["thinking_words"] == ["So", "Then"] and len(identity["words"]) == 2
+    assert {w.lower() for w in identity["words"]}.isdisjoint({"so", "then"})
+    assert resolved.provenance["control_run"]["split"] == "train" and resolved.warnings == []
+    again = resolve_method(tiny_llama, "suppress",
+                           MethodOptions(words=["So", "Then"], control="random", control_run=control, seed=4),
+                           DATASET, "test")
+    assert again.identity == identity
+    with pytest.raises(UserError, match="--control-run"):
+        resolve_method(tiny_llama, "suppress", MethodOptions(control="random"), DATASET, "test")
+
+
+def test_token_set_provenance_and_leakage_warning(tmp_path, tiny_llama):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"dataset": DATASET, "split": "test", "model": "m"}))
+    path = write_token_set(run / "tokens.jsonl", [WordCount("Wait", 9, [1]), WordCount("So", 12, [2]),
+                                                   WordCount("Hmm", 3, [3])])
+    resolved = resolve_method(tiny_llama, "suppress", MethodOptions(token_set=path, k=2), DATASET, "test")
+    assert resolved.identity["words"] == ["So", "Wait"]  # most frequent first, top-2
+    assert resolved.provenance["token_set"]["source_split"] == "test"
+    assert any("split being evaluated" in w for w in resolved.warnings)
+    clean = resolve_method(tiny_llama, "suppress", MethodOptions(token_set=path, token_set_split="train"),
+                           DATASET, "test")
+    assert clean.warnings == [] and clean.provenance["token_set"]["source_split"] == "train"
+    loose = tmp_path / "loose.jsonl"
+    write_token_set(loose, [WordCount("So", 1, [2])])
+    unknown = resolve_method(tiny_llama, "rr", MethodOptions(token_set=loose), DATASET, "test")
+    assert any("unknown" in w for w in unknown.warnings)
+    assert resolve_method(tiny_llama, "rr", MethodOptions(), DATASET, "test").warnings == []  # paper list
+
+
+def test_compare_runs_pairs_problems_and_reports_the_bootstrap_ci(tmp_path):
+    ref = [1, 0, 0, 1, 0, 0, 0, 1, 0, 0]
+    other = [1, 1, 1, 1, 0, 1, 0, 1, 1, 0]
+    a = make_run(tmp_path / "a", ref)
+    b = make_run(tmp_path / "b", other, method={"name": "rr"})
+    report = compare_runs([a, b], n_boot=500, seed=1)
+    (comparison,) = report["comparisons"]
+    expected = paired_bootstrap_diff(other, ref, n_boot=500, seed=1)
+    assert comparison["n_paired"] == 10 and comparison["difference"] == pytest.approx(0.4)
+    assert comparison["difference_ci95"] == [expected.lo, expected.hi]
+    assert [r["accuracy"] for r in report["runs"]] == [pytest.approx(0.3), pytest.approx(0.7)]
+    with pytest.raises(UserError, match="not on the same problems"):
+        compare_runs([a, make_run(tmp_path / "c", other, ids=[f"q{i}" for i in range(10)])])
+    with pytest.raises(UserError, match="dataset"):
+        compare_runs([a, make_run(tmp_path / "d", other, dataset="gsm8k")])
+
+
+def test_compare_budget_run_against_plain_and_budget_runs(tmp_path):
+    plain = make_run(tmp_path / "plain", [0, 0, 1, 0])
+
+    def budget_run(name, results):
+        top = RunDir(tmp_path / name)
+        top.start({"command": "eval", "model": "m", "dataset": DATASET, "split": "test",
+                   "method": {"name": "ttts"}, "budgets": sorted(results)})
+        for budget, correct in results.items():
+            make_run(tmp_path / name / f"budget-{budget}", correct)
+        return tmp_path / name
+
+    tt = budget_run("tt", {8: [1, 0, 1, 0], 16: [1, 1, 1, 1]})
+    report = compare_runs([plain, tt], n_boot=200)
+    assert {(c["budget"], c["reference_budget"]) for c in report["comparisons"]} == {(8, None), (16, None)}
+    assert {c["budget"]: c["difference"] for c in report["comparisons"]} == {8: pytest.approx(0.25),
+                                                                               16: pytest.approx(0.75)}
+    bf = budget_run("bf", {8: [0, 0, 0, 0], 32: [1, 1, 1, 1]})
+    report = compare_runs([tt, bf], n_boot=200)
+    assert [(c["budget"], c["reference_budget"]) for c in report["comparisons"]] == [(8, 8)]  # only shared budgets
+
+
+def test_cli_compare_eval_and_bad_method(tmp_path, capsys):
+    from reasonlens.cli import main
+
+    a = make_run(tmp_path / "a", [1, 0, 0, 1])
+    b = make_run(tmp_path / "b", [1, 1, 0, 1])
+    out = tmp_path / "cmp.json"
+    main(["compare-eval", str(a), str(b), "--n-boot", "100", "--json", str(out)])
+    assert "paired difference" in capsys.readouterr().out
+    assert json.loads(out.read_text())["comparisons"][0]["difference"] == pytest.approx(0.25)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "-m", "tiny-llama", "-d", DATASET, "--n", "1", "--method", "nope", "-o", str(tmp_path / "x")])
+    assert exit_info.value.code == 2 and "unknown --method 'nope'" in capsys.readouterr().err
