@@ -13,6 +13,15 @@ from reasonlens.recurrent import RecurrentDepthConfig, RecurrentDepthLM
 from reasonlens.recurrent.depth import IterationAccounting
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny matmuls are slower with intra-op threads on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def lm() -> LoadedModel:
     torch.manual_seed(0)

@@ -21,6 +21,15 @@ from reasonlens.recurrent.latent import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny matmuls are slower with intra-op threads on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_labels_of_known_paths():
     config = LatentConfig()
     steps = torch.arange(40, dtype=torch.float32)[:, None]

@@ -20,6 +20,15 @@ from reasonlens.recurrent import (
 FIXTURE = Path(__file__).parent / "fixtures" / "huginn_tiny"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny matmuls are slower with intra-op threads on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_config(**overrides) -> RecurrentDepthConfig:
     fields = dict(n_embd=32, n_heads=4, vocab_size=61, intermediate_size=48, block_size=64, mean_recurrence=4,
                   mean_backprop_depth=2, n_layers_in_prelude=1, n_layers_in_recurrent_block=2, n_layers_in_coda=1)
