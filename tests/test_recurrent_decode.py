@@ -95,3 +95,17 @@ def test_depth_command_writes_summary(lm, tmp_path):
     # resumable: a second call finds everything done and returns the same numbers
     again = run_depth(spec, lm=lm, quiet=True)
     assert again["steps"] == summary["steps"]
+
+
+def test_latent_items_from_a_depth_run_directory(lm, tmp_path):
+    from reasonlens.recurrent.depth import DepthSpec, run_depth
+    from reasonlens.recurrent.latent import items_from_source
+    from reasonlens.runs.rundir import RunDir
+
+    run_depth(DepthSpec(model="tiny-rec", dataset="synthetic-hops:2", out=tmp_path / "d", steps=(2,), n=2,
+                        max_new_tokens=3, batch_size=2), lm=lm, quiet=True)
+    model, items = items_from_source(str(tmp_path / "d" / "r2"))
+    results = RunDir(tmp_path / "d" / "r2").results()
+    assert model == "tiny-rec" and len(items) == 2
+    assert items[0].text == results[0]["prompt"] + results[0]["completion"] and items[0].gold == results[0]["gold"]
+    assert results[0]["iterations"] == [2] * results[0]["n_tokens"]
