@@ -58,6 +58,9 @@ class RecurrentCache:
     def __len__(self) -> int:
         return self._length
 
+    def __bool__(self) -> bool:  # an empty cache is still a cache (`cache or make_cache()` must keep it)
+        return True
+
     @property
     def n_slots_allocated(self) -> int:
         first = self.core[0][0] if self.core else None

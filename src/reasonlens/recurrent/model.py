@@ -474,7 +474,7 @@ class RecurrentDepthLM(nn.Module):
         """Iterate until each row's criterion fires (judged on its last position) or max_steps is reached.
 
         Rows that exited keep their state, their logits and their cache entries; the batch keeps running until
-        every row has exited, but exited rows no longer write the cache.
+        every row has exited, but exited rows no longer write the cache. Inference only (no gradients).
         """
         batch = state.shape[0]
         active = torch.ones(batch, dtype=torch.bool, device=state.device)
