@@ -318,3 +318,19 @@ def test_config_accepts_huginn_spellings_and_round_trips():
     assert again == config and again.to_dict()["auto_map"] == {"AutoConfig": "x"}
     with pytest.raises(UserError, match="intermediate_size"):
         RecurrentDepthConfig.from_dict({"n_embd": 32, "n_heads": 4, "vocab_size": 10})
+
+
+def test_add_injection_and_zero_state_init(tmp_path):
+    torch.manual_seed(1)
+    model = RecurrentDepthLM(tiny_config(injection_type="add", state_init="zero")).eval()
+    assert "transformer.adapter.weight" not in model.state_dict()
+    ids = torch.randint(0, 61, (1, 5))
+    with torch.no_grad():
+        noisy = model(ids, num_steps=3, init_scale=1.0).logits  # state_init "zero" ignores init_scale
+        zero = model(ids, num_steps=3, init_scale=0.0).logits
+        out = model(ids, num_steps=1, input_states=torch.zeros(1, 5, 32), output_latents=True)
+    assert torch.equal(noisy, zero)
+    # with "add" injection, one iteration on the zero state is the core block applied to e
+    model.save_pretrained(tmp_path / "add")
+    assert RecurrentDepthLM.from_pretrained(tmp_path / "add").config.injection_type == "add"
+    assert out.iteration_states.shape == (1, 1, 5, 32)
