@@ -330,7 +330,6 @@ def test_add_injection_and_zero_state_init(tmp_path):
         zero = model(ids, num_steps=3, init_scale=0.0).logits
         out = model(ids, num_steps=1, input_states=torch.zeros(1, 5, 32), output_latents=True)
     assert torch.equal(noisy, zero)
-    # with "add" injection, one iteration on the zero state is the core block applied to e
     model.save_pretrained(tmp_path / "add")
     assert RecurrentDepthLM.from_pretrained(tmp_path / "add").config.injection_type == "add"
     assert out.iteration_states.shape == (1, 1, 5, 32)

@@ -32,7 +32,13 @@ def is_recurrent_dir(path: str | Path) -> bool:
 def load_tokenizer(path: str | Path, vocab_size: int):
     """The directory's tokenizer; without one, the byte-level tokenizer when the vocabulary can hold it, else None."""
     path = Path(path)
-    if any((path / name).is_file() for name in _TOKENIZER_FILES):
+    if (path / "tokenizer.json").is_file():
+        # A fast tokenizer file needs no model config (AutoTokenizer would parse config.json and warn about
+        # the unknown huginn model type).
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    elif any((path / name).is_file() for name in _TOKENIZER_FILES):
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
