@@ -70,9 +70,10 @@ def analyse(root: Path) -> None:
     start = time.perf_counter()
     summary = analyze_run(root, MIConfig(decode_argmax=False, n_permutations=100, n_boot=1000), quiet=True)
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = usage.ru_maxrss / 1024
     layer = summary["per_layer"]["31"]
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "n": summary["n"],
+    print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak_mb, "n": summary["n"],
                       "mean_mi": layer["stats"]["mean"]["mean"], "peaks_per_trace": layer["stats"]["n_peaks"]["mean"]}))
 
 
@@ -90,16 +91,19 @@ def main() -> None:
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_mi_scale_")) / "run"
     try:
-        start = time.perf_counter()
-        write_run(root, args.n, args.steps, args.d)
-        print(f"wrote {args.n} shards ({args.steps} x {args.d} fp16) in {time.perf_counter() - start:.1f} s")
+        if (root / "manifest.json").is_file():
+            print(f"reusing the synthetic run in {root}")
+        else:
+            start = time.perf_counter()
+            write_run(root, args.n, args.steps, args.d)
+            print(f"wrote {args.n} shards ({args.steps} x {args.d} fp16) in {time.perf_counter() - start:.1f} s")
         child = subprocess.run([sys.executable, __file__, "--analyse-only", str(root)], capture_output=True, text=True)
         if child.returncode != 0:
             sys.stderr.write(child.stderr)
             raise SystemExit(child.returncode)
         result = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"analysed {result['n']} traces in {result['seconds']:.1f} s "
-              f"({result['seconds'] / result['n']:.2f} s/trace), peak RSS {result['peak_rss_mb']:.0f} MB "
+        print(f"analysed {result['n']} traces in {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU "
+              f"({result['seconds'] / result['n']:.2f} s/trace wall), peak RSS {result['peak_rss_mb']:.0f} MB "
               f"(limit 4096 MB: {'ok' if result['peak_rss_mb'] < 4096 else 'EXCEEDED'})")
         print(f"mean MI {result['mean_mi']:.4f}, peaks per trace {result['peaks_per_trace']:.2f}")
     finally:

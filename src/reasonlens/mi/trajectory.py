@@ -33,6 +33,8 @@ class AlignedStates:
 
     ``align="step"`` keeps the state at each step in ``steps`` (default: every ``stride``-th step below
     ``max_steps``); ``align="relative"`` keeps the mean state in each of ``n_bins`` relative-position bins.
+    Reductions are stored as float32 in blocks of ``block_samples`` problems (a few large allocations
+    rather than many small ones, which keeps the resident memory of long streams flat).
     """
 
     align: str = "relative"
@@ -40,7 +42,10 @@ class AlignedStates:
     steps: Sequence[int] | None = None
     max_steps: int = 512
     stride: int = 32
-    _states: dict[int, dict[int, torch.Tensor]] = field(default_factory=dict)  # position -> sample -> [d]
+    block_samples: int = 64
+    _blocks: list[torch.Tensor] = field(default_factory=list)  # [block, positions, d]
+    _present: list[torch.Tensor] = field(default_factory=list)  # [block, positions] bool
+    _samples: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.align not in ("step", "relative"):
@@ -55,29 +60,50 @@ class AlignedStates:
     def positions(self) -> list[int]:
         return list(range(self.n_bins)) if self.align == "relative" else list(self.steps or [])
 
+    def _next_row(self, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+        row = len(self._samples) % self.block_samples
+        if row == 0:
+            n_pos = len(self.positions())
+            self._blocks.append(torch.zeros(self.block_samples, n_pos, d, dtype=torch.float32))
+            self._present.append(torch.zeros(self.block_samples, n_pos, dtype=torch.bool))
+        if self._blocks[-1].shape[-1] != d:
+            raise UserError(f"states have {d} coordinates, earlier traces had {self._blocks[-1].shape[-1]}")
+        return self._blocks[-1][row], self._present[-1][row]
+
     def add(self, sample: int, states: torch.Tensor) -> None:
         """Record the aligned reductions of one trace ``states [T, d]``."""
         if states.dim() != 2:
             raise UserError(f"states must be [T, d], got shape {tuple(states.shape)}")
-        length = states.shape[0]
+        length, d = states.shape
         if length == 0:
             return
-        states = states.detach().to(torch.float32)
+        slot, present = self._next_row(d)
         if self.align == "step":
-            for t in self.steps or []:
+            for j, t in enumerate(self.steps or []):
                 if t < length:
-                    self._states.setdefault(t, {})[sample] = states[t].clone()
-            return
-        bins = (torch.arange(length) * self.n_bins) // length  # bin of relative position t / T
-        for b in range(self.n_bins):
-            mask = bins == b
-            if bool(mask.any()):
-                self._states.setdefault(b, {})[sample] = states[mask].mean(dim=0)
+                    slot[j] = states[t].to(torch.float32)
+                    present[j] = True
+        else:
+            bins = (torch.arange(length) * self.n_bins) // length  # bin of relative position t / T
+            slot.index_add_(0, bins, states.to(torch.float32))
+            counts = torch.bincount(bins, minlength=self.n_bins)
+            slot /= counts.clamp_min(1).unsqueeze(1).to(torch.float32)
+            present.copy_(counts > 0)
+        self._samples.append(int(sample))
 
     def samples_at(self, position: int) -> tuple[list[int], torch.Tensor | None]:
-        by_sample = self._states.get(position, {})
-        ids = sorted(by_sample)
-        return ids, (torch.stack([by_sample[i] for i in ids]) if ids else None)
+        positions = self.positions()
+        if position not in positions:
+            return [], None
+        j = positions.index(position)
+        ids, rows = [], []
+        for k, sample in enumerate(self._samples):
+            block, row = divmod(k, self.block_samples)
+            if bool(self._present[block][row, j]):
+                ids.append(sample)
+                rows.append(self._blocks[block][row, j])
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        return [ids[i] for i in order], (torch.stack([rows[i] for i in order]) if ids else None)
 
     def trajectory(
         self,
