@@ -16,11 +16,24 @@ from reasonlens.decode.capture import HiddenStateCapture
 from reasonlens.errors import UserError
 from reasonlens.models import LoadedModel, load
 from reasonlens.models.loaded import DTYPES
+from reasonlens.runs.io import CheckedAppender, iter_records
 from reasonlens.runs.progress import progress_bar
 from reasonlens.runs.rundir import RunDir
 
 PluginFactory = Callable[[LoadedModel], Sequence[Any]]
 RecordHook = Callable[[Generation, dict], None]
+# decode one chunk: (prompts, keys, seeds, progress) -> generations; the default is the HF decode loop
+ChunkDecoder = Callable[[list, list, list, Callable[[int], None]], list[Generation]]
+
+
+def chunk_indices(n: int, batch_size: int) -> list[list[int]]:
+    """The fixed chunks of dataset indices a run decodes together (the unit of batching, sharding and resume)."""
+    return [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+
+
+def worker_results_path(run: RunDir, worker: int) -> Path:
+    """Results file of one executor worker; merged into results.jsonl when the sharded run ends."""
+    return run.path / f"results.w{worker}.jsonl"
 
 
 @dataclass
@@ -54,12 +67,19 @@ class RunSpec:
 
 def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory | None = None,
             record_hook: RecordHook | None = None, problems: list[Problem] | None = None,
-            quiet: bool = False) -> dict[str, Any]:
+            quiet: bool = False, chunks: Sequence[int] | None = None, worker: int | None = None,
+            decoder: Callable[[LoadedModel, list], ChunkDecoder] | None = None) -> dict[str, Any]:
     """Run (or resume) `spec`; returns the summary that is also written to `summary.json`.
 
     Samples are decoded in fixed chunks of `batch_size` dataset indices, so a resumed run decodes exactly the
     batches an uninterrupted run would, and greedy outputs are identical. A sample is complete once its
     result record (and, when capturing, its state shard, written first) is on disk.
+
+    Sharded execution (`reasonlens.runs.executors`): `chunks` restricts the run to those chunk numbers and
+    `worker` appends results to `results.w<worker>.jsonl` instead of `results.jsonl` (which it then only
+    reads), so several workers write one run directory without sharing a file; the executor merges them and
+    writes the summary (a worker returns `{"worker", "n_written"}`). `decoder(lm, plugins)` replaces
+    the HF decode loop for a chunk (the vLLM engine).
     """
     spec.validate()
     if problems is None:
@@ -80,7 +100,13 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
         **spec.extra_manifest,
     }
     run.start(manifest)
-    done = _complete_indices(run, bool(layers))
+    if worker is None:
+        from reasonlens.runs.executors import merge_worker_results
+
+        merge_worker_results(run)  # a sharded run that was cut off left its records in worker files
+        done = _complete_indices(run, bool(layers))
+    else:
+        done = _worker_complete_indices(run, worker, bool(layers))
     kind = grader_kind(spec.dataset)
     plugin_list = list(plugins(lm)) if plugins else []
     sink_written: set[int] = set()
@@ -98,12 +124,19 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
 
     from reasonlens.eval import Grader
 
-    batch_size = spec.decode.batch_size
-    chunks = [list(range(s, min(s + batch_size, len(problems)))) for s in range(0, len(problems), batch_size)]
-    todo = [c for c in chunks if not all(i in done for i in c)]
+    selected = None if chunks is None else set(chunks)
+    todo = [c for k, c in enumerate(chunk_indices(len(problems), spec.decode.batch_size))
+            if (selected is None or k in selected) and not all(i in done for i in c)]
+    if decoder is not None:
+        decode_chunk = decoder(lm, plugin_list)
+    else:
+        def decode_chunk(chunk_prompts, keys, seeds, progress):
+            return decode_batch(lm, chunk_prompts, spec.decode, plugin_list, keys=keys, seeds=seeds,
+                                progress=progress)
     tokens_done = 0
     started = time.perf_counter()
-    with Grader() as grader, run.appender() as appender, progress_bar() as bar:
+    appender_cm = run.appender() if worker is None else CheckedAppender(worker_results_path(run, worker))
+    with Grader() as grader, appender_cm as appender, progress_bar() as bar:
         task = bar.add_task(f"{spec.command} {lm.name}", total=len(problems), completed=len(done), info="")
 
         def on_step(active: int) -> None:
@@ -113,8 +146,8 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
             bar.update(task, info=f"{rate:,.0f} tok/s")
 
         for chunk in todo:
-            generations = decode_batch(lm, [prompts[i] for i in chunk], spec.decode, plugin_list, keys=chunk,
-                                       seeds=[spec.decode.seed + i for i in chunk], progress=on_step)
+            generations = decode_chunk([prompts[i] for i in chunk], list(chunk),
+                                       [spec.decode.seed + i for i in chunk], on_step)
             records = []
             for gen in generations:
                 index = int(gen.key)
@@ -127,9 +160,18 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
             appender.append(records)
             done.update(r["index"] for r in records)
             bar.update(task, completed=len(done))
+    if worker is not None:
+        return {"worker": worker, "n_written": sum(1 for _ in iter_records(worker_results_path(run, worker)))}
     summary = summarize(run, spec, lm.name)
     run.write_summary(summary)
     return summary
+
+
+def _worker_complete_indices(run: RunDir, worker: int, needs_states: bool) -> set[int]:
+    """Like `_complete_indices` without rewriting shared files: results.jsonl plus this worker's own file."""
+    records = list(iter_records(run.results_path)) + list(iter_records(worker_results_path(run, worker)))
+    return {r["index"] for r in records if isinstance(r.get("index"), int)
+            and (not needs_states or run.has_states(r["index"]))}
 
 
 def _complete_indices(run: RunDir, needs_states: bool) -> set[int]:
