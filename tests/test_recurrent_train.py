@@ -153,3 +153,8 @@ def test_train_config_file_errors(tmp_path):
     model_config, train_config, extra = load_train_file(good)
     assert model_config.n_embd == 32 and train_config.steps == 3 and extra["init"] is None
     assert byte_level_tokenizer(300) is not None
+
+
+def test_organism_preset():
+    model_config, train_config, extra = load_train_file("organism-recurrent")
+    assert model_config.n_embd == 64 and model_config.vocab_size == 300 and train_config.target == "direct"

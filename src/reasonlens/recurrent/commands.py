@@ -13,8 +13,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train-recurrent")
     def train_recurrent_command(
-        config: Path = typer.Option(..., "--config", "-c", help="JSON with 'model' (huginn config fields) or 'init' "
-                                    "(model dir), and 'train' (TrainConfig fields)."),
+        config: str = typer.Option(..., "--config", "-c", help="JSON with 'model' (huginn config fields) or 'init' "
+                                    "(model dir), and 'train' (TrainConfig fields); or a preset: organism-recurrent."),
         data: str = typer.Option(..., "--data", help="JSONL file ({'text'} or {'prompt','completion'} per line) "
                                  "or a dataset name, e.g. synthetic-hops:1-4."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (re-running resumes its checkpoint)."),

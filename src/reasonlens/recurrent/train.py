@@ -81,13 +81,38 @@ class TrainConfig:
         return self
 
 
+# Built-in --config presets. "organism-recurrent": the recurrent model organism (train it with
+# --data synthetic-hops:1-4); tiny dims so that it trains on 2 CPU cores (~0.8 s/step at 1 thread).
+PRESETS: dict[str, dict[str, Any]] = {
+    "organism-recurrent": {
+        "model": {"n_embd": 64, "n_heads": 4, "vocab_size": 300, "intermediate_size": 128, "block_size": 256,
+                  "n_layers_in_prelude": 1, "n_layers_in_recurrent_block": 2, "n_layers_in_coda": 1,
+                  "mean_recurrence": 4, "mean_backprop_depth": 2, "rope_base": 10000.0},
+        "train": {"steps": 600, "batch_size": 32, "seq_len": 96, "lr": 3e-3, "warmup_steps": 30,
+                  "checkpoint_every": 200, "log_every": 20, "max_recurrence": 10, "target": "direct",
+                  "data_n": 20000},
+    },
+}
+
+
 def load_train_file(path: str | Path) -> tuple[RecurrentDepthConfig | None, TrainConfig, dict[str, Any]]:
-    """Read a --config JSON: {"model": {huginn config fields} | omitted with "init", "train": {...}, "init": dir}."""
+    """Read a --config JSON (or a preset name from PRESETS).
+
+    Format: {"model": {huginn config fields} | omitted with "init", "train": {TrainConfig fields}, "init": dir}.
+    """
+    if str(path) in PRESETS and not Path(path).is_file():
+        data = json.loads(json.dumps(PRESETS[str(path)]))
+        path = Path(str(path))
+        return _parse_train_dict(data, path)
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: cannot read training config ({exc})") from None
+    return _parse_train_dict(data, path)
+
+
+def _parse_train_dict(data: Any, path: Path) -> tuple[RecurrentDepthConfig | None, TrainConfig, dict[str, Any]]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: training config must be a JSON object")
     known = {f.name for f in fields(TrainConfig)}
