@@ -121,3 +121,15 @@ def test_trajectory_rises_where_states_carry_the_gold():
     by_step = population_trajectory(traces, golds, align="step", steps=[0, 13], n_permutations=49)
     assert by_step[0].position == 0 and by_step[0].p_value > 0.05
     assert by_step[1].position == 13 and by_step[1].n == 6 and by_step[1].p_value == pytest.approx(0.02)
+
+
+def test_aligned_states_across_storage_blocks_and_short_traces():
+    acc = AlignedStates(align="step", steps=[0, 3], block_samples=2)
+    for sample in (5, 1, 9):  # three samples: two storage blocks
+        length = 4 if sample != 9 else 2  # sample 9 has no step 3
+        acc.add(sample, torch.full((length, 3), float(sample)) + torch.arange(length)[:, None])
+    ids, states = acc.samples_at(3)
+    assert ids == [1, 5] and states[:, 0].tolist() == [4.0, 8.0]
+    ids, states = acc.samples_at(0)
+    assert ids == [1, 5, 9] and states[:, 0].tolist() == [1.0, 5.0, 9.0]
+    assert acc.samples_at(2) == ([], None)
