@@ -99,7 +99,6 @@ class _Tables:
     directory: Path
     batch_rows: int = 200_000
     _writers: dict[str, pq.ParquetWriter] = field(default_factory=dict)
-    _pending: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _columns: dict[str, dict[str, list]] = field(default_factory=dict)
     _schemas: dict[str, pa.Schema] = field(default_factory=dict)
 
