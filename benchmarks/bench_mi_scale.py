@@ -3,7 +3,9 @@
 Writes a synthetic run directory (fp16 state shards with LLM-like massive activations, results.jsonl
 with checksums, gold representations cached in RUN/mi/golds.safetensors so no model is needed), then runs
 the same `analyze_run` the CLI uses and prints wall time, time per trace and the peak resident memory of
-the analysis (measured in a fresh subprocess, so shard writing does not count).
+the analysis (measured in a fresh subprocess, so shard writing does not count). Only the population
+reductions (n_bins x d float32 per trace, 164 KB at d=4096) grow with the number of traces; everything
+else is streamed, so `--limit` runs on a big synthetic run show the per-trace cost and the RSS plateau.
 
     python benchmarks/bench_mi_scale.py [--n 100] [--steps 512] [--d 4096] [--dir PATH] [--keep]
 """
@@ -63,12 +65,13 @@ def write_run(root: Path, n: int, steps: int, d: int, seed: int = 0) -> None:
     atomic_write_json(root / "summary.json", {"n": n, "n_correct": sum(1 for i in range(n) if i % 3), "accuracy": None})
 
 
-def analyse(root: Path) -> None:
+def analyse(root: Path, limit: int | None) -> None:
     """Child process: run the analysis and report time and peak RSS as JSON on the last stdout line."""
     from reasonlens.analysis.pipeline import MIConfig, analyze_run
 
     start = time.perf_counter()
-    summary = analyze_run(root, MIConfig(decode_argmax=False, n_permutations=100, n_boot=1000), quiet=True)
+    config = MIConfig(decode_argmax=False, n_permutations=100, n_boot=1000, limit=limit)
+    summary = analyze_run(root, config, quiet=True)
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak_mb = usage.ru_maxrss / 1024
@@ -84,10 +87,12 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=4096)
     parser.add_argument("--dir", type=Path, default=None, help="Run directory to create (default: a temp dir).")
     parser.add_argument("--keep", action="store_true", help="Keep the synthetic run directory.")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="Analyse only the first N traces of the run (memory is flat per trace; see docstring).")
     parser.add_argument("--analyse-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.analyse_only is not None:
-        analyse(args.analyse_only)
+        analyse(args.analyse_only, args.limit)
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_mi_scale_")) / "run"
     try:
@@ -97,7 +102,10 @@ def main() -> None:
             start = time.perf_counter()
             write_run(root, args.n, args.steps, args.d)
             print(f"wrote {args.n} shards ({args.steps} x {args.d} fp16) in {time.perf_counter() - start:.1f} s")
-        child = subprocess.run([sys.executable, __file__, "--analyse-only", str(root)], capture_output=True, text=True)
+        command = [sys.executable, __file__, "--analyse-only", str(root)]
+        if args.limit is not None:
+            command += ["--limit", str(args.limit)]
+        child = subprocess.run(command, capture_output=True, text=True)
         if child.returncode != 0:
             sys.stderr.write(child.stderr)
             raise SystemExit(child.returncode)
