@@ -156,3 +156,22 @@ def test_cli_compare_eval_and_bad_method(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "-m", "tiny-llama", "-d", DATASET, "--n", "1", "--method", "nope", "-o", str(tmp_path / "x")])
     assert exit_info.value.code == 2 and "unknown --method 'nope'" in capsys.readouterr().err
+
+
+def test_suppression_sweep_writes_one_run_per_variant_and_a_table(tmp_path, tiny_llama):
+    import pyarrow.parquet as pq
+
+    from reasonlens.interventions import run_sweep, suppression_variants
+
+    names = [v.name for v in suppression_variants([0, 1, 2], [0, 1])]
+    assert names == ["baseline", "thinking-k1", "random-k1-s0", "random-k1-s1", "thinking-k2", "random-k2-s0",
+                     "random-k2-s1"]
+    control = make_run(tmp_path / "gen", [0, 0, 0], completions=TRACES, split="train")
+    base = spec(tmp_path, "sweep", words=["So", "Then"], control_run=control)
+    rows = run_sweep(base, suppression_variants([0, 1], [0]), lm=tiny_llama)
+    assert [r["name"] for r in rows] == ["baseline", "thinking-k1", "random-k1-s0"]
+    table = pq.read_table(tmp_path / "sweep" / "sweep.parquet").to_pydict()
+    assert table["name"] == ["baseline", "thinking-k1", "random-k1-s0"] and table["n"] == [3, 3, 3]
+    assert RunDir(tmp_path / "sweep" / "thinking-k1").manifest["method"]["words"] == ["So"]
+    random_words = RunDir(tmp_path / "sweep" / "random-k1-s0").manifest["method"]["words"]
+    assert len(random_words) == 1 and random_words[0].lower() not in ("so", "then")

@@ -3,10 +3,14 @@
 from reasonlens.interventions.evaluate import (
     EvalSpec,
     MethodOptions,
+    Variant,
     compare_runs,
     evaluate,
     load_eval_run,
     resolve_method,
+    rr_layer_variants,
+    run_sweep,
+    suppression_variants,
 )
 from reasonlens.interventions.methods import build_plugins, method_names, register_method
 from reasonlens.interventions.recycle import RepresentationRecycling, default_layer, layer_sweep
@@ -26,5 +30,5 @@ __all__ = [
     "RepresentationRecycling", "ThinkingTokenScaling", "TokenSet", "TokenSuppressor", "build_plugins",
     "compare_runs", "default_layer", "evaluate", "layer_sweep", "leakage_warning", "load_eval_run",
     "load_token_set", "method_names", "paper_token_set", "parse_budgets", "random_control_words",
-    "register_method", "resolve_method", "suppression_ids", "word_variant_ids",
+    "register_method", "resolve_method", "rr_layer_variants", "run_sweep", "suppression_ids", "suppression_variants", "Variant", "word_variant_ids",
 ]

@@ -334,3 +334,54 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
     from reasonlens.runs.io import atomic_write_json
 
     atomic_write_json(Path(path), json.loads(json.dumps(data)))
+
+
+# -- sweeps ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One point of a sweep: a sub-directory name, a method and the options that differ from the base."""
+
+    name: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def suppression_variants(ks: Sequence[int], seeds: Sequence[int]) -> list[Variant]:
+    """Thinking-word suppression at each k and the random control at each (k, seed); k = 0 is the baseline."""
+    variants = [Variant("baseline", "baseline")] if 0 in ks else []
+    for k in ks:
+        if k == 0:
+            continue
+        variants.append(Variant(f"thinking-k{k}", "suppress", {"k": k, "control": "thinking"}))
+        variants += [Variant(f"random-k{k}-s{s}", "suppress", {"k": k, "control": "random", "seed": s})
+                     for s in seeds]
+    return variants
+
+
+def rr_layer_variants(layers: Sequence[int]) -> list[Variant]:
+    return [Variant(f"rr-layer{layer}", "rr", {"layer": layer}) for layer in layers]
+
+
+def run_sweep(base: EvalSpec, variants: Sequence[Variant], lm=None) -> list[dict[str, Any]]:
+    """Evaluate every variant into `base.out/<variant.name>` (each resumable) and write `base.out/sweep.parquet`
+    (one row per variant: name, method, accuracy with its 95% CI, n)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reasonlens.models import load
+
+    if lm is None:
+        lm = load(base.model, dtype=base.model_dtype, device=base.device, trust_remote_code=base.trust_remote_code)
+    rows = []
+    for variant in variants:
+        spec = replace(base, out=Path(base.out) / variant.name, method=variant.method,
+                       options=replace(base.options, **variant.options))
+        summary = evaluate(spec, lm=lm)
+        rows.append({"name": variant.name, "method": variant.method, "options": json.dumps(variant.options),
+                     "accuracy": summary.get("accuracy"), "ci_lo": (summary.get("accuracy_ci95") or [None])[0],
+                     "ci_hi": (summary.get("accuracy_ci95") or [None, None])[1], "n": summary.get("n")})
+    Path(base.out).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), Path(base.out) / "sweep.parquet")
+    return rows
