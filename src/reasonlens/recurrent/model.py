@@ -422,7 +422,6 @@ class RecurrentDepthLM(nn.Module):
             if warm_start and cache is not None and cache.last_state is not None:
                 state[:, 0] = cache.last_state.to(state.dtype)
 
-
         if criterion is None:
             state, used, per_iteration, exit_values = self._iterate_fixed(state, embeds, ctx, n_no_grad, n_grad,
                                                                           output_latents)
