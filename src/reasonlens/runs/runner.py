@@ -68,7 +68,7 @@ class RunSpec:
 def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory | None = None,
             record_hook: RecordHook | None = None, problems: list[Problem] | None = None,
             quiet: bool = False, chunks: Sequence[int] | None = None, worker: int | None = None,
-            decoder: Callable[[LoadedModel, list], ChunkDecoder] | None = None) -> dict[str, Any]:
+            decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None = None) -> dict[str, Any]:
     """Run (or resume) `spec`; returns the summary that is also written to `summary.json`.
 
     Samples are decoded in fixed chunks of `batch_size` dataset indices, so a resumed run decodes exactly the
@@ -78,8 +78,8 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     Sharded execution (`reasonlens.runs.executors`): `chunks` restricts the run to those chunk numbers and
     `worker` appends results to `results.w<worker>.jsonl` instead of `results.jsonl` (which it then only
     reads), so several workers write one run directory without sharing a file; the executor merges them and
-    writes the summary (a worker returns `{"worker", "n_written"}`). `decoder(lm, plugins)` replaces
-    the HF decode loop for a chunk (the vLLM engine).
+    writes the summary (a worker returns `{"worker", "n_written"}`). `decoder(lm, plugins, decode_config)`
+    replaces the HF decode loop for a chunk (the vLLM engine).
     """
     spec.validate()
     if problems is None:
@@ -128,7 +128,7 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     todo = [c for k, c in enumerate(chunk_indices(len(problems), spec.decode.batch_size))
             if (selected is None or k in selected) and not all(i in done for i in c)]
     if decoder is not None:
-        decode_chunk = decoder(lm, plugin_list)
+        decode_chunk = decoder(lm, plugin_list, spec.decode)
     else:
         def decode_chunk(chunk_prompts, keys, seeds, progress):
             return decode_batch(lm, chunk_prompts, spec.decode, plugin_list, keys=keys, seeds=seeds,
