@@ -1,0 +1,403 @@
+"""``reasonlens demo``: the main job end to end on embedded defaults, ending with ``report.html``.
+
+Stages (each through the other modules' Python APIs; every run directory resumes, so re-running continues):
+
+1. traces    SmolLM2-135M on the first GSM8K problems with hidden-state capture, plus the model organisms
+             (organism-cot, organism-direct) on their own test sets when they are shipped;
+2. mi        MI trajectories, peaks, statistics and the thinking-token set of every trace run;
+3. suppress  baseline vs suppression of the learnt thinking tokens vs a frequency-matched random control,
+             on *other* GSM8K problems than the ones the tokens were learnt on;
+4. rr        Representation Recycling triggered by the thinking tokens;
+5. ttts      thinking-token test-time scaling vs the plain model at several token budgets;
+6. depth     organism-recurrent: accuracy vs core iterations r, adaptive exit, latent trajectories;
+7. report    one self-contained HTML report of everything above; its path is printed last.
+
+A stage whose module (or organism) is not available is skipped with a visible notice and listed in the final
+summary; a stage that fails is reported with its error and the demo continues, so the report always exists.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from reasonlens.errors import UserError
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The embedded defaults of the demo (``quick`` shrinks every stage)."""
+
+    out: Path = Path("runs/demo")
+    quick: bool = False
+    model: str = "smollm2-135m"
+    dataset: str = "gsm8k"
+    template: str = "chat"
+    layers: str = "20,-1"  # captured for MI: a middle-upper layer and the last decoder layer
+    n_traces: int = 8  # problems whose traces give the thinking tokens (dataset positions 0..n_traces-1)
+    n_eval: int = 8  # problems the interventions are evaluated on (the next n_eval positions)
+    max_new_tokens: int = 192
+    batch_size: int = 8
+    suppress_k: int = 8
+    budgets: tuple[int, ...] = (64, 128, 256)
+    n_organism: int = 16
+    organism_tokens: int = 64
+    depth_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
+    n_depth: int = 16
+    depth_tokens: int = 24
+    n_latent: int = 2
+    n_boot: int = 1000
+    n_permutations: int = 49
+
+    @classmethod
+    def preset(cls, quick: bool, out: Path | None = None) -> "DemoConfig":
+        if not quick:
+            return cls(out=out or Path("runs/demo"))
+        return cls(out=out or Path("runs/demo-quick"), quick=True, layers="-1", n_traces=3, n_eval=3,
+                   max_new_tokens=96, batch_size=3, suppress_k=5, budgets=(32, 64), n_organism=6, organism_tokens=48,
+                   depth_steps=(1, 2, 4, 8), n_depth=6, depth_tokens=12, n_latent=1, n_boot=300, n_permutations=19)
+
+
+class StageSkipped(Exception):
+    """A stage cannot run here (module or organism missing); the message says why."""
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # done | skipped | failed
+    seconds: float
+    note: str = ""
+    runs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DemoState:
+    """What the stages produced so far (later stages read earlier ones' outputs)."""
+
+    config: DemoConfig
+    trace_runs: list[Path] = field(default_factory=list)
+    smollm2_run: Path | None = None
+    token_set: Path | None = None
+    report_inputs: list[Path] = field(default_factory=list)
+    lm_cache: dict[str, Any] = field(default_factory=dict)
+
+    def lm(self, spec: str):
+        if spec not in self.lm_cache:
+            from reasonlens.models import load
+
+            self.lm_cache[spec] = load(spec)
+        return self.lm_cache[spec]
+
+    def add(self, path: Path) -> Path:
+        if path not in self.report_inputs:
+            self.report_inputs.append(path)
+        return path
+
+
+def require(module: str) -> None:
+    """Skip the stage when ``module`` is not part of this installation."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise StageSkipped(f"module {module} is not available in this build")
+
+
+def organism_available(name: str) -> bool:
+    try:
+        from reasonlens.organisms import organism_dir
+    except ImportError:
+        return False
+    return (organism_dir(name) / "config.json").is_file()
+
+
+def _decode(config: DemoConfig, max_new_tokens: int):
+    from reasonlens.decode import DecodeConfig
+
+    return DecodeConfig(max_new_tokens=max_new_tokens, batch_size=config.batch_size,
+                        add_special_tokens=config.template != "chat")
+
+
+# -- stages --------------------------------------------------------------------------------------------------------
+
+
+def stage_traces(state: DemoState) -> str:
+    require("reasonlens.runs")
+    from reasonlens.runs import RunSpec, execute
+
+    c = state.config
+    out = c.out / "traces-smollm2"
+    summary = execute(RunSpec(out=out, model=c.model, dataset=c.dataset, n=c.n_traces, template=c.template,
+                              decode=_decode(c, c.max_new_tokens), layers=c.layers), lm=state.lm(c.model))
+    state.smollm2_run = out
+    state.trace_runs.append(state.add(out))
+    notes = [f"SmolLM2 accuracy {summary['accuracy']:.2f} on {summary['n']} problems"]
+    missing = []
+    for name in ("organism-cot", "organism-direct"):
+        if not organism_available(name):
+            missing.append(name)
+            continue
+        from reasonlens.organisms import organism_dataset
+
+        dataset = organism_dataset(name) or "synthetic-arith"
+        run = c.out / f"traces-{name}"
+        s = execute(RunSpec(out=run, model=name, dataset=dataset, n=c.n_organism, layers="-1",
+                            decode=_decode(c, c.organism_tokens)), lm=state.lm(name))
+        state.trace_runs.append(state.add(run))
+        notes.append(f"{name} accuracy {s['accuracy']:.2f}")
+    if missing:
+        warn(f"organisms not shipped in this installation, their traces are skipped: {', '.join(missing)} "
+             "(train them with `reasonlens organisms train NAME`)")
+        notes.append(f"not shipped: {', '.join(missing)}")
+    return "; ".join(notes)
+
+
+def stage_mi(state: DemoState) -> str:
+    require("reasonlens.analysis.pipeline")
+    if not state.trace_runs:
+        raise StageSkipped("no trace runs (the traces stage did not produce any)")
+    from reasonlens.analysis.pipeline import MIConfig, ensure_analysis
+
+    c = state.config
+    config = MIConfig(n_boot=c.n_boot, n_permutations=c.n_permutations, n_bins=5, plot_traces=6)
+    notes = []
+    for run in state.trace_runs:
+        out = ensure_analysis(run, config)
+        summary = json.loads((out / "summary.json").read_text())
+        words = [w["word"] for w in summary.get("thinking_tokens") or []]
+        notes.append(f"{run.name}: {', '.join(words[:6]) or 'no alphabetic peak tokens'}")
+    if state.smollm2_run is not None:
+        tokens = state.smollm2_run / "mi" / "tokens.jsonl"
+        if tokens.is_file() and tokens.read_text().strip():
+            state.token_set = tokens
+        else:
+            warn("the SmolLM2 traces gave no alphabetic thinking tokens; interventions use the paper's list")
+    return "; ".join(notes)
+
+
+def _eval(state: DemoState, name: str, method: str, **options: Any) -> dict[str, Any]:
+    from reasonlens.interventions import EvalSpec, MethodOptions, evaluate
+
+    c = state.config
+    if state.token_set is not None and method in ("suppress", "rr"):
+        options.setdefault("token_set", state.token_set)
+        options.setdefault("token_set_dataset", c.dataset)
+        # the words come from dataset positions [0, n_traces); evaluation uses the problems after them
+        options.setdefault("token_set_split", f"test[0:{c.n_traces}]")
+    out = c.out / "eval" / name
+    max_tokens = max(options.get("budgets") or [c.max_new_tokens])
+    summary = evaluate(EvalSpec(out=out, model=c.model, dataset=c.dataset, method=method,
+                                options=MethodOptions(**options), n=c.n_eval, offset=c.n_traces, template=c.template,
+                                decode=_decode(c, max_tokens)), lm=state.lm(c.model))
+    state.add(out)
+    return summary
+
+
+def stage_suppress(state: DemoState) -> str:
+    require("reasonlens.interventions")
+    c = state.config
+    base = _eval(state, "baseline", "baseline")
+    thinking = _eval(state, "suppress-thinking", "suppress", k=c.suppress_k, control="thinking")
+    notes = [f"baseline {base['accuracy']:.2f}", f"thinking suppressed {thinking['accuracy']:.2f}"]
+    if state.smollm2_run is not None:
+        random = _eval(state, "suppress-random", "suppress", k=c.suppress_k, control="random",
+                       control_run=state.smollm2_run)
+        notes.append(f"random control {random['accuracy']:.2f}")
+    else:
+        warn("no SmolLM2 trace run for word frequencies: the random-suppression control is skipped")
+    return ", ".join(notes)
+
+
+def stage_rr(state: DemoState) -> str:
+    require("reasonlens.interventions")
+    summary = _eval(state, "rr", "rr", k=state.config.suppress_k)
+    return f"RR accuracy {summary['accuracy']:.2f}"
+
+
+def stage_ttts(state: DemoState) -> str:
+    require("reasonlens.interventions")
+    budgets = list(state.config.budgets)
+    plain = _eval(state, "budget-baseline", "baseline", budgets=budgets)
+    ttts = _eval(state, "ttts", "ttts", budgets=budgets)
+
+    def curve(summary: dict[str, Any]) -> str:
+        return " ".join(f"{b}:{a:.2f}" for b, a in summary["accuracy_by_budget"].items())
+
+    return f"plain {curve(plain)} | TTTS {curve(ttts)}"
+
+
+def stage_depth(state: DemoState) -> str:
+    require("reasonlens.recurrent.depth")
+    if not organism_available("organism-recurrent"):
+        raise StageSkipped("organism-recurrent is not shipped in this installation "
+                           "(train it with `reasonlens organisms train organism-recurrent`)")
+    from reasonlens.organisms import organism_dataset
+    from reasonlens.recurrent.depth import DepthSpec, run_depth
+
+    c = state.config
+    dataset = organism_dataset("organism-recurrent") or "synthetic-hops:1-4"
+    lm = state.lm("organism-recurrent")
+    out = c.out / "depth-organism-recurrent"
+    summary = run_depth(DepthSpec(model="organism-recurrent", dataset=dataset, out=out, steps=c.depth_steps,
+                                  exit_criterion="kl", n=c.n_depth, max_new_tokens=c.depth_tokens,
+                                  batch_size=c.batch_size), lm=lm)
+    state.add(out)
+    notes = [" ".join(f"r{r}:{e['accuracy']:.2f}" for r, e in summary["steps"].items())]
+    adaptive = summary.get("adaptive") or {}
+    if adaptive.get("mean_iterations_per_token") is not None:
+        notes.append(f"adaptive {adaptive['accuracy']:.2f} at {adaptive['mean_iterations_per_token']:.1f} it/token")
+    latent_dir = c.out / "latent-organism-recurrent"
+    if (latent_dir / "summary.json").is_file():
+        state.add(latent_dir)
+    else:
+        from reasonlens.recurrent.latent import LatentConfig, analyze_latents, items_from_source
+
+        _, items = items_from_source("organism-recurrent", dataset=dataset, n=c.n_latent)
+        analyze_latents(lm, items, latent_dir, LatentConfig(max_steps=16 if c.quick else 32,
+                                                            star_steps=32 if c.quick else 64, max_tokens=32))
+        state.add(latent_dir)
+    return "; ".join(notes)
+
+
+def stage_report(state: DemoState) -> str:
+    require("reasonlens.report")
+    from reasonlens.report import ReportConfig, build_report
+    from reasonlens.runs.progress import progress_bar
+
+    if not state.report_inputs:
+        raise StageSkipped("no run produced anything to report")
+    with progress_bar() as bar:
+        task = bar.add_task("report", total=1, info=f"{len(state.report_inputs)} runs")
+        path = build_report(state.report_inputs, state.config.out / "report.html",
+                            ReportConfig(title="reasonlens demo", n_boot=state.config.n_boot))
+        bar.advance(task)
+    return f"{path} ({path.stat().st_size / 1e6:.1f} MB)"
+
+
+STAGES: tuple[tuple[str, str, Callable[[DemoState], str]], ...] = (
+    ("traces", "SmolLM2 and organism traces with hidden states", stage_traces),
+    ("mi", "MI peaks and thinking tokens", stage_mi),
+    ("suppress", "suppression: thinking tokens vs random control", stage_suppress),
+    ("rr", "Representation Recycling", stage_rr),
+    ("ttts", "thinking-token test-time scaling vs budget", stage_ttts),
+    ("depth", "recurrent organism: depth scaling, adaptive exit, latents", stage_depth),
+    ("report", "HTML report", stage_report),
+)
+
+
+def warn(message: str) -> None:
+    console.print(f"[bold yellow]notice:[/] {message}", highlight=False)
+
+
+def run_demo(config: DemoConfig, only: list[str] | None = None) -> list[StageResult]:
+    """Run every stage (or the ``only`` ones plus what they need); returns one result per stage."""
+    names = [name for name, _, _ in STAGES]
+    for name in only or []:
+        if name not in names:
+            raise UserError(f"--stage {name!r} is unknown (stages: {', '.join(names)})")
+    config.out.mkdir(parents=True, exist_ok=True)
+    state = DemoState(config)
+    if only:
+        _discover(state)
+    results: list[StageResult] = []
+    started = time.perf_counter()
+    for number, (name, title, function) in enumerate(STAGES, start=1):
+        if only and name not in only and name != "report":
+            continue
+        console.rule(f"[bold]{number}/{len(STAGES)} {name}[/]: {title}")
+        t0 = time.perf_counter()
+        try:
+            note = function(state)
+            results.append(StageResult(name, "done", time.perf_counter() - t0, note))
+            console.print(f"[green]done[/] {name} in {time.perf_counter() - t0:.1f} s: {note}", highlight=False)
+        except StageSkipped as exc:
+            results.append(StageResult(name, "skipped", time.perf_counter() - t0, str(exc)))
+            warn(f"stage {name} skipped: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken stage must not stop the others or the report
+            results.append(StageResult(name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"))
+            console.print(f"[bold red]stage {name} failed:[/] {type(exc).__name__}: {exc}", highlight=False)
+            console.print(traceback.format_exc(limit=4), highlight=False, markup=False)
+    total = time.perf_counter() - started
+    _write_log(config, results, total)
+    _print_summary(results, total)
+    return results
+
+
+def _discover(state: DemoState) -> None:
+    """Outputs of earlier demo runs in the same directory (so ``--stage`` can run one stage on its own)."""
+    out = state.config.out
+    smollm2 = out / "traces-smollm2"
+    if (smollm2 / "manifest.json").is_file():
+        state.smollm2_run = smollm2
+        state.trace_runs.append(state.add(smollm2))
+        if (smollm2 / "mi" / "tokens.jsonl").is_file() and (smollm2 / "mi" / "tokens.jsonl").read_text().strip():
+            state.token_set = smollm2 / "mi" / "tokens.jsonl"
+    for name in ("organism-cot", "organism-direct"):
+        if (out / f"traces-{name}" / "manifest.json").is_file():
+            state.trace_runs.append(state.add(out / f"traces-{name}"))
+    for path in sorted((out / "eval").glob("*/manifest.json")):
+        state.add(path.parent)
+    for name in ("depth-organism-recurrent", "latent-organism-recurrent"):
+        if (out / name / "summary.json").is_file():
+            state.add(out / name)
+
+
+def _write_log(config: DemoConfig, results: list[StageResult], total: float) -> None:
+    from reasonlens.runs.io import atomic_write_json
+
+    atomic_write_json(config.out / "demo.json", {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "stages": [asdict(r) for r in results], "seconds": total,
+    })
+
+
+def _print_summary(results: list[StageResult], total: float) -> None:
+    table = Table(title=f"demo summary ({total:.0f} s)")
+    for column in ("stage", "status", "seconds", "result"):
+        table.add_column(column)
+    colours = {"done": "green", "skipped": "yellow", "failed": "red"}
+    for r in results:
+        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", f"{r.seconds:.1f}", r.note)
+    console.print(table)
+    skipped = [r.name for r in results if r.status == "skipped"]
+    if skipped:
+        warn(f"skipped stages: {', '.join(skipped)}")
+
+
+def register(app) -> None:
+    """Add ``reasonlens demo`` to ``app``."""
+    import typer
+
+    @app.command("demo")
+    def demo_command(
+        quick: bool = typer.Option(False, "--quick", help="Smaller everything (about 3 minutes on 2 cores)."),
+        out: Path = typer.Option(None, "--out", "-o", help="Output directory (default runs/demo, or "
+                                 "runs/demo-quick with --quick); re-running resumes."),
+        stage: list[str] = typer.Option(None, "--stage", help="Run only these stages (repeatable); the report is "
+                                        "always rebuilt."),
+    ) -> None:
+        """The main job end to end: traces -> MI peaks and thinking tokens -> suppression -> RR and TTTS ->
+        recurrent depth -> report.html (its path is printed last)."""
+        config = DemoConfig.preset(quick, out)
+        results = run_demo(config, only=list(stage) if stage else None)
+        report = config.out / "report.html"
+        failed = [r.name for r in results if r.status == "failed"]
+        if report.is_file():
+            typer.echo(str(report.resolve()))
+        if failed:
+            typer.echo(f"failed stages: {', '.join(failed)}", err=True)
+            raise typer.Exit(1)
