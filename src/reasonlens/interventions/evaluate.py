@@ -165,14 +165,19 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
     raise UserError(f"--method {name}: no option resolver")  # a registered method without one
 
 
-def evaluate(spec: EvalSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
-    """Run (or resume) the evaluation; returns the summary also written to `OUT/summary.json`."""
+def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dict[str, Any]:
+    """Run (or resume) the evaluation; returns the summary also written to `OUT/summary.json`.
+
+    `executor` (`reasonlens.runs.executors`) decodes the runs, e.g. sharded over Ray workers; default: here."""
     from reasonlens.models import load
     from reasonlens.runs import RunSpec, execute
 
     info = method_info(spec.method)
-    if lm is None:
+    if lm is None and executor is not None:
+        lm = executor.driver_model(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code)
+    elif lm is None:
         lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code)
+    run = executor.run if executor is not None else execute
     resolved = resolve_method(lm, spec.method, spec.options, spec.dataset, spec.split)
     for warning in resolved.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
@@ -182,13 +187,17 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
                    method=resolved.identity, extra_manifest=resolved.provenance)
     budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
     if not budgets:
-        return execute(base, lm=lm, plugins=lambda m: build_plugins(m, resolved.identity), quiet=quiet)
-    return _evaluate_budgets(base, resolved, budgets, lm, quiet)
+        return run(base, lm=lm, plugins=lambda m: build_plugins(m, resolved.identity), quiet=quiet)
+    return _evaluate_budgets(base, resolved, budgets, lm, quiet, run)
 
 
-def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, quiet: bool) -> dict[str, Any]:
+def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, quiet: bool,
+                      execute=None) -> dict[str, Any]:
     import reasonlens
-    from reasonlens.runs import RunDir, execute
+    from reasonlens.runs import RunDir
+    from reasonlens.runs import execute as execute_here
+
+    execute = execute or execute_here
 
     top = RunDir(base.out)
     top.start({"command": "eval", "model": base.model, "dataset": base.dataset, "split": base.split,
@@ -265,6 +274,16 @@ def _paired(a: list[dict], b: list[dict], where: str) -> tuple[list[float], list
     return xs, ys
 
 
+def _budget_pairs(reference: EvalRun, run: EvalRun) -> list[tuple[int | None, int | None]]:
+    """Which result lists to pair: shared budgets when both runs have budgets, else every budget of one run
+    against the plain other."""
+    if None in reference.results:
+        return [(None, budget) for budget in run.results]
+    if None in run.results:
+        return [(budget, None) for budget in reference.results]
+    return [(budget, budget) for budget in reference.results if budget in run.results]
+
+
 def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Accuracy of every run (per budget for budget runs) and, for each run after the first, the paired
     bootstrap 95% CI of its accuracy minus the first run's on the problems both graded."""
@@ -289,11 +308,8 @@ def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0)
                          "accuracy": acc.estimate if acc else None, "ci95": [acc.lo, acc.hi] if acc else None})
     comparisons = []
     for run in runs[1:]:
-        for budget, results in run.results.items():
-            ref_budget = budget if budget in reference.results else None
-            if ref_budget not in reference.results:
-                continue
-            xs, ys = _paired(reference.results[ref_budget], results, str(run.path))
+        for ref_budget, budget in _budget_pairs(reference, run):
+            xs, ys = _paired(reference.results[ref_budget], run.results[budget], str(run.path))
             if not xs:
                 continue
             diff = paired_bootstrap_diff(ys, xs, n_boot=n_boot, seed=seed)
