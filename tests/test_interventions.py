@@ -142,6 +142,9 @@ def test_compare_budget_run_against_plain_and_budget_runs(tmp_path):
     bf = budget_run("bf", {8: [0, 0, 0, 0], 32: [1, 1, 1, 1]})
     report = compare_runs([tt, bf], n_boot=200)
     assert [(c["budget"], c["reference_budget"]) for c in report["comparisons"]] == [(8, 8)]  # only shared budgets
+    report = compare_runs([tt, plain], n_boot=200)  # a plain run against a budget reference: every budget
+    assert {c["reference_budget"]: c["difference"] for c in report["comparisons"]} == {8: pytest.approx(-0.25),
+                                                                                         16: pytest.approx(-0.75)}
 
 
 def test_cli_compare_eval_and_bad_method(tmp_path, capsys):
