@@ -35,15 +35,15 @@ class OrganismConfig:
     """Everything that determines a trained organism."""
 
     name: str
-    dataset: str  # synthetic dataset name with levels, e.g. "synthetic-arith:1-4"
+    dataset: str  # synthetic dataset name with levels, e.g. "synthetic-arith:1-3"
     target: str  # "cot": question -> reasoning trace; "direct": question -> \boxed{N}
-    hidden_size: int = 192
+    hidden_size: int = 128
     num_layers: int = 4
-    num_heads: int = 6
-    intermediate_size: int = 512
+    num_heads: int = 4
+    intermediate_size: int = 384
     max_positions: int = 512
     n_train: int = 30000
-    steps: int = 1200
+    steps: int = 1500
     batch_size: int = 32
     learning_rate: float = 3e-3
     min_learning_rate_ratio: float = 0.1
@@ -53,7 +53,7 @@ class OrganismConfig:
     seed: int = 0
     data_seed: int = synthetic.DEFAULT_SEED
     threads: int = 2
-    eval_n: int = 300  # test problems scored for the model card
+    eval_n: int = 200  # test problems scored for the model card
     vocab_size: int = 1024  # upper bound; the BPE merges saturate well below it on this corpus
 
     @property
@@ -62,8 +62,8 @@ class OrganismConfig:
 
 
 ORGANISMS: dict[str, OrganismConfig] = {
-    "organism-cot": OrganismConfig(name="organism-cot", dataset="synthetic-arith:1-4", target="cot"),
-    "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith:1-4", target="direct"),
+    "organism-cot": OrganismConfig(name="organism-cot", dataset="synthetic-arith:1-3", target="cot"),
+    "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith:1-3", target="direct"),
 }
 
 
@@ -453,6 +453,10 @@ def write_organism(target: Path, model: Any, tokenizer: Any, card: dict[str, Any
         save_tokenizer(tokenizer, staging)
         (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         (staging / "README.md").write_text(card_markdown(card))
+        # mkdtemp makes a private directory; a shipped checkpoint must be readable by every user.
+        staging.chmod(0o755)
+        for path in staging.iterdir():
+            path.chmod(0o644)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
