@@ -90,6 +90,7 @@ class DemoState:
     smollm2_run: Path | None = None
     token_set: Path | None = None
     report_inputs: list[Path] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # parts of stages that were skipped, with the reason
     lm_cache: dict[str, Any] = field(default_factory=dict)
 
     def lm(self, spec: str):
@@ -211,12 +212,20 @@ def stage_suppress(state: DemoState) -> str:
     base = _eval(state, "baseline", "baseline")
     thinking = _eval(state, "suppress-thinking", "suppress", k=c.suppress_k, control="thinking")
     notes = [f"baseline {base['accuracy']:.2f}", f"thinking suppressed {thinking['accuracy']:.2f}"]
-    if state.smollm2_run is not None:
-        random = _eval(state, "suppress-random", "suppress", k=c.suppress_k, control="random",
-                       control_run=state.smollm2_run)
-        notes.append(f"random control {random['accuracy']:.2f}")
+    reason = None
+    if state.smollm2_run is None:
+        reason = "no SmolLM2 trace run for word frequencies"
     else:
-        warn("no SmolLM2 trace run for word frequencies: the random-suppression control is skipped")
+        try:
+            random = _eval(state, "suppress-random", "suppress", k=c.suppress_k, control="random",
+                           control_run=state.smollm2_run)
+            notes.append(f"random control {random['accuracy']:.2f}")
+        except UserError as exc:  # too few distinct words in the traces to match frequencies
+            reason = str(exc)
+    if reason is not None:
+        warn(f"the random-suppression control is skipped: {reason}")
+        state.partial.append(f"suppress-random ({reason})")
+        notes.append("random control skipped")
     return ", ".join(notes)
 
 
@@ -332,8 +341,8 @@ def run_demo(config: DemoConfig, only: list[str] | None = None) -> list[StageRes
             console.print(f"[bold red]stage {name} failed:[/] {type(exc).__name__}: {exc}", highlight=False)
             console.print(traceback.format_exc(limit=4), highlight=False, markup=False)
     total = time.perf_counter() - started
-    _write_log(config, results, total)
-    _print_summary(results, total)
+    _write_log(config, results, total, state.partial)
+    _print_summary(results, total, state.partial)
     return results
 
 
@@ -356,16 +365,16 @@ def _discover(state: DemoState) -> None:
             state.add(out / name)
 
 
-def _write_log(config: DemoConfig, results: list[StageResult], total: float) -> None:
+def _write_log(config: DemoConfig, results: list[StageResult], total: float, partial: list[str]) -> None:
     from reasonlens.runs.io import atomic_write_json
 
     atomic_write_json(config.out / "demo.json", {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "stages": [asdict(r) for r in results], "seconds": total,
+        "stages": [asdict(r) for r in results], "skipped_parts": partial, "seconds": total,
     })
 
 
-def _print_summary(results: list[StageResult], total: float) -> None:
+def _print_summary(results: list[StageResult], total: float, partial: list[str]) -> None:
     table = Table(title=f"demo summary ({total:.0f} s)")
     for column in ("stage", "status", "seconds", "result"):
         table.add_column(column)
@@ -376,6 +385,8 @@ def _print_summary(results: list[StageResult], total: float) -> None:
     skipped = [r.name for r in results if r.status == "skipped"]
     if skipped:
         warn(f"skipped stages: {', '.join(skipped)}")
+    for part in partial:
+        warn(f"skipped part: {part}")
 
 
 def register(app) -> None:
