@@ -92,7 +92,8 @@ def line_chart(axes: Axes, series: list[Series]) -> str:
     for tick in _ticks(y_lo, y_hi):
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" class="grid"/>'
                    f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
-    x_ticks = sorted({x for x, _ in points}) if axes.log2_x else _ticks(x_lo, x_hi)
+    line_xs = {x for s in series if not s.markers_only for x, y in zip(s.xs, s.ys) if y is not None}
+    x_ticks = sorted(line_xs or {x for x, _ in points}) if axes.log2_x else _ticks(x_lo, x_hi)
     if len(x_ticks) > 12:
         x_ticks = x_ticks[:: math.ceil(len(x_ticks) / 12)]
     for tick in x_ticks:
