@@ -73,6 +73,7 @@ def test_ray_refuses_a_different_spec_in_one_line(tmp_path, executor):
         executor.run(spec(tmp_path / "r", n=2, template="deepseek-math"), quiet=True)
 
 
+@pytest.mark.slow  # a second run kind on the same cluster; the core check is the generate test
 def test_ray_budgeted_eval_equals_single_process(tmp_path, tiny_llama, executor):
     def eval_spec(out):
         return EvalSpec(out=out, model="tiny-llama", dataset="gsm8k", method="budget-force", n=4,
@@ -84,3 +85,31 @@ def test_ray_budgeted_eval_equals_single_process(tmp_path, tiny_llama, executor)
     assert sharded["accuracy_by_budget"] == local["accuracy_by_budget"]
     for budget in (4, 8):
         assert comparable(tmp_path / "ray" / f"budget-{budget}") == comparable(tmp_path / "local" / f"budget-{budget}")
+
+
+@pytest.mark.slow  # starts a second pair of replicas for the CLI's own executor
+def test_cli_generate_and_mi_gold_encoding_on_ray(tmp_path, tiny_llama, executor):
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from reasonlens.analysis.pipeline import MIConfig
+    from reasonlens.cli import app
+    from reasonlens.data import load_problems
+    from reasonlens.models import encode_gold
+    from reasonlens.runs.executors import prepare_golds
+
+    executor._kill_actors()  # the cluster has 2 CPUs: free them for the CLI's own executor
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["generate", "-m", "tiny-llama", "-d", "gsm8k", "--n", "4", "--max-new-tokens",
+                                      "6", "--batch-size", "2", "--layers", "-1", "--executor", "ray", "--workers",
+                                      "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    execute(spec(tmp_path / "single", n=4), lm=tiny_llama, quiet=True)
+    assert comparable(out) == comparable(tmp_path / "single")
+
+    assert prepare_golds(out, MIConfig(), executor) == 4  # encoded on the replicas
+    golds = load_file(out / "mi" / "golds.safetensors")
+    for i, problem in enumerate(load_problems("gsm8k", n=4)):
+        local = encode_gold(tiny_llama, problem.solution, [3])[3]
+        torch.testing.assert_close(golds[f"{i}.3"], local, rtol=1e-4, atol=1e-5)
+    assert prepare_golds(out, MIConfig(), executor) == 0  # the cache is reused, nothing re-encoded

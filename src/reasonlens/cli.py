@@ -40,8 +40,9 @@ def generate(
     n: Optional[int] = typer.Option(None, "--n", help="Number of problems (default: all)."),
     offset: int = typer.Option(0, "--offset", help="Skip this many problems first."),
     split: str = typer.Option("test", "--split", help="Dataset split."),
-    layers: str = typer.Option("-1", "--layers", help="Layers to capture: indices (negative ok) and/or 'final', "
-                               "comma-separated; 'none' captures nothing."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to capture: indices (negative ok) and/or "
+                                         "'final', comma-separated; 'none' captures nothing (default: -1 on the HF "
+                                         "engine, none on vLLM)."),
     template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt for --template chat."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget per sample."),
@@ -55,10 +56,22 @@ def generate(
     seed: int = typer.Option(0, "--seed"),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code to run."),
+    engine: str = typer.Option("hf", "--engine", help="hf (every feature) | vllm (generation only, no --layers)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray (shard over Ray workers, one model each)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster ('auto', "
+                                              "'ray://host:10001'); default: start a local one."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per model replica."),
 ) -> None:
     """Generate reasoning traces with hidden-state capture into a resumable run directory."""
     from reasonlens.decode import DecodeConfig
-    from reasonlens.runs import RunSpec, execute
+    from reasonlens.engines import EngineSpec, check_engine_support
+    from reasonlens.runs import RunSpec
+    from reasonlens.runs.executors import make_executor
+
+    if layers is None:
+        layers = "-1" if engine == "hf" else "none"
+    check_engine_support(engine, capture_layers=layers.strip().lower() != "none")
 
     decode = DecodeConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_p=top_p,
                           seed=seed, stop_strings=parse_stop(stop), batch_size=batch_size,
@@ -66,7 +79,8 @@ def generate(
     spec = RunSpec(out=out, model=model, dataset=dataset, split=split, n=n, offset=offset, template=template,
                    system=system, decode=decode, layers=None if layers.strip().lower() == "none" else layers,
                    dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code)
-    summary = execute(spec)
+    with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
+        summary = runner.run(spec)
     typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n']}) "
                f"95% CI [{summary['accuracy_ci95'][0]:.3f}, {summary['accuracy_ci95'][1]:.3f}]  "
                f"{summary['tokens_per_second']:.1f} tok/s")

@@ -59,6 +59,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         plots: bool = typer.Option(True, "--plots/--no-plots"),
         limit: Optional[int] = typer.Option(None, "--limit", help="Analyse only the first N samples."),
+        executor: str = typer.Option("local", "--executor", help="local | ray (gold encoding on Ray workers)."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
     ) -> None:
         """MI trajectories, peaks, statistics, thinking tokens and plots for a run (written to RUN/mi/)."""
         from reasonlens.analysis.peaks import PeakConfig
@@ -68,6 +71,11 @@ def register(app: typer.Typer) -> None:
                           peaks=PeakConfig(mode=peaks, tau=tau, k=k), gold_source=gold, model=model, device=device,
                           decode_argmax=argmax, alphabetic_only=not all_tokens, population=population, align=align, n_bins=bins, stride=stride,
                           n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit)
+        if executor != "local" or workers is not None or ray_address is not None:
+            from reasonlens.runs.executors import make_executor, prepare_golds
+
+            with make_executor(executor, workers, ray_address) as runner:
+                prepare_golds(run, config, runner)
         summary = analyze_run(run, config)
         layer = summary["token_layer"]
         stats = summary["per_layer"][layer]["stats"]

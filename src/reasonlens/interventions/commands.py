@@ -49,6 +49,11 @@ def register(app: typer.Typer) -> None:
         wait: str = typer.Option("Wait", "--wait", help="budget-force: word appended on early stops."),
         answer_prompt: Optional[str] = typer.Option(None, "--answer-prompt", help="Text that forces the answer."),
         answer_tokens: int = typer.Option(16, "--answer-tokens", help="Tokens allowed after the answer prompt."),
+        engine: str = typer.Option("hf", "--engine", help="hf | vllm (baseline, suppress, ttts, budget-force)."),
+        executor: str = typer.Option("local", "--executor", help="local | ray (shard over Ray workers)."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
+        tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per replica."),
     ) -> None:
         """Evaluate a decoding method (resumable); prints accuracy (per budget for budget methods)."""
         from reasonlens.cli import parse_stop
@@ -56,7 +61,10 @@ def register(app: typer.Typer) -> None:
         from reasonlens.interventions.evaluate import EvalSpec, MethodOptions, evaluate
         from reasonlens.interventions.scaling import ANSWER_PROMPT, parse_budgets
         from reasonlens.interventions.tokens import parse_words
+        from reasonlens.engines import EngineSpec, check_engine_support
+        from reasonlens.runs.executors import make_executor
 
+        check_engine_support(engine, method, command="eval")
         options = MethodOptions(
             words=parse_words(words) if words else None, token_set=token_set, token_set_dataset=token_set_dataset,
             token_set_split=token_set_split, k=k, control=control, control_run=control_run, band=band, seed=seed,
@@ -69,7 +77,8 @@ def register(app: typer.Typer) -> None:
         spec = EvalSpec(out=out, model=model, dataset=dataset, method=method, options=options, split=split, n=n,
                         offset=offset, template=template, system=system, decode=decode, model_dtype=model_dtype,
                         device=device, trust_remote_code=trust_remote_code)
-        summary = evaluate(spec)
+        with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
+            summary = evaluate(spec, executor=runner)
         if "accuracy_by_budget" in summary:
             for budget, acc in summary["accuracy_by_budget"].items():
                 lo, hi = summary["accuracy_ci95_by_budget"][budget]
