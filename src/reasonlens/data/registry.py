@@ -57,14 +57,20 @@ def dataset_info(name: str) -> DatasetInfo | None:
     return _REGISTRY.get(name)
 
 
+# One problem is kilobytes; a longer line is a broken or hostile file (it would exhaust memory when tokenized).
+MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; malformed lines raise UserError with the line number."""
+    """Yield (line number, object) for each non-blank line; malformed or over-long lines raise UserError."""
     try:
         handle = open(path, "rb")
     except OSError as exc:
         raise UserError(f"{path}: cannot open dataset file ({exc.strerror})") from None
     with handle:
-        for lineno, raw in enumerate(handle, start=1):
+        for lineno, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise UserError(f"{path}:{lineno}: line is longer than {MAX_LINE_BYTES // 2**20} MiB")
             if not raw.strip():
                 continue
             try:

@@ -40,9 +40,10 @@ def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file
                                                   **({"gguf_file": gguf_file} if gguf_file else {}))
     except Exception as exc:  # noqa: BLE001 - any failure to read user-supplied model files is reported in one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = path / gguf_file if gguf_file else path
         if "trust_remote_code" in str(exc):
-            raise UserError(f"{path}: this model needs custom code; pass --trust-remote-code if you trust it") from None
-        raise UserError(f"{path}: cannot load model ({type(exc).__name__}: {first_line[:300]})") from None
+            raise UserError(f"{where}: this model needs custom code; pass --trust-remote-code if you trust it") from None
+        raise UserError(f"{where}: cannot load model ({type(exc).__name__}: {first_line[:300]})") from None
     return model, tokenizer
 
 

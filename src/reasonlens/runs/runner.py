@@ -90,6 +90,7 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     if layers and lm.layers is None:
         raise UserError(f"--layers: model '{spec.model}' does not support hidden-state capture")
     prompts = [render_prompt(p, spec.template, lm.tokenizer, spec.system) for p in problems]
+    _check_prompt_lengths(lm, problems, prompts, spec)
     run = RunDir(spec.out)
     manifest = {
         "command": spec.command, "model": spec.model, "model_name": lm.name, "dataset": spec.dataset,
@@ -172,6 +173,19 @@ def _worker_complete_indices(run: RunDir, worker: int, needs_states: bool) -> se
     records = list(iter_records(run.results_path)) + list(iter_records(worker_results_path(run, worker)))
     return {r["index"] for r in records if isinstance(r.get("index"), int)
             and (not needs_states or run.has_states(r["index"]))}
+
+
+def _check_prompt_lengths(lm: LoadedModel, problems: list[Problem], prompts: list[str], spec: RunSpec) -> None:
+    """A prompt longer than the model's position table is a bad input, not a crash mid-run."""
+    config = getattr(lm.model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return
+    for problem, prompt in zip(problems, prompts):
+        n_tokens = len(lm.tokenizer(prompt, add_special_tokens=spec.decode.add_special_tokens)["input_ids"])
+        if n_tokens > limit:
+            raise UserError(f"--dataset {spec.dataset}: problem '{problem.id}' has a {n_tokens}-token prompt, longer "
+                            f"than the {limit} positions of model '{spec.model}'")
 
 
 def _complete_indices(run: RunDir, needs_states: bool) -> set[int]:
