@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
