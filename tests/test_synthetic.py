@@ -47,6 +47,11 @@ def arith_train() -> list[synthetic.SyntheticItem]:
     return synthetic.generate_arith("train", n=4000)
 
 
+@pytest.fixture(scope="module")
+def small_test() -> list[synthetic.SyntheticItem]:
+    return synthetic.generate("synthetic-arith-small", split="test", n=500)
+
+
 def test_generators_are_deterministic_and_seeded():
     first = synthetic.generate_arith("train", n=60, levels=(1, 3, 5), seed=7)
     again = synthetic.generate_arith("train", n=60, levels=(1, 3, 5), seed=7)
@@ -58,9 +63,9 @@ def test_generators_are_deterministic_and_seeded():
     assert len({item.id for item in first}) == 60
 
 
-def test_every_step_of_every_trace_is_correct_and_slips_are_corrected(arith_test, arith_train):
+def test_every_step_of_every_trace_is_correct_and_slips_are_corrected(arith_test, arith_train, small_test):
     n_slips = 0
-    for item in arith_test + arith_train:
+    for item in arith_test + arith_train + small_test:
         equations = EQUATION.findall(item.solution)
         assert equations, item.solution
         for index, (a, op, b, c, tail) in enumerate(equations):
@@ -107,6 +112,19 @@ def test_levels_grow_harder_and_traces_use_thinking_words(arith_test):
     carries = [item for item in arith_test if re.search(r"\b\d*[5-9] \+ \d*[5-9] = ", item.solution)]
     assert len(carries) > 50
     assert all(0 <= item.answer <= synthetic.VALUE_CAP for item in arith_test)
+
+
+def test_small_variant_keeps_operands_to_one_digit_and_values_below_100(small_test):
+    assert {item.level for item in small_test} == set(synthetic.ARITH_LEVELS)
+    for item in small_test:
+        operands = [int(x) for x in re.findall(r"[-+*/](\d+)", item.signature)]
+        assert all(1 <= x <= 9 for x in operands), item.signature
+        results = [int(c) for a, op, b, c, tail in EQUATION.findall(item.solution) if not tail.endswith("Wait")]
+        assert max(results) <= synthetic.SMALL_VALUE_CAP
+        assert 0 <= item.answer <= synthetic.SMALL_VALUE_CAP
+        assert item.meta["small"] is True
+    train = {i.signature for i in synthetic.generate("synthetic-arith-small:1-3", split="train", n=3000)}
+    assert not train & {item.signature for item in small_test}
 
 
 def test_train_and_test_never_share_a_signature(arith_test, arith_train):

@@ -141,8 +141,14 @@ def _interleave_by_level(
 # synthetic-arith
 
 
-def _sample_steps(rng: random.Random, level: int) -> tuple[int, list[_Step]] | None:
-    """Start value and ``level + 1`` operations that keep every intermediate value in [0, VALUE_CAP]."""
+def _sample_steps(rng: random.Random, level: int, small: bool = False) -> tuple[int, list[_Step]] | None:
+    """Start value and ``level + 1`` operations that keep every intermediate value in [0, cap].
+
+    ``small``: one-digit operands and values below 100 (the cap), so each step is a one-carry sum that a tiny
+    model can learn in minutes; otherwise two-digit operands and values up to VALUE_CAP.
+    """
+    if small:
+        return _sample_small_steps(rng, level)
     n_ops = level + 1
     ops_allowed = ["+", "-"] if level == 1 else (["+", "-", "*"] if level == 2 else ["+", "-", "*", "/"])
     value = rng.randint(5, 99)
@@ -175,6 +181,41 @@ def _sample_steps(rng: random.Random, level: int) -> tuple[int, list[_Step]] | N
             continue
         steps.append(_Step(op, operand, group))
         value = result
+        ops_left -= 2 if group else 1
+    return start, steps
+
+
+SMALL_VALUE_CAP = 99
+
+
+def _sample_small_steps(rng: random.Random, level: int) -> tuple[int, list[_Step]]:
+    n_ops = level + 1
+    ops_allowed = ["+", "-"] if level == 1 else (["+", "-", "*"] if level == 2 else ["+", "-", "*", "/"])
+    value = rng.randint(10, 99)
+    start = value
+    steps: list[_Step] = []
+    ops_left = n_ops
+    while ops_left > 0:
+        op = rng.choice(ops_allowed)
+        group: tuple[int, int] | None = None
+        if op in "+-" and ops_left >= 2 and level >= 2 and rng.random() < PAREN_GROUP_PROB:
+            group = (rng.randint(1, 5), rng.randint(1, 4))
+            operand = group[0] + group[1]
+        elif op in "+-":
+            operand = rng.randint(1, 9)
+        elif op == "*":
+            operand = rng.randint(2, 3)
+        else:
+            divisors = [d for d in range(2, 6) if value % d == 0 and value // d >= 2]
+            if not divisors:
+                continue
+            operand = rng.choice(divisors)
+        if op == "-" and operand > value:
+            continue
+        if apply_op(value, op, operand) > SMALL_VALUE_CAP:
+            continue
+        steps.append(_Step(op, operand, group))
+        value = apply_op(value, op, operand)
         ops_left -= 2 if group else 1
     return start, steps
 
@@ -332,8 +373,10 @@ def boxed(value: int | str) -> str:
     return f"\\boxed{{{value}}}"
 
 
-def _make_arith(rng: random.Random, split: str, level: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
-    sampled = _sample_steps(rng, level)
+def _make_arith(
+    rng: random.Random, split: str, level: int, ordinal: int, seen: set[str], small: bool = False
+) -> SyntheticItem | None:
+    sampled = _sample_steps(rng, level, small)
     if sampled is None:
         return None
     start, steps = sampled
@@ -346,27 +389,37 @@ def _make_arith(rng: random.Random, split: str, level: int, ordinal: int, seen: 
     answer = evaluate_signature(signature)
     reasoning.append(f"Therefore the answer is {boxed(answer)}.")
     return SyntheticItem(
-        id=f"arith-L{level}-{split}-{ordinal:06d}",
+        id=f"arith{'-small' if small else ''}-L{level}-{split}-{ordinal:06d}",
         question=question,
         solution=" ".join(reasoning),
         direct_solution=boxed(answer),
         answer=answer,
         signature=signature,
         level=level,
-        meta={"style": style, "n_ops": level + 1},
+        meta={"style": style, "n_ops": level + 1, "small": small},
     )
 
 
 def generate_arith(
-    split: str = "test", n: int | None = None, levels: Sequence[int] = ARITH_LEVELS, seed: int = DEFAULT_SEED
+    split: str = "test",
+    n: int | None = None,
+    levels: Sequence[int] = ARITH_LEVELS,
+    seed: int = DEFAULT_SEED,
+    small: bool = False,
 ) -> list[SyntheticItem]:
-    """``n`` arithmetic problems of the given levels for ``split``, interleaved by level; deterministic."""
+    """``n`` arithmetic problems of the given levels for ``split``, interleaved by level; deterministic.
+
+    ``small`` gives the ``synthetic-arith-small`` variant (one-digit operands, values below 100).
+    """
     _check_split(split)
     chosen = _check_levels(levels, ARITH_LEVELS, "synthetic-arith")
     count = DEFAULT_SIZES[split] if n is None else int(n)
-    rngs = {level: _split_rng(seed, split, "arith", level) for level in chosen}
+    family = "arith-small" if small else "arith"
+    rngs = {level: _split_rng(seed, split, family, level) for level in chosen}
     seen: set[str] = set()
-    return _interleave_by_level(chosen, count, lambda level, k: _make_arith(rngs[level], split, level, k, seen))
+    return _interleave_by_level(
+        chosen, count, lambda level, k: _make_arith(rngs[level], split, level, k, seen, small)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -432,9 +485,13 @@ def generate_hops(
 def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
     """``synthetic-arith`` / ``synthetic-arith:3`` / ``synthetic-hops:1-4`` -> (family, levels)."""
     family, _, level_text = name.partition(":")
-    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS}.get(family)
+    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS}.get(
+        family
+    )
     if allowed is None:
-        raise UserError(f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L] or synthetic-hops[:H])")
+        raise UserError(
+            f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], synthetic-hops[:H])"
+        )
     if not level_text:
         return family, tuple(allowed)
     match = re.fullmatch(r"(\d+)(?:-(\d+))?", level_text)
@@ -447,8 +504,9 @@ def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
 def generate(name: str, split: str = "test", n: int | None = None, seed: int = DEFAULT_SEED) -> list[SyntheticItem]:
     """Items for a synthetic dataset name such as ``synthetic-arith:2-4``."""
     family, levels = parse_dataset_name(name)
-    generator = generate_arith if family == "synthetic-arith" else generate_hops
-    return generator(split=split, n=n, levels=levels, seed=seed)
+    if family == "synthetic-hops":
+        return generate_hops(split=split, n=n, levels=levels, seed=seed)
+    return generate_arith(split=split, n=n, levels=levels, seed=seed, small=family == "synthetic-arith-small")
 
 
 def to_problem(item: SyntheticItem, direct: bool = False) -> Any:
@@ -487,6 +545,13 @@ def register() -> None:
         grader="numeric",
         splits=SPLITS,
         description="multi-step arithmetic with CoT traces, levels 1-5 (L+1 operations); :L picks levels",
+    )
+    register_dataset(
+        "synthetic-arith-small",
+        _loader("synthetic-arith-small"),
+        grader="numeric",
+        splits=SPLITS,
+        description="synthetic-arith with one-digit operands and values below 100 (the organisms' task)",
     )
     register_dataset(
         "synthetic-hops",
