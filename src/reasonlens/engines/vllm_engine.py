@@ -248,6 +248,7 @@ class TokenizerOnlyModel:
     """What a driver that does not decode needs to resolve method options: name and tokenizer, no layers."""
 
     layers = None
+    model = None  # no torch module here: code that inspects `lm.model` (e.g. position limits) skips it
 
     def __init__(self, spec: str, tokenizer, eos_ids: list[int]):
         self.spec = spec
