@@ -230,6 +230,15 @@ def test_browser_renders_every_token_without_errors(runs, chromium, tmp_path):
     assert pixels.std() > 0.05 and len(colours) > 50, "the screenshot is not blank"
 
 
+def test_browser_follows_the_url_fragment(runs, chromium, tmp_path):
+    page = build_report([runs / "traces"], tmp_path / "report.html")
+    dom = render_dom(page, chromium, view="trace=2&layer=final").dom
+    expected = RunDir(runs / "traces").load_states(2)["token_ids"].shape[0]
+    assert 'data-rendered="2"' in dom and 'data-layer="final"' in dom and _tokens_in(dom) == expected
+    peaks = pq.read_table(runs / "traces" / "mi" / "mi.parquet").to_pylist()
+    assert dom.count('class="tok peak"') == sum(r["is_peak"] for r in peaks if r["index"] == 2 and r["layer"] == "final")
+
+
 def test_browser_pages_through_many_traces(chromium, tmp_path):
     run = _synthetic_run(tmp_path / "many", n=60, length=30)
     page = build_report([run], tmp_path / "many.html")

@@ -82,10 +82,11 @@ def ensure_chromium(install: bool = True, timeout: float = 900) -> str:
                              f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
 
 
-def _run(binary: str, page: Path, extra: list[str], timeout: float) -> subprocess.CompletedProcess:
+def _run(binary: str, page: Path, extra: list[str], timeout: float, view: str = "") -> subprocess.CompletedProcess:
+    url = Path(page).resolve().as_uri() + (f"#{view.lstrip('#')}" if view else "")
     with tempfile.TemporaryDirectory(prefix="reasonlens-chromium-") as profile:
         command = [binary, *BASE_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *extra,
-                   Path(page).resolve().as_uri()]
+                   url]
         try:
             return subprocess.run(command, capture_output=True, text=True, timeout=timeout, errors="replace")
         except subprocess.TimeoutExpired:
@@ -93,17 +94,20 @@ def _run(binary: str, page: Path, extra: list[str], timeout: float) -> subproces
 
 
 def render_dom(page: str | Path, binary: str | None = None, budget_ms: int = 5000,
-               window: tuple[int, int] = (1366, 900), timeout: float = 120) -> Rendered:
-    """The page's DOM after its scripts ran (``--dump-dom`` with a virtual-time budget)."""
+               window: tuple[int, int] = (1366, 900), timeout: float = 120, view: str = "") -> Rendered:
+    """The page's DOM after its scripts ran (``--dump-dom`` with a virtual-time budget).
+
+    ``view`` is the URL fragment the report reads, e.g. ``run=1&trace=7&layer=final``.
+    """
     binary = binary or ensure_chromium(install=False)
     done = _run(binary, Path(page), [f"--virtual-time-budget={budget_ms}", f"--window-size={window[0]},{window[1]}",
-                                     "--dump-dom"], timeout)
+                                     "--dump-dom"], timeout, view)
     return Rendered(done.stdout, done.stderr, done.returncode)
 
 
 def screenshot(page: str | Path, out: str | Path, binary: str | None = None, window: tuple[int, int] = (1440, 1800),
-               budget_ms: int = 5000, timeout: float = 120) -> Rendered:
-    """Save a PNG of the rendered page (the top ``window`` pixels) to ``out``."""
+               budget_ms: int = 5000, timeout: float = 120, view: str = "") -> Rendered:
+    """Save a PNG of the rendered page (the top ``window`` pixels, showing ``view``) to ``out``."""
     try:
         binary = binary or ensure_chromium(install=False)
     except BrowserUnavailable as exc:
@@ -111,7 +115,7 @@ def screenshot(page: str | Path, out: str | Path, binary: str | None = None, win
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     done = _run(binary, Path(page), [f"--virtual-time-budget={budget_ms}", f"--window-size={window[0]},{window[1]}",
-                                     f"--screenshot={out}"], timeout)
+                                     f"--screenshot={out}"], timeout, view)
     if not out.is_file():
         raise UserError(f"--screenshot {out}: chromium wrote no file (exit {done.returncode}: "
                         f"{done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else ''})")

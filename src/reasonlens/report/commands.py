@@ -8,6 +8,18 @@ from typing import Optional
 import typer
 
 
+def _window(text: str) -> tuple[int, int]:
+    from reasonlens.errors import UserError
+
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--window must be WIDTHxHEIGHT, e.g. 1440x1800, got {text!r}") from None
+    if width < 200 or height < 200:
+        raise UserError(f"--window must be at least 200x200, got {text!r}")
+    return width, height
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``report`` command to ``app``."""
 
@@ -21,6 +33,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Also save a PNG of the rendered page "
                                                   "(needs Chromium)."),
+        view: str = typer.Option("", "--view", help="Trace view shown in the screenshot, e.g. 'run=1&trace=7' "
+                                 "(the same fragment works after '#' in the report's URL)."),
+        window: str = typer.Option("1440x1800", "--window", help="Screenshot size WIDTHxHEIGHT."),
     ) -> None:
         """One self-contained HTML report (no network needed) from run directories."""
         from reasonlens.report.builder import ReportConfig, build_report
@@ -30,5 +45,5 @@ def register(app: typer.Typer) -> None:
         if screenshot is not None:
             from reasonlens.report.browser import screenshot as take_screenshot
 
-            take_screenshot(path, screenshot)
+            take_screenshot(path, screenshot, window=_window(window), view=view)
             typer.echo(f"screenshot: {screenshot}")

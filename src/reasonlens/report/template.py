@@ -54,6 +54,7 @@ code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; 
 .tv-list .controls { display:flex; gap:6px; flex-wrap:wrap; margin-bottom:6px; }
 .tv-list input, .tv-list select, .tv-head select { font:inherit; font-size:13px; padding:2px 6px; }
 .tv-list input { flex:1; min-width:90px; }
+.tv-list label { display:block; width:100%; } .tv-run { width:100%; max-width:100%; }
 .tv-list table { width:100%; }
 .tv-list tbody tr { cursor:pointer; }
 .tv-list tbody tr:hover { background:#eef2ff; }
@@ -290,6 +291,7 @@ SCRIPT = r"""
     }
     box.appendChild(frag);
     box.setAttribute('data-count', String(t.t.length));
+    box.setAttribute('data-layer', String(layer));
     if (mi) { this.spark(mi, peaks, lo, r[1]); }
     document.body.setAttribute('data-rendered', String(t.i));
   };
@@ -346,12 +348,33 @@ SCRIPT = r"""
     tip.style.left = x + 'px'; tip.style.top = y + 'px';
   };
 
+  // #run=1&trace=7&layer=final selects a run, a trace (its sample index) and a layer: shareable views.
+  TraceView.prototype.follow = function (hash) {
+    var params = {};
+    String(hash || '').replace(/^#/, '').split('&').forEach(function (part) {
+      var kv = part.split('='); if (kv.length === 2) { params[kv[0]] = decodeURIComponent(kv[1]); }
+    });
+    if (params.run !== undefined && this.runs[+params.run]) { this.runSelect.value = params.run; this.selectRun(+params.run); }
+    if (params.layer !== undefined && this.runs[this.run].layers.indexOf(params.layer) >= 0) {
+      this.layer = params.layer; this.layerSelect.value = params.layer;
+    }
+    if (params.trace !== undefined) {
+      var list = this.visible();
+      for (var p = 0; p < list.length; p++) { if (String(list[p].i) === params.trace) { this.pos = p; break; } }
+    }
+    this.refresh();
+  };
+
   function start() {
     var holder = document.getElementById('trace-data');
     var root = document.getElementById('trace-view');
     if (holder && root) {
       var runs = JSON.parse(holder.textContent);
-      if (runs.length) { window.reasonlensTraceView = new TraceView(root, runs); }
+      if (runs.length) {
+        var view = new TraceView(root, runs);
+        window.reasonlensTraceView = view;
+        view.follow(location.hash);
+      }
     }
     document.body.setAttribute('data-ready', '1');
   }
