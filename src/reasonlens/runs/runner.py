@@ -176,8 +176,13 @@ def _worker_complete_indices(run: RunDir, worker: int, needs_states: bool) -> se
 
 
 def _check_prompt_lengths(lm: LoadedModel, problems: list[Problem], prompts: list[str], spec: RunSpec) -> None:
-    """A prompt longer than the model's position table is a bad input, not a crash mid-run."""
+    """A prompt longer than a learned position table (GPT-2 style) is a bad input, not an IndexError mid-run.
+
+    Rotary models (a `rope_parameters` / `rope_theta` config) have no table to overrun and are not limited here.
+    """
     config = getattr(lm.model, "config", None)
+    if getattr(config, "rope_parameters", None) is not None or getattr(config, "rope_theta", None) is not None:
+        return
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if not isinstance(limit, int) or limit <= 0:
         return
