@@ -133,7 +133,7 @@ def overview_section(sources: list[RunSource]) -> Section:
             tokens = "n/a"
             label = "depth scaling"
         elif source.kind == "latent":
-            accuracy, n, tokens, label = "n/a", summary.get("n_samples", ""), str(summary.get("n_tokens", "")), "latent"
+            accuracy, n, tokens, label = "n/a", summary.get("n_samples", ""), "n/a", "latent"
         elif "accuracy_by_budget" in summary:
             accuracy, _ = _budget_cell(summary)
             n, tokens, label = summary.get("n", ""), "n/a", method_label(method, manifest.get("command"))
