@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from reasonlens.errors import UserError
 
@@ -76,8 +78,9 @@ class StageSkipped(Exception):
 class StageResult:
     name: str
     status: str  # done | skipped | failed
-    seconds: float
+    seconds: float  # wall time
     note: str = ""
+    cpu_seconds: float = 0.0  # CPU time of this process (all threads): comparable across loaded machines
     runs: list[str] = field(default_factory=list)
 
 
@@ -307,7 +310,7 @@ STAGES: tuple[tuple[str, str, Callable[[DemoState], str]], ...] = (
 
 
 def warn(message: str) -> None:
-    console.print(f"[bold yellow]notice:[/] {message}", highlight=False)
+    console.print(f"[bold yellow]notice:[/] {escape(message)}", highlight=False)
 
 
 def run_demo(config: DemoConfig, only: list[str] | None = None) -> list[StageResult]:
@@ -326,19 +329,22 @@ def run_demo(config: DemoConfig, only: list[str] | None = None) -> list[StageRes
         if only and name not in only and name != "report":
             continue
         console.rule(f"[bold]{number}/{len(STAGES)} {name}[/]: {title}")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             note = function(state)
-            results.append(StageResult(name, "done", time.perf_counter() - t0, note))
-            console.print(f"[green]done[/] {name} in {time.perf_counter() - t0:.1f} s: {note}", highlight=False)
+            results.append(StageResult(name, "done", time.perf_counter() - t0, note, time.process_time() - c0))
+            console.print(f"[green]done[/] {name} in {time.perf_counter() - t0:.1f} s "
+                          f"(CPU {time.process_time() - c0:.1f} s): {escape(note)}", highlight=False)
         except StageSkipped as exc:
-            results.append(StageResult(name, "skipped", time.perf_counter() - t0, str(exc)))
+            results.append(StageResult(name, "skipped", time.perf_counter() - t0, str(exc), time.process_time() - c0))
             warn(f"stage {name} skipped: {exc}")
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one broken stage must not stop the others or the report
-            results.append(StageResult(name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"))
-            console.print(f"[bold red]stage {name} failed:[/] {type(exc).__name__}: {exc}", highlight=False)
+            results.append(StageResult(name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
+                                       time.process_time() - c0))
+            console.print(f"[bold red]stage {name} failed:[/] {type(exc).__name__}: {escape(str(exc))}",
+                          highlight=False)
             console.print(traceback.format_exc(limit=4), highlight=False, markup=False)
     total = time.perf_counter() - started
     _write_log(config, results, total, state.partial)
@@ -376,11 +382,12 @@ def _write_log(config: DemoConfig, results: list[StageResult], total: float, par
 
 def _print_summary(results: list[StageResult], total: float, partial: list[str]) -> None:
     table = Table(title=f"demo summary ({total:.0f} s)")
-    for column in ("stage", "status", "seconds", "result"):
+    for column in ("stage", "status", "seconds", "CPU s", "result"):
         table.add_column(column)
     colours = {"done": "green", "skipped": "yellow", "failed": "red"}
     for r in results:
-        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", f"{r.seconds:.1f}", r.note)
+        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", f"{r.seconds:.1f}", f"{r.cpu_seconds:.1f}",
+                      Text(r.note))
     console.print(table)
     skipped = [r.name for r in results if r.status == "skipped"]
     if skipped:
