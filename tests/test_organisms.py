@@ -131,7 +131,7 @@ def test_shipped_organism_loads_and_solves_its_test_slice(name):
 
     directory = ORGANISMS_DIR / name
     card = json.loads((directory / "card.json").read_text())
-    assert card["dataset"] == "synthetic-arith" and card["split"] == "test"
+    assert card["dataset"] == "synthetic-arith-small" and card["split"] == "test"
     assert organism_dataset(name) == card["eval_dataset"]
     size = sum(p.stat().st_size for p in directory.iterdir())
     assert size <= 20 * 1024 * 1024

@@ -42,8 +42,8 @@ class OrganismConfig:
     num_heads: int = 4
     intermediate_size: int = 384
     max_positions: int = 512
-    n_train: int = 30000
-    steps: int = 1500
+    n_train: int = 20000
+    steps: int = 1000
     batch_size: int = 32
     learning_rate: float = 3e-3
     min_learning_rate_ratio: float = 0.1
@@ -62,8 +62,8 @@ class OrganismConfig:
 
 
 ORGANISMS: dict[str, OrganismConfig] = {
-    "organism-cot": OrganismConfig(name="organism-cot", dataset="synthetic-arith:1-3", target="cot"),
-    "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith:1-3", target="direct"),
+    "organism-cot": OrganismConfig(name="organism-cot", dataset="synthetic-arith-small:1-3", target="cot"),
+    "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith-small:1-3", target="direct"),
 }
 
 
