@@ -36,7 +36,7 @@ from safetensors.torch import load_file
 from reasonlens.runs import RunDir
 from reasonlens.runs.io import read_checked_jsonl
 
-N_SAMPLES = 48
+N_SAMPLES = 64
 BATCH = 2
 MAX_NEW_TOKENS = 8
 KILL_KINDS = ("timer", "step", "tmp-write", "fsync", "before-replace", "after-replace", "torn-append")
@@ -194,7 +194,7 @@ def draw_plan(kind: str, rng: random.Random) -> dict:
          "torn-append": rng.randint(1, 2)}[kind]
     plan = {"kind": kind, "n": n, "cut": rng.uniform(0.05, 0.95)}
     if kind == "timer":
-        plan["delay"] = rng.uniform(0.05, 1.0)
+        plan["delay"] = rng.uniform(0.05, 0.6)
     return plan
 
 

@@ -27,7 +27,9 @@ class HiddenStateCapture(Observer):
         self._batch_id: int | None = None
 
     def on_step(self, state: StepState, hidden: dict, tokens: torch.Tensor) -> None:
-        if self._batch_id != id(state.rows):  # a new batch started: drop the previous batch's buffers
+        # A new batch started: drop the previous batch's buffers. Step 0 marks it reliably; id() alone does not,
+        # since a freed rows list's id can be reused by the next batch's list.
+        if state.step == 0 or self._batch_id != id(state.rows):
             self._steps = {key: [] for key in self.layers}
             self._batch_id = id(state.rows)
         for key in self.layers:
