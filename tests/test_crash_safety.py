@@ -294,3 +294,30 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path)
             assert a.metadata() == b.metadata()
     for key in ("n", "n_correct", "accuracy", "n_failed", "total_tokens"):
         assert run.summary[key] == ref.summary[key]
+
+
+def test_every_shard_matches_a_teacher_forced_recompute(tmp_path, tiny_llama):
+    """The states a run stores are the ones that predicted each token, batch after batch.
+
+    Guards the comparison above against a reference that is itself wrong: capture once recognised a new batch by
+    id() of its rows list, which Python may reuse, and then stored the previous batch's states.
+    """
+    from reasonlens.decode import DecodeConfig
+    from reasonlens.models import record_layers
+    from reasonlens.runs import RunSpec, execute
+
+    out = tmp_path / "run"
+    execute(RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=8, layers="1,final",
+                    decode=DecodeConfig(max_new_tokens=6, batch_size=2)), lm=tiny_llama, quiet=True)
+    run = RunDir(out)
+    for record in run.results():
+        states = run.load_states(record["index"])
+        generated = states["token_ids"].tolist()
+        ids = tiny_llama.tokenizer(record["prompt"])["input_ids"] + generated
+        store: dict = {}
+        with record_layers(tiny_llama.layers, [1, "final"], store, last_only=False), torch.no_grad():
+            tiny_llama.model(input_ids=torch.tensor([ids]))
+        start = len(ids) - len(generated) - 1  # the state at position p predicts token p + 1
+        for key in (1, "final"):
+            expected = store[key][0, start:len(ids) - 1]
+            assert torch.allclose(states[f"layer.{key}"], expected, atol=1e-4), (record["index"], key)
