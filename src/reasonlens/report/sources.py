@@ -72,7 +72,12 @@ def detect_kind(path: Path) -> str | None:
 
 
 def _load_source(path: Path, kind: str) -> RunSource:
-    manifest = read_json_file(path / "manifest.json") if (path / "manifest.json").is_file() else {}
+    if (path / "manifest.json").is_file():
+        from reasonlens.runs import RunDir
+
+        manifest = RunDir(path).open_run()  # checks the format version this reasonlens can read
+    else:
+        manifest = {}
     summary = read_json_file(path / "summary.json") if (path / "summary.json").is_file() else {}
     if kind in ("trace", "eval") and not summary and not (path / "results.jsonl").is_file() and not manifest.get("budgets"):
         raise UserError(f"{path}: run directory has neither summary.json nor results.jsonl (has it started?)")
