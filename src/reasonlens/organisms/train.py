@@ -245,29 +245,17 @@ def bootstrap_ci(correct: Sequence[bool], n_resamples: int = 2000, seed: int = 0
     return float(torch.quantile(means, 0.025)), float(torch.quantile(means, 0.975))
 
 
-@torch.no_grad()
 def generate_answers(
     model: Any, tokenizer: Any, questions: Sequence[str], max_new_tokens: int, batch_size: int = 64
 ) -> list[str]:
-    """Greedy completions (text after the prompt, special tokens dropped) with HF ``generate``."""
-    from rich.progress import track
+    """Greedy completions (text after the prompt, special tokens dropped) from the toolkit's one decode loop."""
+    from reasonlens.decode import DecodeConfig, decode
+    from reasonlens.models import LoadedModel
 
     model.eval()
-    tokenizer.padding_side = "left"
-    completions: list[str] = []
-    starts = range(0, len(questions), batch_size)
-    for start in track(starts, description="greedy decode", transient=True):
-        batch = tokenizer(list(questions[start : start + batch_size]), return_tensors="pt", padding=True)
-        output = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        new_tokens = output[:, batch["input_ids"].shape[1] :]
-        completions.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    return completions
+    lm = LoadedModel.wrap(model, tokenizer, name="organism", spec="organism")
+    generations = decode(lm, list(questions), DecodeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size))
+    return [g.text for g in generations]
 
 
 def evaluate(
