@@ -34,8 +34,9 @@ def parse_stop(stop: list[str] | None) -> tuple[str, ...]:
 def generate(
     model: str = typer.Option(..., "--model", "-m", help="Built-in name (smollm2-135m, organism-cot, tiny-llama), "
                               "model directory, .gguf file or hub id."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="gsm8k, math500, aime24, aime25, synthetic-*, or a "
-                                ".jsonl/.csv/.parquet file."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="gsm8k, math500, aime24, aime25, "
+                                          "synthetic-*, or a .jsonl/.csv/.parquet file (default for a model "
+                                          "organism: its held-out test set)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes it)."),
     n: Optional[int] = typer.Option(None, "--n", help="Number of problems (default: all)."),
     offset: int = typer.Option(0, "--offset", help="Skip this many problems first."),

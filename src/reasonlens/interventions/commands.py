@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         model: str = typer.Option(..., "--model", "-m", help="Built-in name, model directory, .gguf or hub id."),
-        dataset: str = typer.Option(..., "--dataset", "-d", help="gsm8k, math500, synthetic-arith, a file, ..."),
+        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="gsm8k, math500, synthetic-arith, a "
+                                              "file, ... (default for a model organism: its held-out test set)."),
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (re-running resumes it)."),
         method: str = typer.Option("baseline", "--method",
                                    help="baseline | suppress | rr | ttts | budget-force."),
@@ -59,6 +60,9 @@ def register(app: typer.Typer) -> None:
         from reasonlens.cli import parse_stop
         from reasonlens.decode import DecodeConfig
         from reasonlens.interventions.evaluate import EvalSpec, MethodOptions, evaluate
+        from reasonlens.models.builtin import default_dataset
+
+        dataset = default_dataset(model, dataset)
         from reasonlens.interventions.scaling import ANSWER_PROMPT, parse_budgets
         from reasonlens.interventions.tokens import parse_words
         from reasonlens.engines import EngineSpec, check_engine_support

@@ -91,6 +91,20 @@ def _organism_dir(name: str) -> Callable[[], Path]:
     return resolve
 
 
+def default_dataset(model: str, dataset: str | None) -> str:
+    """The dataset to use: the one given, else the held-out set recorded in a model organism's card."""
+    if dataset:
+        return dataset
+    import json
+
+    card_path = Path(__file__).resolve().parent.parent / "organisms" / model / "card.json"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"--dataset is required for model '{model}' (only model organisms record a default)") from None
+    return str(card.get("eval_dataset") or card["dataset"])
+
+
 register_builtin("smollm2-135m", _smollm2_dir)
 for _name in ("organism-cot", "organism-direct", "organism-recurrent"):
     register_builtin(_name, _organism_dir(_name))

@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
     @app.command("depth")
     def depth_command(
         model: str = typer.Option(..., "--model", "-m", help="Recurrent-depth model directory or built-in name."),
-        dataset: str = typer.Option(..., "--dataset", "-d", help="Any dataset the toolkit accepts."),
+        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Any dataset the toolkit accepts "
+                                              "(default for a model organism: its held-out test set)."),
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (resumable)."),
         steps: str = typer.Option("1,2,4,8,16,32", "--steps", help="Comma-separated core iteration counts r."),
         exit_criterion: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit: kl, kl-reference, "
@@ -53,7 +54,10 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device"),
     ) -> None:
         """Accuracy at each r, and with --exit adaptive per-token exit (iterations used per token)."""
+        from reasonlens.models.builtin import default_dataset
         from reasonlens.recurrent.depth import DepthSpec, format_depth_table, parse_steps, run_depth
+
+        dataset = default_dataset(model, dataset)
 
         spec = DepthSpec(model=model, dataset=dataset, out=out, steps=parse_steps(steps), exit_criterion=exit_criterion,
                          threshold=threshold, split=split, n=n, template=template, max_new_tokens=max_new_tokens,
