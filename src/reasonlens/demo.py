@@ -51,7 +51,7 @@ class DemoConfig:
     max_new_tokens: int = 192
     batch_size: int = 8
     suppress_k: int = 8
-    budgets: tuple[int, ...] = (64, 128, 256)
+    budgets: tuple[int, ...] = (48, 96, 192)
     n_organism: int = 16
     organism_tokens: int = 64
     depth_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
