@@ -59,3 +59,13 @@ def test_malformed_dataset_names_file_and_line(tmp_path):
     bad.write_text('{"question": "a", "answer": "1"}\n{"question": "b"}\n')
     result = run("generate", "--model", "tiny-llama", "--dataset", str(bad), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and f"{bad}:2: missing field 'answer'" in result.stderr
+
+
+def test_organism_without_dataset_uses_its_card(tmp_path):
+    out = tmp_path / "org"
+    result = run("generate", "--model", "organism-cot", "--n", "2", "--max-new-tokens", "4", "--layers", "none",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "manifest.json").read_text())["dataset"] == "synthetic-arith-small:1-3"
+    missing = run("generate", "--model", "tiny-llama", "--out", str(tmp_path / "t"))
+    assert missing.returncode == 2 and "--dataset is required" in missing.stderr

@@ -67,9 +67,11 @@ def generate(
     """Generate reasoning traces with hidden-state capture into a resumable run directory."""
     from reasonlens.decode import DecodeConfig
     from reasonlens.engines import EngineSpec, check_engine_support
+    from reasonlens.models.builtin import default_dataset
     from reasonlens.runs import RunSpec
     from reasonlens.runs.executors import make_executor
 
+    dataset = default_dataset(model, dataset)
     if layers is None:
         layers = "-1" if engine == "hf" else "none"
     check_engine_support(engine, capture_layers=layers.strip().lower() != "none")
