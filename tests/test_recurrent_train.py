@@ -157,4 +157,5 @@ def test_train_config_file_errors(tmp_path):
 
 def test_organism_preset():
     model_config, train_config, extra = load_train_file("organism-recurrent")
-    assert model_config.n_embd == 64 and model_config.vocab_size == 300 and train_config.target == "direct"
+    assert model_config.n_embd == 64 and model_config.vocab_size == 416 and train_config.target == "direct"
+    assert model_config.n_layers_in_recurrent_block == 1 and model_config.mean_recurrence == 6

@@ -100,6 +100,15 @@ def register_trainer(name: str, trainer: ExternalTrainer) -> None:
     _EXTERNAL_TRAINERS[name] = trainer
 
 
+def _train_recurrent_organism(output_dir: Path | None, overrides: dict[str, Any], command: str) -> "TrainResult":
+    from reasonlens.recurrent.organism import train_recurrent_organism  # imported late: it needs the recurrent stack
+
+    return train_recurrent_organism(output_dir, overrides, command)
+
+
+register_trainer("organism-recurrent", _train_recurrent_organism)
+
+
 def trainable_names() -> list[str]:
     return sorted(set(ORGANISMS) | set(_EXTERNAL_TRAINERS))
 
@@ -445,6 +454,27 @@ def write_organism(target: Path, model: Any, tokenizer: Any, card: dict[str, Any
         staging.chmod(0o755)
         for path in staging.iterdir():
             path.chmod(0o644)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+SHIPPED_SKIP = ("checkpoint", "optimizer.safetensors", "trainer_state.json")
+
+
+def write_recurrent_organism(source: Path, target: Path) -> Path:
+    """Copy a trained model directory (minus training checkpoints) into a staging dir, then swap it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for path in sorted(Path(source).iterdir()):
+            if path.is_file() and path.name not in SHIPPED_SKIP:
+                shutil.copyfile(path, staging / path.name)
+                (staging / path.name).chmod(0o644)
+        staging.chmod(0o755)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option(..., "--config", "-c", help="JSON with 'model' (huginn config fields) or 'init' "
                                     "(model dir), and 'train' (TrainConfig fields); or a preset: organism-recurrent."),
         data: str = typer.Option(..., "--data", help="JSONL file ({'text'} or {'prompt','completion'} per line) "
-                                 "or a dataset name, e.g. synthetic-hops:1-4."),
+                                 "or a dataset name, e.g. synthetic-hops:1-6."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (re-running resumes its checkpoint)."),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda, ... (bf16 autocast on CUDA)."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Override train.steps."),
@@ -71,6 +71,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"adaptive exit saves {100 * adaptive['iterations_saved_vs_fixed_rmax']:.1f}% of core "
                        f"iterations vs r={adaptive['max_steps']}, accuracy change "
                        f"{100 * adaptive['accuracy_change_vs_fixed_rmax']:+.1f} points")
+        correlation = (adaptive or {}).get("level_iteration_correlation")
+        if correlation:
+            for measure in ("mean_iterations", "max_iterations"):
+                rho = correlation[measure]["rho"]
+                typer.echo(f"level vs {measure.replace('_', ' ')} per item (Spearman, n={correlation['n']}): "
+                           f"rho {rho if rho is None else f'{rho:+.3f}'}, p {correlation[measure]['p_value']}")
         typer.echo(f"summary: {out / 'summary.json'}")
 
     @app.command("latent")

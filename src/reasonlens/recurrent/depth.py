@@ -99,6 +99,61 @@ def _iteration_stats(results: list[dict]) -> dict[str, Any]:
     }
 
 
+def _problem_levels(spec: DepthSpec) -> dict[str, float]:
+    """Problem id -> difficulty level (``meta['level']``, e.g. hops); empty when the dataset has no levels."""
+    from reasonlens.data import load_problems
+
+    levels = {}
+    for problem in load_problems(spec.dataset, split=spec.split, n=spec.n):
+        level = problem.meta.get("level")
+        if isinstance(level, (int, float)) and not isinstance(level, bool):
+            levels[problem.id] = float(level)
+    return levels
+
+
+def _level_key(level: float) -> str:
+    return str(int(level)) if float(level).is_integer() else str(level)
+
+
+def level_breakdown(results: list[dict], levels: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Per difficulty level: n, accuracy and mean core iterations per token."""
+    grouped: dict[float, list[dict]] = {}
+    for record in results:
+        if record.get("id") in levels:
+            grouped.setdefault(levels[record["id"]], []).append(record)
+    breakdown = {}
+    for level in sorted(grouped):
+        records = grouped[level]
+        per_token = [i for r in records for i in (r.get("iterations") or [])]
+        breakdown[_level_key(level)] = {
+            "n": len(records),
+            "accuracy": sum(1.0 for r in records if r.get("correct")) / len(records),
+            "mean_iterations_per_token": sum(per_token) / len(per_token) if per_token else None,
+            "mean_max_iterations": (sum(max(r["iterations"]) for r in records if r.get("iterations"))
+                                    / max(1, sum(1 for r in records if r.get("iterations")))),
+        }
+    return breakdown
+
+
+def difficulty_correlation(results: list[dict], levels: dict[str, float]) -> dict[str, Any] | None:
+    """Spearman correlation between an item's level and the core iterations it used under adaptive exit.
+
+    Two per-item compute measures: the mean over its generated tokens, and the maximum over them (the token
+    that needed the most thought, usually the answer digit; the formatting tokens around it exit early).
+    """
+    from scipy.stats import spearmanr
+
+    pairs = [(levels[r["id"]], r["iterations"]) for r in results if r.get("id") in levels and r.get("iterations")]
+    if len(pairs) < 3 or len({level for level, _ in pairs}) < 2:
+        return None
+    level_values = [level for level, _ in pairs]
+    out: dict[str, Any] = {"n": len(pairs), "method": "spearman"}
+    for name, reduce in (("mean_iterations", lambda its: sum(its) / len(its)), ("max_iterations", max)):
+        rho, p_value = spearmanr(level_values, [reduce(its) for _, its in pairs])
+        out[name] = {"rho": None if rho != rho else float(rho), "p_value": None if p_value != p_value else float(p_value)}
+    return out
+
+
 def run_depth(spec: DepthSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
     """Evaluate accuracy at every r in `spec.steps` (and adaptive exit up to max r); writes RUN_DIR/summary.json."""
     from reasonlens.decode import DecodeConfig
@@ -127,6 +182,7 @@ def run_depth(spec: DepthSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
         settings.append((f"exit-{spec.exit_criterion}",
                          {"num_steps": r_max, "exit_criterion": spec.exit_criterion, "exit_threshold": threshold}))
 
+    levels = _problem_levels(spec)
     summary: dict[str, Any] = {"command": "depth", "model": spec.model, "dataset": spec.dataset, "split": spec.split,
                                "init_scale": spec.init_scale, "steps": {}, "adaptive": None}
     for name, kwargs in settings:
@@ -139,12 +195,16 @@ def run_depth(spec: DepthSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
                            device=spec.device, method={"recurrent": forward_kwargs})
         run_summary = execute(run_spec, lm=lm, plugins=lambda _lm, a=accounting: [a],
                               record_hook=accounting.record_hook, quiet=quiet)
-        stats = _iteration_stats(RunDir(out / name).results())
+        results = RunDir(out / name).results()
+        stats = _iteration_stats(results)
         entry = {"accuracy": run_summary["accuracy"], "accuracy_ci95": run_summary["accuracy_ci95"],
                  "n": run_summary["n"], "n_correct": run_summary["n_correct"], **stats, "forward_kwargs": forward_kwargs}
+        if levels:
+            entry["by_level"] = level_breakdown(results, levels)
         if name.startswith("exit-"):
             summary["adaptive"] = {"criterion": spec.exit_criterion, "threshold": kwargs["exit_threshold"],
-                                   "max_steps": r_max, **entry}
+                                   "max_steps": r_max, **entry,
+                                   "level_iteration_correlation": difficulty_correlation(results, levels)}
         else:
             summary["steps"][str(kwargs["num_steps"])] = entry
     if summary["adaptive"] is not None:

@@ -1,0 +1,182 @@
+"""``organism-recurrent``: the recurrent-depth model organism, trained by ``reasonlens organisms train``.
+
+The recipe is the ``organism-recurrent`` preset of :mod:`reasonlens.recurrent.train` on its own task,
+``synthetic-hops`` (variable-binding chains answered directly, so the hopping has to happen in depth). The
+core block is a single layer: at r = 1 the model is three layers deep and can follow about two hops, each
+further iteration buys roughly one more. Training goes through :func:`train_recurrent` (randomized depth,
+truncated backprop); the card's accuracy-vs-r table and the adaptive-exit correlation come from
+:func:`reasonlens.recurrent.depth.run_depth`, i.e. from the toolkit's one decode loop.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reasonlens.errors import UserError
+
+NAME = "organism-recurrent"
+DATASET = "synthetic-hops:1-6"
+TOKENIZER_VOCAB = 400  # BPE merges over the hops corpus; the model's vocab_size leaves room above it
+DEPTH_STEPS = (1, 2, 4, 8, 16, 32)
+EXIT_CRITERION = "kl"
+THREADS = 1  # a 64-wide model gains nothing from a second intra-op thread on 2 cores
+EVAL_N = 300
+OVERRIDABLE = ("steps", "seed", "eval_n")
+
+
+def _recipe(overrides: dict[str, Any]):
+    from reasonlens.recurrent.train import load_train_file
+
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise UserError(f"{NAME}: cannot override {', '.join(unknown)} (overridable: {', '.join(OVERRIDABLE)})")
+    model_config, train_config, _ = load_train_file(NAME)
+    if "steps" in overrides:
+        train_config.steps = int(overrides["steps"])
+    if "seed" in overrides:
+        train_config.seed = int(overrides["seed"])
+    return model_config, train_config.validate()
+
+
+def build_hops_tokenizer(train_config) -> Any:
+    """The organisms' word-level BPE tokenizer, learnt on the training split of the task (deterministic)."""
+    from reasonlens.data import synthetic
+    from reasonlens.organisms.tokenizer import build_tokenizer
+
+    items = synthetic.generate(DATASET, split=train_config.data_split, n=train_config.data_n)
+    return build_tokenizer([f"{item.question} {item.direct_solution}" for item in items], vocab_size=TOKENIZER_VOCAB)
+
+
+def evaluate_depth(model_dir: Path, n: int, quiet: bool = False) -> dict[str, Any]:
+    """Accuracy at r in DEPTH_STEPS and under adaptive exit on the first ``n`` test problems (run_depth)."""
+    from reasonlens.recurrent.depth import DepthSpec, run_depth
+
+    with tempfile.TemporaryDirectory(prefix="organism-recurrent-eval.") as scratch:
+        spec = DepthSpec(model=str(model_dir), dataset=DATASET, out=Path(scratch), steps=DEPTH_STEPS,
+                         exit_criterion=EXIT_CRITERION, n=n, max_new_tokens=16, batch_size=50)
+        return run_depth(spec, quiet=quiet)
+
+
+def card_from(train_result, train_config, model_config, n_parameters: int, depth: dict[str, Any] | None,
+              command: str, cpu_seconds: float) -> dict[str, Any]:
+    steps = (depth or {}).get("steps", {})
+    adaptive = (depth or {}).get("adaptive") or {}
+    return {
+        "name": NAME,
+        "architecture": (f"RecurrentDepthLM (huginn-0125 layout: {model_config.n_layers_in_prelude} prelude, "
+                         f"{model_config.n_layers_in_recurrent_block} core, {model_config.n_layers_in_coda} coda "
+                         f"block, n_embd {model_config.n_embd})"),
+        "dataset": DATASET.split(":", 1)[0],
+        "dataset_spec": DATASET,
+        "eval_dataset": DATASET,
+        "split": "test",
+        "train_split": train_config.data_split,
+        "target": "direct",
+        "training_command": command,
+        "wall_time_seconds": round(train_result.seconds, 1),
+        "cpu_time_seconds": round(cpu_seconds, 1),
+        "torch_threads": THREADS,
+        "n_parameters": n_parameters,
+        "seed": train_config.seed,
+        "steps": train_result.steps,
+        "mean_recurrence": model_config.mean_recurrence,
+        "mean_backprop_depth": model_config.mean_backprop_depth,
+        "final_train_loss": round(train_result.final_loss, 4),
+        "test_accuracy_n": (depth or {}).get("steps", {}).get("1", {}).get("n"),
+        "test_accuracy_by_r": {r: entry["accuracy"] for r, entry in steps.items()},
+        "test_accuracy_ci95_by_r": {r: entry["accuracy_ci95"] for r, entry in steps.items()},
+        "test_accuracy_by_r_and_hops": {r: {k: v["accuracy"] for k, v in entry.get("by_level", {}).items()}
+                                        for r, entry in steps.items()},
+        "adaptive_exit": {
+            key: adaptive.get(key) for key in ("criterion", "threshold", "max_steps", "accuracy",
+                                               "mean_iterations_per_token", "iterations_saved_vs_fixed_rmax",
+                                               "level_iteration_correlation")
+        } | {"by_hops": {k: {"accuracy": v["accuracy"], "mean_iterations_per_token": v["mean_iterations_per_token"],
+                             "mean_max_iterations": v["mean_max_iterations"]}
+                         for k, v in adaptive.get("by_level", {}).items()}} if adaptive else None,
+        "depth_command": (f"reasonlens depth --model {NAME} --n {(depth or {}).get('steps', {}).get('1', {}).get('n')} "
+                          f"--steps {','.join(map(str, DEPTH_STEPS))} --exit {EXIT_CRITERION} --out RUN"),
+        "torch_version": torch.__version__,
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    by_r = card["test_accuracy_by_r"]
+    table = ["| r | " + " | ".join(by_r) + " |", "|---|" + "---|" * len(by_r),
+             "| accuracy | " + " | ".join(f"{100 * a:.1f}%" for a in by_r.values()) + " |"]
+    lines = [
+        f"# {NAME}",
+        "",
+        f"A {card['n_parameters']:,}-parameter {card['architecture']} trained from scratch by reasonlens with "
+        f"randomized depth (mean r {card['mean_recurrence']}, backprop through the last "
+        f"{card['mean_backprop_depth']}) on `{card['dataset_spec']}`: variable-binding chains answered directly, "
+        "so following the hops has to happen in depth.",
+        "",
+        f"- Training command: `{card['training_command']}`",
+        f"- Wall time: {card['wall_time_seconds']:.0f} s ({card['steps']} steps, torch threads = "
+        f"{card['torch_threads']}), process CPU time {card['cpu_time_seconds']:.0f} s",
+        f"- Parameters: {card['n_parameters']:,}; seed {card['seed']}; final training loss {card['final_train_loss']}",
+        f"- Test accuracy (greedy, first {card['test_accuracy_n']} test problems, zero initial state), by core "
+        "iterations r:",
+        "",
+        *table,
+        "",
+    ]
+    adaptive = card.get("adaptive_exit")
+    if adaptive:
+        correlation = adaptive.get("level_iteration_correlation") or {}
+        rho = (correlation.get("max_iterations") or {}).get("rho")
+        lines += [
+            f"- Adaptive exit ({adaptive['criterion']} < {adaptive['threshold']:g}, at most r={adaptive['max_steps']}): "
+            f"accuracy {100 * adaptive['accuracy']:.1f}%, {adaptive['mean_iterations_per_token']:.2f} iterations per "
+            f"token; Spearman rho(hops, most iterations on any token of the item) = "
+            f"{'n/a' if rho is None else f'{rho:+.3f}'}",
+            "",
+        ]
+    lines += [f"Depth table command: `{card['depth_command']}`.",
+              f"Load by name: `reasonlens.models.load(\"{NAME}\")` (no remote code).", ""]
+    return "\n".join(lines)
+
+
+def train_recurrent_organism(output_dir: Path | None, overrides: dict[str, Any], command: str):
+    """Trainer registered for ``reasonlens organisms train organism-recurrent``; returns organisms' TrainResult.
+
+    Training resumes from ``<target>.work/checkpoint`` when interrupted; the shipped directory is replaced only
+    once the model is trained and evaluated.
+    """
+    from reasonlens.organisms import ORGANISMS_DIR
+    from reasonlens.organisms.train import EvalResult, TrainResult, write_recurrent_organism
+    from reasonlens.recurrent.model import RecurrentDepthLM
+    from reasonlens.recurrent.train import train_recurrent
+
+    model_config, train_config = _recipe(overrides)
+    eval_n = int(overrides.get("eval_n", EVAL_N))
+    target = Path(output_dir) if output_dir is not None else ORGANISMS_DIR / NAME
+    work = target.with_name(target.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(THREADS)
+    tokenizer = build_hops_tokenizer(train_config)
+    cpu_started = time.process_time()
+    result = train_recurrent(model_config, train_config, DATASET, work, tokenizer=tokenizer)
+    cpu_seconds = time.process_time() - cpu_started
+    n_parameters = sum(p.numel() for p in RecurrentDepthLM.from_pretrained(work).parameters())
+    depth = evaluate_depth(work, eval_n) if eval_n > 0 else None
+    card = card_from(result, train_config, model_config, n_parameters, depth, command, cpu_seconds)
+    (work / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (work / "README.md").write_text(card_markdown(card))
+    write_recurrent_organism(work, target)
+    evaluation = None
+    if depth is not None:
+        best = depth["steps"][str(max(DEPTH_STEPS))]
+        evaluation = EvalResult(n=best["n"], n_correct=best["n_correct"], accuracy=best["accuracy"],
+                                ci_low=best["accuracy_ci95"][0], ci_high=best["accuracy_ci95"][1],
+                                by_level={k: v["accuracy"] for k, v in best.get("by_level", {}).items()})
+    shutil.rmtree(work, ignore_errors=True)
+    return TrainResult(target, result.seconds, n_parameters, [h["loss"] for h in result.history], evaluation)

@@ -1,0 +1,55 @@
+"""organism-recurrent: difficulty statistics of `depth` and the `organisms train organism-recurrent` path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reasonlens.recurrent.depth import difficulty_correlation, level_breakdown
+
+
+def _record(item_id: str, correct: bool, iterations: list[int]) -> dict:
+    return {"id": item_id, "correct": correct, "iterations": iterations}
+
+
+def test_level_breakdown_groups_accuracy_and_iterations_by_level():
+    levels = {"a": 1.0, "b": 1.0, "c": 3.0}
+    results = [_record("a", True, [1, 3]), _record("b", False, [2, 2]), _record("c", True, [4, 8, 6]),
+               _record("unknown", True, [9])]
+    breakdown = level_breakdown(results, levels)
+    assert list(breakdown) == ["1", "3"]
+    assert breakdown["1"] == {"n": 2, "accuracy": 0.5, "mean_iterations_per_token": 2.0, "mean_max_iterations": 2.5}
+    assert breakdown["3"] == {"n": 1, "accuracy": 1.0, "mean_iterations_per_token": 6.0, "mean_max_iterations": 8.0}
+
+
+def test_difficulty_correlation_is_spearman_of_level_against_item_compute():
+    levels = {str(i): float(level) for i, level in enumerate([1, 2, 3, 4])}
+    rising = [_record(str(i), True, [1, i + 1]) for i in range(4)]  # max iterations 1,2,3,4: perfectly monotone
+    correlation = difficulty_correlation(rising, levels)
+    assert correlation["n"] == 4
+    assert correlation["max_iterations"]["rho"] == pytest.approx(1.0)
+    falling = [_record(str(i), True, [10 - i]) for i in range(4)]
+    assert difficulty_correlation(falling, levels)["mean_iterations"]["rho"] == pytest.approx(-1.0)
+    one_level = {str(i): 2.0 for i in range(4)}
+    assert difficulty_correlation(rising, one_level) is None  # no spread in difficulty: nothing to correlate
+
+
+def test_organisms_train_organism_recurrent_writes_a_loadable_organism_with_card(tmp_path):
+    from reasonlens.cli import main
+    from reasonlens.models import load
+
+    out = tmp_path / "organism-recurrent"
+    main(["organisms", "train", "organism-recurrent", "--steps", "3", "--eval-n", "6", "--out", str(out)])
+    card = json.loads((out / "card.json").read_text())
+    assert card["eval_dataset"] == "synthetic-hops:1-6" and card["steps"] == 3
+    assert card["training_command"].startswith("reasonlens organisms train organism-recurrent")
+    assert set(card["test_accuracy_by_r"]) == {"1", "2", "4", "8", "16", "32"}
+    assert card["test_accuracy_n"] == 6
+    assert card["adaptive_exit"]["criterion"] == "kl"
+    assert not (out / "checkpoint").exists() and not out.with_name(out.name + ".work").exists()
+    assert "| r |" in (out / "README.md").read_text()
+    lm = load(str(out))
+    assert getattr(lm.model, "is_recurrent_depth", False)
+    ids = lm.tokenizer("a = 3. b = a + 1. What is b?", add_special_tokens=False)["input_ids"]
+    assert lm.tokenizer.decode(ids) == "a = 3. b = a + 1. What is b?"
