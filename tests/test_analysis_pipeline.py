@@ -94,6 +94,10 @@ def test_cli_mi_tokens_compare(run_dir, tmp_path):
     peaks = [r for r in pq.read_table(run_dir / "mi" / "peaks.parquet").to_pylist() if r["layer"] == "3"]
     assert sum(w.frequency for w in words) <= len(peaks) and words
     assert all(w.frequency >= 1 and w.token_ids for w in words)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for line in token_file.read_text().splitlines():  # provenance travels inside the file
+        source = json.loads(line)["source"]
+        assert (source["dataset"], source["split"], source["layer"]) == (manifest["dataset"], manifest["split"], "3")
 
     res = runner.invoke(app, ["compare", str(run_dir), str(run_dir), "--out", str(tmp_path / "cmp"),
                               "--layer-b", "final", "--n-boot", "100"])

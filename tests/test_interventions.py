@@ -106,6 +106,17 @@ def test_token_set_provenance_and_leakage_warning(tmp_path, tiny_llama):
     assert resolve_method(tiny_llama, "rr", MethodOptions(), DATASET, "test").warnings == []  # paper list
 
 
+def test_token_set_file_carries_its_source_split(tmp_path, tiny_llama):
+    learnt_on_train = write_token_set(tmp_path / "anywhere" / "words.jsonl", [WordCount("So", 5, [2])],
+                                      source={"dataset": DATASET, "split": "train", "model": "m"})
+    resolved = resolve_method(tiny_llama, "rr", MethodOptions(token_set=learnt_on_train), DATASET, "test")
+    assert resolved.warnings == [] and resolved.provenance["token_set"]["source_split"] == "train"
+    learnt_on_test = write_token_set(tmp_path / "t.jsonl", [WordCount("So", 5, [2])],
+                                     source={"dataset": DATASET, "split": "test", "model": "m"})
+    leaky = resolve_method(tiny_llama, "rr", MethodOptions(token_set=learnt_on_test), DATASET, "test")
+    assert any("split being evaluated" in w for w in leaky.warnings)
+
+
 def test_compare_runs_pairs_problems_and_reports_the_bootstrap_ci(tmp_path):
     ref = [1, 0, 0, 1, 0, 0, 0, 1, 0, 0]
     other = [1, 1, 1, 1, 0, 1, 0, 1, 1, 0]

@@ -475,5 +475,6 @@ def build_token_set(
     counter = WordCounter(lm.tokenizer, alphabetic_only=alphabetic_only)
     counter.add(ids)
     words = counter.words(top=top)
-    write_token_set(out, words)
+    source = {key: manifest.get(key) for key in ("model", "dataset", "split") if manifest.get(key) is not None}
+    write_token_set(out, words, source={**source, "run": str(Path(run_path).resolve()), "layer": key})
     return words

@@ -128,12 +128,18 @@ class WordCounter:
         return out[:top] if top is not None else out
 
 
-def write_token_set(path: str | Path, words: Sequence[WordCount]) -> Path:
-    """Write a token-set file (JSON lines) atomically; returns the path."""
+def write_token_set(path: str | Path, words: Sequence[WordCount], source: dict[str, Any] | None = None) -> Path:
+    """Write a token-set file (JSON lines) atomically; returns the path.
+
+    ``source`` (the run's model, dataset, split and path) is repeated on every line as ``"source"`` so the
+    file carries its provenance wherever it is copied: evaluation warns when words were learnt on the split
+    it evaluates.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(w.to_json()) + "\n" for w in words), encoding="utf-8")
+    extra = {"source": source} if source else {}
+    tmp.write_text("".join(json.dumps(w.to_json() | extra) + "\n" for w in words), encoding="utf-8")
     tmp.replace(path)
     return path
 

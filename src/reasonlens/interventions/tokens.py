@@ -63,9 +63,25 @@ def _read_token_file(path: Path) -> list[dict[str, Any]]:
     return [{"word": w.word, "frequency": w.frequency} for w in read_token_set(path)]
 
 
+def _recorded_source(path: Path) -> dict[str, Any]:
+    """The ``source`` object `reasonlens tokens` writes on each line (empty for files without one)."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                return {}
+            source = record.get("source") if isinstance(record, dict) else None
+            return source if isinstance(source, dict) else {}
+    return {}
+
+
 def _provenance(path: Path) -> dict[str, Any]:
     """Dataset and split of the run the token set was learnt from, from a manifest next to (or above) the file."""
     source: dict[str, Any] = {"kind": "file", "path": str(path)}
+    recorded = _recorded_source(path)
+    if recorded.get("dataset") is not None:
+        return source | {key: recorded[key] for key in ("dataset", "split", "model", "run") if key in recorded}
     for directory in (path.parent, path.parent.parent):
         manifest_path = directory / "manifest.json"
         if manifest_path.is_file():
