@@ -22,6 +22,19 @@ def _sigma(text: str) -> float | str:
     return value
 
 
+def _peak_config(mode: str, tau: float, k: int):
+    """The peak settings, with errors naming the CLI options (PeakConfig's own name its fields)."""
+    from reasonlens.analysis.peaks import PEAK_MODES, PeakConfig
+
+    if mode not in PEAK_MODES:
+        raise UserError(f"--peaks must be one of {', '.join(PEAK_MODES)}, got {mode!r}")
+    if mode == "iqr" and not tau >= 0:
+        raise UserError(f"--tau must be >= 0, got {tau}")
+    if mode == "topk" and k < 1:
+        raise UserError(f"--k must be >= 1, got {k}")
+    return PeakConfig(mode=mode, tau=tau, k=k)
+
+
 def _layers(text: Optional[str]) -> list[str] | None:
     if text is None or not text.strip():
         return None
@@ -64,11 +77,10 @@ def register(app: typer.Typer) -> None:
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
     ) -> None:
         """MI trajectories, peaks, statistics, thinking tokens and plots for a run (written to RUN/mi/)."""
-        from reasonlens.analysis.peaks import PeakConfig
         from reasonlens.analysis.pipeline import MIConfig, analyze_run
 
         config = MIConfig(layers=_layers(layers), token_layer=token_layer, sigma=_sigma(sigma), eps=eps,
-                          peaks=PeakConfig(mode=peaks, tau=tau, k=k), gold_source=gold, model=model, device=device,
+                          peaks=_peak_config(peaks, tau, k), gold_source=gold, model=model, device=device,
                           decode_argmax=argmax, alphabetic_only=not all_tokens, population=population, align=align, n_bins=bins, stride=stride,
                           n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit)
         if executor != "local" or workers is not None or ray_address is not None:
@@ -118,7 +130,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Paper Table 2 style comparison (Mean, Std, AOM, peak ratio with 95% CIs) of two runs."""
         from reasonlens.analysis.compare import compare_runs
+        from reasonlens.analysis.pipeline import check_analysable
 
+        for run in (run_a, run_b):  # a bad run B must not leave run A analysed (RUN_A/mi written)
+            check_analysable(run)
         summary = compare_runs(run_a, run_b, layer_a=layer_a, layer_b=layer_b, out=out, n_boot=n_boot, seed=seed)
 
         def fmt(e):

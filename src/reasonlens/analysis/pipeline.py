@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from reasonlens.analysis.peaks import PeakConfig, TraceStats, aggregate_stats, find_peaks, trace_stats
@@ -79,6 +79,12 @@ class MIConfig:
             raise UserError(f"--gold must be one of {', '.join(GOLD_SOURCES)}, got {self.gold_source!r}")
         if self.align not in ("relative", "step"):
             raise UserError(f"--align must be 'relative' or 'step', got {self.align!r}")
+        for option, value, least in (("--bins", self.n_bins, 1), ("--stride", self.stride, 1),
+                                     ("--n-boot", self.n_boot, 1), ("--permutations", self.n_permutations, 0)):
+            if value < least:
+                raise UserError(f"{option} must be >= {least}, got {value}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be >= 1, got {self.limit}")
 
     def gold_identity(self, model_spec: str) -> dict[str, str]:
         return {"source": self.gold_source, "pooling": self.gold_pooling, "model": model_spec}
@@ -215,7 +221,26 @@ def _layer_arg(key: str) -> int | str:
 def load_or_encode_golds(
     out_dir: Path, samples: list[Sample], layers: list[str], config: MIConfig, model: _ModelHandle
 ) -> dict[int, dict[str, torch.Tensor]]:
-    """Gold representations per sample and layer, from ``golds.safetensors`` when it matches, else encoded."""
+    """Gold representations per sample and layer, from ``golds.safetensors`` when it matches, else encoded
+    (and then saved there)."""
+    golds, encoded = collect_golds(out_dir, samples, layers, config, model)
+    if encoded:
+        save_golds(out_dir, golds, config.gold_identity(model.spec))
+    return golds
+
+
+def save_golds(out_dir: Path, golds: dict[int, dict[str, torch.Tensor]], identity: dict[str, str]) -> None:
+    path = out_dir / "golds.safetensors"
+    tensors = {f"{i}.{k}": v.contiguous() for i, by_layer in golds.items() for k, v in by_layer.items()}
+    save_file(tensors, str(path) + ".tmp", metadata=identity)
+    Path(str(path) + ".tmp").replace(path)
+
+
+def collect_golds(
+    out_dir: Path, samples: list[Sample], layers: list[str], config: MIConfig, model: _ModelHandle
+) -> tuple[dict[int, dict[str, torch.Tensor]], bool]:
+    """Gold representations per sample and layer, read from ``golds.safetensors`` when it matches and encoded
+    with the model otherwise; writes nothing. Returns the golds and whether any were encoded."""
     from reasonlens.runs.progress import progress_bar
 
     path = out_dir / "golds.safetensors"
@@ -241,10 +266,54 @@ def load_or_encode_golds(
                 encoded = encode_gold(lm, s.gold_text, [_layer_arg(k) for k in layers], pooling=config.gold_pooling)
                 golds[s.index] = {str(k): v.float() for k, v in encoded.items()}
                 bar.advance(task)
-        tensors = {f"{i}.{k}": v.contiguous() for i, by_layer in golds.items() for k, v in by_layer.items()}
-        save_file(tensors, str(path) + ".tmp", metadata=identity)
-        Path(str(path) + ".tmp").replace(path)
-    return golds
+    return golds, bool(missing)
+
+
+def _shard_error(path: Path, exc: BaseException) -> UserError:
+    return UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})")
+
+
+def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str, int]:
+    """Read every sample's shard header (no tensor data) before anything is written: each shard must open, hold
+    ``token_ids`` and the analysed layers with one row per token, and all shards must agree on each layer's
+    width. Returns the width (hidden size) of each layer; errors name the shard."""
+    widths: dict[str, tuple[int, Path]] = {}
+    for s in samples:
+        path = run.state_path(s.index)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                names = set(handle.keys())
+                missing = [f"layer.{k}" for k in layers if f"layer.{k}" not in names]
+                if missing or "token_ids" not in names:
+                    raise UserError(f"{path}: shard lacks tensors {', '.join(missing or ['token_ids'])}")
+                n_tokens = handle.get_slice("token_ids").get_shape()[0]
+                for key in layers:
+                    shape = handle.get_slice(f"layer.{key}").get_shape()
+                    if len(shape) != 2 or shape[0] != n_tokens:
+                        raise UserError(f"{path}: layer.{key} has shape {list(shape)}, expected "
+                                        f"[{n_tokens} tokens, hidden size]")
+                    first = widths.setdefault(key, (shape[1], path))
+                    if shape[1] != first[0]:
+                        raise UserError(f"{path}: layer.{key} has hidden size {shape[1]}, but {first[1]} has "
+                                        f"{first[0]}")
+        except UserError:
+            raise
+        except FileNotFoundError:
+            raise UserError(f"{path}: state shard not found") from None
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise _shard_error(path, exc) from None
+    return {key: width for key, (width, _) in widths.items()}
+
+
+def _check_gold_widths(run: Any, samples: list[Sample], widths: dict[str, int],
+                       golds: dict[int, dict[str, torch.Tensor]], model_spec: str) -> None:
+    """Golds and states must live in the same space (the run's model and the analysing model agree)."""
+    for key, width in widths.items():
+        gold_width = int(golds[samples[0].index][key].shape[-1])
+        if gold_width != width:
+            raise UserError(f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but "
+                            f"model {model_spec!r} has hidden size {gold_width}; analyse with the model that "
+                            "generated the run (--model)")
 
 
 def _iter_states(run: Any, samples: list[Sample], layers: list[str]) -> Iterator[tuple[Sample, torch.Tensor, dict[str, torch.Tensor]]]:
@@ -258,12 +327,12 @@ def _iter_states(run: Any, samples: list[Sample], layers: list[str]) -> Iterator
                     raise UserError(f"{path}: shard lacks tensors {', '.join(['layer.' + k for k in missing] or ['token_ids'])}")
                 token_ids = handle.get_tensor("token_ids")
                 states = {k: handle.get_tensor(f"layer.{k}") for k in layers}
+        except UserError:
+            raise
         except FileNotFoundError:
             raise UserError(f"{path}: state shard not found") from None
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, UserError):
-                raise
-            raise UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120]})") from None
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise _shard_error(path, exc) from None
         yield s, token_ids, states
 
 
@@ -292,11 +361,9 @@ def correctness_auc(stats_rows: list[dict[str, Any]], score: str, n_boot: int, s
     return result
 
 
-def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool = False) -> dict[str, Any]:
-    """Analyse one run directory; writes ``RUN/mi/*`` and returns the summary (also ``RUN/mi/summary.json``)."""
+def _preflight(run_path: str | Path, config: MIConfig) -> tuple[Any, dict[str, Any], list[str], list[Sample],
+                                                                 dict[str, int]]:
     from reasonlens.runs import RunDir
-    from reasonlens.runs.io import atomic_write_json
-    from reasonlens.runs.progress import progress_bar
 
     run = RunDir(run_path)
     manifest = run.open_run()
@@ -304,12 +371,39 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
     token_layer = config.token_layer or default_token_layer(layers)
     if token_layer not in layers:
         raise UserError(f"--token-layer: layer {token_layer!r} is not among the analysed layers ({', '.join(layers)})")
-    out_dir = mi_dir(run.path)
-    out_dir.mkdir(parents=True, exist_ok=True)
     samples = _samples(run, manifest, config)
+    return run, manifest, layers, samples, check_shards(run, samples, layers)
+
+
+def check_analysable(run_path: str | Path, config: MIConfig = MIConfig()) -> None:
+    """Raise the UserError :func:`ensure_analysis` would hit on this run, without writing anything (for
+    commands that analyse several runs: check them all first). Does not load the model."""
+    from reasonlens.runs import RunDir
+
+    out_dir = mi_dir(run_path)
+    if all((out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")):
+        RunDir(run_path).open_run()
+    else:
+        _preflight(run_path, config)
+
+
+def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool = False) -> dict[str, Any]:
+    """Analyse one run directory; writes ``RUN/mi/*`` and returns the summary (also ``RUN/mi/summary.json``)."""
+    from reasonlens.runs.io import atomic_write_json, remove_stale_temp_files
+    from reasonlens.runs.progress import progress_bar
+
+    # Everything that can be wrong with the run is found before RUN/mi is created or changed.
+    run, manifest, layers, samples, widths = _preflight(run_path, config)
+    token_layer = config.token_layer or default_token_layer(layers)
+    out_dir = mi_dir(run.path)
     model = _ModelHandle(config.model or str(manifest.get("model")), config.device)
-    golds = load_or_encode_golds(out_dir, samples, layers, config, model)
+    golds, encoded = collect_golds(out_dir, samples, layers, config, model)
+    _check_gold_widths(run, samples, widths, golds, model.spec)
     lm = model.get() if config.decode_argmax else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out_dir)
+    if encoded:
+        save_golds(out_dir, golds, config.gold_identity(model.spec))
     tokenizer = model.loaded.tokenizer if model.loaded is not None else None
 
     tables = _Tables(out_dir)

@@ -140,6 +140,11 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
         identity["words"] = words
         return ResolvedMethod(identity, provenance, warnings)
     if name == "rr":
+        # Checked here, before the run directory exists (the plugin checks again when it is built).
+        if not 0.0 <= options.p <= 1.0:
+            raise UserError(f"--p must be in [0, 1], got {options.p}")
+        if options.repeats < 1:
+            raise UserError(f"--repeats must be >= 1, got {options.repeats}")
         num_layers = lm.layers.num_layers if lm.layers is not None else 0
         if lm.layers is None:
             raise UserError(f"--method rr: model '{lm.name}' has no decoder layer stack to recycle")
@@ -151,6 +156,8 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
         identity = {"name": name, "words": list(token_set.words), "layer": layer, "p": options.p,
                     "repeats": options.repeats, "seed": options.seed}
         return ResolvedMethod(identity, provenance, warnings)
+    if name in ("ttts", "budget-force") and options.answer_tokens < 1:
+        raise UserError(f"--answer-tokens must be >= 1, got {options.answer_tokens}")
     if name == "ttts":
         words = list(options.words) if options.words else list(PAPER_THINKING_WORDS)
         identity = {"name": name, "words": words, "prefix": options.prefix, "answer_prompt": options.answer_prompt,
