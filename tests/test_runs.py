@@ -1,6 +1,10 @@
 """Run directories: checksummed appends, atomic shards, resume without loss or duplicates."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,6 +13,7 @@ from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
 from reasonlens.runs import RunDir, RunSpec, execute
 from reasonlens.runs.io import CheckedAppender, encode_record, read_checked_jsonl, record_crc
+from reasonlens.runs.io import _host_tag, _temp_prefix
 
 
 def test_checked_jsonl_drops_torn_and_corrupt_tail(tmp_path):
@@ -100,3 +105,58 @@ def test_corrupt_shard_is_a_user_error(tmp_path, tiny_llama):
     run.state_path(0).write_bytes(b"\x00garbage")
     with pytest.raises(UserError, match="000000.safetensors"):
         run.load_states(0)
+
+
+# A writer killed by SIGKILL between creating its temp file and renaming it (a real child process).
+KILLED_WRITER = """
+import os, signal, sys
+from reasonlens.runs import io
+print(os.getpid(), flush=True)
+io.os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
+io.atomic_write_bytes(sys.argv[1], b"new contents that never land")
+"""
+
+
+def kill_writer_of(target) -> int:
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    return int(proc.stdout.split()[0])
+
+
+def test_resume_removes_temp_files_of_killed_writers_and_nothing_else(tmp_path, tiny_llama):
+    out = tmp_path / "run"
+    execute(spec(out, n=2), lm=tiny_llama, quiet=True)
+    run = RunDir(out)
+    shard_before, results_before = run.state_path(0).read_bytes(), run.results_path.read_bytes()
+    dead_pid = kill_writer_of(run.state_path(0))
+    kill_writer_of(run.summary_path)
+    stale = sorted(p for p in out.rglob("*.tmp"))
+    assert [p.parent.name for p in stale] == ["run", "states"]  # one beside summary.json, one beside the shard
+    assert run.state_path(0).read_bytes() == shard_before  # the old file survived the kill
+
+    kept = {
+        out / "notes.tmp": b"a user's file",
+        out / ".summary.json.tmp": b"a look-alike without the writer's tag",
+        out / "states" / ".000001.safetensors.abcdefgh.tmp": b"untagged (older reasonlens)",
+        # the tag of a live process (this one), and of a dead pid on another host sharing the folder
+        out / "states" / f"{_temp_prefix(run.state_path(1))}abcd_123.tmp": b"a live writer's file",
+        out / f".manifest.json.rl{dead_pid}-{'0' * 8 if _host_tag() != '0' * 8 else '1' * 8}.abcdefgh.tmp": b"x",
+    }
+    for path, data in kept.items():
+        path.write_bytes(data)
+    execute(spec(out, n=2), lm=tiny_llama, quiet=True)  # resume: nothing left to decode
+    assert not any(p.exists() for p in stale)
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert run.state_path(0).read_bytes() == shard_before and run.results_path.read_bytes() == results_before
+
+
+def test_a_checksummed_record_with_a_wrong_type_is_refused(tmp_path):
+    run = RunDir(tmp_path)
+    run.results_path.write_bytes(encode_record({"index": 0, "correct": True}) +
+                                 encode_record({"index": 1, "correct": "no"}))
+    with pytest.raises(UserError, match=r"results.jsonl: line 2: field 'correct'"):
+        run.results()
+    run.results_path.write_bytes(encode_record({"index": True, "correct": False}))
+    with pytest.raises(UserError, match=r"line 1: field 'index'"):
+        run.results()

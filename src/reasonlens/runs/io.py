@@ -2,12 +2,66 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
+
+# Temp files of `atomic_write_bytes` are named `.<target>.rl<pid>-<host>.<random>.tmp`: the writer's pid and a
+# hash of its host name let `remove_stale_temp_files` tell a file left by a killed writer from one that a live
+# writer (another process on this machine, or on another machine sharing the folder) is still filling.
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.rl(?P<pid>\d+)-(?P<host>[0-9a-f]{8})\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.rl{os.getpid()}-{_host_tag()}."
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a pid this writer could have had: leave the file alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else (EPERM)
+        return True
+    return True
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete the temp files that `atomic_write_bytes` left in `directory` when its process was killed between
+    creating and renaming them; returns the paths removed.
+
+    Only names this writer creates are touched, and only when the pid in the name belongs to no live process
+    on this host (files of live writers and of other hosts stay). Never follows into subfolders.
+    """
+    directory = Path(directory)
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    host = _host_tag()
+    for entry in os.scandir(directory):
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match is None or match["host"] != host or not entry.is_file(follow_symlinks=False):
+            continue
+        if _process_alive(int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        removed.append(directory / entry.name)
+    return removed
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -27,7 +81,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

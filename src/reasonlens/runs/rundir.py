@@ -11,7 +11,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from reasonlens.errors import UserError
-from reasonlens.runs.io import CheckedAppender, atomic_write_bytes, atomic_write_json, read_checked_jsonl
+from reasonlens.runs.io import (
+    CheckedAppender,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_checked_jsonl,
+    remove_stale_temp_files,
+)
 
 FORMAT_VERSION = 1
 # Manifest fields that must match for a run to be resumed (everything that changes the outputs).
@@ -85,10 +91,15 @@ class RunDir:
                     raise UserError(f"--out {self.path}: existing run has a different '{key}' "
                                     f"({json.dumps(existing.get(key))[:80]} vs {json.dumps(manifest.get(key))[:80]}); "
                                     "use another --out directory to start a new run")
+            self.remove_stale_temp_files()
             return True
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.manifest_path, manifest)
         return False
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete temp files that a killed writer of this run left beside the manifest, results and shards."""
+        return [*remove_stale_temp_files(self.path), *remove_stale_temp_files(self.states_dir)]
 
     def update_manifest(self, **fields: Any) -> None:
         manifest = self.manifest
@@ -97,12 +108,16 @@ class RunDir:
 
     # -- results --------------------------------------------------------------------------------------------
     def results(self) -> list[dict[str, Any]]:
-        """Valid result records, one per sample index (a later record for the same index wins), sorted by index."""
+        """Valid result records, one per sample index (a later record for the same index wins), sorted by index.
+
+        A record whose checksum holds but whose `index` or `correct` has the wrong type was written by hand or by
+        another tool; it is refused (UserError naming the line) rather than skipped or read as true.
+        """
         records, _ = read_checked_jsonl(self.results_path)
         by_index: dict[int, dict] = {}
-        for record in records:
-            if isinstance(record.get("index"), int):
-                by_index[record["index"]] = record
+        for line, record in enumerate(records, start=1):
+            _check_record_types(self.results_path, line, record)
+            by_index[record["index"]] = record
         return [by_index[i] for i in sorted(by_index)]
 
     def drop_results(self, indices: set[int]) -> None:
@@ -152,6 +167,16 @@ class RunDir:
                 return dict(handle.metadata() or {})
         except (SafetensorError, OSError, ValueError) as exc:
             raise UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _check_record_types(path: Path, line: int, record: dict[str, Any]) -> None:
+    index = record.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise UserError(f"{path}: line {line}: field 'index' must be a non-negative integer, got {json.dumps(index)}")
+    correct = record.get("correct")
+    if correct is not None and not isinstance(correct, bool):
+        raise UserError(f"{path}: line {line}: field 'correct' must be true, false or null, got "
+                        f"{json.dumps(correct)[:40]}")
 
 
 def _normalise(value: Any) -> Any:
