@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
     ) -> None:
         """MI trajectories, peaks, statistics, thinking tokens and plots for a run (written to RUN/mi/)."""
-        from reasonlens.analysis.pipeline import MIConfig, analyze_run
+        from reasonlens.analysis.pipeline import MIConfig, analyze_run, check_analysable
 
         config = MIConfig(layers=_layers(layers), token_layer=token_layer, sigma=_sigma(sigma), eps=eps,
                           peaks=_peak_config(peaks, tau, k), gold_source=gold, model=model, device=device,
@@ -86,6 +86,7 @@ def register(app: typer.Typer) -> None:
         if executor != "local" or workers is not None or ray_address is not None:
             from reasonlens.runs.executors import make_executor, prepare_golds
 
+            check_analysable(run, config, reuse_existing=False)  # prepare_golds writes RUN/mi/ before checking shards
             with make_executor(executor, workers, ray_address) as runner:
                 prepare_golds(run, config, runner)
         summary = analyze_run(run, config)

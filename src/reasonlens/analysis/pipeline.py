@@ -375,13 +375,14 @@ def _preflight(run_path: str | Path, config: MIConfig) -> tuple[Any, dict[str, A
     return run, manifest, layers, samples, check_shards(run, samples, layers)
 
 
-def check_analysable(run_path: str | Path, config: MIConfig = MIConfig()) -> None:
-    """Raise the UserError :func:`ensure_analysis` would hit on this run, without writing anything (for
-    commands that analyse several runs: check them all first). Does not load the model."""
+def check_analysable(run_path: str | Path, config: MIConfig = MIConfig(), reuse_existing: bool = True) -> None:
+    """Raise the UserError :func:`ensure_analysis` (``reuse_existing``) or :func:`analyze_run` would hit on
+    this run, without writing anything (for commands that write before the analysis or analyse several runs:
+    check first). Does not load the model, so a states/model width mismatch is found only by the analysis."""
     from reasonlens.runs import RunDir
 
     out_dir = mi_dir(run_path)
-    if all((out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")):
+    if reuse_existing and all((out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")):
         RunDir(run_path).open_run()
     else:
         _preflight(run_path, config)

@@ -204,8 +204,12 @@ def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, qu
     from reasonlens.runs import RunDir
     from reasonlens.runs import execute as execute_here
 
-    execute = execute or execute_here
+    from reasonlens.data import load_problems
 
+    execute = execute or execute_here
+    # The sub-runs check their settings and load the problems only after the top-level manifest is written.
+    base.validate()
+    problems = load_problems(base.dataset, split=base.split, n=base.n, offset=base.offset)
     top = RunDir(base.out)
     top.start({"command": "eval", "model": base.model, "dataset": base.dataset, "split": base.split,
                "offset": base.offset, "n": base.n, "template": base.template, "system": base.system,
@@ -217,7 +221,8 @@ def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, qu
     for budget in budgets:
         spec = replace(base, out=base.out / f"budget-{budget}", decode=replace(base.decode, max_new_tokens=budget),
                        method={**resolved.identity, "budget": budget})
-        summary = execute(spec, lm=lm, plugins=lambda m, b=budget: build_plugins(m, resolved.identity, b), quiet=quiet)
+        summary = execute(spec, lm=lm, plugins=lambda m, b=budget: build_plugins(m, resolved.identity, b),
+                          problems=problems, quiet=quiet)
         per_budget[str(budget)] = summary
     summary = {
         "command": "eval", "model": base.model, "dataset": base.dataset, "method": resolved.identity,
