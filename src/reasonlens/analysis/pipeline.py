@@ -270,7 +270,8 @@ def collect_golds(
 
 
 def _shard_error(path: Path, exc: BaseException) -> UserError:
-    return UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})")
+    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return UserError(f"{path}: corrupt safetensors shard ({reason})")
 
 
 def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str, int]:
