@@ -152,8 +152,13 @@ def test_hops_chains_bind_correctly_and_level_counts_hops():
         asked = re.search(r"What is (\w)\?$", item.question).group(1)
         assert env[asked] == item.answer
         assert item.direct_solution == f"\\boxed{{{item.answer}}}"
+        sources = {name: source for name, source, _, _ in statements}
+        hops, name = 0, asked
+        while not sources[name].isdigit():  # follow the asked chain back to its literal
+            hops, name = hops + 1, sources[name]
+        assert hops == item.level == item.meta["hops"]
         derived = [s for s in statements if s[2]]
-        assert len(derived) == item.level == item.meta["hops"]
+        assert len(derived) == 2 * item.level  # the distractor chain is as long and has operations too
 
 
 def test_registry_names_levels_and_errors():

@@ -5,8 +5,9 @@ Two task families:
 * ``synthetic-arith``: multi-step arithmetic word problems (2-6 operations, carries, parentheses) with
   chain-of-thought solutions written in natural reasoning language ("Let", "First", "Then", "So", "Hmm",
   "Wait", "Therefore") that end in ``\\boxed{N}``. Level ``L`` (1-5) has ``L + 1`` operations.
-* ``synthetic-hops``: variable-binding chains (``a = 3. q = a + 4. ... What is c?``) answered directly; the
-  number of hops is the difficulty, so a recurrent-depth model needs more iterations for more hops.
+* ``synthetic-hops``: two variable-binding chains riffled together (``a = 3. k = 1. q = a + 4. m = k - 1.
+  ... What is q?``), one of them asked for, answered directly; the number of hops is the difficulty, so a
+  recurrent-depth model needs more iterations for more hops.
 
 Everything is a pure function of ``(split, n, levels, seed)``. Train and test are split by problem
 *signature* (the fully parenthesised arithmetic, or the list of statements): a signature whose hash falls in
@@ -429,13 +430,12 @@ HOP_VALUE_MAX = 9
 VARIABLE_NAMES = "abcdefghijkmnpqrstuvwxyz"  # no "l" or "o": too close to 1 and 0
 
 
-def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
-    names = rng.sample(VARIABLE_NAMES, hops + 1 + hops // 2)
-    chain, distractors = names[: hops + 1], names[hops + 1 :]
+def _chain(rng: random.Random, names: Sequence[str]) -> tuple[list[str], list[str], int]:
+    """Statements ``a = 3.``, ``b = a + 4.``, ... binding ``names`` in turn; worked lines; the last value."""
     value = rng.randint(0, HOP_VALUE_MAX)
-    statements = [f"{chain[0]} = {value}."]
-    worked = [f"{chain[0]} = {value}."]
-    for previous, current in zip(chain, chain[1:]):
+    statements = [f"{names[0]} = {value}."]
+    worked = [f"{names[0]} = {value}."]
+    for previous, current in zip(names, names[1:]):
         op = rng.choice("+-")
         room = HOP_VALUE_MAX - value if op == "+" else value
         if room < 1:
@@ -446,9 +446,31 @@ def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: se
         statements.append(f"{current} = {previous} {op} {operand}.")
         worked.append(f"{current} = {value} {op} {operand} = {result}.")
         value = result
-    for name in distractors:  # distractor names are distinct from the chain's, so order is free
-        position = rng.randint(1, len(statements))
-        statements.insert(position, f"{name} = {rng.randint(0, HOP_VALUE_MAX)}.")
+    return statements, worked, value
+
+
+def _riffle(rng: random.Random, first: list[str], second: list[str]) -> list[str]:
+    """A random interleaving of two lists that keeps each list's own order."""
+    merged, i, j = [], 0, 0
+    while i < len(first) or j < len(second):
+        if j == len(second) or (i < len(first) and rng.random() < (len(first) - i) / (len(first) - i + len(second) - j)):
+            merged.append(first[i])
+            i += 1
+        else:
+            merged.append(second[j])
+            j += 1
+    return merged
+
+
+def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
+    # Two chains of the same length are riffled together and one is asked for. The distractor chain has
+    # operations too, so summing every operand in the text does not answer: the model has to follow the
+    # asked chain's references hop by hop, which takes sequential depth.
+    names = rng.sample(VARIABLE_NAMES, 2 * (hops + 1))
+    chain, distractor = names[: hops + 1], names[hops + 1 :]
+    statements, worked, value = _chain(rng, chain)
+    distractor_statements, _, _ = _chain(rng, distractor)
+    statements = _riffle(rng, statements, distractor_statements)
     signature = " ".join(statements) + f" ?{chain[-1]}"
     if signature in seen or split_of_signature(signature) != split:
         return None
@@ -462,7 +484,7 @@ def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: se
         answer=value,
         signature=signature,
         level=hops,
-        meta={"hops": hops, "n_distractors": len(distractors)},
+        meta={"hops": hops, "n_distractors": len(distractor)},
     )
 
 
