@@ -283,6 +283,9 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path)
     assert [comparable(r) for r in run.results()] == [comparable(r) for r in ref.results()]
     # Identical greedy completions (also implied above, said explicitly).
     assert [r["completion"] for r in run.results()] == [r["completion"] for r in ref.results()]
+    # No temp file of a killed writer survives the final resume.
+    leftovers = [p.name for d in (run_path, run_path / "states") for p in d.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
     # The same shards, tensor-equal, with the same metadata.
     assert shard_names(run_path) == shard_names(reference) == [f"{i:06d}.safetensors" for i in range(N_SAMPLES)]
     for index in range(N_SAMPLES):
