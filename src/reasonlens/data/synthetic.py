@@ -501,18 +501,69 @@ def generate_hops(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# synthetic-chain
+
+CHAIN_LEVELS = (1, 2, 3, 4, 5, 6, 7, 8)
+CHAIN_MODULUS = 10
+# Multipliers coprime to 10 keep every step a bijection of 0..9, so no step leaks the answer's range and
+# none collapses the information a later step needs; adding them to + and - makes the steps non-commuting
+# (summing the operands does not answer: the steps must be composed in order, one after the other).
+CHAIN_MULTIPLIERS = (3, 7, 9)
+
+
+def _make_chain(rng: random.Random, split: str, steps: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
+    names = rng.sample(VARIABLE_NAMES, steps + 1)
+    value = rng.randint(0, CHAIN_MODULUS - 1)
+    statements = [f"{names[0]} = {value}."]
+    worked = [f"{names[0]} = {value}."]
+    for previous, current in zip(names, names[1:]):
+        op = rng.choice("+-*")
+        operand = rng.choice(CHAIN_MULTIPLIERS) if op == "*" else rng.randint(1, CHAIN_MODULUS - 1)
+        result = apply_op(value, op, operand) % CHAIN_MODULUS
+        statements.append(f"{current} = ({previous} {op} {operand}) % {CHAIN_MODULUS}.")
+        worked.append(f"{current} = ({value} {op} {operand}) % {CHAIN_MODULUS} = {result}.")
+        value = result
+    signature = " ".join(statements) + f" ?{names[-1]}"
+    if signature in seen or split_of_signature(signature) != split:
+        return None
+    seen.add(signature)
+    return SyntheticItem(
+        id=f"chain-S{steps}-{split}-{ordinal:06d}",
+        question=" ".join(statements) + f" What is {names[-1]}?",
+        solution=" ".join(worked) + f" Therefore the answer is {boxed(value)}.",
+        direct_solution=boxed(value),
+        answer=value,
+        signature=signature,
+        level=steps,
+        meta={"steps": steps},
+    )
+
+
+def generate_chain(
+    split: str = "test", n: int | None = None, levels: Sequence[int] = CHAIN_LEVELS, seed: int = DEFAULT_SEED
+) -> list[SyntheticItem]:
+    """``n`` chains of mod-10 operations whose level is the number of operations; deterministic."""
+    _check_split(split)
+    chosen = _check_levels(levels, CHAIN_LEVELS, "synthetic-chain")
+    count = DEFAULT_SIZES[split] if n is None else n
+    rngs = {level: _split_rng(seed, split, "chain", level) for level in chosen}
+    seen: set[str] = set()
+    return _interleave_by_level(chosen, count, lambda level, k: _make_chain(rngs[level], split, level, k, seen))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # registry glue
 
 
 def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
     """``synthetic-arith`` / ``synthetic-arith:3`` / ``synthetic-hops:1-4`` -> (family, levels)."""
     family, _, level_text = name.partition(":")
-    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS}.get(
-        family
-    )
+    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS,
+               "synthetic-chain": CHAIN_LEVELS}.get(family)
     if allowed is None:
         raise UserError(
-            f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], synthetic-hops[:H])"
+            f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], "
+            "synthetic-hops[:H], synthetic-chain[:S])"
         )
     if not level_text:
         return family, tuple(allowed)
@@ -528,6 +579,8 @@ def generate(name: str, split: str = "test", n: int | None = None, seed: int = D
     family, levels = parse_dataset_name(name)
     if family == "synthetic-hops":
         return generate_hops(split=split, n=n, levels=levels, seed=seed)
+    if family == "synthetic-chain":
+        return generate_chain(split=split, n=n, levels=levels, seed=seed)
     return generate_arith(split=split, n=n, levels=levels, seed=seed, small=family == "synthetic-arith-small")
 
 
@@ -581,4 +634,11 @@ def register() -> None:
         grader="numeric",
         splits=SPLITS,
         description="variable-binding chains answered directly, levels = hops 1-8; :H picks levels",
+    )
+    register_dataset(
+        "synthetic-chain",
+        _loader("synthetic-chain"),
+        grader="numeric",
+        splits=SPLITS,
+        description="chains of mod-10 operations answered directly, levels = operations 1-8 (organism-recurrent)",
     )

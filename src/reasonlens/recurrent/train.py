@@ -82,9 +82,9 @@ class TrainConfig:
 
 
 # Built-in --config presets. "organism-recurrent": the recurrent model organism, trained on its task
-# (synthetic-hops:1-6) by `reasonlens organisms train organism-recurrent` (reasonlens.recurrent.organism builds
-# its word-level tokenizer first). A one-layer core keeps r = 1 shallow (about two hops); tiny dims keep a
-# step cheap on 2 CPU cores.
+# (synthetic-chain:1-6) by `reasonlens organisms train organism-recurrent` (reasonlens.recurrent.organism builds
+# its word-level tokenizer first). A one-layer core keeps r = 1 shallow; tiny dims keep a step cheap on 2 CPU
+# cores.
 PRESETS: dict[str, dict[str, Any]] = {
     "organism-recurrent": {
         "model": {"n_embd": 64, "n_heads": 4, "vocab_size": 416, "intermediate_size": 128, "block_size": 256,
