@@ -42,7 +42,7 @@ def test_organisms_train_organism_recurrent_writes_a_loadable_organism_with_card
     out = tmp_path / "organism-recurrent"
     main(["organisms", "train", "organism-recurrent", "--steps", "3", "--eval-n", "6", "--out", str(out)])
     card = json.loads((out / "card.json").read_text())
-    assert card["eval_dataset"] == "synthetic-chain:1-6" and card["steps"] == 3
+    assert card["eval_dataset"] == "synthetic-hops:1-6" and card["steps"] == 3
     assert card["training_command"].startswith("reasonlens organisms train organism-recurrent")
     assert set(card["test_accuracy_by_r"]) == {"1", "2", "4", "8", "16", "32"}
     assert card["test_accuracy_n"] == 6
@@ -51,5 +51,5 @@ def test_organisms_train_organism_recurrent_writes_a_loadable_organism_with_card
     assert "| r |" in (out / "README.md").read_text()
     lm = load(str(out))
     assert getattr(lm.model, "is_recurrent_depth", False)
-    ids = lm.tokenizer("a = 3. b = (a * 7) % 10. What is b?", add_special_tokens=False)["input_ids"]
-    assert lm.tokenizer.decode(ids) == "a = 3. b = (a * 7) % 10. What is b?"
+    ids = lm.tokenizer("a = 3. b = a + 1. What is b?", add_special_tokens=False)["input_ids"]
+    assert lm.tokenizer.decode(ids) == "a = 3. b = a + 1. What is b?"

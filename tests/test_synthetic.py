@@ -152,13 +152,8 @@ def test_hops_chains_bind_correctly_and_level_counts_hops():
         asked = re.search(r"What is (\w)\?$", item.question).group(1)
         assert env[asked] == item.answer
         assert item.direct_solution == f"\\boxed{{{item.answer}}}"
-        sources = {name: source for name, source, _, _ in statements}
-        hops, name = 0, asked
-        while not sources[name].isdigit():  # follow the asked chain back to its literal
-            hops, name = hops + 1, sources[name]
-        assert hops == item.level == item.meta["hops"]
         derived = [s for s in statements if s[2]]
-        assert len(derived) == 2 * item.level  # the distractor chain is as long and has operations too
+        assert len(derived) == item.level == item.meta["hops"]
 
 
 def test_registry_names_levels_and_errors():
@@ -174,27 +169,3 @@ def test_registry_names_levels_and_errors():
         synthetic.parse_dataset_name("synthetic-hops:x")
     with pytest.raises(UserError, match="split"):
         synthetic.generate_arith("validation", n=3)
-
-
-def test_chain_items_compose_mod_10_steps_in_order_and_splits_are_disjoint():
-    items = synthetic.generate_chain("test", n=160)
-    assert items == synthetic.generate_chain("test", n=160)
-    assert {item.level for item in items} == set(synthetic.CHAIN_LEVELS)
-    ops_seen = set()
-    for item in items:
-        first = re.match(r"(\w) = (\d)\.", item.question)
-        env = {first.group(1): int(first.group(2))}
-        steps = re.findall(r"(\w) = \((\w) ([-+*]) (\d)\) % 10\.", item.question)
-        for name, source, op, operand in steps:
-            assert source in env and name not in env, "each step reads the previous variable"
-            env[name] = {"+": env[source] + int(operand), "-": env[source] - int(operand),
-                         "*": env[source] * int(operand)}[op] % 10
-            ops_seen.add(op)
-        assert len(steps) == item.level == item.meta["steps"]
-        asked = re.search(r"What is (\w)\?$", item.question).group(1)
-        assert env[asked] == item.answer and item.direct_solution == f"\\boxed{{{item.answer}}}"
-        assert item.solution.endswith(f"\\boxed{{{item.answer}}}.")
-    assert ops_seen == {"+", "-", "*"}
-    train = {item.signature for item in synthetic.generate_chain("train", n=3000)}
-    assert not train & {item.signature for item in synthetic.generate_chain("test", n=400)}
-    assert load_problems("synthetic-chain:2-3", split="test", n=4)[0].meta["level"] == 2

@@ -259,7 +259,7 @@ def stage_depth(state: DemoState) -> str:
     from reasonlens.recurrent.depth import DepthSpec, run_depth
 
     c = state.config
-    dataset = organism_dataset("organism-recurrent") or "synthetic-chain:1-6"
+    dataset = organism_dataset("organism-recurrent") or "synthetic-hops:1-6"
     lm = state.lm("organism-recurrent")
     out = c.out / "depth-organism-recurrent"
     summary = run_depth(DepthSpec(model="organism-recurrent", dataset=dataset, out=out, steps=c.depth_steps,

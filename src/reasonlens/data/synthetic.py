@@ -5,9 +5,8 @@ Two task families:
 * ``synthetic-arith``: multi-step arithmetic word problems (2-6 operations, carries, parentheses) with
   chain-of-thought solutions written in natural reasoning language ("Let", "First", "Then", "So", "Hmm",
   "Wait", "Therefore") that end in ``\\boxed{N}``. Level ``L`` (1-5) has ``L + 1`` operations.
-* ``synthetic-hops``: two variable-binding chains riffled together (``a = 3. k = 1. q = a + 4. m = k - 1.
-  ... What is q?``), one of them asked for, answered directly; the number of hops is the difficulty, so a
-  recurrent-depth model needs more iterations for more hops.
+* ``synthetic-hops``: variable-binding chains (``a = 3. q = a + 4. ... What is c?``) answered directly; the
+  number of hops is the difficulty, so a recurrent-depth model needs more iterations for more hops.
 
 Everything is a pure function of ``(split, n, levels, seed)``. Train and test are split by problem
 *signature* (the fully parenthesised arithmetic, or the list of statements): a signature whose hash falls in
@@ -430,12 +429,13 @@ HOP_VALUE_MAX = 9
 VARIABLE_NAMES = "abcdefghijkmnpqrstuvwxyz"  # no "l" or "o": too close to 1 and 0
 
 
-def _chain(rng: random.Random, names: Sequence[str]) -> tuple[list[str], list[str], int]:
-    """Statements ``a = 3.``, ``b = a + 4.``, ... binding ``names`` in turn; worked lines; the last value."""
+def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
+    names = rng.sample(VARIABLE_NAMES, hops + 1 + hops // 2)
+    chain, distractors = names[: hops + 1], names[hops + 1 :]
     value = rng.randint(0, HOP_VALUE_MAX)
-    statements = [f"{names[0]} = {value}."]
-    worked = [f"{names[0]} = {value}."]
-    for previous, current in zip(names, names[1:]):
+    statements = [f"{chain[0]} = {value}."]
+    worked = [f"{chain[0]} = {value}."]
+    for previous, current in zip(chain, chain[1:]):
         op = rng.choice("+-")
         room = HOP_VALUE_MAX - value if op == "+" else value
         if room < 1:
@@ -446,31 +446,9 @@ def _chain(rng: random.Random, names: Sequence[str]) -> tuple[list[str], list[st
         statements.append(f"{current} = {previous} {op} {operand}.")
         worked.append(f"{current} = {value} {op} {operand} = {result}.")
         value = result
-    return statements, worked, value
-
-
-def _riffle(rng: random.Random, first: list[str], second: list[str]) -> list[str]:
-    """A random interleaving of two lists that keeps each list's own order."""
-    merged, i, j = [], 0, 0
-    while i < len(first) or j < len(second):
-        if j == len(second) or (i < len(first) and rng.random() < (len(first) - i) / (len(first) - i + len(second) - j)):
-            merged.append(first[i])
-            i += 1
-        else:
-            merged.append(second[j])
-            j += 1
-    return merged
-
-
-def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
-    # Two chains of the same length are riffled together and one is asked for. The distractor chain has
-    # operations too, so summing every operand in the text does not answer: the model has to follow the
-    # asked chain's references hop by hop, which takes sequential depth.
-    names = rng.sample(VARIABLE_NAMES, 2 * (hops + 1))
-    chain, distractor = names[: hops + 1], names[hops + 1 :]
-    statements, worked, value = _chain(rng, chain)
-    distractor_statements, _, _ = _chain(rng, distractor)
-    statements = _riffle(rng, statements, distractor_statements)
+    for name in distractors:  # distractor names are distinct from the chain's, so order is free
+        position = rng.randint(1, len(statements))
+        statements.insert(position, f"{name} = {rng.randint(0, HOP_VALUE_MAX)}.")
     signature = " ".join(statements) + f" ?{chain[-1]}"
     if signature in seen or split_of_signature(signature) != split:
         return None
@@ -484,7 +462,7 @@ def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: se
         answer=value,
         signature=signature,
         level=hops,
-        meta={"hops": hops, "n_distractors": len(distractor)},
+        meta={"hops": hops, "n_distractors": len(distractors)},
     )
 
 
@@ -501,69 +479,18 @@ def generate_hops(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# synthetic-chain
-
-CHAIN_LEVELS = (1, 2, 3, 4, 5, 6, 7, 8)
-CHAIN_MODULUS = 10
-# Multipliers coprime to 10 keep every step a bijection of 0..9, so no step leaks the answer's range and
-# none collapses the information a later step needs; adding them to + and - makes the steps non-commuting
-# (summing the operands does not answer: the steps must be composed in order, one after the other).
-CHAIN_MULTIPLIERS = (3, 7, 9)
-
-
-def _make_chain(rng: random.Random, split: str, steps: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
-    names = rng.sample(VARIABLE_NAMES, steps + 1)
-    value = rng.randint(0, CHAIN_MODULUS - 1)
-    statements = [f"{names[0]} = {value}."]
-    worked = [f"{names[0]} = {value}."]
-    for previous, current in zip(names, names[1:]):
-        op = rng.choice("+-*")
-        operand = rng.choice(CHAIN_MULTIPLIERS) if op == "*" else rng.randint(1, CHAIN_MODULUS - 1)
-        result = apply_op(value, op, operand) % CHAIN_MODULUS
-        statements.append(f"{current} = ({previous} {op} {operand}) % {CHAIN_MODULUS}.")
-        worked.append(f"{current} = ({value} {op} {operand}) % {CHAIN_MODULUS} = {result}.")
-        value = result
-    signature = " ".join(statements) + f" ?{names[-1]}"
-    if signature in seen or split_of_signature(signature) != split:
-        return None
-    seen.add(signature)
-    return SyntheticItem(
-        id=f"chain-S{steps}-{split}-{ordinal:06d}",
-        question=" ".join(statements) + f" What is {names[-1]}?",
-        solution=" ".join(worked) + f" Therefore the answer is {boxed(value)}.",
-        direct_solution=boxed(value),
-        answer=value,
-        signature=signature,
-        level=steps,
-        meta={"steps": steps},
-    )
-
-
-def generate_chain(
-    split: str = "test", n: int | None = None, levels: Sequence[int] = CHAIN_LEVELS, seed: int = DEFAULT_SEED
-) -> list[SyntheticItem]:
-    """``n`` chains of mod-10 operations whose level is the number of operations; deterministic."""
-    _check_split(split)
-    chosen = _check_levels(levels, CHAIN_LEVELS, "synthetic-chain")
-    count = DEFAULT_SIZES[split] if n is None else n
-    rngs = {level: _split_rng(seed, split, "chain", level) for level in chosen}
-    seen: set[str] = set()
-    return _interleave_by_level(chosen, count, lambda level, k: _make_chain(rngs[level], split, level, k, seen))
-
-
-# ---------------------------------------------------------------------------------------------------------
 # registry glue
 
 
 def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
     """``synthetic-arith`` / ``synthetic-arith:3`` / ``synthetic-hops:1-4`` -> (family, levels)."""
     family, _, level_text = name.partition(":")
-    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS,
-               "synthetic-chain": CHAIN_LEVELS}.get(family)
+    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS}.get(
+        family
+    )
     if allowed is None:
         raise UserError(
-            f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], "
-            "synthetic-hops[:H], synthetic-chain[:S])"
+            f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], synthetic-hops[:H])"
         )
     if not level_text:
         return family, tuple(allowed)
@@ -579,8 +506,6 @@ def generate(name: str, split: str = "test", n: int | None = None, seed: int = D
     family, levels = parse_dataset_name(name)
     if family == "synthetic-hops":
         return generate_hops(split=split, n=n, levels=levels, seed=seed)
-    if family == "synthetic-chain":
-        return generate_chain(split=split, n=n, levels=levels, seed=seed)
     return generate_arith(split=split, n=n, levels=levels, seed=seed, small=family == "synthetic-arith-small")
 
 
@@ -634,11 +559,4 @@ def register() -> None:
         grader="numeric",
         splits=SPLITS,
         description="variable-binding chains answered directly, levels = hops 1-8; :H picks levels",
-    )
-    register_dataset(
-        "synthetic-chain",
-        _loader("synthetic-chain"),
-        grader="numeric",
-        splits=SPLITS,
-        description="chains of mod-10 operations answered directly, levels = operations 1-8 (organism-recurrent)",
     )

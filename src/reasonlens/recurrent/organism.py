@@ -1,11 +1,11 @@
 """``organism-recurrent``: the recurrent-depth model organism, trained by ``reasonlens organisms train``.
 
 The recipe is the ``organism-recurrent`` preset of :mod:`reasonlens.recurrent.train` on its own task,
-``synthetic-chain`` (chains of mod-10 operations answered directly: the steps do not commute, so they have
-to be composed one after the other, in depth). The core block is a single layer: at r = 1 the model is
-three layers deep, each further iteration adds one. Training goes through :func:`train_recurrent`
-(randomized depth, truncated backprop); the card's accuracy-vs-r table and the adaptive-exit correlation
-come from :func:`reasonlens.recurrent.depth.run_depth`, i.e. from the toolkit's one decode loop.
+``synthetic-hops:1-6`` (variable-binding chains answered directly). The core block is a single layer, so at
+r = 1 the model is three layers deep and each further iteration adds one. Training goes through
+:func:`train_recurrent` (randomized depth, truncated backprop); the card's accuracy-vs-r table and the
+adaptive-exit correlation come from :func:`reasonlens.recurrent.depth.run_depth`, i.e. from the toolkit's
+one decode loop.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from reasonlens.errors import UserError
 
 NAME = "organism-recurrent"
-DATASET = "synthetic-chain:1-6"
+DATASET = "synthetic-hops:1-6"
 TOKENIZER_VOCAB = 400  # BPE merges over the hops corpus; the model's vocab_size leaves room above it
 DEPTH_STEPS = (1, 2, 4, 8, 16, 32)
 EXIT_CRITERION = "kl"

@@ -82,7 +82,7 @@ class TrainConfig:
 
 
 # Built-in --config presets. "organism-recurrent": the recurrent model organism, trained on its task
-# (synthetic-chain:1-6) by `reasonlens organisms train organism-recurrent` (reasonlens.recurrent.organism builds
+# (synthetic-hops:1-6) by `reasonlens organisms train organism-recurrent` (reasonlens.recurrent.organism builds
 # its word-level tokenizer first). A one-layer core keeps r = 1 shallow; tiny dims keep a step cheap on 2 CPU
 # cores.
 PRESETS: dict[str, dict[str, Any]] = {
