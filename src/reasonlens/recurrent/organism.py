@@ -116,8 +116,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"A {card['n_parameters']:,}-parameter {card['architecture']} trained from scratch by reasonlens with "
         f"randomized depth (mean r {card['mean_recurrence']}, backprop through the last "
-        f"{card['mean_backprop_depth']}) on `{card['dataset_spec']}`: variable-binding chains answered directly, "
-        "so following the hops has to happen in depth.",
+        f"{card['mean_backprop_depth']}) on `{card['dataset_spec']}`: variable-binding chains answered directly.",
         "",
         f"- Training command: `{card['training_command']}`",
         f"- Wall time: {card['wall_time_seconds']:.0f} s ({card['steps']} steps, torch threads = "
@@ -129,6 +128,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         *table,
         "",
     ]
+    if "1" in by_r and "16" in by_r:
+        lines += [f"- Depth gain from r=1 to r=16: {100 * (by_r['16'] - by_r['1']):+.1f} points", ""]
     adaptive = card.get("adaptive_exit")
     if adaptive:
         correlation = adaptive.get("level_iteration_correlation") or {}
