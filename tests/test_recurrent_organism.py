@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from reasonlens.organisms import ORGANISMS_DIR
 from reasonlens.recurrent.depth import difficulty_correlation, level_breakdown
 
 
@@ -53,3 +54,15 @@ def test_organisms_train_organism_recurrent_writes_a_loadable_organism_with_card
     assert getattr(lm.model, "is_recurrent_depth", False)
     ids = lm.tokenizer("a = 3. b = a + 1. What is b?", add_special_tokens=False)["input_ids"]
     assert lm.tokenizer.decode(ids) == "a = 3. b = a + 1. What is b?"
+
+
+def test_shipped_organism_recurrent_gains_accuracy_with_depth_on_its_test_slice(tmp_path):
+    from reasonlens.recurrent.depth import DepthSpec, run_depth
+
+    card = json.loads((ORGANISMS_DIR / "organism-recurrent" / "card.json").read_text())
+    assert card["eval_dataset"] == "synthetic-hops:1-6" and card["training_command"].startswith("reasonlens organisms")
+    summary = run_depth(DepthSpec(model="organism-recurrent", dataset=card["eval_dataset"], out=tmp_path / "d",
+                                  steps=(1, 4), n=60, max_new_tokens=16, batch_size=60), quiet=True)
+    at_1, at_4 = summary["steps"]["1"]["accuracy"], summary["steps"]["4"]["accuracy"]
+    # measured on these 60 problems: 0.817 at r=1, 0.933 at r=4 (the card has the 300-problem figures)
+    assert at_4 >= 0.9 and at_4 > at_1
