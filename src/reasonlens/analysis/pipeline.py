@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -274,6 +275,20 @@ def _shard_error(path: Path, exc: BaseException) -> UserError:
     return UserError(f"{path}: corrupt safetensors shard ({reason})")
 
 
+@contextmanager
+def _open_shard(path: Path) -> Iterator[Any]:
+    """``safe_open`` a state shard; a missing or corrupt shard becomes a one-line UserError naming it."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            yield handle
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f"{path}: state shard not found") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _shard_error(path, exc) from None
+
+
 def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str, int]:
     """Read every sample's shard header (no tensor data) before anything is written: each shard must open, hold
     ``token_ids`` and the analysed layers with one row per token, and all shards must agree on each layer's
@@ -281,28 +296,21 @@ def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str
     widths: dict[str, tuple[int, Path]] = {}
     for s in samples:
         path = run.state_path(s.index)
-        try:
-            with safe_open(path, framework="pt") as handle:
-                names = set(handle.keys())
-                missing = [f"layer.{k}" for k in layers if f"layer.{k}" not in names]
-                if missing or "token_ids" not in names:
-                    raise UserError(f"{path}: shard lacks tensors {', '.join(missing or ['token_ids'])}")
-                n_tokens = handle.get_slice("token_ids").get_shape()[0]
-                for key in layers:
-                    shape = handle.get_slice(f"layer.{key}").get_shape()
-                    if len(shape) != 2 or shape[0] != n_tokens:
-                        raise UserError(f"{path}: layer.{key} has shape {list(shape)}, expected "
-                                        f"[{n_tokens} tokens, hidden size]")
-                    first = widths.setdefault(key, (shape[1], path))
-                    if shape[1] != first[0]:
-                        raise UserError(f"{path}: layer.{key} has hidden size {shape[1]}, but {first[1]} has "
-                                        f"{first[0]}")
-        except UserError:
-            raise
-        except FileNotFoundError:
-            raise UserError(f"{path}: state shard not found") from None
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise _shard_error(path, exc) from None
+        with _open_shard(path) as handle:
+            names = set(handle.keys())
+            missing = [f"layer.{k}" for k in layers if f"layer.{k}" not in names]
+            if missing or "token_ids" not in names:
+                raise UserError(f"{path}: shard lacks tensors {', '.join(missing or ['token_ids'])}")
+            n_tokens = handle.get_slice("token_ids").get_shape()[0]
+            for key in layers:
+                shape = handle.get_slice(f"layer.{key}").get_shape()
+                if len(shape) != 2 or shape[0] != n_tokens:
+                    raise UserError(f"{path}: layer.{key} has shape {list(shape)}, expected "
+                                    f"[{n_tokens} tokens, hidden size]")
+                first = widths.setdefault(key, (shape[1], path))
+                if shape[1] != first[0]:
+                    raise UserError(f"{path}: layer.{key} has hidden size {shape[1]}, but {first[1]} has "
+                                    f"{first[0]}")
     return {key: width for key, (width, _) in widths.items()}
 
 
@@ -320,20 +328,13 @@ def _check_gold_widths(run: Any, samples: list[Sample], widths: dict[str, int],
 def _iter_states(run: Any, samples: list[Sample], layers: list[str]) -> Iterator[tuple[Sample, torch.Tensor, dict[str, torch.Tensor]]]:
     for s in samples:
         path = run.state_path(s.index)
-        try:
-            with safe_open(path, framework="pt") as handle:
-                names = set(handle.keys())
-                missing = [k for k in layers if f"layer.{k}" not in names]
-                if missing or "token_ids" not in names:
-                    raise UserError(f"{path}: shard lacks tensors {', '.join(['layer.' + k for k in missing] or ['token_ids'])}")
-                token_ids = handle.get_tensor("token_ids")
-                states = {k: handle.get_tensor(f"layer.{k}") for k in layers}
-        except UserError:
-            raise
-        except FileNotFoundError:
-            raise UserError(f"{path}: state shard not found") from None
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise _shard_error(path, exc) from None
+        with _open_shard(path) as handle:
+            names = set(handle.keys())
+            missing = [k for k in layers if f"layer.{k}" not in names]
+            if missing or "token_ids" not in names:
+                raise UserError(f"{path}: shard lacks tensors {', '.join(['layer.' + k for k in missing] or ['token_ids'])}")
+            token_ids = handle.get_tensor("token_ids")
+            states = {k: handle.get_tensor(f"layer.{k}") for k in layers}
         yield s, token_ids, states
 
 

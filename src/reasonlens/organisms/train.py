@@ -441,15 +441,12 @@ def card_markdown(card: dict[str, Any]) -> str:
     )
 
 
-def write_organism(target: Path, model: Any, tokenizer: Any, card: dict[str, Any]) -> Path:
-    """Save model, tokenizer and card into a staging dir, then swap it into place."""
+def _swap_into_place(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Let ``fill`` write a staging dir beside ``target``, make it world-readable, then swap it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
-        save_tokenizer(tokenizer, staging)
-        (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-        (staging / "README.md").write_text(card_markdown(card))
+        fill(staging)
         # mkdtemp makes a private directory; a shipped checkpoint must be readable by every user.
         staging.chmod(0o755)
         for path in staging.iterdir():
@@ -462,25 +459,30 @@ def write_organism(target: Path, model: Any, tokenizer: Any, card: dict[str, Any
     return target
 
 
+def write_organism(target: Path, model: Any, tokenizer: Any, card: dict[str, Any]) -> Path:
+    """Save model, tokenizer and card into a staging dir, then swap it into place."""
+
+    def fill(staging: Path) -> None:
+        model.save_pretrained(staging, safe_serialization=True)
+        save_tokenizer(tokenizer, staging)
+        (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        (staging / "README.md").write_text(card_markdown(card))
+
+    return _swap_into_place(target, fill)
+
+
 SHIPPED_SKIP = ("checkpoint", "optimizer.safetensors", "trainer_state.json")
 
 
 def write_recurrent_organism(source: Path, target: Path) -> Path:
     """Copy a trained model directory (minus training checkpoints) into a staging dir, then swap it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         for path in sorted(Path(source).iterdir()):
             if path.is_file() and path.name not in SHIPPED_SKIP:
                 shutil.copyfile(path, staging / path.name)
-                (staging / path.name).chmod(0o644)
-        staging.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return _swap_into_place(target, fill)
 
 
 def read_card(directory: str | Path) -> dict[str, Any] | None:
