@@ -4,12 +4,12 @@ import random
 from collections import Counter
 
 import pytest
-import torch
 
 from reasonlens.decode import DecodeConfig, decode
 from reasonlens.interventions import RepresentationRecycling, default_layer, layer_sweep, word_variant_ids
-from reasonlens.models.hooks import first_tensor
 from reasonlens.models.tiny import tiny_llama, tiny_qwen2
+
+from naive_rerun import naive_rerun_greedy
 
 PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by step."]
 WORDS = ["So", "Wait", "Then", "a", "e"]
@@ -24,55 +24,12 @@ def trigger_ids(lm):
 
 
 def naive_recycling_greedy(lm, prompt_ids, key, triggers, layer, repeats, p, seed, max_new_tokens):
-    """No KV cache: every step re-forwards the whole sequence. At each recycled position q, layer `layer`'s
-    output is replaced by the layer applied again to its own output at q, attending to the layer's normal
-    inputs at positions < q. The recycling draw for probability p is one uniform per trigger, from
-    random.Random(f"{seed}:{key}") (the plug-in's documented seeding)."""
-    module = lm.layers.decoder_layers[layer]
-    recycled: set[int] = set()
-    inner = {"busy": False}
+    """The no-cache reference (tests/naive_rerun.py) with the plug-in's trigger rule: a proposed trigger token is
+    recycled with probability p, one uniform per trigger from random.Random(f"{seed}:{key}") (the plug-in's
+    documented seeding)."""
     rng = random.Random(f"{seed}:{key}")
-
-    def hook(mod, args, kwargs, output):
-        if inner["busy"]:
-            return output
-        hidden_in = args[0] if args else kwargs["hidden_states"]
-        out = first_tensor(output).clone()
-        for q in sorted(recycled):
-            current = out[:, q:q + 1]
-            for _ in range(repeats):
-                kw = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-                cos, sin = kw["position_embeddings"]
-                kw["position_embeddings"] = (cos[:, :q + 1], sin[:, :q + 1])
-                if kw.get("position_ids") is not None:
-                    kw["position_ids"] = kw["position_ids"][:, :q + 1]
-                if isinstance(kw.get("attention_mask"), torch.Tensor):
-                    kw["attention_mask"] = kw["attention_mask"][..., :q + 1, :q + 1]
-                inner["busy"] = True
-                try:
-                    current = first_tensor(mod(torch.cat([hidden_in[:, :q], current], dim=1), **kw))[:, -1:]
-                finally:
-                    inner["busy"] = False
-            out[:, q:q + 1] = current
-        return out if not isinstance(output, tuple) else (out,) + tuple(output[1:])
-
-    handle = module.register_forward_hook(hook, with_kwargs=True)
-    tokens: list[int] = []
-    eos = set(lm.eos_token_ids())
-    try:
-        with torch.no_grad():
-            for _ in range(max_new_tokens):
-                seq = torch.tensor([prompt_ids + tokens])
-                proposed = int(lm.model(seq, use_cache=False).logits[0, -1].argmax())
-                if proposed in triggers and (p >= 1.0 or rng.random() < p):
-                    recycled.add(seq.shape[1] - 1)
-                    proposed = int(lm.model(seq, use_cache=False).logits[0, -1].argmax())
-                tokens.append(proposed)
-                if proposed in eos:
-                    break
-    finally:
-        handle.remove()
-    return tokens
+    return naive_rerun_greedy(lm, prompt_ids, layer, repeats, max_new_tokens,
+                              lambda token: token in triggers and (p >= 1.0 or rng.random() < p))
 
 
 @pytest.mark.parametrize("factory,layer,repeats,p,batch_size", [
