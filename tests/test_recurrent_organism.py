@@ -32,6 +32,8 @@ def test_difficulty_correlation_is_spearman_of_level_against_item_compute():
     assert correlation["max_iterations"]["rho"] == pytest.approx(1.0)
     falling = [_record(str(i), True, [10 - i]) for i in range(4)]
     assert difficulty_correlation(falling, levels)["mean_iterations"]["rho"] == pytest.approx(-1.0)
+    constant = [_record(str(i), True, [3, 3]) for i in range(4)]  # same compute everywhere: undefined, no warning
+    assert difficulty_correlation(constant, levels)["max_iterations"] == {"rho": None, "p_value": None}
     one_level = {str(i): 2.0 for i in range(4)}
     assert difficulty_correlation(rising, one_level) is None  # no spread in difficulty: nothing to correlate
 

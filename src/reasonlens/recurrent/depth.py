@@ -149,8 +149,12 @@ def difficulty_correlation(results: list[dict], levels: dict[str, float]) -> dic
     level_values = [level for level, _ in pairs]
     out: dict[str, Any] = {"n": len(pairs), "method": "spearman"}
     for name, reduce in (("mean_iterations", lambda its: sum(its) / len(its)), ("max_iterations", max)):
-        rho, p_value = spearmanr(level_values, [reduce(its) for _, its in pairs])
-        out[name] = {"rho": None if rho != rho else float(rho), "p_value": None if p_value != p_value else float(p_value)}
+        compute = [reduce(its) for _, its in pairs]
+        if len(set(compute)) < 2:  # every item used the same compute (e.g. fixed depth): no correlation exists
+            out[name] = {"rho": None, "p_value": None}
+            continue
+        rho, p_value = spearmanr(level_values, compute)
+        out[name] = {"rho": float(rho), "p_value": float(p_value)}
     return out
 
 
