@@ -125,12 +125,12 @@ def level_breakdown(results: list[dict], levels: dict[str, float]) -> dict[str, 
     for level in sorted(grouped):
         records = grouped[level]
         per_token = [i for r in records for i in (r.get("iterations") or [])]
+        per_item_max = [max(r["iterations"]) for r in records if r.get("iterations")]
         breakdown[_level_key(level)] = {
             "n": len(records),
             "accuracy": sum(1.0 for r in records if r.get("correct")) / len(records),
             "mean_iterations_per_token": sum(per_token) / len(per_token) if per_token else None,
-            "mean_max_iterations": (sum(max(r["iterations"]) for r in records if r.get("iterations"))
-                                    / max(1, sum(1 for r in records if r.get("iterations")))),
+            "mean_max_iterations": sum(per_item_max) / len(per_item_max) if per_item_max else None,
         }
     return breakdown
 
