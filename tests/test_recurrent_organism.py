@@ -48,7 +48,7 @@ def test_organisms_train_organism_recurrent_writes_a_loadable_organism_with_card
     assert card["eval_dataset"] == "synthetic-hops:1-6" and card["steps"] == 3
     assert card["training_command"].startswith("reasonlens organisms train organism-recurrent")
     assert set(card["test_accuracy_by_r"]) == {"1", "2", "4", "8", "16", "32"}
-    assert card["test_accuracy_n"] == 6
+    assert card["test_accuracy_n"] == 6 and card["test_accuracy"]["n"] == 6 and card["test_accuracy"]["r"] == 32
     assert card["adaptive_exit"]["criterion"] == "kl"
     assert not (out / "checkpoint").exists() and not out.with_name(out.name + ".work").exists()
     assert "| r |" in (out / "README.md").read_text()

@@ -15,6 +15,8 @@ def _accuracy_text(evaluation: dict) -> str:
     text = f"{100 * evaluation['accuracy']:.1f}%"
     if isinstance(evaluation.get("ci_low"), (int, float)) and isinstance(evaluation.get("ci_high"), (int, float)):
         text += f" [{100 * evaluation['ci_low']:.1f}, {100 * evaluation['ci_high']:.1f}]"
+    if isinstance(evaluation.get("r"), int):  # recurrent-depth organisms: the core iterations it was scored at
+        text += f" at r={evaluation['r']}"
     return text
 
 

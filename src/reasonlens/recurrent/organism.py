@@ -64,6 +64,14 @@ def evaluate_depth(model_dir: Path, n: int, quiet: bool = False) -> dict[str, An
         return run_depth(spec, quiet=quiet)
 
 
+def _accuracy_block(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The organisms' common ``test_accuracy`` block (what `organisms list` shows), at the largest r."""
+    if not entry:
+        return None
+    return {"n": entry["n"], "n_correct": entry["n_correct"], "accuracy": entry["accuracy"],
+            "ci_low": entry["accuracy_ci95"][0], "ci_high": entry["accuracy_ci95"][1], "r": max(DEPTH_STEPS)}
+
+
 def card_from(train_result, train_config, model_config, n_parameters: int, depth: dict[str, Any] | None,
               command: str, cpu_seconds: float) -> dict[str, Any]:
     steps = (depth or {}).get("steps", {})
@@ -89,6 +97,7 @@ def card_from(train_result, train_config, model_config, n_parameters: int, depth
         "mean_recurrence": model_config.mean_recurrence,
         "mean_backprop_depth": model_config.mean_backprop_depth,
         "final_train_loss": round(train_result.final_loss, 4),
+        "test_accuracy": _accuracy_block(steps.get(str(max(DEPTH_STEPS)))),
         "test_accuracy_n": (depth or {}).get("steps", {}).get("1", {}).get("n"),
         "test_accuracy_by_r": {r: entry["accuracy"] for r, entry in steps.items()},
         "test_accuracy_ci95_by_r": {r: entry["accuracy_ci95"] for r, entry in steps.items()},
