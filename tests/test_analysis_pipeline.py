@@ -108,3 +108,20 @@ def test_cli_mi_tokens_compare(run_dir, tmp_path):
 
     res = runner.invoke(app, ["mi", str(run_dir), "--layers", "0"])
     assert isinstance(res.exception, UserError) and "was not captured" in str(res.exception)
+
+
+def test_compare_runs_checks_both_runs_before_writing_anything(run_dir, tmp_path):
+    import shutil
+
+    from reasonlens.analysis.compare import compare_runs
+
+    fresh = tmp_path / "a"
+    shutil.copytree(run_dir, fresh)
+    shutil.rmtree(fresh / "mi", ignore_errors=True)
+    newer = tmp_path / "b"
+    newer.mkdir()
+    (newer / "manifest.json").write_text(json.dumps({"format_version": 99}))
+    before = sorted(p.name for p in fresh.iterdir())
+    with pytest.raises(UserError, match="format version"):
+        compare_runs(fresh, newer)  # the library call, not only the CLI, validates B before analysing A
+    assert sorted(p.name for p in fresh.iterdir()) == before and not (fresh / "mi").exists()

@@ -131,10 +131,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Paper Table 2 style comparison (Mean, Std, AOM, peak ratio with 95% CIs) of two runs."""
         from reasonlens.analysis.compare import compare_runs
-        from reasonlens.analysis.pipeline import check_analysable
 
-        for run in (run_a, run_b):  # a bad run B must not leave run A analysed (RUN_A/mi written)
-            check_analysable(run)
         summary = compare_runs(run_a, run_b, layer_a=layer_a, layer_b=layer_b, out=out, n_boot=n_boot, seed=seed)
 
         def fmt(e):

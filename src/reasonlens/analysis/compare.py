@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reasonlens.analysis.pipeline import MIConfig, default_token_layer, ensure_analysis
+from reasonlens.analysis.pipeline import MIConfig, check_analysable, default_token_layer, ensure_analysis
 from reasonlens.errors import UserError
 from reasonlens.eval.stats import bootstrap_ci, paired_bootstrap_diff
 
@@ -56,6 +56,8 @@ def compare_runs(
     from reasonlens.runs.io import atomic_write_json
 
     path_a, path_b = Path(run_a), Path(run_b)
+    for path in (path_a, path_b):  # a bad run B must not leave run A analysed (RUN_A/mi written)
+        check_analysable(path, config)
     key_a, rows_a = _layer_rows(path_a, layer_a, config)
     key_b, rows_b = _layer_rows(path_b, layer_b, config)
     shared = sorted(set(rows_a) & set(rows_b))
