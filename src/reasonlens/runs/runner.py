@@ -186,11 +186,16 @@ def _check_prompt_lengths(lm: LoadedModel, problems: list[Problem], prompts: lis
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if not isinstance(limit, int) or limit <= 0:
         return
+    budget = spec.decode.max_new_tokens
     for problem, prompt in zip(problems, prompts):
         n_tokens = len(lm.tokenizer(prompt, add_special_tokens=spec.decode.add_special_tokens)["input_ids"])
         if n_tokens > limit:
             raise UserError(f"--dataset {spec.dataset}: problem '{problem.id}' has a {n_tokens}-token prompt, longer "
                             f"than the {limit} positions of model '{spec.model}'")
+        if n_tokens + budget > limit:
+            raise UserError(f"--max-new-tokens {budget}: problem '{problem.id}' has a {n_tokens}-token prompt, so "
+                            f"generation would run past the {limit} positions of model '{spec.model}'; allow at most "
+                            f"{limit - n_tokens} new tokens")
 
 
 def _complete_indices(run: RunDir, needs_states: bool) -> set[int]:
