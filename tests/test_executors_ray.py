@@ -113,3 +113,23 @@ def test_cli_generate_and_mi_gold_encoding_on_ray(tmp_path, tiny_llama, executor
         local = encode_gold(tiny_llama, problem.solution, [3])[3]
         torch.testing.assert_close(golds[f"{i}.3"], local, rtol=1e-4, atol=1e-5)
     assert prepare_golds(out, MIConfig(), executor) == 0  # the cache is reused, nothing re-encoded
+
+
+def test_ray_gold_encoding_refuses_states_of_another_width_and_writes_nothing(tmp_path, tiny_llama, executor):
+    from safetensors.torch import load_file, save_file
+
+    from reasonlens.analysis.pipeline import MIConfig
+    from reasonlens.errors import UserError
+    from reasonlens.runs.executors import prepare_golds
+
+    out = tmp_path / "narrow"
+    execute(spec(out, n=2), lm=tiny_llama, quiet=True)
+    run = RunDir(out)
+    for index in range(2):  # states narrower than the model's hidden size (64): a run of some other model
+        path = run.state_path(index)
+        tensors = load_file(path)
+        tensors["layer.3"] = tensors["layer.3"][:, :32].contiguous()
+        save_file(tensors, str(path))
+    with pytest.raises(UserError, match="hidden size 32.*hidden size 64"):
+        prepare_golds(out, MIConfig(), executor)
+    assert not (out / "mi").exists()

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         if executor != "local" or workers is not None or ray_address is not None:
             from reasonlens.runs.executors import make_executor, prepare_golds
 
-            check_analysable(run, config, reuse_existing=False)  # prepare_golds writes RUN/mi/ before checking shards
+            check_analysable(run, config, reuse_existing=False)  # all that analyze_run would refuse, before workers start
             with make_executor(executor, workers, ray_address) as runner:
                 prepare_golds(run, config, runner)
         summary = analyze_run(run, config)

@@ -388,8 +388,8 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
     samples = pipeline._samples(run, manifest, config)
     spec = config.model or str(manifest.get("model"))
     identity = config.gold_identity(spec)
+    widths = pipeline.check_shards(run, samples, layers)
     out_dir = pipeline.mi_dir(run.path)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "golds.safetensors"
     tensors: dict[str, Any] = {}
     if path.is_file():
@@ -410,7 +410,22 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
             ready, waiting = executor._ray.wait(waiting, num_returns=1)
             tensors.update(executor._get(ready[0]))
     finally:
-        if tensors:
+        mismatch = _gold_width_mismatch(tensors, widths)
+        if tensors and mismatch is None:  # golds of another width must never land in RUN/mi
+            out_dir.mkdir(parents=True, exist_ok=True)
             save_file(tensors, str(path) + ".tmp", metadata=identity)
             Path(str(path) + ".tmp").replace(path)
+    if mismatch is not None:
+        key, width, gold_width = mismatch
+        raise UserError(f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but model "
+                        f"{spec!r} has hidden size {gold_width}; analyse with the model that generated the run (--model)")
     return len(missing)
+
+
+def _gold_width_mismatch(tensors: dict[str, Any], widths: dict[str, int]) -> tuple[str, int, int] | None:
+    """(layer, state width, gold width) of the first gold whose width differs from the run's states, else None."""
+    for name, tensor in tensors.items():
+        key = name.split(".", 1)[1]
+        if key in widths and int(tensor.shape[-1]) != widths[key]:
+            return key, widths[key], int(tensor.shape[-1])
+    return None
