@@ -141,57 +141,35 @@ def _interleave_by_level(
 # synthetic-arith
 
 
-def _sample_steps(rng: random.Random, level: int, small: bool = False) -> tuple[int, list[_Step]] | None:
-    """Start value and ``level + 1`` operations that keep every intermediate value in [0, cap].
+@dataclass(frozen=True)
+class _StepRanges:
+    """Where a problem's numbers are drawn from (inclusive ranges)."""
 
-    ``small``: one-digit operands and values below 100 (the cap), so each step is a one-carry sum that a tiny
-    model can learn in minutes; otherwise two-digit operands and values up to VALUE_CAP.
-    """
-    if small:
-        return _sample_small_steps(rng, level)
-    n_ops = level + 1
-    ops_allowed = ["+", "-"] if level == 1 else (["+", "-", "*"] if level == 2 else ["+", "-", "*", "/"])
-    value = rng.randint(5, 99)
-    start = value
-    steps: list[_Step] = []
-    ops_left = n_ops
-    while ops_left > 0:
-        op = rng.choice(ops_allowed)
-        if op in "+-" and ops_left >= 2 and level >= 2 and rng.random() < PAREN_GROUP_PROB:
-            x, y = rng.randint(2, 60), rng.randint(2, 40)
-            operand = x + y
-            group: tuple[int, int] | None = (x, y)
-        else:
-            group = None
-            if op == "+":
-                operand = rng.randint(2, 99)
-            elif op == "-":
-                operand = rng.randint(2, 99)
-            elif op == "*":
-                operand = rng.randint(2, 5)
-            else:
-                divisors = [d for d in range(2, 10) if value % d == 0 and value // d >= 2]
-                if not divisors:
-                    continue
-                operand = rng.choice(divisors)
-        if op == "-" and operand > value:
-            continue
-        result = apply_op(value, op, operand)
-        if result > VALUE_CAP:
-            continue
-        steps.append(_Step(op, operand, group))
-        value = result
-        ops_left -= 2 if group else 1
-    return start, steps
+    start: tuple[int, int]
+    add_sub: tuple[int, int]  # operand of a plain + or -
+    group: tuple[tuple[int, int], tuple[int, int]]  # the two terms of a parenthesised (x + y)
+    factor: tuple[int, int]  # operand of *
+    divisors: range  # candidate operands of / (kept only when exact and leaving a quotient >= 2)
+    cap: int  # no intermediate value above this
 
 
+# Two-digit operands and values up to 999 (synthetic-arith).
+FULL_RANGES = _StepRanges(start=(5, 99), add_sub=(2, 99), group=((2, 60), (2, 40)), factor=(2, 5),
+                          divisors=range(2, 10), cap=VALUE_CAP)
 SMALL_VALUE_CAP = 99
+# One-digit operands and values below 100 (synthetic-arith-small): each step is a one-carry sum that a tiny
+# model can learn in minutes.
+SMALL_RANGES = _StepRanges(start=(10, 99), add_sub=(1, 9), group=((1, 5), (1, 4)), factor=(2, 3),
+                           divisors=range(2, 6), cap=SMALL_VALUE_CAP)
 
 
-def _sample_small_steps(rng: random.Random, level: int) -> tuple[int, list[_Step]]:
+def _sample_steps(rng: random.Random, level: int, small: bool = False) -> tuple[int, list[_Step]] | None:
+    """Start value and ``level + 1`` operations that keep every intermediate value in [0, cap]
+    (``small``: SMALL_RANGES, else FULL_RANGES)."""
+    ranges = SMALL_RANGES if small else FULL_RANGES
     n_ops = level + 1
     ops_allowed = ["+", "-"] if level == 1 else (["+", "-", "*"] if level == 2 else ["+", "-", "*", "/"])
-    value = rng.randint(10, 99)
+    value = rng.randint(*ranges.start)
     start = value
     steps: list[_Step] = []
     ops_left = n_ops
@@ -199,23 +177,24 @@ def _sample_small_steps(rng: random.Random, level: int) -> tuple[int, list[_Step
         op = rng.choice(ops_allowed)
         group: tuple[int, int] | None = None
         if op in "+-" and ops_left >= 2 and level >= 2 and rng.random() < PAREN_GROUP_PROB:
-            group = (rng.randint(1, 5), rng.randint(1, 4))
+            group = (rng.randint(*ranges.group[0]), rng.randint(*ranges.group[1]))
             operand = group[0] + group[1]
         elif op in "+-":
-            operand = rng.randint(1, 9)
+            operand = rng.randint(*ranges.add_sub)
         elif op == "*":
-            operand = rng.randint(2, 3)
+            operand = rng.randint(*ranges.factor)
         else:
-            divisors = [d for d in range(2, 6) if value % d == 0 and value // d >= 2]
+            divisors = [d for d in ranges.divisors if value % d == 0 and value // d >= 2]
             if not divisors:
                 continue
             operand = rng.choice(divisors)
         if op == "-" and operand > value:
             continue
-        if apply_op(value, op, operand) > SMALL_VALUE_CAP:
+        result = apply_op(value, op, operand)
+        if result > ranges.cap:
             continue
         steps.append(_Step(op, operand, group))
-        value = apply_op(value, op, operand)
+        value = result
         ops_left -= 2 if group else 1
     return start, steps
 
