@@ -45,26 +45,37 @@ def test_organisms_train_organism_recurrent_writes_a_loadable_organism_with_card
     out = tmp_path / "organism-recurrent"
     main(["organisms", "train", "organism-recurrent", "--steps", "3", "--eval-n", "6", "--out", str(out)])
     card = json.loads((out / "card.json").read_text())
-    assert card["eval_dataset"] == "synthetic-hops:1-6" and card["steps"] == 3
+    assert card["eval_dataset"] == "synthetic-flips:1-8" and card["steps"] == 3
     assert card["training_command"].startswith("reasonlens organisms train organism-recurrent")
     assert set(card["test_accuracy_by_r"]) == {"1", "2", "4", "8", "16", "32"}
     assert card["test_accuracy_n"] == 6 and card["test_accuracy"]["n"] == 6 and card["test_accuracy"]["r"] == 32
-    assert card["adaptive_exit"]["criterion"] == "kl"
+    assert (card["adaptive_exit"]["criterion"], card["adaptive_exit"]["threshold"]) == ("latent-diff", 0.005)
+    assert [(rule["criterion"], rule["max_steps"]) for rule in card["adaptive_exit_other_rules"]] == [("kl", 32)]
+    assert set(card["adaptive_exit"]["by_level"]) <= {str(level) for level in range(1, 9)}
     assert not (out / "checkpoint").exists() and not out.with_name(out.name + ".work").exists()
     assert "| r |" in (out / "README.md").read_text()
     lm = load(str(out))
     assert getattr(lm.model, "is_recurrent_depth", False)
-    ids = lm.tokenizer("a = 3. b = a + 1. What is b?", add_special_tokens=False)["input_ids"]
-    assert lm.tokenizer.decode(ids) == "a = 3. b = a + 1. What is b?"
+    for text in ("a = 3. b = 7 - a. c = b + 1. What is c?", "unseen: Wait, 12 apples!"):
+        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert lm.tokenizer.decode(ids) == text
 
 
-def test_shipped_organism_recurrent_gains_accuracy_with_depth_on_its_test_slice(tmp_path):
+def test_shipped_organism_recurrent_gains_accuracy_with_depth_and_spends_more_on_longer_chains(tmp_path):
     from reasonlens.recurrent.depth import DepthSpec, run_depth
 
     card = json.loads((ORGANISMS_DIR / "organism-recurrent" / "card.json").read_text())
-    assert card["eval_dataset"] == "synthetic-hops:1-6" and card["training_command"].startswith("reasonlens organisms")
+    assert card["eval_dataset"] == "synthetic-flips:1-8" and card["training_command"].startswith("reasonlens organisms")
+    rule = card["adaptive_exit"]
     summary = run_depth(DepthSpec(model="organism-recurrent", dataset=card["eval_dataset"], out=tmp_path / "d",
-                                  steps=(1, 4), n=60, max_new_tokens=16, batch_size=60), quiet=True)
-    at_1, at_4 = summary["steps"]["1"]["accuracy"], summary["steps"]["4"]["accuracy"]
-    # measured on these 60 problems: 0.817 at r=1, 0.933 at r=4 (the card has the 300-problem figures)
-    assert at_4 >= 0.9 and at_4 > at_1
+                                  steps=(1, 8), n=64, max_new_tokens=16, batch_size=64,
+                                  exit_criterion=rule["criterion"], threshold=rule["threshold"]), quiet=True)
+    at_1, at_8 = summary["steps"]["1"]["accuracy"], summary["steps"]["8"]["accuracy"]
+    # measured on these 64 problems (8 per level): 0.297 at r=1, 0.938 at r=8, 0.922 under the card's exit rule
+    # with Spearman rho(level, mean iterations) = +0.85 (the card has the 300-problem figures)
+    assert at_1 <= 0.5 and at_8 >= 0.85
+    adaptive = summary["adaptive"]
+    assert adaptive["accuracy"] >= at_8 - 0.05
+    assert adaptive["level_iteration_correlation"]["mean_iterations"]["rho"] >= 0.6
+    iterations = [adaptive["by_level"][str(level)]["mean_iterations_per_token"] for level in (1, 8)]
+    assert iterations[1] > iterations[0]

@@ -169,3 +169,70 @@ def test_registry_names_levels_and_errors():
         synthetic.parse_dataset_name("synthetic-hops:x")
     with pytest.raises(UserError, match="split"):
         synthetic.generate_arith("validation", n=3)
+
+
+FLIP_STATEMENT = re.compile(r"(\w) = (?:(\d)|(\w) ([-+]) (\d)|(\d) - (\w))\.")
+
+
+def _solve_flips(question: str) -> tuple[dict[str, int], list[str], str]:
+    """Independent reading of a flips question: the value of every variable, the step kinds, the asked name."""
+    env: dict[str, int] = {}
+    kinds: list[str] = []
+    body, asked = re.fullmatch(r"(.*) What is (\w)\?", question).groups()
+    for statement in re.findall(r"\w = [^.]+\.", body):
+        name, start, source, op, operand, minuend, flipped = FLIP_STATEMENT.fullmatch(statement).groups()
+        assert name not in env, "each variable is bound once"
+        if start is not None:
+            assert not env, "only the first statement is a literal"
+            env[name] = int(start)
+            continue
+        if flipped is not None:
+            assert flipped == list(env)[-1], "each step reads the variable bound just before it"
+            env[name] = int(minuend) - env[flipped]
+            kinds.append("flip")
+        else:
+            assert source == list(env)[-1]
+            env[name] = env[source] + int(operand) * (1 if op == "+" else -1)
+            kinds.append(op)
+        assert 0 <= env[name] <= synthetic.HOP_VALUE_MAX
+    return env, kinds, asked
+
+
+def test_flips_chains_compute_correctly_level_counts_steps_and_every_kind_occurs():
+    items = synthetic.generate_flips("test", n=400)
+    assert {item.level for item in items} == set(synthetic.FLIPS_LEVELS)
+    all_kinds = set()
+    for item in items:
+        env, kinds, asked = _solve_flips(item.question)
+        assert env[asked] == item.answer and asked == list(env)[-1]
+        assert len(kinds) == item.level == item.meta["steps"] and kinds.count("flip") == item.meta["flips"]
+        assert item.direct_solution == f"\\boxed{{{item.answer}}}"
+        assert item.solution.endswith(f"Therefore the answer is \\boxed{{{item.answer}}}.")
+        for equation in re.findall(r"= (\d) ([-+]) (\d) = (\d)\.", item.solution):  # the worked steps are right
+            a, op, b, c = equation
+            assert int(a) + int(b) * (1 if op == "+" else -1) == int(c)
+        all_kinds |= set(kinds)
+    assert all_kinds == {"+", "-", "flip"}
+
+
+def test_flips_are_deterministic_and_no_computation_crosses_the_split():
+    first = synthetic.generate("synthetic-flips:1-8", split="train", n=300)
+    assert [i.question for i in first] == [i.question for i in synthetic.generate("synthetic-flips:1-8", "train", 300)]
+    assert [i.question for i in first] != [i.question for i in synthetic.generate_flips("train", 300, seed=7)]
+    train = {item.signature for item in synthetic.generate_flips("train", n=4000)}
+    test_items = synthetic.generate_flips("test", n=800)
+    assert all(synthetic.split_of_signature(item.signature) == "test" for item in test_items)
+    assert not train & {item.signature for item in test_items}  # not even under other variable names
+    assert len({item.question for item in test_items}) == len(test_items)
+
+
+def test_a_flip_makes_step_order_matter():
+    """The property that defeats a shallow sum of the operands: reordering the steps changes the answer."""
+    add, flip = synthetic.FlipStep("+", 3), synthetic.FlipStep("flip", 9)
+    assert flip.apply(add.apply(2)) == 4 and add.apply(flip.apply(2)) == 10
+    assert flip.text("a") == "9 - a" and add.text("a") == "a + 3"
+    problems = load_problems("synthetic-flips:2-3", split="test", n=6)
+    assert [p.meta["level"] for p in problems] == [2, 3, 2, 3, 2, 3]
+    assert problems[0].answer == str(_solve_flips(problems[0].question)[0][_solve_flips(problems[0].question)[2]])
+    with pytest.raises(UserError, match="synthetic-flips levels"):
+        synthetic.parse_dataset_name("synthetic-flips:9")

@@ -55,7 +55,7 @@ class DemoConfig:
     n_organism: int = 16
     organism_tokens: int = 64
     depth_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
-    n_depth: int = 16
+    n_depth: int = 16  # two problems per level of synthetic-flips:1-8
     depth_tokens: int = 24
     n_latent: int = 2
     n_boot: int = 1000
@@ -67,7 +67,7 @@ class DemoConfig:
             return cls(out=out or Path("runs/demo"))
         return cls(out=out or Path("runs/demo-quick"), quick=True, layers="-1", n_traces=3, n_eval=3,
                    max_new_tokens=96, batch_size=3, suppress_k=5, budgets=(32, 64), n_organism=6, organism_tokens=48,
-                   depth_steps=(1, 2, 4, 8), n_depth=6, depth_tokens=12, n_latent=1, n_boot=300, n_permutations=19)
+                   depth_steps=(1, 2, 4, 8), n_depth=8, depth_tokens=12, n_latent=1, n_boot=300, n_permutations=19)
 
 
 class StageSkipped(Exception):
@@ -255,16 +255,19 @@ def stage_depth(state: DemoState) -> str:
     if not organism_available("organism-recurrent"):
         raise StageSkipped("organism-recurrent is not shipped in this installation "
                            "(train it with `reasonlens organisms train organism-recurrent`)")
-    from reasonlens.organisms import organism_dataset
+    from reasonlens.organisms import organism_card, organism_dataset
     from reasonlens.recurrent.depth import DepthSpec, run_depth
 
     c = state.config
-    dataset = organism_dataset("organism-recurrent") or "synthetic-hops:1-6"
+    dataset = organism_dataset("organism-recurrent") or "synthetic-flips:1-8"
+    # the exit rule the organism's card was scored with (its own, tuned on its test split), else the paper's
+    rule = (organism_card("organism-recurrent") or {}).get("adaptive_exit") or {}
+    criterion, threshold = rule.get("criterion", "kl"), rule.get("threshold")
     lm = state.lm("organism-recurrent")
     out = c.out / "depth-organism-recurrent"
     summary = run_depth(DepthSpec(model="organism-recurrent", dataset=dataset, out=out, steps=c.depth_steps,
-                                  exit_criterion="kl", n=c.n_depth, max_new_tokens=c.depth_tokens,
-                                  batch_size=c.batch_size), lm=lm)
+                                  exit_criterion=criterion, threshold=threshold, n=c.n_depth,
+                                  max_new_tokens=c.depth_tokens, batch_size=c.batch_size), lm=lm)
     state.add(out)
     notes = [" ".join(f"r{r}:{e['accuracy']:.2f}" for r, e in summary["steps"].items())]
     adaptive = summary.get("adaptive") or {}

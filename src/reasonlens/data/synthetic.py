@@ -7,6 +7,9 @@ Two task families:
   "Wait", "Therefore") that end in ``\\boxed{N}``. Level ``L`` (1-5) has ``L + 1`` operations.
 * ``synthetic-hops``: variable-binding chains (``a = 3. q = a + 4. ... What is c?``) answered directly; the
   number of hops is the difficulty, so a recurrent-depth model needs more iterations for more hops.
+* ``synthetic-flips``: chains of ``x + d``, ``x - d`` and ``d - x`` steps (``a = 5. b = a - 4. c = 4 - b. What is
+  c?``). A ``d - x`` step flips the sign of everything before it, so no shortcut sums the operands: the
+  answer needs every step in order. Level = number of steps; the recurrent organism's task.
 
 Everything is a pure function of ``(split, n, levels, seed)``. Train and test are split by problem
 *signature* (the fully parenthesised arithmetic, or the list of statements): a signature whose hash falls in
@@ -25,6 +28,7 @@ from reasonlens.errors import UserError
 
 ARITH_LEVELS = (1, 2, 3, 4, 5)
 HOPS_LEVELS = (1, 2, 3, 4, 5, 6, 7, 8)
+FLIPS_LEVELS = (1, 2, 3, 4, 5, 6, 7, 8)
 SPLITS = ("train", "test")
 DEFAULT_SEED = 20261122
 DEFAULT_SIZES = {"train": 20000, "test": 500}
@@ -458,18 +462,103 @@ def generate_hops(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# synthetic-flips
+
+FLIP_PROB = 0.4  # share of "d - x" steps; the rest are "x + d" / "x - d" in equal parts
+
+
+@dataclass(frozen=True)
+class FlipStep:
+    """One chain step: ``x + d`` ("+"), ``x - d`` ("-") or ``d - x`` ("flip")."""
+
+    op: str
+    operand: int
+
+    def apply(self, value: int) -> int:
+        return {"+": value + self.operand, "-": value - self.operand, "flip": self.operand - value}[self.op]
+
+    def text(self, name: str) -> str:
+        return f"{self.operand} - {name}" if self.op == "flip" else f"{name} {self.op} {self.operand}"
+
+
+def _sample_flip_step(rng: random.Random, value: int) -> FlipStep:
+    """A step that keeps the value in 0..HOP_VALUE_MAX (and no ``0 - x``, which only ever gives 0)."""
+    while True:
+        draw = rng.random()
+        if draw < FLIP_PROB:
+            operand = rng.randint(value, HOP_VALUE_MAX)
+            if operand > 0:
+                return FlipStep("flip", operand)
+            continue
+        op = "+" if draw < FLIP_PROB + (1 - FLIP_PROB) / 2 else "-"
+        operand = rng.randint(1, HOP_VALUE_MAX)
+        if 0 <= apply_op(value, op, operand) <= HOP_VALUE_MAX:
+            return FlipStep(op, operand)
+
+
+def flips_signature(start: int, steps: Sequence[FlipStep]) -> str:
+    """The arithmetic without the variable names, e.g. ``5|-4|4-x``: it decides the split, so the same
+    computation never appears in both train and test under other names."""
+    return "|".join([str(start)] + [f"{s.operand}-x" if s.op == "flip" else f"{s.op}{s.operand}" for s in steps])
+
+
+def _make_flips(rng: random.Random, split: str, level: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
+    names = rng.sample(VARIABLE_NAMES, level + 1)
+    value = start = rng.randint(0, HOP_VALUE_MAX)
+    statements, worked, steps = [f"{names[0]} = {start}."], [f"{names[0]} = {start}."], []
+    for previous, current in zip(names, names[1:]):
+        step = _sample_flip_step(rng, value)
+        result = step.apply(value)
+        statements.append(f"{current} = {step.text(previous)}.")
+        worked.append(f"{current} = {step.text(str(value))} = {result}.")
+        steps.append(step)
+        value = result
+    skeleton = flips_signature(start, steps)
+    signature = " ".join(statements)
+    if signature in seen or split_of_signature(skeleton) != split:
+        return None
+    seen.add(signature)
+    return SyntheticItem(
+        id=f"flips-S{level}-{split}-{ordinal:06d}",
+        question=" ".join(statements) + f" What is {names[-1]}?",
+        solution=" ".join(worked) + f" Therefore the answer is {boxed(value)}.",
+        direct_solution=boxed(value),
+        answer=value,
+        signature=skeleton,
+        level=level,
+        meta={"steps": level, "flips": sum(step.op == "flip" for step in steps)},
+    )
+
+
+def generate_flips(
+    split: str = "test", n: int | None = None, levels: Sequence[int] = FLIPS_LEVELS, seed: int = DEFAULT_SEED
+) -> list[SyntheticItem]:
+    """``n`` flip-chain problems whose level is the number of steps; deterministic.
+
+    Level 1 has only about a hundred distinct computations, so items of one split may repeat a computation
+    under other variable names; a computation never crosses the split.
+    """
+    _check_split(split)
+    chosen = _check_levels(levels, FLIPS_LEVELS, "synthetic-flips")
+    count = DEFAULT_SIZES[split] if n is None else int(n)
+    rngs = {level: _split_rng(seed, split, "flips", level) for level in chosen}
+    seen: set[str] = set()
+    return _interleave_by_level(chosen, count, lambda level, k: _make_flips(rngs[level], split, level, k, seen))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # registry glue
 
 
 def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
     """``synthetic-arith`` / ``synthetic-arith:3`` / ``synthetic-hops:1-4`` -> (family, levels)."""
     family, _, level_text = name.partition(":")
-    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS}.get(
-        family
-    )
+    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS,
+               "synthetic-flips": FLIPS_LEVELS}.get(family)
     if allowed is None:
         raise UserError(
-            f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], synthetic-hops[:H])"
+            f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], "
+            "synthetic-hops[:H], synthetic-flips[:S])"
         )
     if not level_text:
         return family, tuple(allowed)
@@ -485,6 +574,8 @@ def generate(name: str, split: str = "test", n: int | None = None, seed: int = D
     family, levels = parse_dataset_name(name)
     if family == "synthetic-hops":
         return generate_hops(split=split, n=n, levels=levels, seed=seed)
+    if family == "synthetic-flips":
+        return generate_flips(split=split, n=n, levels=levels, seed=seed)
     return generate_arith(split=split, n=n, levels=levels, seed=seed, small=family == "synthetic-arith-small")
 
 
@@ -515,7 +606,7 @@ def _loader(family: str) -> Callable[..., list[Any]]:
 
 
 def register() -> None:
-    """Register ``synthetic-arith`` and ``synthetic-hops`` (``NAME:L`` / ``NAME:L1-L2`` pick levels)."""
+    """Register the synthetic families (``NAME:L`` / ``NAME:L1-L2`` pick levels)."""
     from reasonlens.data import register_dataset
 
     register_dataset(
@@ -538,4 +629,11 @@ def register() -> None:
         grader="numeric",
         splits=SPLITS,
         description="variable-binding chains answered directly, levels = hops 1-8; :H picks levels",
+    )
+    register_dataset(
+        "synthetic-flips",
+        _loader("synthetic-flips"),
+        grader="numeric",
+        splits=SPLITS,
+        description="chains of x+d, x-d and d-x steps (order matters), levels = steps 1-8; the recurrent organism's task",
     )

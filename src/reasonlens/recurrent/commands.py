@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option(..., "--config", "-c", help="JSON with 'model' (huginn config fields) or 'init' "
                                     "(model dir), and 'train' (TrainConfig fields); or a preset: organism-recurrent."),
         data: str = typer.Option(..., "--data", help="JSONL file ({'text'} or {'prompt','completion'} per line) "
-                                 "or a dataset name, e.g. synthetic-hops:1-6."),
+                                 "or a dataset name, e.g. synthetic-flips:1-8."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (re-running resumes its checkpoint)."),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda, ... (bf16 autocast on CUDA)."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Override train.steps."),

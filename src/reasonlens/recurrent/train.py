@@ -82,7 +82,7 @@ class TrainConfig:
 
 
 # Built-in --config presets. "organism-recurrent": the recurrent model organism, trained on its task
-# (synthetic-hops:1-6) by `reasonlens organisms train organism-recurrent` (reasonlens.recurrent.organism builds
+# (synthetic-flips:1-8) by `reasonlens organisms train organism-recurrent` (reasonlens.recurrent.organism builds
 # its word-level tokenizer first). A one-layer core keeps r = 1 shallow; tiny dims keep a step cheap on 2 CPU
 # cores.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -92,7 +92,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "mean_recurrence": 6, "mean_backprop_depth": 4, "rope_base": 10000.0},
         "train": {"steps": 3000, "batch_size": 32, "seq_len": 96, "lr": 3e-3, "warmup_steps": 50,
                   "checkpoint_every": 200, "log_every": 50, "max_recurrence": 16, "target": "direct",
-                  "data_n": 20000, "min_lr_ratio": 0.05},
+                  "data_n": 50000, "min_lr_ratio": 0.05},
     },
 }
 
