@@ -449,16 +449,24 @@ def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: se
     )
 
 
+def _generate_family(
+    family: str, allowed: Sequence[int], make: Callable[..., SyntheticItem | None], split: str, n: int | None,
+    levels: Sequence[int], seed: int,
+) -> list[SyntheticItem]:
+    """Items of a chain family: one seeded stream per level, unique signatures, levels interleaved."""
+    _check_split(split)
+    chosen = _check_levels(levels, allowed, f"synthetic-{family}")
+    count = DEFAULT_SIZES[split] if n is None else int(n)
+    rngs = {level: _split_rng(seed, split, family, level) for level in chosen}
+    seen: set[str] = set()
+    return _interleave_by_level(chosen, count, lambda level, k: make(rngs[level], split, level, k, seen))
+
+
 def generate_hops(
     split: str = "test", n: int | None = None, levels: Sequence[int] = HOPS_LEVELS, seed: int = DEFAULT_SEED
 ) -> list[SyntheticItem]:
     """``n`` variable-binding problems whose level is the number of hops; deterministic."""
-    _check_split(split)
-    chosen = _check_levels(levels, HOPS_LEVELS, "synthetic-hops")
-    count = DEFAULT_SIZES[split] if n is None else int(n)
-    rngs = {level: _split_rng(seed, split, "hops", level) for level in chosen}
-    seen: set[str] = set()
-    return _interleave_by_level(chosen, count, lambda level, k: _make_hops(rngs[level], split, level, k, seen))
+    return _generate_family("hops", HOPS_LEVELS, _make_hops, split, n, levels, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -538,12 +546,7 @@ def generate_flips(
     Level 1 has only about a hundred distinct computations, so items of one split may repeat a computation
     under other variable names; a computation never crosses the split.
     """
-    _check_split(split)
-    chosen = _check_levels(levels, FLIPS_LEVELS, "synthetic-flips")
-    count = DEFAULT_SIZES[split] if n is None else int(n)
-    rngs = {level: _split_rng(seed, split, "flips", level) for level in chosen}
-    seen: set[str] = set()
-    return _interleave_by_level(chosen, count, lambda level, k: _make_flips(rngs[level], split, level, k, seen))
+    return _generate_family("flips", FLIPS_LEVELS, _make_flips, split, n, levels, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------
