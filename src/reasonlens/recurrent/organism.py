@@ -62,22 +62,21 @@ def build_task_tokenizer(train_config) -> Any:
 def evaluate_depth(model_dir: Path, n: int, quiet: bool = False) -> dict[str, Any]:
     """Accuracy at r in DEPTH_STEPS and under each rule of EXIT_RULES on the first ``n`` test problems.
 
-    Returns run_depth's summary for the first rule, with ``adaptive_by_rule`` (one adaptive block per rule).
+    Returns run_depth's summary for the first rule plus ``other_exit_rules``: the adaptive block of each
+    further rule (those runs repeat only the largest r).
     """
     from reasonlens.recurrent.depth import DepthSpec, run_depth
 
-    summary: dict[str, Any] | None = None
-    by_rule: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="organism-recurrent-eval.") as scratch:
-        for number, (criterion, threshold) in enumerate(EXIT_RULES):
-            steps = DEPTH_STEPS if number == 0 else (max(DEPTH_STEPS),)
+        def run(number: int, steps: tuple[int, ...]) -> dict[str, Any]:
+            criterion, threshold = EXIT_RULES[number]
             spec = DepthSpec(model=str(model_dir), dataset=DATASET, out=Path(scratch) / f"rule{number}", steps=steps,
                              exit_criterion=criterion, threshold=threshold, n=n, max_new_tokens=16, batch_size=50)
-            result = run_depth(spec, quiet=quiet)
-            summary = summary or result
-            by_rule[_rule_key(criterion, threshold)] = result.get("adaptive")
-    assert summary is not None
-    return summary | {"adaptive_by_rule": by_rule}
+            return run_depth(spec, quiet=quiet)
+
+        summary = run(0, DEPTH_STEPS)
+        others = [run(number, (max(DEPTH_STEPS),)).get("adaptive") for number in range(1, len(EXIT_RULES))]
+    return summary | {"other_exit_rules": others}
 
 
 def _adaptive_block(adaptive: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -89,10 +88,6 @@ def _adaptive_block(adaptive: dict[str, Any] | None) -> dict[str, Any] | None:
         "by_level": {k: {"accuracy": v["accuracy"], "mean_iterations_per_token": v["mean_iterations_per_token"],
                          "mean_max_iterations": v["mean_max_iterations"]}
                      for k, v in adaptive.get("by_level", {}).items()}}
-
-
-def _rule_key(criterion: str, threshold: float) -> str:
-    return f"{criterion}<{threshold:g}"
 
 
 def _accuracy_block(entry: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -135,8 +130,8 @@ def card_from(train_result, train_config, model_config, n_parameters: int, depth
         "test_accuracy_by_r_and_level": {r: {k: v["accuracy"] for k, v in entry.get("by_level", {}).items()}
                                         for r, entry in steps.items()},
         "adaptive_exit": _adaptive_block(adaptive),
-        "adaptive_exit_other_rules": [_adaptive_block(block) for key, block in (depth or {}).get("adaptive_by_rule", {}).items()
-                                      if block and key != _rule_key(*EXIT_RULES[0])],
+        "adaptive_exit_other_rules": [_adaptive_block(block) for block in (depth or {}).get("other_exit_rules", [])
+                                      if block],
         "depth_command": (f"reasonlens depth --model {NAME} --n {(depth or {}).get('steps', {}).get('1', {}).get('n')} "
                           f"--steps {','.join(map(str, DEPTH_STEPS))} --exit {EXIT_RULES[0][0]} --threshold {EXIT_RULES[0][1]:g} "
                           "--out RUN"),
