@@ -1,6 +1,6 @@
 """Seeded synthetic reasoning corpora for the model organisms.
 
-Two task families:
+Task families:
 
 * ``synthetic-arith``: multi-step arithmetic word problems (2-6 operations, carries, parentheses) with
   chain-of-thought solutions written in natural reasoning language ("Let", "First", "Then", "So", "Hmm",
@@ -12,7 +12,8 @@ Two task families:
   answer needs every step in order. Level = number of steps; the recurrent organism's task.
 
 Everything is a pure function of ``(split, n, levels, seed)``. Train and test are split by problem
-*signature* (the fully parenthesised arithmetic, or the list of statements): a signature whose hash falls in
+*signature* (the fully parenthesised arithmetic, the list of statements, or for flips the arithmetic without
+the variable names): a signature whose hash falls in
 the test bucket is only ever emitted for the test split, so the same arithmetic never appears in both.
 """
 
