@@ -484,7 +484,7 @@ class FlipStep:
     operand: int
 
     def apply(self, value: int) -> int:
-        return {"+": value + self.operand, "-": value - self.operand, "flip": self.operand - value}[self.op]
+        return self.operand - value if self.op == "flip" else apply_op(value, self.op, self.operand)
 
     def text(self, name: str) -> str:
         return f"{self.operand} - {name}" if self.op == "flip" else f"{name} {self.op} {self.operand}"
