@@ -22,6 +22,8 @@ __all__ = [
     "NumberReading",
     "extract_answer",
     "extract_answer_with_source",
+    "extract_letter",
+    "extract_math_answer",
     "last_boxed",
     "last_number",
     "phrase_answer",
@@ -29,15 +31,21 @@ __all__ = [
     "read_number",
 ]
 
-AnswerSource = Literal["boxed", "phrase", "number"]
+AnswerSource = Literal["boxed", "phrase", "math", "number", "letter"]
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """An extracted final answer and which rule produced it."""
+    """An extracted final answer and which rule produced it.
+
+    ``parts`` holds every answer stated together in the final sentence (``\\boxed{1}, \\boxed{2}``
+    or "$1$ and $2$"); ``text`` is the last of them. Graders join the parts into one set/tuple
+    answer only when the gold is one.
+    """
 
     text: str
     source: AnswerSource
+    parts: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,12 +112,82 @@ def last_boxed(text: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Several boxes in the final sentence: \boxed{1}, \boxed{2} and \boxed{3}
+
+_MAX_BOX_GROUP = 10
+_BOX_SEPARATOR_NOISE = re.compile(r"\\text\{\s*(?:and|or|,)?\s*\}|\\q?quad(?![A-Za-z])|\\[,;:! ]|[\s$,;]")
+
+
+@dataclass(frozen=True)
+class _Box:
+    start: int
+    end: int
+    content: str
+
+
+def _unclosed_box_start(text: str) -> int | None:
+    """Start of the first box after the last complete one that is never closed (a cut-off answer)."""
+    starts = [m.start() for m in _BOX_COMMAND.finditer(text)]
+    boxes = _boxes(text)
+    after = boxes[-1].end if boxes else 0
+    for start in starts:
+        if start >= after and text[_skip_spaces(text, start + len("\\boxed")) :].startswith("{"):
+            return start
+    return None
+
+
+def _boxes(text: str) -> list[_Box]:
+    """Every complete, non-empty box in ``text`` in order (one pass over the braces)."""
+    starts = [m for m in _BOX_COMMAND.finditer(text)]
+    if not starts:
+        return []
+    partners: dict[int, int] | None = None
+    boxes: list[_Box] = []
+    for command in starts:
+        after_command = command.end()
+        i = _skip_spaces(text, after_command)
+        if i < len(text) and text[i] == "{":
+            if partners is None:
+                partners = _brace_partners(text)
+            close = partners.get(i)
+            if close is None:
+                continue
+            content, end = text[i + 1 : close].strip(), close + 1
+        elif after_command < len(text) and text[after_command] in " \t":
+            stop = _UNBRACED_BOX_STOP.search(text, i)
+            end = stop.start() if stop else len(text)
+            content = text[i:end].rstrip(".,;")
+        else:
+            continue
+        if content:
+            boxes.append(_Box(command.start(), end, content))
+    return boxes
+
+
+def _final_box_group(text: str, boxes: list[_Box]) -> list[_Box]:
+    """The last box plus the boxes right before it that are only separated by commas, "and", "or"."""
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if len(group) >= _MAX_BOX_GROUP:
+            break
+        gap = text[box.end : group[-1].start]
+        if len(gap) > 40 or _BOX_SEPARATOR_NOISE.sub("", gap) not in ("", "and", "or"):
+            break
+        group.append(box)
+    return group[::-1]
+
+
+# ---------------------------------------------------------------------------------------------
 # "the answer is ..." / "final answer: ..."
 
+# "final answer" then, within 100 characters, "is" or a colon: math-verify's strongest anchor.
+_FINAL_PHRASE = re.compile(r"\bfinal\s+answer\b(?:\**\s*:|[^\n]{0,100}?\s(?:is|=)\b\s*:?)", re.IGNORECASE)
 _ANSWER_PHRASE = re.compile(r"\banswer\**\s*(?:is\b\s*:?|:|=)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
 _MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _PHRASE_MAX_CHARS = 2000
+_PHRASE_WINDOW_CHARS = 400
+_MAX_PHRASE_TRIES = 64
 
 
 def _clean_phrase_capture(capture: str) -> str:
@@ -125,6 +203,11 @@ def _clean_phrase_capture(capture: str) -> str:
     return capture.strip().rstrip(".").strip("*$ ").strip()
 
 
+def _phrase_capture(text: str, end: int) -> str:
+    line_end = text.find("\n", end, end + _PHRASE_MAX_CHARS)
+    return text[end : line_end if line_end >= 0 else end + _PHRASE_MAX_CHARS]
+
+
 def phrase_answer(text: str) -> str | None:
     """Answer after the last "the answer is" / "final answer:" / "Answer =" phrase on its line.
 
@@ -132,62 +215,273 @@ def phrase_answer(text: str) -> str | None:
     ``\\(...\\)`` math span is unwrapped; markdown bold markers are removed.
     """
     ends = [m.end() for m in _ANSWER_PHRASE.finditer(text)]
-    for end in reversed(ends):
-        line_end = text.find("\n", end, end + _PHRASE_MAX_CHARS)
-        capture = text[end : line_end if line_end >= 0 else end + _PHRASE_MAX_CHARS]
-        cleaned = _clean_phrase_capture(capture)
+    for end in reversed(ends[-_MAX_PHRASE_TRIES:]):
+        cleaned = _clean_phrase_capture(_phrase_capture(text, end))
         if cleaned:
             return cleaned
     return None
 
 
 # ---------------------------------------------------------------------------------------------
-# last number
+# Numbers in running text, read through read_number
 
-_DIGITS_WITH_GROUPS = r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?"
-_LAST_NUMBER = re.compile(
-    r"\\[dt]?frac\{\s*(?P<fnum>[-\u2212]?[0-9]+)\s*\}\{\s*(?P<fden>[-\u2212]?[0-9]+)\s*\}"
-    rf"|(?P<sign>[-\u2212]?)(?P<num>{_DIGITS_WITH_GROUPS})(?:/(?P<den>[0-9]+)(?![0-9.]))?"
+_NUM = r"(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]{1,3}(?: [0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+"
+_FRAC_ARGUMENT = rf"\{{\s*-?(?:{_NUM})\s*\}}|[0-9]"
+_NUMBER_SPAN = re.compile(
+    r"(?<![A-Za-z0-9_.\\])(?P<sign>[-\u2212])?"
+    rf"(?P<body>\\[dtc]?frac\s*(?:{_FRAC_ARGUMENT})\s*(?:{_FRAC_ARGUMENT})"
+    rf"|(?:{_NUM})(?:\s*/\s*(?:{_NUM})(?![0-9]))?)"
 )
 _SIGN_BLOCKERS = frozenset("0123456789)]}")
 
 
-def last_number(text: str) -> str | None:
-    """The last number in ``text`` in plain form: ``"-1234.5"``, ``"3/4"``, ``"\\frac{3}{4}"``.
+_FRAC_ARGUMENTS = re.compile(rf"\{{\s*(-?(?:{_NUM}))\s*\}}|([0-9])")
+_SEPARATORS = re.compile(r"[\s,]")
 
-    Thousands separators are removed; a minus sign counts only when it is not a binary minus
-    (not preceded by a digit, letter or closing bracket); U+2212 is read as a minus sign.
-    """
-    last = None
-    for last in _LAST_NUMBER.finditer(text):
-        pass
-    if last is None:
-        return None
-    if last.group("fnum") is not None:
-        numerator = last.group("fnum").replace("\u2212", "-")
-        denominator = last.group("fden").replace("\u2212", "-")
-        return f"\\frac{{{numerator}}}{{{denominator}}}"
-    number = last.group("num").replace(",", "")
-    if last.group("den") is not None:
-        number = f"{number}/{last.group('den')}"
-    if last.group("sign"):
-        before = text[last.start() - 1] if last.start() > 0 else " "
+
+def _number_text(match: re.Match, text: str) -> str:
+    """Plain form of a matched number: no separators, ``\\frac{a}{b}``, a sign only when unary."""
+    body = match.group("body")
+    if body.startswith("\\"):
+        arguments = [a or b for a, b in _FRAC_ARGUMENTS.findall(body, body.index("frac") + 4)]
+        numerator, denominator = (_SEPARATORS.sub("", a) for a in arguments[:2])
+        number = f"\\frac{{{numerator}}}{{{denominator}}}"
+    else:
+        number = _SEPARATORS.sub("", body)
+    if match.group("sign"):
+        before = text[match.start() - 1] if match.start() > 0 else " "
         if not (before.isalpha() or before in _SIGN_BLOCKERS):
             number = "-" + number
     return number
 
 
+def last_number(text: str) -> str | None:
+    """The last number in ``text`` in plain form: ``"-1234.5"``, ``"3/4"``, ``"\\frac{3}{4}"``, ``".4"``.
+
+    Thousands separators (``1,000``, ``1 000``) are removed; ``\\frac13``, ``\\dfrac``, ``\\cfrac``
+    are fractions; a minus sign counts only when it is not a binary minus (not preceded by a
+    digit, letter or closing bracket); U+2212 is a minus sign. A digit glued to a letter
+    (``AZYUK2A``, ``x2``) is not a number. Every span is a valid :func:`read_number` input.
+    """
+    last = None
+    for last in _NUMBER_SPAN.finditer(text):
+        pass
+    return None if last is None else _number_text(last, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Math-kind extraction (math-verify's order: boxed / "final answer is", "answer:", last math)
+
+_MATH_EVENT = re.compile(r"\\[()\[\]]|\\.|\$\$|\$|\*\*|\n", re.DOTALL)
+_CLOSERS = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]", "**": "**"}
+_MAX_ITEM_CHARS = 1_000
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_ANY_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_LEAD_NOISE = re.compile(r"^(?:[\s*:]|\\\[|\\\(|\$)*")
+_JOINER = re.compile(r"^\s*(?:,|;)?\s*(?:and|or)?\s*$")
+_MATHY = re.compile(r"[0-9\\<>=()\[\]^_{}]")
+
+
+@dataclass(frozen=True)
+class _Item:
+    start: int
+    end: int
+    content: str
+    kind: Literal["latex", "bold", "number"]
+
+
+def _formula_like(text: str) -> bool:
+    """Short and at most one English word (``x < 3``, ``(-\\infty, 3)``, ``Evelyn``), not prose."""
+    return 0 < len(text) <= _MAX_ITEM_CHARS and len(_WORD.findall(text)) <= 1
+
+
+def _math_items(text: str, start: int = 0, end: int | None = None) -> list[_Item]:
+    """Math spans (``$..$``, ``$$..$$``, ``\\(..\\)``, ``\\[..\\]``), formula-like ``**bold**`` spans and
+    bare numbers in ``text[start:end]``, in order. One left-to-right pass; inline spans end at a line."""
+    end = len(text) if end is None else end
+    items: list[_Item] = []
+    open_token: str | None = None
+    open_at = start
+    plain_from = start
+
+    def add_numbers(lo: int, hi: int) -> None:
+        for match in _NUMBER_SPAN.finditer(text, lo, hi):
+            items.append(_Item(match.start(), match.end(), _number_text(match, text), "number"))
+
+    for event in _MATH_EVENT.finditer(text, start, end):
+        token = event.group()
+        if open_token is None:
+            if token in _CLOSERS and token != "\\)" and token != "\\]":
+                add_numbers(plain_from, event.start())
+                open_token, open_at = token, event.start()
+                plain_from = event.end()
+            continue
+        if token == "\n" and open_token in ("$", "**", "\\("):
+            add_numbers(plain_from, event.start())  # an inline span never crosses a line: not math
+            open_token, plain_from = None, event.end()
+            continue
+        if token == _CLOSERS[open_token]:
+            content = text[open_at + len(open_token) : event.start()].strip()
+            if open_token == "**" and not _formula_like(content):
+                add_numbers(open_at, event.start())
+            elif content and len(content) <= _MAX_ITEM_CHARS:
+                items.append(_Item(open_at, event.end(), content, "bold" if open_token == "**" else "latex"))
+            open_token, plain_from = None, event.end()
+    if open_token is not None:
+        plain_from = min(plain_from, open_at + len(open_token))
+    add_numbers(plain_from, end)
+    items.sort(key=lambda item: item.start)
+    return items
+
+
+def _sentence_end(text: str, start: int, items: list[_Item]) -> int:
+    """End of the sentence that starts at ``start``: a full stop (or line end) outside math spans."""
+    position = start
+    for item in items + [None]:
+        limit = item.start if item is not None else len(text)
+        stop = _SENTENCE_END.search(text, position, limit)
+        if stop is None:
+            newline = text.find("\n", position, limit)
+            if newline >= 0:
+                return newline
+        else:
+            return stop.start()
+        if item is None:
+            return len(text)
+        position = item.end
+    return len(text)
+
+
+def _strip_answer_text(text: str) -> str:
+    text = text.strip().strip("*").strip()
+    if text.startswith("$") and text.endswith("$"):
+        text = text.strip("$").strip()
+    return text.rstrip(".,;:!").strip("*$ ").strip()
+
+
+def _joined_items(capture: str, items: list[_Item], first: int) -> tuple[str, ...]:
+    """The item at ``first`` plus following items joined by ``,``/``and``/``or`` (an answer list)."""
+    parts = [items[first]]
+    for item in items[first + 1 :]:
+        if not _JOINER.match(capture[parts[-1].end : item.start]) or len(parts) >= _MAX_BOX_GROUP:
+            break
+        parts.append(item)
+    return tuple(_unbox(p.content) for p in parts)
+
+
+def _unbox(content: str) -> str:
+    inner = last_boxed(content)
+    return inner if inner is not None else content
+
+
+def _answer_from_capture(capture: str) -> tuple[str, ...] | None:
+    """The answer stated after an answer phrase, from the rest of its sentence."""
+    items = _math_items(capture)
+    lead = _LEAD_NOISE.match(capture).end()
+    sentence_end = _sentence_end(capture, lead, items)
+    items = [item for item in items if item.start < sentence_end]
+    capture = capture[:sentence_end]
+    if items and items[0].start <= lead + 2 and not capture[lead : items[0].start].strip("$ *"):
+        return _joined_items(capture, items, 0)
+    stated = _strip_answer_text(capture[lead:])
+    if stated and _formula_like(stated) and (not items or _MATHY.search(stated) or len(_ANY_WORD.findall(stated)) == 1):
+        if "\\boxed" in stated or "\\fbox" in stated:
+            stated = _unbox(stated)
+        return (stated,)
+    if items:
+        return (_unbox(items[-1].content),)
+    return None
+
+
+def _phrase_answers(text: str, pattern: re.Pattern) -> tuple[int, tuple[str, ...]] | None:
+    """(start, answer parts) of the last phrase of ``pattern`` followed by a readable answer."""
+    matches = list(pattern.finditer(text))
+    for match in reversed(matches[-_MAX_PHRASE_TRIES:]):
+        window_end = min(len(text), match.end() + _PHRASE_WINDOW_CHARS)
+        parts = _answer_from_capture(text[match.end() : window_end])
+        if parts:
+            return match.start(), parts
+    return None
+
+
+def _last_line_formula(text: str) -> str | None:
+    """The last non-blank line when it is a bare formula (``x \\in [-2, 7]``), not prose."""
+    stripped = text.rstrip()
+    line = stripped[stripped.rfind("\n") + 1 :][:_MAX_ITEM_CHARS + 1]
+    line = _strip_answer_text(line.lstrip("-*#> ").strip())
+    words = [word for word in _ANY_WORD.findall(line) if word not in ("or", "and")]
+    if not line or len(line) > _MAX_ITEM_CHARS or words or not _MATHY.search(line):
+        return None
+    if "$" in line or "\\(" in line or "\\[" in line:
+        return None  # math spans are items; the item rule reads them
+    lhs, equals, rhs = line.rpartition("=")
+    if equals and not re.search(r"[A-Za-z]", lhs) and rhs.strip():
+        return rhs.strip()
+    return line
+
+
+def extract_math_answer(text: str) -> Extraction | None:
+    """The final answer of a completion for math-kind grading, in math-verify's order.
+
+    1. The last boxed answer or the last "final answer is ..." / "Final Answer: ..." phrase, whichever
+       comes later (an intermediate ``\\boxed{255}`` loses to a later "The final answer is $10,455$").
+       Boxes in the final sentence separated only by commas, "and", "or" come back together as
+       ``parts`` (``\\boxed{1}, \\boxed{2}, \\boxed{3}``).
+    2. The last "answer is ..." / "Answer: ..." phrase.
+    3. The last math item: a ``$...$``-style span, formula-like ``**bold**`` or bare number, or a last
+       line that is a bare formula (``x < 3``).
+
+    After a phrase the answer is the math item that opens the sentence (with the items listed after
+    it), else the whole rest of the sentence when it is formula-like (``x < 3``, ``Evelyn``), else
+    the sentence's last math item ("The largest $n$ is 34." -> ``34``). Linear time throughout.
+    """
+    boxes = _boxes(text)
+    final = _phrase_answers(text, _FINAL_PHRASE)
+    if boxes and (final is None or final[0] < boxes[-1].end):
+        group = _final_box_group(text, boxes)
+        return Extraction(group[-1].content, "boxed", tuple(box.content for box in group))
+    if final is not None:
+        return Extraction(final[1][-1], "phrase", final[1])
+    phrase = _phrase_answers(text, _ANSWER_PHRASE)
+    if phrase is not None:
+        return Extraction(phrase[1][-1], "phrase", phrase[1])
+    cut = _unclosed_box_start(text)
+    if cut is not None:
+        text = text[:cut]  # a box the output was cut off in is no answer, nor is what it holds
+    line = _last_line_formula(text)
+    if line is not None:
+        return Extraction(line, "math", (line,))
+    items = _math_items(text)
+    if not items:
+        return None
+    group = [items[-1]]
+    for item in reversed(items[:-1]):
+        if len(group) >= _MAX_BOX_GROUP or item.kind != group[-1].kind or not _JOINER.match(text[item.end : group[-1].start]):
+            break
+        group.append(item)
+    parts = tuple(_unbox(item.content) for item in reversed(group))
+    return Extraction(parts[-1], "number" if group[0].kind == "number" else "math", parts)
+
+
 def extract_answer_with_source(text: str) -> Extraction | None:
     """Like :func:`extract_answer`, also telling which rule matched."""
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return Extraction(boxed, "boxed")
+    boxes = _boxes(text)
+    final_matches = [m for m in _FINAL_PHRASE.finditer(text)][-_MAX_PHRASE_TRIES:]
+    for match in reversed(final_matches):
+        if boxes and match.start() < boxes[-1].end:
+            break
+        cleaned = _clean_phrase_capture(_phrase_capture(text, match.end()))
+        if cleaned and _LAST_DIGIT_RUN.search(cleaned):
+            return Extraction(cleaned, "phrase", (cleaned,))
+    if boxes:
+        return Extraction(boxes[-1].content, "boxed", (boxes[-1].content,))
     phrase = phrase_answer(text)
     if phrase is not None:
-        return Extraction(phrase, "phrase")
-    number = last_number(text)
+        return Extraction(phrase, "phrase", (phrase,))
+    cut = _unclosed_box_start(text)
+    number = last_number(text if cut is None else text[:cut])
     if number is not None:
-        return Extraction(number, "number")
+        return Extraction(number, "number", (number,))
     return None
 
 
@@ -195,6 +489,39 @@ def extract_answer(text: str) -> str | None:
     """The final answer in a completion, or ``None`` when there is none (see module docstring)."""
     extraction = extract_answer_with_source(text)
     return extraction.text if extraction is not None else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Multiple-choice letters
+
+_CHOICE = r"\(?(?P<letter>[A-E])\)?"
+_LETTER_IN_BOX = re.compile(rf"^\s*(?:\\text(?:bf)?\{{\s*)?{_CHOICE}(?![A-Za-z0-9])")
+_LETTER_PHRASE = re.compile(
+    rf"(?i:\banswer)\**\s*(?:(?i:is)\b|:|=)\s*(?:\**\s*)?(?:(?i:option|choice)\s+)?(?:\$?\\text(?:bf)?\{{)?\**{_CHOICE}(?![A-Za-z0-9])"
+)
+_PARENTHESISED_LETTER = re.compile(r"(?<![A-Za-z0-9])\((?P<letter>[A-E])\)")
+_LONE_LETTER = re.compile(r"(?<![A-Za-z0-9'\\])(?P<letter>[B-E]|A(?!\s+[a-z]))(?![A-Za-z0-9'])")
+
+
+def extract_letter(text: str) -> Extraction | None:
+    """The chosen option (A-E) of a multiple-choice completion.
+
+    Order: a boxed letter (``\\boxed{B}``, ``\\boxed{\\text{(B)}}``), the last "answer is (B)" /
+    "Answer: B" phrase, the last parenthesised ``(B)``, the last capital A-E standing alone
+    ("Because B is valid"; an "A" followed by a lower-case word is the article, not a choice).
+    """
+    for box in reversed(_boxes(text)):
+        match = _LETTER_IN_BOX.match(box.content)
+        if match:
+            return Extraction(match.group("letter").upper(), "boxed", (match.group("letter").upper(),))
+    for pattern, source in ((_LETTER_PHRASE, "phrase"), (_PARENTHESISED_LETTER, "letter"), (_LONE_LETTER, "letter")):
+        last = None
+        for last in pattern.finditer(text):
+            pass
+        if last is not None:
+            letter = last.group("letter").upper()
+            return Extraction(letter, source, (letter,))
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,7 +841,7 @@ def _parse_nearest_subexpression(tokens: list[tuple[str, str]], anchor: int) -> 
 
 def _clean_number_text(text: str) -> str:
     text = text.replace("\u2212", "-").replace("{,}", ",")
-    text = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", text)
+    text = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", text)
     text = _DECORATIONS.sub(" ", _THIN_SPACES.sub("", text))
     return _SPACE_GROUPED_THOUSANDS.sub(lambda m: m.group().replace(" ", ""), text)
 

@@ -39,10 +39,18 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from reasonlens.errors import UserError
-from reasonlens.eval.extract import extract_answer_with_source, read_final_number, read_number
+from reasonlens.eval.extract import (
+    Extraction,
+    extract_answer_with_source,
+    extract_letter,
+    extract_math_answer,
+    read_final_number,
+    read_number,
+)
 
 __all__ = [
     "GRADE_KINDS",
+    "GRADER_VERSION",
     "Grade",
     "GradeKind",
     "GradeStatus",
@@ -53,9 +61,11 @@ __all__ = [
     "shared_grader",
 ]
 
-GradeKind = Literal["math", "numeric"]
+GradeKind = Literal["math", "numeric", "letter"]
 GradeStatus = Literal["ok", "no_answer", "ungradable"]
-GRADE_KINDS: tuple[str, ...] = ("math", "numeric")
+GRADE_KINDS: tuple[str, ...] = ("math", "numeric", "letter")
+# Recorded in run manifests by `reasonlens regrade`; bump whenever a verdict on some input can change.
+GRADER_VERSION = "2"
 
 # Answers longer than this, or nested deeper, are not handed to sympy: no real answer is this
 # large, and parsing one would only burn the timeout and a worker restart.
@@ -102,8 +112,8 @@ def normalize_latex(text: str) -> str:
     maps ``\\dfrac``/``\\tfrac`` to ``\\frac``. Used only to declare a match, never a mismatch.
     """
     text = _IGNORABLE_LATEX.sub("", text)
-    text = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", text)
-    text = text.replace("^{\\circ}", "").replace("^\\circ", "")
+    text = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", text)
+    text = text.replace("^{\\circ}", "").replace("^\\circ", "").replace("\u00b0", "").replace("\\degree", "")
     return text.rstrip(".")
 
 
@@ -348,15 +358,22 @@ class Grader:
         if not isinstance(prediction_text, str) or not isinstance(gold, str):
             raise UserError("prediction_text and gold must be strings")
         started = time.monotonic()
-        extraction = extract_answer_with_source(prediction_text)
+        extract = {"numeric": extract_answer_with_source, "letter": extract_letter}.get(kind, extract_math_answer)
+        extraction = extract(prediction_text)
         if extraction is None:
             return Grade(False, None, "no_answer", "no answer found in the completion")
         if kind == "numeric":
             return _grade_numeric(extraction.text, gold)
+        if kind == "letter":
+            return _grade_letter(extraction.text, gold)
         budget = self.timeout if timeout is None else timeout
         if budget <= 0:
             raise UserError(f"timeout must be positive, got {budget}")
-        return self._grade_math(extraction.text, gold, budget, started)
+        answer = _math_candidate(extraction, gold)
+        decided = _decide_without_sympy(answer, gold)
+        if decided is not None:
+            return decided
+        return self._grade_math(_as_interval_if_gold_is_one(answer, gold), gold, budget, started)
 
     def grade_many(
         self,
@@ -434,7 +451,8 @@ def _compare_plain_numbers(answer: str, gold: str) -> Grade | None:
     """Exact verdict when both sides are plain numeric expressions, else ``None`` (ask math-verify).
 
     Equal values are correct; an answer beyond the exact-arithmetic bound (``9^{9^{9^{9}}}``) is
-    wrong without sympy ever trying to expand it. Unequal in-range values still go to math-verify,
+    wrong without sympy ever trying to expand it; unequal exact values (integers, fractions, powers)
+    are wrong before any float tolerance. Only an unequal *decimal* answer goes on to math-verify,
     which accepts rounded decimals (``0.333333`` for ``\\frac{1}{3}``).
     """
     gold_reading = read_number(gold)
@@ -443,9 +461,115 @@ def _compare_plain_numbers(answer: str, gold: str) -> Grade | None:
     reading = read_number(answer)
     if reading.status == "out_of_range":
         return Grade(False, answer, "ok", f"{reading.reason}; cannot equal the gold")
-    if reading.value is not None and reading.value == gold_reading.value:
+    if reading.value is None:
+        return None
+    if reading.value == gold_reading.value:
         return Grade(True, answer, "ok", None)
+    if "." not in answer:
+        # Both exact and unequal: math-verify would compare them as rounded floats (1/2^99 = 1/2^98).
+        return Grade(False, answer, "ok", "exact values differ")
     return None
+
+
+_TEXT_GOLD = re.compile(r"^\\(?:text|textbf|mathrm|mbox)\{\s*([A-Za-z][A-Za-z ]*)\s*\}$")
+_CHOICE_GOLD = re.compile(r"^(?:\\(?:text|textbf|mathrm)\{\s*)?\(?([A-E])\)?\s*\}?$")
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mbox|mathbf)\{([^{}]*)\}")
+
+
+def _plain_words(text: str) -> str:
+    """``\\text{ East }.`` -> ``east``: a word answer without LaTeX wrappers, case or punctuation."""
+    text = _TEXT_WRAPPER.sub(r"\1", text)
+    return re.sub(r"[^a-z ]", "", text.lower()).strip()
+
+
+def _decide_without_sympy(answer: str, gold: str) -> Grade | None:
+    """Verdicts for golds that are words or a choice, which sympy would read as products of symbols
+    (``even`` would equal ``neve``): compared as words, case and LaTeX wrappers ignored."""
+    gold = gold.strip()
+    choice = _CHOICE_GOLD.match(gold)
+    if choice and len(gold) > 1:  # "\text{(C)}", "(C)"; a bare "C" may be a variable
+        letter = extract_letter(answer)
+        return Grade(letter is not None and letter.text == choice.group(1), answer, "ok", None)
+    text_gold = _TEXT_GOLD.match(gold)
+    if text_gold:
+        return Grade(_plain_words(answer) == _plain_words(gold), answer, "ok", None)
+    return None
+
+
+def _top_level_commas(text: str) -> int:
+    depth = commas = 0
+    for char in text:
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            commas += 1
+    return commas
+
+
+def _math_candidate(extraction: Extraction, gold: str) -> str:
+    """The extracted answer, or its parts joined into one set/tuple when the gold is one."""
+    parts = extraction.parts
+    if len(parts) < 2:
+        return extraction.text
+    gold = gold.strip()
+    joined = ", ".join(parts)
+    if gold.startswith("\\{") or gold.startswith("\\left\\{"):
+        return f"\\{{{joined}\\}}"
+    if gold.startswith("(") and gold.endswith(")") and _top_level_commas(gold[1:-1]) > 0:
+        return f"({joined})"
+    if _top_level_commas(gold) > 0 or "\\pm" in gold:
+        return joined
+    return extraction.text
+
+
+_RELATION = r"(?P<{name}><|>|\\le(?:q)?|\\ge(?:q)?|\\lt|\\gt|\u2264|\u2265)"
+_BOUND = r"(?P<{name}>[^<>=\s][^<>=]*?)"
+_ONE_SIDED = re.compile(rf"^\s*[a-z]\s*{_RELATION.format(name='rel')}\s*{_BOUND.format(name='bound')}\s*$")
+_TWO_SIDED = re.compile(
+    rf"^\s*{_BOUND.format(name='low')}\s*{_RELATION.format(name='rel1')}\s*[a-z]\s*"
+    rf"{_RELATION.format(name='rel2')}\s*{_BOUND.format(name='high')}\s*$"
+)
+_OR = re.compile(r"\\text\{\s*or\s*\}|\bor\b|\\cup|\\lor")
+
+
+def _relation_interval(text: str) -> str | None:
+    """``x \\le 4`` -> ``(-\\infty, 4]``; ``3 < x \\le 4`` -> ``(3, 4]``; ``x \\in [1, 2]`` -> ``[1, 2]``."""
+    text = text.strip()
+    membership = re.match(r"^[a-z]\s*\\in\s*(.+)$", text)
+    if membership:
+        return membership.group(1)
+    strict = lambda rel: rel in ("<", ">", "\\lt", "\\gt")  # noqa: E731
+    less = lambda rel: rel in ("<", "\\lt", "\\le", "\\leq", "\u2264")  # noqa: E731
+    two = _TWO_SIDED.match(text)
+    if two and less(two["rel1"]) and less(two["rel2"]):
+        return f"{'(' if strict(two['rel1']) else '['}{two['low']}, {two['high']}{')' if strict(two['rel2']) else ']'}"
+    one = _ONE_SIDED.match(text)
+    if one:
+        rel, bound = one["rel"], one["bound"]
+        if less(rel):
+            return f"(-\\infty, {bound}{')' if strict(rel) else ']'}"
+        return f"{'(' if strict(rel) else '['}{bound}, \\infty)"
+    return None
+
+
+def _as_interval_if_gold_is_one(answer: str, gold: str) -> str:
+    """An inequality answer written as the interval the gold is (math-verify does not equate them)."""
+    if not ("\\infty" in gold or "\\cup" in gold or re.match(r"^\s*(?:\\left)?[(\[].*,.*[)\]]\s*$", gold)):
+        return answer
+    pieces = [piece for piece in _OR.split(answer) if piece.strip()]
+    intervals = [_relation_interval(piece) for piece in pieces]
+    if not intervals or any(interval is None for interval in intervals):
+        return answer
+    return " \\cup ".join(intervals)
+
+
+def _grade_letter(answer: str, gold: str) -> Grade:
+    choice = _CHOICE_GOLD.match(gold.strip())
+    if not choice:
+        return Grade(None, answer, "ungradable", f"gold answer {gold[:80]!r} is not a choice letter A-E")
+    return Grade(answer == choice.group(1), answer, "ok", None)
 
 
 def _as_math(gold: str) -> str:
