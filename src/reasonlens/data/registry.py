@@ -27,7 +27,7 @@ DEFAULT_FIELD_MAP: dict[str, tuple[str, ...]] = {
 class DatasetInfo:
     name: str
     loader: Loader
-    grader: str  # "numeric" or "math": which comparison reasonlens.eval.grade uses
+    grader: str  # "numeric", "math" or "letter" (multiple choice A-E): which comparison reasonlens.eval.grade uses
     splits: tuple[str, ...]
     description: str = ""
 
@@ -43,8 +43,8 @@ def register_dataset(
     description: str = "",
 ) -> None:
     """Make `name` loadable everywhere a dataset is accepted. `loader(split)` returns the records."""
-    if grader not in ("numeric", "math"):
-        raise ValueError(f"grader must be 'numeric' or 'math', got {grader!r}")
+    if grader not in ("numeric", "math", "letter"):
+        raise ValueError(f"grader must be 'numeric', 'math' or 'letter', got {grader!r}")
     _REGISTRY[name] = DatasetInfo(name, loader, grader, tuple(splits), description)
 
 

@@ -115,7 +115,9 @@ def last_boxed(text: str) -> str | None:
 # Several boxes in the final sentence: \boxed{1}, \boxed{2} and \boxed{3}
 
 _MAX_BOX_GROUP = 10
-_BOX_SEPARATOR_NOISE = re.compile(r"\\text\{\s*(?:and|or|,)?\s*\}|\\q?quad(?![A-Za-z])|\\[,;:! ]|[\s$,;]")
+_BOX_SEPARATOR_NOISE = re.compile(
+    r"\\text\{\s*(?:and|or|,)?\s*\}|\\q?quad(?![A-Za-z])|\\[,;:! ]|(?<![A-Za-z])[A-Za-z]\s*=|[\s$,;]"
+)
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,8 @@ def _final_box_group(text: str, boxes: list[_Box]) -> list[_Box]:
 # "the answer is ..." / "final answer: ..."
 
 # "final answer" then, within 100 characters, "is" or a colon: math-verify's strongest anchor.
-_FINAL_PHRASE = re.compile(r"\bfinal\s+answer\b(?:\**\s*:|[^\n]{0,100}?\s(?:is|=)\b\s*:?)", re.IGNORECASE)
-_ANSWER_PHRASE = re.compile(r"\banswer\**\s*(?:is\b\s*:?|:|=)", re.IGNORECASE)
+_FINAL_PHRASE = re.compile(r"\bfinal\s+answer\b(?:\**\s*:|[^\n]{0,100}?\s(?:is|=)\b\s*:?)\**", re.IGNORECASE)
+_ANSWER_PHRASE = re.compile(r"\banswer\**\s*(?:is\b\s*:?|:|=)\**", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
 _MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _PHRASE_MAX_CHARS = 2000
@@ -195,6 +197,8 @@ def _clean_phrase_capture(capture: str) -> str:
     for opening, closing in _MATH_DELIMITERS:
         if capture.startswith(opening):
             end = capture.find(closing, len(opening))
+            while end > 0 and closing == "$" and capture[end - 1] == "\\":
+                end = capture.find(closing, end + 1)  # \$ is a dollar sign inside the math
             if end > 0:
                 return capture[len(opening) : end].strip()
     sentence_end = _SENTENCE_END.search(capture)
@@ -272,14 +276,20 @@ def last_number(text: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Math-kind extraction (math-verify's order: boxed / "final answer is", "answer:", last math)
 
-_MATH_EVENT = re.compile(r"\\[()\[\]]|\\.|\$\$|\$|\*\*|\n", re.DOTALL)
-_CLOSERS = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]", "**": "**"}
+_MATH_EVENT = re.compile(r"\\[()\[\]]|\\.|\$\$|\$|\n", re.DOTALL)
+_CLOSERS = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
+_BOLD = re.compile(r"\*\*(?![\s*])([^*\n]{1,1000}?)\*\*")
 _MAX_ITEM_CHARS = 1_000
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 _ANY_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _LEAD_NOISE = re.compile(r"^(?:[\s*:]|\\\[|\\\(|\$)*")
 _JOINER = re.compile(r"^\s*(?:,|;)?\s*(?:and|or)?\s*$")
 _MATHY = re.compile(r"[0-9\\<>=()\[\]^_{}]")
+_CHECK = re.compile(
+    r"\b(?:let(?:'s| us| me)?\s+(?:double[- ]?)?(?:check|verify)|(?:double[- ]?)?check(?:ing)?\s*:|verif(?:y|ication)\s*:"
+    r"|sanity check)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -316,22 +326,39 @@ def _math_items(text: str, start: int = 0, end: int | None = None) -> list[_Item
                 open_token, open_at = token, event.start()
                 plain_from = event.end()
             continue
-        if token == "\n" and open_token in ("$", "**", "\\("):
+        if token == "\n" and open_token in ("$", "\\("):
             add_numbers(plain_from, event.start())  # an inline span never crosses a line: not math
             open_token, plain_from = None, event.end()
             continue
         if token == _CLOSERS[open_token]:
             content = text[open_at + len(open_token) : event.start()].strip()
-            if open_token == "**" and not _formula_like(content):
-                add_numbers(open_at, event.start())
-            elif content and len(content) <= _MAX_ITEM_CHARS:
-                items.append(_Item(open_at, event.end(), content, "bold" if open_token == "**" else "latex"))
+            if content and len(content) <= _MAX_ITEM_CHARS:
+                items.append(_Item(open_at, event.end(), content, "latex"))
             open_token, plain_from = None, event.end()
     if open_token is not None:
         plain_from = min(plain_from, open_at + len(open_token))
     add_numbers(plain_from, end)
-    items.sort(key=lambda item: item.start)
-    return items
+    return _with_bold_items(text, start, end, items)
+
+
+def _with_bold_items(text: str, start: int, end: int, items: list[_Item]) -> list[_Item]:
+    """Add formula-like ``**bold**`` spans (``**$x < 3$**``, ``**113**``) as items replacing what they hold."""
+    bolds = []
+    for match in _BOLD.finditer(text, start, end):
+        content = match.group(1).strip().strip("$").strip()
+        if _formula_like(content):
+            bolds.append(_Item(match.start(), match.end(), content, "bold"))
+    if not bolds:
+        return items
+    kept = []
+    bold_index = 0
+    for item in items:
+        while bold_index < len(bolds) and bolds[bold_index].end <= item.start:
+            bold_index += 1
+        bold = bolds[bold_index] if bold_index < len(bolds) else None
+        if bold is None or not (bold.start <= item.start and item.end <= bold.end):
+            kept.append(item)
+    return sorted(kept + bolds, key=lambda item: item.start)
 
 
 def _sentence_end(text: str, start: int, items: list[_Item]) -> int:
@@ -448,10 +475,18 @@ def extract_math_answer(text: str) -> Extraction | None:
     cut = _unclosed_box_start(text)
     if cut is not None:
         text = text[:cut]  # a box the output was cut off in is no answer, nor is what it holds
-    line = _last_line_formula(text)
-    if line is not None:
-        return Extraction(line, "math", (line,))
     items = _math_items(text)
+    check = None
+    for check in _CHECK.finditer(text):
+        pass
+    if check is not None and any(item.end <= check.start() for item in items):
+        text = text[: check.start()]  # "x = 14/3. Let me verify: 3 * 14/3 = 14": the check is not the answer
+        items = [item for item in items if item.end <= check.start()]
+    last_line_start = text.rstrip().rfind("\n") + 1
+    if not any(item.kind != "number" and item.end > last_line_start for item in items):
+        line = _last_line_formula(text)
+        if line is not None:
+            return Extraction(line, "math", (line,))
     if not items:
         return None
     group = [items[-1]]

@@ -416,7 +416,7 @@ class Grader:
             return Grade(None, answer, "ungradable", f"answer nested too deeply for symbolic grading (depth {depth})")
         if len(gold) > MAX_SYMBOLIC_CHARS:
             return Grade(None, answer, "ungradable", f"gold answer too long ({len(gold)} chars)")
-        payload = {"gold": _as_math(gold), "pred": f"\\boxed{{{answer}}}"}
+        payload = {"gold": _as_math(gold), "pred": "\\boxed{" + answer.replace("\\$", "") + "}"}
         # The budget covers the whole call (extraction included), less a margin for killing an
         # overrunning worker; waiting for the lock or for a worker's cold start is not counted.
         worker_budget = max(_MIN_WORKER_SECONDS, timeout - (time.monotonic() - started) - _KILL_MARGIN_SECONDS)
@@ -459,6 +459,15 @@ def _compare_plain_numbers(answer: str, gold: str) -> Grade | None:
     if gold_reading.value is None:
         return None
     reading = read_number(answer)
+    if ("%" in gold) != ("%" in answer):
+        # read_number drops a percent sign: 12.5\% is read as 12.5; the answer may say 12.5 or 0.125
+        if reading.value is not None and (
+            reading.value == gold_reading.value
+            or reading.value * 100 == gold_reading.value
+            or reading.value == gold_reading.value * 100
+        ):
+            return Grade(True, answer, "ok", None)
+        return None
     if reading.status == "out_of_range":
         return Grade(False, answer, "ok", f"{reading.reason}; cannot equal the gold")
     if reading.value is None:
@@ -519,9 +528,7 @@ def _math_candidate(extraction: Extraction, gold: str) -> str:
         return f"\\{{{joined}\\}}"
     if gold.startswith("(") and gold.endswith(")") and _top_level_commas(gold[1:-1]) > 0:
         return f"({joined})"
-    if _top_level_commas(gold) > 0 or "\\pm" in gold:
-        return joined
-    return extraction.text
+    return joined  # a list of answers for one gold value, or a plain list for a list gold
 
 
 _RELATION = r"(?P<{name}><|>|\\le(?:q)?|\\ge(?:q)?|\\lt|\\gt|\u2264|\u2265)"
@@ -556,7 +563,7 @@ def _relation_interval(text: str) -> str | None:
 
 def _as_interval_if_gold_is_one(answer: str, gold: str) -> str:
     """An inequality answer written as the interval the gold is (math-verify does not equate them)."""
-    if not ("\\infty" in gold or "\\cup" in gold or re.match(r"^\s*(?:\\left)?[(\[].*,.*[)\]]\s*$", gold)):
+    if not ("\\infty" in gold or "\\cup" in gold or re.match(r"^[a-z]\s*\\in\s", gold) or re.match(r"^\s*(?:\\left)?[(\[].*,.*[)\]]\s*$", gold)):
         return answer
     pieces = [piece for piece in _OR.split(answer) if piece.strip()]
     intervals = [_relation_interval(piece) for piece in pieces]
@@ -574,6 +581,7 @@ def _grade_letter(answer: str, gold: str) -> Grade:
 
 def _as_math(gold: str) -> str:
     """Gold in the form math-verify's LaTeX extraction expects: boxed content or a ``$...$`` span."""
+    gold = gold.replace("\\$", "")  # a currency sign would end math-verify's $...$ span
     if "\\boxed" in gold or "$" in gold:
         return gold
     return f"${gold}$"
