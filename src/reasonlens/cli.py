@@ -115,6 +115,7 @@ _COMMAND_MODULES = (
     "reasonlens.organisms.commands",
     "reasonlens.interventions.commands",
     "reasonlens.report.commands",
+    "reasonlens.eval.commands",
     "reasonlens.demo",
 )
 

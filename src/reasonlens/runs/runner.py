@@ -97,7 +97,8 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
         "split": spec.split, "offset": spec.offset, "n": len(problems), "template": spec.template,
         "system": spec.system, "decode": spec.decode.to_dict(), "layers": layers,
         "hidden_size": lm.hidden_size, "dtype": spec.dtype if layers else None, "model_dtype": spec.model_dtype,
-        "method": spec.method, "grader": grader_kind(spec.dataset), "reasonlens_version": reasonlens.__version__,
+        "method": spec.method, "grader": grader_kind(spec.dataset),
+        "grader_version": _grader_version(), "reasonlens_version": reasonlens.__version__,
         **spec.extra_manifest,
     }
     run.start(manifest)
@@ -166,6 +167,12 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     summary = summarize(run, spec, lm.name)
     run.write_summary(summary)
     return summary
+
+
+def _grader_version() -> str:
+    from reasonlens.eval.grade import GRADER_VERSION
+
+    return GRADER_VERSION
 
 
 def _worker_complete_indices(run: RunDir, worker: int, needs_states: bool) -> set[int]:
