@@ -1,6 +1,9 @@
 """Grading throughput and bounds: reasonlens Grader vs plain in-process math-verify, same run.
 
-Measures worker start-up, 500 MATH-500 predictions (the reference solutions, which mostly hit the
+Measures the grading corpus (tests/grading/corpus.jsonl) split into boxed and unboxed completions:
+cases/s, p50/p99 latency per call and agreement with the expected verdicts, for the Grader and for
+bare math-verify ``parse(completion)`` + ``verify`` (the baseline, in-process, timeouts disabled);
+then worker start-up, 500 MATH-500 predictions (the reference solutions, which mostly hit the
 string path, and mismatched solutions, which all go to math-verify), GSM8K numeric grading, and the
 wall time of each adversarial prediction. The baseline is math-verify's parse + verify called
 directly in this process with its timeouts disabled (what a caller without a grader would run).
@@ -13,12 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
+import threading
 import time
 from pathlib import Path
 
 from reasonlens.eval import Grader
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "grading" / "corpus.jsonl"
 ADVERSARIAL = {
     "10^10^10": "\\boxed{10^10^10}",
     "9^9^9^9": "\\boxed{9^{9^{9^{9}}}}",
@@ -57,6 +63,61 @@ def _ours(grader: Grader, predictions: list[str], golds: list[str], kind: str) -
     return time.perf_counter() - started, sum(bool(g.correct) for g in grades)
 
 
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _timed(grade_one, cases: list[dict]) -> tuple[float, list[float], int]:
+    """Total seconds, per-call latencies and agreements with the expected verdicts."""
+    latencies, agree = [], 0
+    started = time.perf_counter()
+    for case in cases:
+        call = time.perf_counter()
+        agree += grade_one(case) is case["expected"]
+        latencies.append(time.perf_counter() - call)
+    return time.perf_counter() - started, latencies, agree
+
+
+def _bare_math_verify(case: dict) -> bool:
+    from math_verify import parse, verify
+
+    gold = parse(f"${case['gold']}$", parsing_timeout=None)
+    return bool(verify(gold, parse(case["completion"], parsing_timeout=None), timeout_seconds=None))
+
+
+def _corpus(grader: Grader) -> None:
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    cases = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cases = [c for c in cases if c["kind"] == "math"]  # the kind bare math-verify grades
+    print(f"grading corpus, math kind ({len(cases)} cases); baseline = bare math-verify parse(completion) + verify")
+    for label, subset in (("boxed", [c for c in cases if "\\boxed" in c["completion"]]),
+                          ("unboxed", [c for c in cases if "\\boxed" not in c["completion"]])):
+        ours_s, ours_lat, ours_ok = _timed(lambda c: grader.grade(c["completion"], c["gold"], kind="math").correct, subset)
+        base_s, base_lat, base_ok = _timed(_bare_math_verify, subset)
+        print(f"  {label:8s} x{len(subset)}: reasonlens {len(subset) / ours_s:7.1f} cases/s, p50 "
+              f"{1e3 * statistics.median(ours_lat):6.2f} ms, p99 {1e3 * _percentile(ours_lat, 0.99):7.2f} ms, "
+              f"agreement {ours_ok}/{len(subset)} | math-verify {len(subset) / base_s:7.1f} cases/s, p50 "
+              f"{1e3 * statistics.median(base_lat):6.2f} ms, p99 {1e3 * _percentile(base_lat, 0.99):7.2f} ms, "
+              f"agreement {base_ok}/{len(subset)} | throughput reasonlens/math-verify {base_s / ours_s:.2f}x")
+
+
+def _bounded_from_a_thread(grader: Grader) -> None:
+    """The timeout holds for a call made from a non-main thread (math-verify's SIGALRM cannot)."""
+    result: dict = {}
+
+    def work():
+        started = time.perf_counter()
+        result["grade"] = grader.grade("\\boxed{(10^{100000})!}", "18", kind="math", timeout=1.0)
+        result["wall"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(60)
+    print(f"hanging sympy from a worker thread, budget 1 s: {result['wall']:.2f} s, {result['grade'].status}, "
+          f"{result['grade'].reason}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=500)
@@ -72,6 +133,8 @@ def main() -> None:
         started = time.perf_counter()
         grader.start()
         print(f"worker start-up: {time.perf_counter() - started:.2f} s")
+        _corpus(grader)
+        _bounded_from_a_thread(grader)
 
         for label, predictions in (("reference solutions", solutions), ("mismatched solutions", mismatched)):
             ours_s, ours_ok = _ours(grader, predictions, golds, "math")

@@ -7,6 +7,8 @@ import pytest
 from reasonlens.eval import (
     extract_answer,
     extract_answer_with_source,
+    extract_letter,
+    extract_math_answer,
     last_boxed,
     last_number,
     phrase_answer,
@@ -184,3 +186,78 @@ def test_powers_of_one_and_unparsable_runs():
     assert read_final_number("1^{10^{10^{10}}}").value == Fraction(1)
     assert read_final_number("0^{10^{10^{10}}}").status == "unreadable"
     assert read_final_number("3 (7)").value == Fraction(7)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so x = -\\frac{10}{9}", "-\\frac{10}{9}"),
+        ("the probability is 2/3.", "2/3"),
+        ("we keep .4", ".4"),
+        ("they collected 1 000", "1000"),
+        ("each gets \\frac13", "\\frac{1}{3}"),
+        ("each gets \\cfrac{1}{3} of it", "\\frac{1}{3}"),
+        ("each gets \\dfrac{2}{5}", "\\frac{2}{5}"),
+        ("the code is AZYUK2A", None),
+    ],
+)
+def test_last_number_reads_what_read_number_reads(text, expected):
+    assert last_number(text) == expected
+    if expected is not None:
+        assert read_number(expected).status == "ok"
+
+
+@pytest.mark.parametrize(
+    "text, answer, parts",
+    [
+        ("We first find $\\boxed{255}$ terms. Summing them, the final answer is $10,455$.", "10,455", ("10,455",)),
+        ("Final Answer: The largest $n$ is 34.", "34", ("34",)),
+        ("The solutions are $\\boxed{1}, \\boxed{2}$ and $\\boxed{3}$.", "3", ("1", "2", "3")),
+        ("So $x = \\boxed{-2}$ or $x = \\boxed{1}$.", "1", ("-2", "1")),
+        ("The answer is x < 3.", "x < 3", ("x < 3",)),
+        ("Hence the solution set is\n\nx \\in [-2, 7]", "x \\in [-2, 7]", ("x \\in [-2, 7]",)),
+        ("The answer is Evelyn.", "Evelyn", ("Evelyn",)),
+        ("**Answer:** $\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}$", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", None),
+        ("So the result is **$2\\pi$**.", "2\\pi", None),
+        ("Hence\n\\[\n3\\sqrt{13}\n\\]", "3\\sqrt{13}", None),
+        ("so $x = \\frac{14}{3}$.\n\nLet me double-check: $3 \\cdot \\frac{14}{3} = 14$.", "x = \\frac{14}{3}", None),
+        ("The roots are $1$, $2$, and $3$.", "3", ("1", "2", "3")),
+        ("We need the sum, which is \\boxed{2", None, None),
+        ("The code is AZYUK2A", None, None),
+    ],
+)
+def test_math_extraction_follows_math_verify_order(text, answer, parts):
+    extraction = extract_math_answer(text)
+    assert (extraction.text if extraction else None) == answer
+    if parts is not None:
+        assert extraction.parts == parts
+
+
+@pytest.mark.parametrize(
+    "text, letter",
+    [
+        ("Because B is valid", "B"),
+        ("The answer is (C).", "C"),
+        ("Option A fails. Therefore the answer is D", "D"),
+        ("A quick check shows only (E) works.", "E"),
+        ("$\\boxed{\\text{(A)}}$", "A"),
+        ("a train leaves at noon", None),
+    ],
+)
+def test_letter_extraction(text, letter):
+    extraction = extract_letter(text)
+    assert (extraction.text if extraction else None) == letter
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "text",
+    ["$" * MEGABYTE, "**" * (MEGABYTE // 2), "\\(" * (MEGABYTE // 2), "1 " * (MEGABYTE // 2), "$a$, " * (MEGABYTE // 5),
+     "\\boxed{1}, " * (MEGABYTE // 11), "x<3\n" * (MEGABYTE // 4), "final answer " * (MEGABYTE // 13),
+     "Let me check: 1 " * (MEGABYTE // 16), "B " * (MEGABYTE // 2)],
+    ids=["dollars", "bold", "parens", "spaced-digits", "items", "boxes", "lines", "final-phrases", "checks", "letters"],
+)
+def test_megabyte_inputs_for_math_and_letter_extraction(text):
+    extraction = extract_math_answer(text)
+    assert extraction is None or len(extraction.parts) <= 10
+    extract_letter(text)

@@ -1,10 +1,12 @@
-"""Evaluation core: answer extraction, time-bounded grading, bootstrap confidence intervals."""
+"""Evaluation core: answer extraction, time-bounded grading, re-grading of runs, bootstrap confidence intervals."""
 
 from reasonlens.eval.extract import (
     Extraction,
     NumberReading,
     extract_answer,
     extract_answer_with_source,
+    extract_letter,
+    extract_math_answer,
     last_boxed,
     last_number,
     phrase_answer,
@@ -13,6 +15,7 @@ from reasonlens.eval.extract import (
 )
 from reasonlens.eval.grade import (
     GRADE_KINDS,
+    GRADER_VERSION,
     Grade,
     GradeKind,
     Grader,
@@ -26,6 +29,7 @@ from reasonlens.eval.stats import Interval, auc, auc_with_ci, bootstrap_ci, pair
 
 __all__ = [
     "GRADE_KINDS",
+    "GRADER_VERSION",
     "Extraction",
     "Grade",
     "GradeKind",
@@ -39,6 +43,8 @@ __all__ = [
     "bootstrap_ci",
     "extract_answer",
     "extract_answer_with_source",
+    "extract_letter",
+    "extract_math_answer",
     "grade",
     "last_boxed",
     "last_number",

@@ -1,8 +1,19 @@
 """Final-answer extraction from model completions, and exact reading of a final number.
 
-Extraction order (SPEC A8): the last brace-matched ``\\boxed{...}`` / ``\\fbox{...}`` (also
-``\\boxed 42`` without braces), else the last "the answer is ..." / "final answer: ..." phrase,
-else the last number in the text.
+Three extractors, one per grading kind:
+
+- :func:`extract_math_answer` (``math``: MATH-500, AIME) follows math-verify's own extraction order:
+  the last box or a later "final answer is ..." phrase, then "answer: ..." phrases, then the last
+  math item (a ``$...$``-style span, a formula-like ``**bold**`` span, a bare number or a bare
+  formula on the last line); boxes listed in the final sentence come back together as ``parts``.
+- :func:`extract_answer` (``numeric``: GSM8K, synthetic tasks): the last box or a later
+  "final answer" phrase, else the last "the answer is ..." phrase, else the last number, whose
+  value :func:`read_final_number` then reads exactly. Numbers in running text (signs, ``.4``,
+  ``1,000``, ``1 000``, ``a/b``, ``\\frac13``, ``\\dfrac``, ``\\cfrac``) are found by one pattern whose
+  every match :func:`read_number` reads.
+- :func:`extract_letter` (``letter``: multiple-choice datasets): the chosen option A-E.
+
+A box the completion was cut off inside (``\\boxed{4``) is no answer, nor is what it holds.
 
 Everything here runs in time linear in the input (single left-to-right passes, regexes without
 nested quantifiers), so megabyte-long or adversarially nested completions cannot stall a run.
