@@ -222,7 +222,7 @@ def test_last_number_reads_what_read_number_reads(text, expected):
         ("Hence\n\\[\n3\\sqrt{13}\n\\]", "3\\sqrt{13}", None),
         ("so $x = \\frac{14}{3}$.\n\nLet me double-check: $3 \\cdot \\frac{14}{3} = 14$.", "x = \\frac{14}{3}", None),
         ("The roots are $1$, $2$, and $3$.", "3", ("1", "2", "3")),
-        ("We need the sum, which is \\boxed{2", None, None),
+        ("We need the sum, which is \\boxed{2", "2", None),
         ("The code is AZYUK2A", None, None),
     ],
 )

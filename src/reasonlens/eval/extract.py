@@ -13,7 +13,7 @@ Three extractors, one per grading kind:
   every match :func:`read_number` reads.
 - :func:`extract_letter` (``letter``: multiple-choice datasets): the chosen option A-E.
 
-A box the completion was cut off inside (``\\boxed{4``) is no answer, nor is what it holds.
+A box the completion was cut off inside (``\\boxed{4``) is not a box: the fallbacks read past it.
 
 Everything here runs in time linear in the input (single left-to-right passes, regexes without
 nested quantifiers), so megabyte-long or adversarially nested completions cannot stall a run.
@@ -136,17 +136,6 @@ class _Box:
     start: int
     end: int
     content: str
-
-
-def _unclosed_box_start(text: str) -> int | None:
-    """Start of the first box after the last complete one that is never closed (a cut-off answer)."""
-    starts = [m.start() for m in _BOX_COMMAND.finditer(text)]
-    boxes = _boxes(text)
-    after = boxes[-1].end if boxes else 0
-    for start in starts:
-        if start >= after and text[_skip_spaces(text, start + len("\\boxed")) :].startswith("{"):
-            return start
-    return None
 
 
 def _boxes(text: str) -> list[_Box]:
@@ -483,9 +472,6 @@ def extract_math_answer(text: str) -> Extraction | None:
     phrase = _phrase_answers(text, _ANSWER_PHRASE)
     if phrase is not None:
         return Extraction(phrase[1][-1], "phrase", phrase[1])
-    cut = _unclosed_box_start(text)
-    if cut is not None:
-        text = text[:cut]  # a box the output was cut off in is no answer, nor is what it holds
     items = _math_items(text)
     check = None
     for check in _CHECK.finditer(text):
@@ -524,8 +510,7 @@ def extract_answer_with_source(text: str) -> Extraction | None:
     phrase = phrase_answer(text)
     if phrase is not None:
         return Extraction(phrase, "phrase", (phrase,))
-    cut = _unclosed_box_start(text)
-    number = last_number(text if cut is None else text[:cut])
+    number = last_number(text)
     if number is not None:
         return Extraction(number, "number", (number,))
     return None

@@ -95,15 +95,15 @@ def _regrade_results(run, grader, progress) -> RegradeReport:
     work_path.unlink(missing_ok=True)
     run.update_manifest(grader_version=GRADER_VERSION)
     run.write_summary({**_previous_summary(run), **summarize(run)})
+    # Changes are counted against each record's verdict before its first re-grade.
+    originals = [r.get("previous") or r for r in records]
     changes = [
         {"index": new["index"], "id": new.get("id"), "gold": new.get("gold"),
          "before": {k: old.get(k) for k in ("extracted", "correct", "status")},
          "after": {k: new.get(k) for k in ("extracted", "correct", "status")}}
-        for old, new in zip(records, new_records)
-        if (old.get("previous") or old).get("correct") != new.get("correct")
-        or (old.get("previous") or old).get("status") != new.get("status")
+        for old, new in zip(originals, new_records)
+        if old.get("correct") != new.get("correct") or old.get("status") != new.get("status")
     ]
-    originals = [r.get("previous") or r for r in records]
     return RegradeReport(run.path, len(new_records), _accuracy(originals), _accuracy(new_records), changes)
 
 
