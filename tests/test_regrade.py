@@ -92,3 +92,12 @@ def test_regrade_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
         main(["regrade", str(tmp_path / "nope")])
     assert exit_info.value.code == 2
     assert "run directory not found" in capsys.readouterr().err
+
+
+def test_an_unfinished_run_is_refused(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    run.update_manifest(n=len(CASES) + 5)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["regrade", str(run.path)])
+    assert exit_info.value.code == 2
+    assert "not finished" in capsys.readouterr().err

@@ -73,6 +73,10 @@ def _regrade_results(run, grader, progress) -> RegradeReport:
     records = run.results()
     if not records:
         raise UserError(f"{run.results_path}: no results to re-grade")
+    expected = manifest.get("n")
+    if isinstance(expected, int) and len(records) < expected:
+        raise UserError(f"{run.path}: run is not finished ({len(records)} of {expected} samples); "
+                        "finish it first by re-running its command")
     work_path = run.path / WORK_FILE
     done = {r["index"]: r for r in iter_records(work_path) if r.get("grader_version") == GRADER_VERSION}
     with CheckedAppender(work_path) as appender:
