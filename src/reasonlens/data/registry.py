@@ -203,6 +203,8 @@ def load_problems(
     else:
         known = ", ".join(sorted(_REGISTRY))
         raise UserError(f"unknown dataset '{name}' (known: {known}; or a .jsonl/.csv/.parquet path, or a hub id)")
+    if offset and offset >= len(problems):
+        raise UserError(f"--offset {offset}: dataset '{name}' (split {split}) has only {len(problems)} problems")
     problems = problems[offset:]
     return problems[:n] if n is not None else problems
 

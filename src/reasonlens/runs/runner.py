@@ -100,7 +100,18 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
         "method": spec.method, "grader": grader_kind(spec.dataset), "reasonlens_version": reasonlens.__version__,
         **spec.extra_manifest,
     }
-    run.start(manifest)
+    run.start(manifest, lock=worker is None)
+    try:
+        return _execute_started(spec, run, lm, problems, prompts, layers, plugins, record_hook, chunks, worker,
+                                decoder)
+    finally:
+        run.release_lock()
+
+
+def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list[Problem], prompts: list[str],
+                     layers: list, plugins: PluginFactory | None, record_hook: RecordHook | None,
+                     chunks: Sequence[int] | None, worker: int | None,
+                     decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None) -> dict[str, Any]:
     if worker is None:
         from reasonlens.runs.executors import merge_worker_results
 
