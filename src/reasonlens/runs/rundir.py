@@ -90,12 +90,16 @@ class RunDir:
         if version > FORMAT_VERSION:
             raise UserError(f"{self.manifest_path}: run format version {version} is newer than this reasonlens "
                             f"supports ({FORMAT_VERSION}); upgrade reasonlens")
-        return manifest
+        return check_fields(manifest, str(self.manifest_path), MANIFEST_FIELDS)
 
-    def start(self, manifest: dict[str, Any]) -> bool:
-        """Create the run, or check that an existing one has the same settings. Returns True when resuming."""
+    def check_start(self, manifest: dict[str, Any]) -> bool:
+        """Everything `start` would refuse, without writing: True when the folder is a run to resume.
+
+        A folder that exists but holds no manifest.json is written into only when it is empty: it may be the
+        user's own folder, or a run that lost its manifest, whose records must not be adopted under new settings.
+        """
         manifest = {"format_version": FORMAT_VERSION, **manifest}
-        if self.path.exists() and not self.path.is_dir():
+        if os.path.lexists(self.path) and not self.path.is_dir():
             raise UserError(f"--out {self.path}: exists and is not a directory")
         if self.exists():
             existing = self.open_run()
@@ -104,11 +108,42 @@ class RunDir:
                     raise UserError(f"--out {self.path}: existing run has a different '{key}' "
                                     f"({json.dumps(existing.get(key))[:80]} vs {json.dumps(manifest.get(key))[:80]}); "
                                     "use another --out directory to start a new run")
+            return True
+        check_empty_or_new(self.path, "--out", "it has no manifest.json")
+        return False
+
+    def start(self, manifest: dict[str, Any], lock: bool = True) -> bool:
+        """Create the run, or check that an existing one has the same settings. Returns True when resuming.
+
+        With `lock`, the run folder is locked for this process (`release_lock`, or the process ending, frees
+        it): a second writer is refused, naming the holder's pid. Ray workers of one run pass `lock=False`
+        (each writes only its own files).
+        """
+        resuming = self.check_start(manifest)
+        if not resuming:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"--out {self.path}: cannot create the run folder ({exc.strerror})") from None
+        if lock:
+            self.acquire_lock()
+            resuming = self.check_start(manifest)  # another writer may have created the run meanwhile
+        if resuming:
             self.remove_stale_temp_files()
             return True
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.manifest_path, manifest)
+        atomic_write_json(self.manifest_path, {"format_version": FORMAT_VERSION, **manifest})
         return False
+
+    def acquire_lock(self) -> None:
+        """Lock the run folder for this process (refused, naming the holder's pid, while another holds it)."""
+        if getattr(self, "_lock", None) is None:
+            self._lock = RunLock(self.path)
+
+    def release_lock(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+            self._lock = None
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete temp files that a killed writer of this run left beside the manifest, results and shards."""
