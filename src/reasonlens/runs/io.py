@@ -275,12 +275,12 @@ def parse_json(data: bytes | str, where: str, max_depth: int = MAX_JSON_DEPTH) -
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise UserError(f"{where}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise UserError(f"{where}: JSON nested deeper than {max_depth} levels") from None
     except ValueError as exc:  # an integer too long to convert
         reason = "an integer has too many digits" if "digits" in str(exc) else str(exc).splitlines()[0][:100]
-        raise UserError(f"{where}: not valid JSON ({reason})") from None
+        raise UserError(f"{where}: invalid JSON ({reason})") from None
     _check_tree(value, where, max_depth)
     return value
 
