@@ -143,6 +143,10 @@ def fifo_dataset(case_dir, scratch, places):
     os.mkfifo(scratch / "problems.jsonl")
 
 
+def fifo_out(case_dir, scratch, places):
+    os.mkfifo(scratch / "pipe")
+
+
 def fifo_token_set(case_dir, scratch, places):
     os.mkfifo(scratch / "tokens.jsonl")
 
@@ -352,7 +356,7 @@ def dataset_bom_csv(case_dir, scratch, places):
 
 
 GENERATORS: dict[str, Callable] = {f.__name__: f for f in (
-    huge_line, corrupt_model, remote_code_model, fifo_manifest, fifo_results, fifo_mi_summary, fifo_dataset,
+    huge_line, corrupt_model, remote_code_model, fifo_manifest, fifo_results, fifo_mi_summary, fifo_dataset, fifo_out,
     fifo_token_set, devzero_manifest, manifest_symlink_outside, latent_figure_absolute, latent_figure_dotdot,
     latent_figure_relative_up, latent_figure_symlink, latent_figure_symlinked_dir, latent_figure_not_png,
     latent_figure_fifo, latent_figure_not_string, latent_figure_nul, mi_plot_symlink, own_results_file,
@@ -524,7 +528,9 @@ def unmount_all() -> None:
 
 _HOLDER = """
 import sys, time
+from pathlib import Path
 from reasonlens.runs.io import RunLock
+Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
 lock = RunLock(sys.argv[1])
 print("locked", flush=True)
 time.sleep(600)
@@ -572,7 +578,14 @@ def check_failure(info: dict) -> None:
         for needle in spec["expect"]:
             assert needle.format(**fmt) in result["stdout"] + stderr, (needle, result["stdout"][-500:])
     allowed = set(spec.get("changes", []))
-    changed = {k for k in info["before"] if info["after"][k] != info["before"][k]}
+
+    def without_out(key: str, tree: dict) -> dict:  # {out} lies inside {scratch}: judged on its own
+        if key != "scratch" or "out" not in allowed:
+            return tree
+        return {k: v for k, v in tree.items() if k != "out" and not k.startswith("out/")}
+
+    changed = {k for k in info["before"]
+               if without_out(k, info["after"][k]) != without_out(k, info["before"][k])}
     assert changed <= allowed, f"changed: {sorted(changed - allowed)}"
     if "out" not in allowed:
         assert not os.path.lexists(info["places"]["out"]), "a failing command created its output"

@@ -320,7 +320,15 @@ def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str
                 if shape[1] != first[0]:
                     raise UserError(f"{path}: layer.{key} has hidden size {shape[1]}, but {first[1]} has "
                                     f"{first[0]}")
+                _check_finite(path, key, handle.get_tensor(f"layer.{key}"))
     return {key: width for key, (width, _) in widths.items()}
+
+
+def _check_finite(path: Path, key: str, tensor: torch.Tensor) -> None:
+    """States of a sample whose record says ok must be finite (the decode loop marks non-finite ones failed)."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise UserError(f"{path}: tensor 'layer.{key}' holds NaN or infinite values although the sample's record "
+                        "says status ok (re-generate this sample)")
 
 
 def _check_gold_widths(run: Any, samples: list[Sample], widths: dict[str, int],
@@ -345,9 +353,7 @@ def _iter_states(run: Any, samples: list[Sample], layers: list[str]) -> Iterator
             token_ids = handle.get_tensor("token_ids")
             states = {k: handle.get_tensor(f"layer.{k}") for k in layers}
         for key, tensor in states.items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise UserError(f"{path}: tensor 'layer.{key}' holds NaN or infinite values although the sample's "
-                                "record says status ok (re-generate this sample)")
+            _check_finite(path, key, tensor)  # checked before any write too; the shard may change in between
         yield s, token_ids, states
 
 

@@ -32,6 +32,7 @@ from reasonlens.errors import UserError
 MAX_JSON_FILE_BYTES = 64 * 1024 * 1024
 MAX_RECORD_LINE_BYTES = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 64
+MAX_JSON_INT = 2**53  # counts and indices beyond what a JSON number holds exactly are not ours
 
 # Temp files of `atomic_write_bytes` are named `.<target>.rl<pid>-<host>.<random>.tmp`: the writer's pid and a
 # hash of its host name let `remove_stale_temp_files` tell a file left by a killed writer from one that a live
@@ -354,7 +355,7 @@ def _is_int(value: Any) -> bool:
 
 _KIND_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "str": (lambda v: isinstance(v, str), "a string"),
-    "int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "int": (lambda v: _is_int(v) and 0 <= v <= MAX_JSON_INT, f"an integer in 0..{MAX_JSON_INT}"),
     "number": (lambda v: (_is_int(v) or isinstance(v, float)) and math.isfinite(v), "a finite number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "list": (lambda v: isinstance(v, list), "a list"),
