@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,7 +16,7 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exceptions
 
-from reasonlens.errors import UserError
+from reasonlens.errors import Interrupted, UserError
 
 app = typer.Typer(
     name="reasonlens",
@@ -27,7 +29,9 @@ app = typer.Typer(
 
 
 def parse_stop(stop: list[str] | None) -> tuple[str, ...]:
-    return tuple(s.encode("utf-8").decode("unicode_escape") for s in (stop or []))
+    from reasonlens.decode.escapes import parse_escapes
+
+    return tuple(parse_escapes(s, "--stop") for s in (stop or []))
 
 
 @app.command()
@@ -134,13 +138,39 @@ def _register_modules() -> None:
 _register_modules()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+RESUME_HINT = "the run directory is consistent; re-run the same command to resume"
+# Errors of the file system that are the environment's, not the input's: exit code 1 and the resume hint.
+_RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.ENOMEM}
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+def _check_argv(argv: list[str]) -> None:
+    for position, arg in enumerate(argv, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"argument {position} ({arg.encode('utf-8', 'backslashreplace').decode()[:60]!r}) is not "
+                            "valid UTF-8") from None
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = exc.strerror or str(exc).splitlines()[0] if (exc.strerror or str(exc)) else type(exc).__name__
+    return f"{where}{reason}".replace("\n", " ")
+
+
+def _run(argv: list[str] | None) -> int:
+    """Run the app; returns the exit code (user errors: one line on stderr and 2, never a traceback)."""
     try:
-        app(args=argv, standalone_mode=False)
+        _check_argv(list(sys.argv[1:] if argv is None else argv))
+        code = app(args=argv, standalone_mode=False)
+        return code if isinstance(code, int) else 0  # typer returns the code of an explicit typer.Exit
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        return 2
     except click_exceptions.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
@@ -148,15 +178,51 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo(exc.format_message(), err=True)
         else:
             typer.echo(f"error: {where}{exc.format_message()}".replace("\n", " "), err=True)
-        sys.exit(exc.exit_code if exc.exit_code else 2)
+        return exc.exit_code if exc.exit_code else 2
     except typer.Exit as exc:
-        sys.exit(getattr(exc, "exit_code", 0))
+        return getattr(exc, "exit_code", 0)
     except typer.Abort:
         typer.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the run directory is consistent; re-run the same command to resume", err=True)
-        sys.exit(130)
+        return 130
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        typer.echo(f"interrupted ({signal.Signals(signum).name}): {RESUME_HINT}", err=True)
+        return 128 + int(signum)
+    except MemoryError:
+        typer.echo("error: out of memory (an input is too large for the memory this process may use)", err=True)
+        return 1
+    except OSError as exc:
+        if exc.errno in _RESOURCE_ERRNOS:
+            typer.echo(f"error: {_os_error_line(exc)}; {RESUME_HINT} once the cause is fixed", err=True)
+            return 1
+        typer.echo(f"error: {_os_error_line(exc)}", err=True)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: exit 0 on success, 2 on bad input (one `error:` line naming the file, field or argument),
+    1 when the environment fails (disk full, out of memory), 130 on SIGINT and 143 on SIGTERM (with the hint
+    that re-running resumes)."""
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in handled}
+    previous_xfsz = signal.getsignal(signal.SIGXFSZ)
+    try:
+        for signum in handled:
+            signal.signal(signum, _raise_interrupted)
+        # Past a file-size limit, write() fails with EFBIG (reported like a full disk) instead of killing us.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        code = _run(argv)
+    finally:
+        try:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            signal.signal(signal.SIGXFSZ, previous_xfsz)
+        except (ValueError, TypeError):
+            pass
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -9,3 +9,16 @@ class UserError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class Interrupted(BaseException):
+    """The process got SIGINT or SIGTERM; raised from the signal handler the CLI installs.
+
+    A BaseException (like KeyboardInterrupt) so that `except Exception` blocks do not swallow it, but not a
+    KeyboardInterrupt, so libraries that turn Ctrl-C into something else (typer returns 130) leave it alone.
+    `finally` blocks and context managers still run: temp files are removed and staging folders dropped.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

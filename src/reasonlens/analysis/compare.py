@@ -20,7 +20,9 @@ COMPARE_METRICS = ("mean", "std", "aom", "peak_ratio", "n_peaks", "cumulative")
 
 def _layer_rows(run_path: Path, layer: str | None, config: MIConfig) -> tuple[str, dict[str, dict[str, Any]]]:
     out_dir = ensure_analysis(run_path, config, quiet=True)
-    rows = pq.read_table(out_dir / "stats.parquet").to_pylist()
+    from reasonlens.runs.tables import read_table
+
+    rows = read_table(out_dir / "stats.parquet", ["id", "layer", *COMPARE_METRICS], "statistics table").to_pylist()
     layers = sorted({r["layer"] for r in rows})
     key = str(layer) if layer is not None else default_token_layer(layers)
     if key not in layers:

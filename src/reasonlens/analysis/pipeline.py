@@ -86,6 +86,9 @@ class MIConfig:
                 raise UserError(f"{option} must be >= {least}, got {value}")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
+        for option, value in (("--eps", self.eps), ("--sigma", self.sigma)):
+            if value != "median" and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise UserError(f"{option} must be a positive finite number, got {value}")
 
     def gold_identity(self, model_spec: str) -> dict[str, str]:
         return {"source": self.gold_source, "pooling": self.gold_pooling, "model": model_spec}
@@ -247,15 +250,21 @@ def collect_golds(
     path = out_dir / "golds.safetensors"
     identity = config.gold_identity(model.spec)
     golds: dict[int, dict[str, torch.Tensor]] = {}
-    if path.is_file():
-        with safe_open(path, framework="pt") as handle:
-            meta = handle.metadata() or {}
-            if all(meta.get(k) == v for k, v in identity.items()):
-                names = set(handle.keys())
-                for s in samples:
-                    wanted = [f"{s.index}.{k}" for k in layers]
-                    if all(n in names for n in wanted):
-                        golds[s.index] = {k: handle.get_tensor(f"{s.index}.{k}") for k in layers}
+    # golds.safetensors is a cache: a damaged, non-regular or symlinked one is ignored and the golds re-encoded.
+    if path.is_file() and not path.is_symlink():
+        try:
+            with safe_open(path, framework="pt") as handle:
+                meta = handle.metadata() or {}
+                if all(meta.get(k) == v for k, v in identity.items()):
+                    names = set(handle.keys())
+                    for s in samples:
+                        wanted = [f"{s.index}.{k}" for k in layers]
+                        if all(n in names for n in wanted):
+                            found = {k: handle.get_tensor(f"{s.index}.{k}") for k in layers}
+                            if all(t.dim() == 1 and bool(torch.isfinite(t).all()) for t in found.values()):
+                                golds[s.index] = found
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            golds = {}
     missing = [s for s in samples if s.index not in golds]
     if missing:
         from reasonlens.models import encode_gold
@@ -311,7 +320,15 @@ def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str
                 if shape[1] != first[0]:
                     raise UserError(f"{path}: layer.{key} has hidden size {shape[1]}, but {first[1]} has "
                                     f"{first[0]}")
+                _check_finite(path, key, handle.get_tensor(f"layer.{key}"))
     return {key: width for key, (width, _) in widths.items()}
+
+
+def _check_finite(path: Path, key: str, tensor: torch.Tensor) -> None:
+    """States of a sample whose record says ok must be finite (the decode loop marks non-finite ones failed)."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise UserError(f"{path}: tensor 'layer.{key}' holds NaN or infinite values although the sample's record "
+                        "says status ok (re-generate this sample)")
 
 
 def _check_gold_widths(run: Any, samples: list[Sample], widths: dict[str, int],
@@ -335,6 +352,8 @@ def _iter_states(run: Any, samples: list[Sample], layers: list[str]) -> Iterator
                 raise UserError(f"{path}: shard lacks tensors {', '.join(['layer.' + k for k in missing] or ['token_ids'])}")
             token_ids = handle.get_tensor("token_ids")
             states = {k: handle.get_tensor(f"layer.{k}") for k in layers}
+        for key, tensor in states.items():
+            _check_finite(path, key, tensor)  # checked before any write too; the shard may change in between
         yield s, token_ids, states
 
 
@@ -392,8 +411,7 @@ def check_analysable(run_path: str | Path, config: MIConfig = MIConfig(), reuse_
 
 def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool = False) -> dict[str, Any]:
     """Analyse one run directory; writes ``RUN/mi/*`` and returns the summary (also ``RUN/mi/summary.json``)."""
-    from reasonlens.runs.io import atomic_write_json, remove_stale_temp_files
-    from reasonlens.runs.progress import progress_bar
+    from reasonlens.runs.io import publish_directory
 
     # Everything that can be wrong with the run is found before RUN/mi is created or changed.
     run, manifest, layers, samples, widths = _preflight(run_path, config)
@@ -403,10 +421,25 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
     golds, encoded = collect_golds(out_dir, samples, layers, config, model)
     _check_gold_widths(run, samples, widths, golds, model.spec)
     lm = model.get() if config.decode_argmax else None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out_dir)
-    if encoded:
-        save_golds(out_dir, golds, config.gold_identity(model.spec))
+    # RUN/mi is published as one unit: written into a staging folder, then swapped in, so an interrupted or
+    # failed analysis leaves the previous RUN/mi (or none) and never a mix of old and new files.
+    run.acquire_lock()
+    try:
+        with publish_directory(out_dir) as staging:
+            return _write_analysis(staging, run, manifest, layers, token_layer, samples, widths, model, golds, lm,
+                                   config, quiet)
+    finally:
+        run.release_lock()
+
+
+def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: list[str], token_layer: str,
+                    samples: list[Sample], widths: dict[str, int], model: _ModelHandle,
+                    golds: dict[int, dict[str, torch.Tensor]], lm: Any, config: MIConfig,
+                    quiet: bool) -> dict[str, Any]:
+    from reasonlens.runs.io import atomic_write_json
+    from reasonlens.runs.progress import progress_bar
+
+    save_golds(out_dir, golds, config.gold_identity(model.spec))
     tokenizer = model.loaded.tokenizer if model.loaded is not None else None
 
     tables = _Tables(out_dir)
@@ -556,9 +589,11 @@ def build_token_set(
     run = RunDir(run_path)
     manifest = run.open_run()
     out_dir = ensure_analysis(run_path, config)
-    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    from reasonlens.runs.tables import read_mi_summary, read_table
+
+    summary = read_mi_summary(out_dir / "summary.json")
     key = str(layer) if layer is not None else summary.get("token_layer") or default_token_layer(summary["layers"])
-    table = pq.read_table(out_dir / "peaks.parquet", columns=["layer", "generated_id", "argmax_id"]).to_pydict()
+    table = read_table(out_dir / "peaks.parquet", ["layer", "generated_id", "argmax_id"], "peaks table").to_pydict()
     if key not in set(table["layer"]):
         raise UserError(f"--layer: no peaks for layer {key!r} in {out_dir / 'peaks.parquet'} "
                         f"(layers: {', '.join(sorted(set(table['layer'])))})")

@@ -135,38 +135,40 @@ def write_token_set(path: str | Path, words: Sequence[WordCount], source: dict[s
     file carries its provenance wherever it is copied: evaluation warns when words were learnt on the split
     it evaluates.
     """
+    from reasonlens.runs.io import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    if path.is_dir():
+        raise UserError(f"--out {path}: is a directory (give a file name such as tokens.jsonl)")
     extra = {"source": source} if source else {}
-    tmp.write_text("".join(json.dumps(w.to_json() | extra) + "\n" for w in words), encoding="utf-8")
-    tmp.replace(path)
+    text = "".join(json.dumps(w.to_json() | extra) + "\n" for w in words)
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
+
+
+MAX_TOKEN_SET_BYTES = 16 * 1024 * 1024
 
 
 def read_token_set(path: str | Path) -> list[WordCount]:
     """Read and validate a token-set file; a malformed line raises UserError naming the file and line."""
+    from reasonlens.runs.io import parse_json, read_bounded
+
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path}: token-set file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read token-set file ({exc})") from None
+        lines = read_bounded(path, "token-set file", MAX_TOKEN_SET_BYTES).decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: token-set file is not valid UTF-8") from None
     words = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
+        record = parse_json(line, where)
         if not isinstance(record, dict):
             raise UserError(f"{where}: expected a JSON object with word, frequency, token_ids")
         word, freq, ids = record.get("word"), record.get("frequency"), record.get("token_ids")
-        if not isinstance(word, str) or not word:
-            raise UserError(f"{where}: field 'word' must be a non-empty string")
+        if not isinstance(word, str) or not word.strip():
+            raise UserError(f"{where}: field 'word' must be a non-empty string (not only whitespace)")
         if isinstance(freq, bool) or not isinstance(freq, int) or freq < 0:
             raise UserError(f"{where}: field 'frequency' must be a non-negative integer")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):

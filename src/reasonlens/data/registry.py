@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -63,24 +63,21 @@ MAX_LINE_BYTES = 8 * 1024 * 1024
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; malformed or over-long lines raise UserError."""
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot open dataset file ({exc.strerror})") from None
-    with handle:
+    from reasonlens.runs.io import open_regular, parse_json
+
+    with open_regular(path, "dataset file") as handle:
         for lineno, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
             if len(raw) > MAX_LINE_BYTES:
                 raise UserError(f"{path}:{lineno}: line is longer than {MAX_LINE_BYTES // 2**20} MiB")
             if not raw.strip():
                 continue
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark
             try:
-                text = raw.decode("utf-8")
+                raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise UserError(f"{path}:{lineno}: line is not valid UTF-8") from None
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+            obj = parse_json(raw, f"{path}:{lineno}")
             if not isinstance(obj, dict):
                 raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
@@ -125,21 +122,32 @@ def _check_unique(problems: list[Problem], source: str) -> list[Problem]:
 
 def load_file(path: str | Path, field_map: dict[str, str] | None = None) -> list[Problem]:
     """Load a local .jsonl / .json / .csv / .parquet file of problems."""
+    from reasonlens.runs.io import open_regular
+
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"{path}: dataset file not found")
+    open_regular(path, "dataset file").close()  # a pipe or device is refused here, without blocking
     suffix = path.suffix.lower()
     problems: list[Problem] = []
     if suffix in (".jsonl", ".json"):
         for i, (lineno, row) in enumerate(iter_jsonl(path)):
             problems.append(row_to_problem(row, f"{path}:{lineno}", i, field_map))
     elif suffix == ".csv":
+        reader = None
         try:
-            with open(path, newline="", encoding="utf-8") as handle:
-                for i, row in enumerate(csv.DictReader(handle)):
-                    problems.append(row_to_problem(row, f"{path}:{i + 2}", i, field_map))
+            # utf-8-sig: a byte-order mark (Excel writes one) must not become part of the first column's name.
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                reader = csv.DictReader(handle)
+                for i, row in enumerate(reader):
+                    if None in row:
+                        raise UserError(f"{path}:{reader.line_num}: row has more fields than the header")
+                    problems.append(row_to_problem(row, f"{path}:{reader.line_num}", i, field_map))
         except UnicodeDecodeError:
             raise UserError(f"{path}: file is not valid UTF-8") from None
+        except csv.Error as exc:
+            line = getattr(reader, "line_num", 0)
+            raise UserError(f"{path}:{line}: malformed CSV ({exc})") from None
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -203,6 +211,8 @@ def load_problems(
     else:
         known = ", ".join(sorted(_REGISTRY))
         raise UserError(f"unknown dataset '{name}' (known: {known}; or a .jsonl/.csv/.parquet path, or a hub id)")
+    if offset and offset >= len(problems):
+        raise UserError(f"--offset {offset}: dataset '{name}' (split {split}) has only {len(problems)} problems")
     problems = problems[offset:]
     return problems[:n] if n is not None else problems
 

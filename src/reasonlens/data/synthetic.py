@@ -570,6 +570,8 @@ def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
     if not match:
         raise UserError(f"dataset: bad level in {name!r}; use NAME:L or NAME:L1-L2")
     low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+    if not (min(allowed) <= low <= high <= max(allowed)):  # checked before a range of that size is ever built
+        raise UserError(f"level: {family} levels must be in {allowed[0]}..{allowed[-1]}, got {level_text}")
     return family, _check_levels(range(low, high + 1), allowed, family)
 
 

@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate a decoding method (resumable); prints accuracy (per budget for budget methods)."""
         from reasonlens.cli import parse_stop
+        from reasonlens.decode.escapes import parse_escapes
         from reasonlens.decode import DecodeConfig
         from reasonlens.interventions.evaluate import EvalSpec, MethodOptions, evaluate
         from reasonlens.models.builtin import default_dataset
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
             token_set_split=token_set_split, k=k, control=control, control_run=control_run, band=band, seed=seed,
             layer=layer, p=p, repeats=repeats, budgets=parse_budgets(budgets) if budgets else None,
             min_fraction=min_fraction, block_eos=block_eos, wait=wait,
-            answer_prompt=answer_prompt.encode("utf-8").decode("unicode_escape") if answer_prompt else ANSWER_PROMPT,
+            answer_prompt=parse_escapes(answer_prompt, "--answer-prompt") if answer_prompt else ANSWER_PROMPT,
             answer_tokens=answer_tokens)
         decode = DecodeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=parse_stop(stop),
                               add_special_tokens=template != "chat")

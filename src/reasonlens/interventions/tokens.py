@@ -65,11 +65,13 @@ def _read_token_file(path: Path) -> list[dict[str, Any]]:
 
 def _recorded_source(path: Path) -> dict[str, Any]:
     """The ``source`` object `reasonlens tokens` writes on each line (empty for files without one)."""
-    for line in path.read_text(encoding="utf-8").splitlines():
+    from reasonlens.runs.io import parse_json, read_bounded
+
+    for line in read_bounded(path, "token-set file").decode("utf-8", "replace").splitlines():
         if line.strip():
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = parse_json(line, str(path))
+            except UserError:
                 return {}
             source = record.get("source") if isinstance(record, dict) else None
             return source if isinstance(source, dict) else {}
@@ -78,6 +80,8 @@ def _recorded_source(path: Path) -> dict[str, Any]:
 
 def _provenance(path: Path) -> dict[str, Any]:
     """Dataset and split of the run the token set was learnt from, from a manifest next to (or above) the file."""
+    from reasonlens.runs.io import read_json_object
+
     source: dict[str, Any] = {"kind": "file", "path": str(path)}
     recorded = _recorded_source(path)
     if recorded.get("dataset") is not None:
@@ -86,8 +90,8 @@ def _provenance(path: Path) -> dict[str, Any]:
         manifest_path = directory / "manifest.json"
         if manifest_path.is_file():
             try:
-                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+                manifest = read_json_object(manifest_path, "manifest")
+            except UserError:
                 continue
             origin = manifest.get("source_run_manifest") or manifest.get("source") or manifest
             if isinstance(origin, dict):

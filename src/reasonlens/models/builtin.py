@@ -20,7 +20,10 @@ _BUILTINS: dict[str, Callable[[], Path]] = {}
 
 def cache_root() -> Path:
     """Where converted checkpoints live: $REASONLENS_CACHE or ~/.cache/reasonlens."""
-    return Path(os.environ.get("REASONLENS_CACHE", Path.home() / ".cache" / "reasonlens"))
+    root = Path(os.environ.get("REASONLENS_CACHE", Path.home() / ".cache" / "reasonlens"))
+    if os.path.lexists(root) and not root.is_dir():
+        raise UserError(f"REASONLENS_CACHE {root}: exists and is not a directory")
+    return root
 
 
 def register_builtin(name: str, resolver: Callable[[], Path]) -> None:
@@ -95,14 +98,12 @@ def default_dataset(model: str, dataset: str | None) -> str:
     """The dataset to use: the one given, else the held-out set recorded in a model organism's card."""
     if dataset:
         return dataset
-    import json
+    from reasonlens.organisms import ORGANISM_NAMES, organism_dataset
 
-    card_path = Path(__file__).resolve().parent.parent / "organisms" / model / "card.json"
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(f"--dataset is required for model '{model}' (only model organisms record a default)") from None
-    return str(card.get("eval_dataset") or card["dataset"])
+    dataset = organism_dataset(model) if model in ORGANISM_NAMES else None
+    if dataset is None:
+        raise UserError(f"--dataset is required for model '{model}' (only model organisms record a default)")
+    return dataset
 
 
 register_builtin("smollm2-135m", _smollm2_dir)

@@ -7,7 +7,6 @@ evaluated on; ``organism_dataset(name)`` returns it so commands can default to t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,25 @@ def organism_dir(name: str) -> Path:
     return ORGANISMS_DIR / name
 
 
+# Fields of card.json that reasonlens reads ('?': may be missing or null).
+CARD_FIELDS = {"dataset?": "str", "eval_dataset?": "str"}
+
+
+def read_card(directory: str | Path) -> dict[str, Any] | None:
+    """The validated ``card.json`` of a model directory, or None when it has none (the one card reader)."""
+    import os
+
+    from reasonlens.runs.io import check_fields, read_json_object
+
+    path = Path(directory) / "card.json"
+    if not os.path.lexists(path):
+        return None
+    return check_fields(read_json_object(path, "organism card"), str(path), CARD_FIELDS)
+
+
 def organism_card(name: str) -> dict[str, Any] | None:
     """The organism's ``card.json`` as a dict, or None when it is not shipped."""
-    path = organism_dir(name) / "card.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_card(organism_dir(name))
 
 
 def organism_dataset(name: str) -> str | None:
@@ -33,4 +47,4 @@ def organism_dataset(name: str) -> str | None:
     return str(dataset) if dataset else None
 
 
-__all__ = ["ORGANISMS_DIR", "ORGANISM_NAMES", "organism_dir", "organism_card", "organism_dataset"]
+__all__ = ["ORGANISMS_DIR", "ORGANISM_NAMES", "organism_dir", "organism_card", "organism_dataset", "read_card"]

@@ -486,8 +486,9 @@ def write_recurrent_organism(source: Path, target: Path) -> Path:
 
 
 def read_card(directory: str | Path) -> dict[str, Any] | None:
-    path = Path(directory) / "card.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    from reasonlens.organisms import read_card as read_validated_card
+
+    return read_validated_card(directory)
 
 
 def shipped_organisms() -> dict[str, dict[str, Any] | None]:

@@ -10,6 +10,7 @@ Layout of RUN_DIR: one resumable run directory per setting (`r<r>/`, `exit-<crit
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,27 @@ class DepthSpec:
             raise UserError(f"--exit '{self.exit_criterion}' is unknown (choose from {', '.join(sorted(CRITERIA))})")
         if self.threshold is not None and self.exit_criterion is None:
             raise UserError("--threshold needs --exit")
+        if self.threshold is not None and not (math.isfinite(self.threshold) and self.threshold >= 0):
+            raise UserError(f"--threshold must be a finite number >= 0, got {self.threshold}")
+        if not math.isfinite(self.init_scale) or self.init_scale < 0:
+            raise UserError(f"--init-scale must be a finite number >= 0, got {self.init_scale}")
+        if self.cache_slots is not None and self.cache_slots < 1:
+            raise UserError(f"--cache-slots must be >= 1, got {self.cache_slots}")
         return self
+
+
+def _check_depth_folder(out: Path) -> None:
+    """`--out` must be new, empty, or a depth folder written before (resumed): never someone's own folder."""
+    from reasonlens.runs.io import read_json_object
+    from reasonlens.runs.rundir import check_empty_or_new
+
+    summary = out / "summary.json"
+    if summary.is_file() and read_json_object(summary, "depth summary").get("command") == "depth":
+        return
+    if out.is_dir() and all((child / "manifest.json").is_file() for child in out.iterdir() if child.is_dir()) \
+            and all(child.is_dir() for child in out.iterdir()):
+        return  # sub-runs of an interrupted depth run (the summary is written last)
+    check_empty_or_new(out, "--out", "it is not a depth folder (no summary.json from `reasonlens depth`)")
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
@@ -172,6 +193,7 @@ def run_depth(spec: DepthSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
     if not getattr(lm.model, "is_recurrent_depth", False):
         raise UserError(f"--model '{spec.model}' is not a recurrent-depth model")
     out = Path(spec.out)
+    _check_depth_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     base_kwargs: dict[str, Any] = {"init_scale": spec.init_scale, **spec.extra_kwargs}
     if spec.warm_start:

@@ -53,6 +53,10 @@ class LatentConfig:
             raise UserError(f"latent: need 2 <= --max-steps <= --star-steps (got {self.max_steps}, {self.star_steps})")
         if not 0 < self.window <= 1:
             raise UserError(f"latent: --window must be in (0, 1], got {self.window}")
+        if self.max_tokens < 1:
+            raise UserError(f"latent: --max-tokens must be >= 1, got {self.max_tokens}")
+        if not math.isfinite(self.init_scale) or self.init_scale < 0:
+            raise UserError(f"latent: --init-scale must be a finite number >= 0, got {self.init_scale}")
         return self
 
 
@@ -223,7 +227,12 @@ def analyze_latents(lm, items: list[LatentItem], out: str | Path, config: Latent
         raise UserError(f"latent: model '{lm.name}' is not a recurrent-depth model")
     if not items:
         raise UserError("latent: nothing to analyse (give --text, --dataset or a run directory with results)")
+    for item in items:  # every input is checked before the output folder is created
+        ids = lm.tokenizer(item.text, add_special_tokens=False)["input_ids"] if lm.tokenizer else None
+        if not item.text.strip() or not ids:
+            raise UserError(f"latent: sample '{item.key}' has no tokens (empty --text?)")
     out = Path(out)
+    _check_latent_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list] = {k: [] for k in ("sample", "position", "token_id", "token", "iteration", "dist_to_star",
                                              "rel_step", "mi")}
@@ -273,6 +282,17 @@ def analyze_latents(lm, items: list[LatentItem], out: str | Path, config: Latent
     return summary
 
 
+def _check_latent_folder(out: Path) -> None:
+    """`--out` must be new, empty, or a latent folder written before: never someone's own folder."""
+    from reasonlens.runs.io import read_json_object
+    from reasonlens.runs.rundir import check_empty_or_new
+
+    summary = out / "summary.json"
+    if summary.is_file() and read_json_object(summary, "latent summary").get("command") == "latent":
+        return
+    check_empty_or_new(out, "--out", "it is not a latent folder (no summary.json from `reasonlens latent`)")
+
+
 def _mean_by_iteration(rows: dict[str, list]) -> list[float]:
     sums: dict[int, list[float]] = {}
     for iteration, value in zip(rows["iteration"], rows["dist_to_star"]):
@@ -291,8 +311,8 @@ def items_from_source(source: str, texts: list[str] | None = None, dataset: str 
         model = run.manifest.get("model")
         if not model:
             raise UserError(f"{path}/manifest.json: no 'model' field")
-        items = [LatentItem(str(r.get("id", r["index"])), r["prompt"] + r["completion"], str(r.get("gold", "")))
-                 for r in run.results()[:n]]
+        items = [LatentItem(str(r.get("id", r["index"])), str(r.get("prompt") or "") + str(r.get("completion") or ""),
+                            str(r.get("gold", ""))) for r in run.results()[:n]]
         return model, items
     items = [LatentItem(f"text{i}", t) for i, t in enumerate(texts or [])]
     if dataset is not None:
@@ -304,4 +324,6 @@ def items_from_source(source: str, texts: list[str] | None = None, dataset: str 
 
 
 def read_summary(out: str | Path) -> dict[str, Any]:
-    return json.loads((Path(out) / "summary.json").read_text())
+    from reasonlens.runs.io import read_json_object
+
+    return read_json_object(Path(out) / "summary.json", "latent summary")

@@ -9,6 +9,7 @@ trajectories (``latent`` dirs).
 from __future__ import annotations
 
 import base64
+import os
 import datetime as _dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
+from reasonlens.runs.io import inside
+from reasonlens.runs.tables import read_mi_summary
 from reasonlens.report.sources import RunSource, collect_sources, finite, method_label, read_json_file, run_summary
 from reasonlens.report.svg import Axes, Series, bar_chart, line_chart
 from reasonlens.report.template import TRACE_VIEW, render_page
@@ -87,8 +90,26 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequen
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def png_figure(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+MAX_FIGURE_BYTES = 32 * 1024 * 1024
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_figure(folder: Path, name: str, caption: str) -> str:
+    """A figure embedding the PNG `name` of the run folder `folder`.
+
+    Run folders may come from someone else: the path must stay inside the folder (no absolute path, `..` or
+    symlink out, `runs.io.inside`), be a regular file and be a PNG, so a report can never carry another file
+    of this machine (a key, a password file) to whoever it is shared with.
+    """
+    from reasonlens.runs.io import inside, read_bounded
+
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{folder}: figure name must be a non-empty string, got {str(name)[:60]!r}")
+    path = inside(folder, name, what="figure")
+    blob = read_bounded(path, "figure", MAX_FIGURE_BYTES)
+    if not blob.startswith(PNG_MAGIC):
+        raise UserError(f"{path}: figure is not a PNG image")
+    data = base64.b64encode(blob).decode("ascii")
     return (f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
@@ -178,7 +199,7 @@ def thinking_section(sources: list[RunSource]) -> Section | None:
     for source in sources:
         if not source.has_mi:
             continue
-        summary = read_json_file(source.mi_dir / "summary.json")
+        summary = read_mi_summary(source.mi_dir / "summary.json")
         words = summary.get("thinking_tokens") or []
         parts.append(f"<h3>{escape(source.label)} — {escape(str(summary.get('model', '')))}, token layer "
                      f"{escape(str(summary.get('token_layer')))}, {summary.get('n', 0)} traces</h3>")
@@ -232,7 +253,8 @@ def mi_plots_section(sources: list[RunSource]) -> Section | None:
                                                                   if p.name in PLOT_CAPTIONS else 99, p.name))
         if pngs:
             parts.append(f"<h3>{escape(source.label)}</h3><div class=\"charts\">"
-                         + "".join(png_figure(p, PLOT_CAPTIONS.get(p.name, p.stem.replace('_', ' '))) for p in pngs)
+                         + "".join(png_figure(source.mi_dir, p.name, PLOT_CAPTIONS.get(p.name, p.stem.replace('_', ' ')))
+                                   for p in pngs)
                          + "</div>")
     if not parts:
         return None
@@ -415,12 +437,15 @@ def latent_section(sources: list[RunSource]) -> Section | None:
         if curve:
             charts.append(line_chart(Axes("mean distance to s* by iteration", "iteration", "‖s_i − s*‖"),
                                      [Series("mean", list(range(1, len(curve) + 1)), [finite(v) for v in curve])]))
-        figures = [source.path / name for name in summary.get("figures") or []]
-        samples = sorted({f.name.split("_")[0] for f in figures})[:MAX_LATENT_SAMPLES]
-        for fig in figures:
-            if fig.name.split("_")[0] in samples and fig.is_file() and not fig.name.endswith("_pca6.png"):
+        names = summary.get("figures") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise UserError(f"{source.path / 'summary.json'}: field 'figures' must be a list of file names")
+        figures = [(name, inside(source.path, name, what="figure")) for name in names]
+        samples = sorted({f.name.split("_")[0] for _, f in figures})[:MAX_LATENT_SAMPLES]
+        for name, fig in figures:
+            if fig.name.split("_")[0] in samples and os.path.lexists(fig) and not fig.name.endswith("_pca6.png"):
                 kind = fig.stem.split("_", 1)[-1].replace("_", " ")
-                charts.append(png_figure(fig, f"sample {fig.name.split('_')[0]}: {kind}"))
+                charts.append(png_figure(source.path, name, f"sample {fig.name.split('_')[0]}: {kind}"))
         parts.append('<div class="charts">' + "".join(charts) + "</div>")
     return section("latent", "Recurrent depth: latent trajectories",
                    "Convergence heatmaps show ‖s_i − s*‖ per token and iteration (s* = the state after many "

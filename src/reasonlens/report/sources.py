@@ -14,8 +14,8 @@ A directory that is none of these but holds such directories (e.g. ``runs/demo``
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,25 +46,19 @@ class RunSource:
 
 
 def read_json_file(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; UserError naming the file when it is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: must hold a JSON object")
-    return data
+    """A JSON object from ``path``; UserError naming the file when it is not one (the one validated reader)."""
+    from reasonlens.runs.io import read_json_object
+
+    return read_json_object(path, "JSON file")
 
 
 def detect_kind(path: Path) -> str | None:
     """The kind of run directory at ``path``, or None when it is not one."""
     manifest_path, summary_path = path / "manifest.json", path / "summary.json"
-    if manifest_path.is_file():
+    if os.path.lexists(manifest_path):
         command = read_json_file(manifest_path).get("command")
         return "eval" if command == "eval" else "trace"
-    if summary_path.is_file():
+    if os.path.lexists(summary_path):
         command = read_json_file(summary_path).get("command")
         if command in ("depth", "latent"):
             return command

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from reasonlens.report.sources import RunSource, read_json_file
+from reasonlens.report.sources import RunSource
+from reasonlens.runs.tables import read_mi_summary
 
 PROMPT_CHARS = 2000  # the tail of the prompt shown above a trace (the question is at its end)
 
@@ -69,9 +70,9 @@ def _round(values: np.ndarray, digits: int) -> list[float | None]:
 
 def _mi_by_trace(mi_dir: Path, indices: set[int]) -> dict[int, dict[str, dict[str, Any]]]:
     """``{index: {layer: {"ids", "mi", "peaks"}}}`` from ``mi.parquet`` (steps in order)."""
-    import pyarrow.parquet as pq
+    from reasonlens.runs.tables import read_table
 
-    table = pq.read_table(mi_dir / "mi.parquet", columns=["index", "layer", "step", "mi", "token_id", "is_peak"])
+    table = read_table(mi_dir / "mi.parquet", ["index", "layer", "step", "mi", "token_id", "is_peak"], "MI table")
     index = table.column("index").to_numpy()
     keep = np.isin(index, np.fromiter(indices, dtype=np.int64, count=len(indices)))
     index = index[keep]
@@ -112,7 +113,7 @@ def trace_payload(source: RunSource, options: TraceOptions = TraceOptions()) -> 
     results = RunDir(source.path).results()
     shown = results[: options.max_traces]
     indices = {int(r["index"]) for r in shown}
-    mi_summary = read_json_file(source.mi_dir / "summary.json") if source.has_mi else {}
+    mi_summary = read_mi_summary(source.mi_dir / "summary.json") if source.has_mi else {}
     by_trace = _mi_by_trace(source.mi_dir, indices) if source.has_mi else {}
     layers = [str(k) for k in mi_summary.get("layers") or []]
     default_layer = str(mi_summary.get("token_layer") or (layers[-1] if layers else ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,16 @@ from safetensors.torch import load_file, save
 
 from reasonlens.errors import UserError
 from reasonlens.runs.io import (
+    _TEMP_NAME,
+    LOCK_NAME,
     CheckedAppender,
+    RunLock,
     atomic_write_bytes,
     atomic_write_json,
+    check_fields,
+    field_error,
     read_checked_jsonl,
+    read_json_object,
     remove_stale_temp_files,
 )
 
@@ -23,6 +30,16 @@ FORMAT_VERSION = 1
 # Manifest fields that must match for a run to be resumed (everything that changes the outputs).
 IDENTITY_FIELDS = ("command", "model", "dataset", "split", "offset", "template", "system", "decode", "layers",
                    "dtype", "model_dtype", "method")
+# Types of the manifest fields reasonlens reads back ('?': may be missing or null). A hand-edited manifest
+# (`layers: 5`, `n: "4"`) is refused here, naming the field, instead of failing somewhere downstream.
+MANIFEST_FIELDS = {"format_version": "int", "command?": "str", "model?": "str", "model_name?": "str",
+                   "dataset?": "str", "split?": "str", "offset?": "int", "n?": "int", "template?": "str",
+                   "system?": "str", "decode?": "dict", "layers?": "layers", "hidden_size?": "int", "dtype?": "str",
+                   "model_dtype?": "str", "method?": "dict", "grader?": "str", "budgets?": "list"}
+# Types of the fields of a result record that reasonlens reads back.
+RECORD_FIELDS = {"index": "int", "id?": "str", "prompt?": "str", "completion?": "str", "gold?": "str",
+                 "n_tokens?": "int", "n_forced?": "int", "seconds?": "number", "stop_reason?": "str",
+                 "extracted?": "str", "correct?": "bool", "status?": "str", "error?": "str", "events?": "list"}
 
 
 class RunDir:
@@ -49,40 +66,40 @@ class RunDir:
         return self.path / "states"
 
     def exists(self) -> bool:
-        return self.manifest_path.is_file()
+        """Whether the folder has a manifest (any file type: a pipe or folder there is refused when read)."""
+        return os.path.lexists(self.manifest_path)
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return self.read_json(self.manifest_path, what="manifest")
+        manifest = self.read_json(self.manifest_path, what="manifest")
+        return check_fields(manifest, str(self.manifest_path), MANIFEST_FIELDS)
 
     def read_json(self, path: Path, what: str) -> dict[str, Any]:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: not found (is {self.path} a reasonlens run directory?)") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: {what} is not valid JSON ({getattr(exc, 'msg', exc)})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: {what} must be a JSON object")
-        return data
+        if not os.path.lexists(path):
+            raise UserError(f"{path}: not found (is {self.path} a reasonlens run directory?)")
+        return read_json_object(path, what)
 
     def open_run(self) -> dict[str, Any]:
         """Validate an existing run directory for reading; returns its manifest."""
         if not self.path.is_dir():
             raise UserError(f"{self.path}: run directory not found")
-        manifest = self.manifest
+        manifest = self.read_json(self.manifest_path, what="manifest")
         version = manifest.get("format_version")
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool):
             raise UserError(f"{self.manifest_path}: field 'format_version' is missing or not an integer")
         if version > FORMAT_VERSION:
             raise UserError(f"{self.manifest_path}: run format version {version} is newer than this reasonlens "
                             f"supports ({FORMAT_VERSION}); upgrade reasonlens")
-        return manifest
+        return check_fields(manifest, str(self.manifest_path), MANIFEST_FIELDS)
 
-    def start(self, manifest: dict[str, Any]) -> bool:
-        """Create the run, or check that an existing one has the same settings. Returns True when resuming."""
+    def check_start(self, manifest: dict[str, Any]) -> bool:
+        """Everything `start` would refuse, without writing: True when the folder is a run to resume.
+
+        A folder that exists but holds no manifest.json is written into only when it is empty: it may be the
+        user's own folder, or a run that lost its manifest, whose records must not be adopted under new settings.
+        """
         manifest = {"format_version": FORMAT_VERSION, **manifest}
-        if self.path.exists() and not self.path.is_dir():
+        if os.path.lexists(self.path) and not self.path.is_dir():
             raise UserError(f"--out {self.path}: exists and is not a directory")
         if self.exists():
             existing = self.open_run()
@@ -91,11 +108,42 @@ class RunDir:
                     raise UserError(f"--out {self.path}: existing run has a different '{key}' "
                                     f"({json.dumps(existing.get(key))[:80]} vs {json.dumps(manifest.get(key))[:80]}); "
                                     "use another --out directory to start a new run")
+            return True
+        check_empty_or_new(self.path, "--out", "it has no manifest.json")
+        return False
+
+    def start(self, manifest: dict[str, Any], lock: bool = True) -> bool:
+        """Create the run, or check that an existing one has the same settings. Returns True when resuming.
+
+        With `lock`, the run folder is locked for this process (`release_lock`, or the process ending, frees
+        it): a second writer is refused, naming the holder's pid. Ray workers of one run pass `lock=False`
+        (each writes only its own files).
+        """
+        resuming = self.check_start(manifest)
+        if not resuming:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"--out {self.path}: cannot create the run folder ({exc.strerror})") from None
+        if lock:
+            self.acquire_lock()
+            resuming = self.check_start(manifest)  # another writer may have created the run meanwhile
+        if resuming:
             self.remove_stale_temp_files()
             return True
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.manifest_path, manifest)
+        atomic_write_json(self.manifest_path, {"format_version": FORMAT_VERSION, **manifest})
         return False
+
+    def acquire_lock(self) -> None:
+        """Lock the run folder for this process (refused, naming the holder's pid, while another holds it)."""
+        if getattr(self, "_lock", None) is None:
+            self._lock = RunLock(self.path)
+
+    def release_lock(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+            self._lock = None
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete temp files that a killed writer of this run left beside the manifest, results and shards."""
@@ -116,7 +164,7 @@ class RunDir:
         records, _ = read_checked_jsonl(self.results_path)
         by_index: dict[int, dict] = {}
         for line, record in enumerate(records, start=1):
-            _check_record_types(self.results_path, line, record)
+            check_record(self.results_path, line, record)
             by_index[record["index"]] = record
         return [by_index[i] for i in sorted(by_index)]
 
@@ -169,14 +217,32 @@ class RunDir:
             raise UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120]})") from None
 
 
-def _check_record_types(path: Path, line: int, record: dict[str, Any]) -> None:
-    index = record.get("index")
-    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-        raise UserError(f"{path}: line {line}: field 'index' must be a non-negative integer, got {json.dumps(index)}")
+def check_record(path: Path, line: int, record: dict[str, Any]) -> dict[str, Any]:
+    """A result record whose checksum holds but whose fields have the wrong types (written by hand or by another
+    tool) is refused, naming the line, rather than skipped or read as something else."""
+    where = f"{path}: line {line}"
     correct = record.get("correct")
     if correct is not None and not isinstance(correct, bool):
-        raise UserError(f"{path}: line {line}: field 'correct' must be true, false or null, got "
-                        f"{json.dumps(correct)[:40]}")
+        raise field_error(where, "correct", "true, false or null", correct)
+    return check_fields(record, where, RECORD_FIELDS)
+
+
+def _only_bookkeeping(entries: list[str]) -> bool:
+    """Whether a folder's entries are only what a killed `start` can leave: the lock file and temp files."""
+    return all(name == LOCK_NAME or _TEMP_NAME.fullmatch(name) for name in entries)
+
+
+def check_empty_or_new(path: Path, option: str, why: str) -> None:
+    """Refuse to write into an existing folder that is not empty (UserError naming `option` and the folder)."""
+    if not path.is_dir():
+        return
+    try:
+        entries = os.listdir(path)
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot list the folder ({exc.strerror})") from None
+    if entries and not _only_bookkeeping(entries):
+        raise UserError(f"{option} {path}: folder is not empty and {why}; refusing to write into it (choose a new "
+                        "or empty folder)")
 
 
 def _normalise(value: Any) -> Any:

@@ -36,6 +36,10 @@ def worker_results_path(run: RunDir, worker: int) -> Path:
     return run.path / f"results.w{worker}.jsonl"
 
 
+# Sample i is decoded with seed + i, which must fit a 64-bit generator seed for every dataset size.
+MAX_SEED = 2**63 - 2**32
+
+
 @dataclass
 class RunSpec:
     """Everything that defines a sample-level run (what `generate`, `eval` and `depth` write)."""
@@ -62,6 +66,9 @@ class RunSpec:
         self.decode.validate()
         if self.dtype not in ("fp32", "fp16", "bf16"):
             raise UserError(f"invalid --dtype '{self.dtype}' (choose fp32, fp16 or bf16)")
+        seed = self.decode.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise UserError(f"--seed must be an integer in 0..{MAX_SEED}, got {seed}")
         return self
 
 
@@ -101,7 +108,20 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
         "grader_version": _grader_version(), "reasonlens_version": reasonlens.__version__,
         **spec.extra_manifest,
     }
-    run.start(manifest)
+    # Plug-ins check their own options (token ids of suppressed words, layers) before anything is written.
+    plugin_list = list(plugins(lm)) if plugins else []
+    run.start(manifest, lock=worker is None)
+    try:
+        return _execute_started(spec, run, lm, problems, prompts, layers, plugin_list, record_hook, chunks, worker,
+                                decoder)
+    finally:
+        run.release_lock()
+
+
+def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list[Problem], prompts: list[str],
+                     layers: list, plugin_list: list, record_hook: RecordHook | None,
+                     chunks: Sequence[int] | None, worker: int | None,
+                     decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None) -> dict[str, Any]:
     if worker is None:
         from reasonlens.runs.executors import merge_worker_results
 
@@ -110,7 +130,6 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     else:
         done = _worker_complete_indices(run, worker, bool(layers))
     kind = grader_kind(spec.dataset)
-    plugin_list = list(plugins(lm)) if plugins else []
     sink_written: set[int] = set()
 
     def sink(row, tensors):
