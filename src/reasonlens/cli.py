@@ -14,6 +14,7 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exceptions
 
+from reasonlens.cli_options import device_option, dtype_option, rewrite_renamed, state_dtype_option
 from reasonlens.errors import UserError
 
 app = typer.Typer(
@@ -37,8 +38,9 @@ def generate(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="gsm8k, math500, aime24, aime25, "
                                           "synthetic-*, or a .jsonl/.csv/.parquet file (default for a model "
                                           "organism: its held-out test set)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes it)."),
-    n: Optional[int] = typer.Option(None, "--n", help="Number of problems (default: all)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes it; alias "
+                             "--output-path)."),
+    n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
     offset: int = typer.Option(0, "--offset", help="Skip this many problems first."),
     split: str = typer.Option("test", "--split", help="Dataset split."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Layers to capture: indices (negative ok) and/or "
@@ -48,9 +50,11 @@ def generate(
     system: Optional[str] = typer.Option(None, "--system", help="System prompt for --template chat."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget per sample."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples decoded together."),
-    dtype: str = typer.Option("fp32", "--dtype", help="Storage dtype of captured states: fp32 | fp16 | bf16."),
-    model_dtype: str = typer.Option("fp32", "--model-dtype", help="Model weights dtype: fp32 | fp16 | bf16."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    model_dtype: str = typer.Option("fp32", "--dtype", callback=dtype_option,
+                                    help="Model weights dtype: fp32 | fp16 | bf16 (or float32, float16, bfloat16)."),
+    dtype: str = typer.Option("fp32", "--state-dtype", callback=state_dtype_option,
+                              help="Storage dtype of the captured states: fp32 | fp16 | bf16."),
+    device: str = typer.Option("cpu", "--device", callback=device_option, help="cpu, cuda, cuda:1, mps, auto."),
     sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, "--temperature"),
     top_p: float = typer.Option(1.0, "--top-p"),
@@ -135,6 +139,7 @@ _register_modules()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    argv = rewrite_renamed(sys.argv[1:] if argv is None else list(argv))
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:

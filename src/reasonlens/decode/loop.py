@@ -90,6 +90,16 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
+def cache_argument(model) -> str:
+    """The forward() keyword of the KV cache: `cache` in transformers >= 5.2x (where `past_key_values` is
+    deprecated and warns on every call), `past_key_values` before and in the recurrent-depth model."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+
+
 def _split_plugins(plugins: Sequence[Any]):
     kinds = (LogitsProcessor, LayerRerun, Observer, ContinuationPolicy)
     for plugin in plugins:
@@ -187,8 +197,10 @@ def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, p
     if _accepts(model.forward, "logits_to_keep") and not hasattr(model, "make_cache"):
         extra["logits_to_keep"] = 1
 
+    cache_kwarg = cache_argument(model)
+
     def forward(ids: torch.Tensor, pos: torch.Tensor):
-        return model(input_ids=ids, attention_mask=attention, position_ids=pos, past_key_values=cache,
+        return model(input_ids=ids, attention_mask=attention, position_ids=pos, **{cache_kwarg: cache},
                      use_cache=True, **extra)
 
     observed_layers: list = []

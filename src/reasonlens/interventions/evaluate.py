@@ -152,7 +152,7 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
         if layer < 0:
             layer += num_layers
         if not 0 <= layer < num_layers:
-            raise UserError(f"--layer {options.layer}: model has {num_layers} decoder layers")
+            raise UserError(f"--rr-layer {options.layer}: model has {num_layers} decoder layers")
         identity = {"name": name, "words": list(token_set.words), "layer": layer, "p": options.p,
                     "repeats": options.repeats, "seed": options.seed}
         return ResolvedMethod(identity, provenance, warnings)

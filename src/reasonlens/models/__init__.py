@@ -11,7 +11,8 @@ from reasonlens.errors import UserError
 from reasonlens.models.adapters import LayerAdapter, LayerKey, adapter_for
 from reasonlens.models.builtin import builtin_names, cache_root, register_builtin, resolve_builtin
 from reasonlens.models.hooks import first_tensor, record_layers
-from reasonlens.models.loaded import DTYPES, LoadedModel, byte_level_tokenizer
+from reasonlens.models.dtypes import DTYPES, check_device, torch_dtype
+from reasonlens.models.loaded import LoadedModel, byte_level_tokenizer
 
 __all__ = [
     "LayerAdapter", "LayerKey", "LoadedModel", "adapter_for", "builtin_names", "byte_level_tokenizer",
@@ -20,12 +21,7 @@ __all__ = [
 
 
 def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[dtype]
-    except KeyError:
-        raise UserError(f"invalid --dtype '{dtype}' (choose fp32, fp16 or bf16)") from None
+    return dtype if isinstance(dtype, torch.dtype) else torch_dtype(dtype, "--dtype")
 
 
 def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file: str | None = None):
@@ -62,14 +58,15 @@ def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trus
     folder), the shipped model organisms, and tiny random models (`tiny-llama`, `tiny-qwen2`, `tiny-gpt2`).
     Remote code is never run unless `trust_remote_code` is set.
     """
-    torch_dtype = _torch_dtype(dtype)
+    weights_dtype = _torch_dtype(dtype)
+    device = check_device(device)
     if spec.startswith("tiny-"):
         from reasonlens.models.tiny import TINY_MODELS
 
         if spec not in TINY_MODELS:
             raise UserError(f"unknown model '{spec}' (tiny models: {', '.join(TINY_MODELS)})")
         lm = TINY_MODELS[spec]()
-        lm.model.to(device=device, dtype=torch_dtype)
+        lm.model.to(device=device, dtype=weights_dtype)
         return lm
 
     path = resolve_builtin(spec)
@@ -96,11 +93,11 @@ def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trus
             from reasonlens.recurrent import load_recurrent
         except ImportError:
             raise UserError(f"{path}: recurrent-depth checkpoints need reasonlens.recurrent") from None
-        lm = load_recurrent(path, dtype=torch_dtype, device=device)
+        lm = load_recurrent(path, dtype=weights_dtype, device=device)
         lm.spec = spec
         return lm
 
-    model, tokenizer = _load_dir(path, torch_dtype, trust_remote_code, gguf_file)
+    model, tokenizer = _load_dir(path, weights_dtype, trust_remote_code, gguf_file)
     model.to(device)
     model.eval()
     return LoadedModel.wrap(model, tokenizer, name=name, spec=spec)

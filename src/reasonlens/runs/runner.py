@@ -15,7 +15,7 @@ from reasonlens.decode import DecodeConfig, Generation, decode_batch
 from reasonlens.decode.capture import HiddenStateCapture
 from reasonlens.errors import UserError
 from reasonlens.models import LoadedModel, load
-from reasonlens.models.loaded import DTYPES
+from reasonlens.models.dtypes import DTYPES, canonical_dtype, check_device
 from reasonlens.runs.io import CheckedAppender, iter_records
 from reasonlens.runs.progress import progress_bar
 from reasonlens.runs.rundir import RunDir
@@ -51,8 +51,8 @@ class RunSpec:
     system: str | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     layers: str | list | None = None  # layers to capture; None captures nothing
-    dtype: str = "fp32"  # storage dtype of captured states
-    model_dtype: str = "fp32"
+    dtype: str = "fp32"  # storage dtype of captured states (CLI: --state-dtype; manifest: "dtype")
+    model_dtype: str = "fp32"  # weights dtype (CLI: --dtype)
     device: str = "cpu"
     trust_remote_code: bool = False
     method: dict[str, Any] = field(default_factory=dict)  # intervention name and options (part of the run identity)
@@ -60,8 +60,9 @@ class RunSpec:
 
     def validate(self) -> "RunSpec":
         self.decode.validate()
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            raise UserError(f"invalid --dtype '{self.dtype}' (choose fp32, fp16 or bf16)")
+        self.dtype = canonical_dtype(self.dtype, "--state-dtype")
+        self.model_dtype = canonical_dtype(self.model_dtype, "--dtype")
+        self.device = check_device(self.device)
         return self
 
 
