@@ -120,3 +120,21 @@ def test_decode_loop_passes_the_cache_without_deprecation_warnings(tiny_llama):
         warnings.simplefilter("error", FutureWarning)
         out = decode(tiny_llama, ["1+1="], DecodeConfig(max_new_tokens=3))
     assert len(out[0].token_ids) == 3
+
+
+def test_console_has_no_library_noise_and_bars_say_method_and_budget(tmp_path):
+    result = run("eval", "--model", "organism-cot", "--limit", "1", "--max-new-tokens", "3", "--method", "suppress",
+                 "--words", "So", "--out", str(tmp_path / "sup"))
+    assert result.returncode == 0, result.stderr
+    for noise in ("Warning", "warn(", "Loading weights", "past_key_values", "it/s]"):
+        assert noise not in result.stderr, result.stderr
+    assert "eval organism-cot suppress(thinking k=1) budget 3" in result.stderr
+
+
+def test_python_decode_shows_a_progress_bar(tiny_llama, capsys):
+    from reasonlens.decode import DecodeConfig, decode
+
+    decode(tiny_llama, ["1+1=", "2+2="], DecodeConfig(max_new_tokens=2))
+    assert "decode" in capsys.readouterr().err
+    decode(tiny_llama, ["1+1="], DecodeConfig(max_new_tokens=2), show_progress=False)
+    assert capsys.readouterr().err == ""

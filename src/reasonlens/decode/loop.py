@@ -6,6 +6,7 @@ never copies of this loop.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -142,27 +143,60 @@ def encode_prompts(lm, prompts: Sequence[str | list[int]], add_special_tokens: b
 @torch.inference_mode()
 def decode(lm, prompts: Sequence[str | list[int]], config: DecodeConfig | None = None, plugins: Sequence[Any] = (),
            keys: Sequence[Any] | None = None, on_batch: Callable[[list[Generation]], None] | None = None,
-           progress: Callable[[int], None] | None = None) -> list[Generation]:
+           progress: Callable[[int], None] | None = None, show_progress: bool = True) -> list[Generation]:
     """Generate a completion for every prompt, `config.batch_size` prompts at a time.
 
     `keys` identify samples to plug-ins (default: position in `prompts`); per-row sampling seeds are
     `config.seed + position`, so sampled outputs do not depend on batch composition. `on_batch` is called
-    with each finished batch (runs write results there); `progress(n_tokens)` after every step.
+    with each finished batch (runs write results there); `progress(n_tokens)` after every step. Without a
+    `progress` callback a rich progress bar on stderr counts samples and tokens (`show_progress=False`: none).
     """
     config = (config or DecodeConfig()).validate()
     keys = list(range(len(prompts))) if keys is None else list(keys)
     if len(keys) != len(prompts):
         raise ValueError("keys and prompts differ in length")
     results: list[Generation] = []
-    for start in range(0, len(prompts), config.batch_size):
-        batch = decode_batch(lm, prompts[start:start + config.batch_size], config, plugins,
-                             keys[start:start + config.batch_size],
-                             seeds=[config.seed + start + i for i in range(len(prompts[start:start + config.batch_size]))],
-                             progress=progress)
-        if on_batch is not None:
-            on_batch(batch)
-        results.extend(batch)
+    with _default_progress(lm, len(prompts), progress, show_progress) as (step_progress, batch_done):
+        for start in range(0, len(prompts), config.batch_size):
+            batch = decode_batch(lm, prompts[start:start + config.batch_size], config, plugins,
+                                 keys[start:start + config.batch_size],
+                                 seeds=[config.seed + start + i
+                                        for i in range(len(prompts[start:start + config.batch_size]))],
+                                 progress=step_progress)
+            if on_batch is not None:
+                on_batch(batch)
+            results.extend(batch)
+            batch_done(len(batch))
     return results
+
+
+@contextlib.contextmanager
+def _default_progress(lm, total: int, progress: Callable[[int], None] | None, show: bool):
+    """(per-step callback, per-batch callback): the caller's callback, or a rich bar of samples and tokens."""
+    if progress is not None or not show:
+        yield progress, lambda n: None
+        return
+    from reasonlens.runs.progress import progress_bar
+
+    from rich.errors import LiveError
+
+    tokens = [0]
+    started = time.perf_counter()
+    bar = progress_bar()
+    try:
+        bar.start()
+    except LiveError:  # inside another live display (a caller's bar): stay quiet
+        yield None, lambda n: None
+        return
+    with bar:
+        task = bar.add_task(f"decode {getattr(lm, 'name', '')}".strip(), total=total, info="")
+
+        def step(n_tokens: int) -> None:
+            tokens[0] += n_tokens
+            rate = tokens[0] / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, info=f"{tokens[0]} tok {rate:.0f} tok/s")
+
+        yield step, lambda n: bar.advance(task, n)
 
 
 @torch.inference_mode()

@@ -30,10 +30,13 @@ def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file
     kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
+    from reasonlens.runs.progress import quiet_transformers
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                  **({"gguf_file": gguf_file} if gguf_file else {}))
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                      **({"gguf_file": gguf_file} if gguf_file else {}))
     except Exception as exc:  # noqa: BLE001 - any failure to read user-supplied model files is reported in one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = path / gguf_file if gguf_file else path

@@ -16,6 +16,7 @@ Scheduling, placement, retries of dead processes and multi-node transport are Ra
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -211,7 +212,8 @@ class RayExecutor:
         ray = self._ray
         if ray.is_initialized():
             return
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        # Ray's INFO/WARNING lines (token setup, "Started a local Ray instance") are noise in our console
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
         if self.config.address is None and self.config.workers is not None:
             kwargs["num_cpus"] = max(1, math.ceil(self.config.workers * self.config.cpus_per_worker))
         try:

@@ -66,6 +66,19 @@ class RunSpec:
         return self
 
 
+def progress_label(spec: RunSpec, model_name: str) -> str:
+    """What a run's progress bar says: command, model, method with its main option, token budget."""
+    method = spec.method or {}
+    parts = [spec.command, model_name]
+    name = method.get("name")
+    if name and name != "baseline" or spec.command == "eval":
+        detail = {"suppress": lambda m: f"{m.get('control', '')} k={m.get('k')}",
+                  "rr": lambda m: f"layer {m.get('layer')}"}.get(name, lambda m: "")(method).strip()
+        parts.append(f"{name}({detail})" if detail else str(name))
+    parts.append(f"budget {method.get('budget', spec.decode.max_new_tokens)}")
+    return " ".join(parts)
+
+
 def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory | None = None,
             record_hook: RecordHook | None = None, problems: list[Problem] | None = None,
             quiet: bool = False, chunks: Sequence[int] | None = None, worker: int | None = None,
@@ -139,7 +152,7 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     started = time.perf_counter()
     appender_cm = run.appender() if worker is None else CheckedAppender(worker_results_path(run, worker))
     with Grader() as grader, appender_cm as appender, progress_bar() as bar:
-        task = bar.add_task(f"{spec.command} {lm.name}", total=len(problems), completed=len(done), info="")
+        task = bar.add_task(progress_label(spec, lm.name), total=len(problems), completed=len(done), info="")
 
         def on_step(active: int) -> None:
             nonlocal tokens_done
