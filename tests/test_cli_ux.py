@@ -138,3 +138,34 @@ def test_python_decode_shows_a_progress_bar(tiny_llama, capsys):
     assert "decode" in capsys.readouterr().err
     decode(tiny_llama, ["1+1="], DecodeConfig(max_new_tokens=2), show_progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_small_population_bins_are_flagged():
+    from reasonlens.analysis.pipeline import population_warnings
+
+    rows = [{"n": 4, "p_value": 0.04}, {"n": 30, "p_value": 0.5}, {"n": 3, "p_value": None}]
+    (warning,) = population_warnings(rows)
+    assert "1 of 2 bins" in warning and "n=4" in warning
+    assert population_warnings([{"n": 25, "p_value": 0.2}]) == []
+
+
+def _mi_summary(n_peaks: float, words: list) -> dict:
+    per_layer = {k: {"stats": {"n_peaks": {"mean": n_peaks}}} for k in ("10", "20", "29", "final")}
+    return {"token_layer": "29", "per_layer": per_layer, "thinking_tokens": words}
+
+
+def test_empty_mi_says_what_to_try_next():
+    from reasonlens.analysis.commands import empty_mi_hint
+
+    assert empty_mi_hint(_mi_summary(0.0, []), "iqr") == "no IQR peaks at layer 29; try --peaks topk or --token-layer 20"
+    assert "--all-tokens" in empty_mi_hint(_mi_summary(2.0, []), "topk")
+    assert empty_mi_hint(_mi_summary(2.0, [{"word": "So"}]), "iqr") is None
+
+
+def test_no_peaks_message_blames_token_layer_only_when_given(tmp_path):
+    from reasonlens.analysis.pipeline import _no_peaks_message
+
+    default = _no_peaks_message("29", False, tmp_path, [], {"mode": "iqr"})
+    assert not default.startswith("--") and "no MI peaks at layer 29 (the IQR rule; no layer has peaks" in default
+    assert "--peaks topk" in default
+    assert _no_peaks_message("5", True, tmp_path, ["29"], {"mode": "topk", "k": 3}).startswith("--token-layer 5: ")

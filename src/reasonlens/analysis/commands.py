@@ -116,6 +116,8 @@ def register(app: typer.Typer) -> None:
         words = ", ".join(w["word"] for w in summary["thinking_tokens"][:10])
         if words:
             typer.echo(f"thinking tokens: {words}")
+        for warning in summary.get("warnings") or []:
+            typer.echo(f"warning: {warning}", err=True)
         hint = empty_mi_hint(summary, peaks)
         if hint:
             typer.echo(hint)

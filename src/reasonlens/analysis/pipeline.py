@@ -514,6 +514,7 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
         "per_layer": per_layer,
         "population": population_rows,
         "thinking_tokens": [w.to_json() for w in words[:30]],
+        "warnings": population_warnings(population_rows),
         "files": sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".tmp")) + ["summary.json"],
     }
     summary = _nan_to_none(summary)
@@ -523,6 +524,21 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
         summary["plots"] = write_mi_plots(out_dir, plot_traces, words, stats_rows, token_layer, population_rows)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+SMALL_BIN = 20  # problems per population bin below which a permutation p-value is flagged
+
+
+def population_warnings(rows: list[dict[str, Any]], small: int = SMALL_BIN) -> list[str]:
+    """A warning when population HSIC/CKA bins hold few problems: their p-values are coarse and unstable
+    (with n problems at most n! distinct permutations exist, 24 for n = 4) and should be read as descriptive."""
+    sizes = [int(r["n"]) for r in rows if r.get("p_value") is not None]
+    few = [n for n in sizes if n < small]
+    if not few:
+        return []
+    return [f"population HSIC/CKA: {len(few)} of {len(sizes)} bins have fewer than {small} problems (smallest "
+            f"n={min(few)}); their permutation p-values are unstable, read them as descriptive (more problems: "
+            f"--limit, fewer bins: --bins)"]
 
 
 def ensure_analysis(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool = False) -> Path:

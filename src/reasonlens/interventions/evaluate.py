@@ -299,7 +299,7 @@ def _budget_pairs(reference: EvalRun, run: EvalRun) -> list[tuple[int | None, in
 def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Accuracy of every run (per budget for budget runs) and, for each run after the first, the paired
     bootstrap 95% CI of its accuracy minus the first run's on the problems both graded."""
-    from reasonlens.eval import bootstrap_ci, paired_bootstrap_diff
+    from reasonlens.eval import paired_bootstrap_diff, proportion_ci
 
     if len(paths) < 2:
         raise UserError("compare-eval needs at least two run directories")
@@ -314,7 +314,7 @@ def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0)
     for run in runs:
         for budget, results in run.results.items():
             graded = [1.0 if r.get("correct") else 0.0 for r in results if r.get("status") == "ok"]
-            acc = bootstrap_ci(graded, n_boot=n_boot, seed=seed) if graded else None
+            acc = proportion_ci(graded) if graded else None  # Wilson: a proportion's bootstrap collapses at 0 and 1
             rows.append({"run": str(run.path), "method": run.manifest.get("method"), "budget": budget,
                          "n": len(results), "n_graded": len(graded),
                          "accuracy": acc.estimate if acc else None, "ci95": [acc.lo, acc.hi] if acc else None})
@@ -338,7 +338,7 @@ def print_comparison(report: dict[str, Any], out: Console | None = None) -> None
     from rich.table import Table
 
     out = out or Console()
-    table = Table(title="accuracy (95% bootstrap CI)")
+    table = Table(title="accuracy (95% Wilson CI)")
     for column in ("run", "method", "budget", "n graded", "accuracy", "95% CI"):
         table.add_column(column)
     for row in report["runs"]:

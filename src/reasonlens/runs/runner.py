@@ -240,15 +240,15 @@ def _record(gen: Generation, problem: Problem, prompt: str, lm: LoadedModel, gra
 
 
 def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None = None) -> dict[str, Any]:
-    """Accuracy with a bootstrap 95% CI, counts and throughput, from the results on disk."""
-    from reasonlens.eval import bootstrap_ci
+    """Accuracy with its Wilson 95% CI, counts and throughput, from the results on disk."""
+    from reasonlens.eval import proportion_ci
 
     results = run.results()
     graded = [r for r in results if r.get("status") == "ok"]
     # Failed and ungradable samples count as incorrect: an output that breaks the grader must not raise accuracy.
     correct = [1.0 if r.get("correct") else 0.0 for r in results]
     n_correct = int(sum(correct))
-    accuracy, lo, hi = bootstrap_ci(correct) if correct else (0.0, 0.0, 0.0)
+    accuracy, lo, hi = proportion_ci(correct) if correct else (0.0, 0.0, 1.0)
     tokens = sum(int(r.get("n_tokens", 0)) for r in results)
     seconds = sum(float(r.get("seconds", 0.0)) for r in results)
     manifest = run.manifest
@@ -256,7 +256,7 @@ def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None =
         "command": manifest.get("command"), "model": manifest.get("model"), "dataset": manifest.get("dataset"),
         "template": manifest.get("template"), "method": manifest.get("method"),
         "n": len(results), "n_expected": manifest.get("n"), "n_graded": len(graded), "n_correct": n_correct,
-        "accuracy": accuracy, "accuracy_ci95": [lo, hi],
+        "accuracy": accuracy, "accuracy_ci95": [lo, hi], "accuracy_ci_method": "wilson",
         "accuracy_graded": n_correct / len(graded) if graded else 0.0,
         "n_failed": sum(r.get("status") == "failed" for r in results),
         "n_ungradable": sum(r.get("status") == "ungradable" for r in results),
