@@ -160,3 +160,25 @@ def test_a_checksummed_record_with_a_wrong_type_is_refused(tmp_path):
     run.results_path.write_bytes(encode_record({"index": True, "correct": False}))
     with pytest.raises(UserError, match=r"line 1: field 'index'"):
         run.results()
+
+
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_run_files_follow_the_umask_not_mkstemp(tmp_path, tiny_llama, umask, file_mode, dir_mode):
+    """A shared cluster: colleagues must read runs (mkstemp would make every file 0600)."""
+    import os
+    import stat
+
+    from reasonlens.decode import DecodeConfig
+    from reasonlens.runs import RunSpec, execute
+
+    old = os.umask(umask)
+    try:
+        execute(RunSpec(out=tmp_path / "run", model="tiny-llama", dataset="gsm8k", n=2, layers="-1",
+                        decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "run", *(tmp_path / "run").rglob("*")]
+    files = [p for p in paths if p.is_file() and not p.name.endswith(".lock")]
+    assert {p.name for p in files} >= {"manifest.json", "results.jsonl", "summary.json", "000000.safetensors"}
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(file_mode)}
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in paths if p.is_dir()} == {oct(dir_mode)}

@@ -76,6 +76,9 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
         del model.config.quantization_config
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
+        from reasonlens.runs.io import shared_mode
+
+        staging.chmod(shared_mode(directory=True))  # mkdtemp's 0700 would hide the cache from other users
         with console.status(f"writing {target}"), quiet_transformers():
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
