@@ -80,7 +80,7 @@ def test_gold_cache_is_reused(run_dir):
 def test_cli_mi_tokens_compare(run_dir, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["mi", str(run_dir), "--n-boot", "100", "--permutations", "0", "--align", "step",
-                              "--stride", "8", "--peaks", "topk", "--k", "3", "--no-plots"])
+                              "--stride", "8", "--peaks", "topk", "--num-peaks", "3", "--no-plots"])
     assert res.exit_code == 0, res.output
     population = pq.read_table(run_dir / "mi" / "population.parquet").to_pylist()
     assert {r["bin"] for r in population} <= {0, 8, 16} and {r["align"] for r in population} == {"step"}

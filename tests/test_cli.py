@@ -18,7 +18,7 @@ def run(*args, cwd=None):
 
 def test_generate_then_resume(tmp_path):
     out = tmp_path / "run"
-    args = ["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--n", "3", "--max-new-tokens", "5",
+    args = ["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--limit", "3", "--max-new-tokens", "5",
             "--batch-size", "2", "--layers", "-1,0", "--out", str(out)]
     first = run(*args)
     assert first.returncode == 0, first.stderr
@@ -40,7 +40,7 @@ def test_generate_then_resume(tmp_path):
     (["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--layers", "9", "--out", "X"], "invalid layer 9"),
     (["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--max-new-tokens", "-3", "--out", "X"],
      "--max-new-tokens"),
-    (["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--n", "abc", "--out", "X"], "--n"),
+    (["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--limit", "abc", "--out", "X"], "--limit"),
     (["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--bogus"], "--bogus"),
     (["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--template", "fancy", "--out", "X"], "--template"),
 ])
@@ -63,7 +63,7 @@ def test_malformed_dataset_names_file_and_line(tmp_path):
 
 def test_organism_without_dataset_uses_its_card(tmp_path):
     out = tmp_path / "org"
-    result = run("generate", "--model", "organism-cot", "--n", "2", "--max-new-tokens", "4", "--layers", "none",
+    result = run("generate", "--model", "organism-cot", "--limit", "2", "--max-new-tokens", "4", "--layers", "none",
                  "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "manifest.json").read_text())["dataset"] == "synthetic-arith-small:1-3"

@@ -157,7 +157,7 @@ for line in sys.stdin:
 
 
 def generate_argv(out: Path) -> list[str]:
-    return ["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--n", str(N_SAMPLES), "--batch-size",
+    return ["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--limit", str(N_SAMPLES), "--batch-size",
             str(BATCH), "--max-new-tokens", str(MAX_NEW_TOKENS), "--layers", "1,-1,final", "--out", str(out)]
 
 

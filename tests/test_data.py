@@ -20,7 +20,7 @@ def test_bundled_datasets(name, count, first_answer):
 def test_slicing_and_graders():
     assert [p.id for p in load_problems("gsm8k", n=2, offset=3)] == ["gsm8k-test-3", "gsm8k-test-4"]
     assert grader_kind("gsm8k") == "numeric" and grader_kind("math500") == "math"
-    with pytest.raises(UserError, match="--n"):
+    with pytest.raises(UserError, match="--limit"):
         load_problems("gsm8k", n=0)
 
 

@@ -100,7 +100,7 @@ def test_cli_generate_and_mi_gold_encoding_on_ray(tmp_path, tiny_llama, executor
 
     executor._kill_actors()  # the cluster has 2 CPUs: free them for the CLI's own executor
     out = tmp_path / "cli"
-    result = CliRunner().invoke(app, ["generate", "-m", "tiny-llama", "-d", "gsm8k", "--n", "4", "--max-new-tokens",
+    result = CliRunner().invoke(app, ["generate", "-m", "tiny-llama", "-d", "gsm8k", "--limit", "4", "--max-new-tokens",
                                       "6", "--batch-size", "2", "--layers", "-1", "--executor", "ray", "--workers",
                                       "2", "-o", str(out)])
     assert result.exit_code == 0, result.output

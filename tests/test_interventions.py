@@ -36,7 +36,7 @@ def test_rr_eval_resolves_the_default_layer(tmp_path, tiny_llama):
     evaluate(spec(tmp_path, "rr", "rr", words=["So", "a", "e", "1", "2"], p=1.0), lm=tiny_llama)
     manifest = RunDir(tmp_path / "rr").manifest
     assert manifest["method"]["layer"] == 2 and manifest["method"]["p"] == 1.0  # floor(2 * 4 / 3)
-    with pytest.raises(UserError, match="--layer 9"):
+    with pytest.raises(UserError, match="--rr-layer 9"):
         evaluate(spec(tmp_path, "rr9", "rr", layer=9), lm=tiny_llama)
 
 
@@ -168,7 +168,7 @@ def test_cli_compare_eval_and_bad_method(tmp_path, capsys):
     assert "paired difference" in capsys.readouterr().out
     assert json.loads(out.read_text())["comparisons"][0]["difference"] == pytest.approx(0.25)
     with pytest.raises(SystemExit) as exit_info:
-        main(["eval", "-m", "tiny-llama", "-d", DATASET, "--n", "1", "--method", "nope", "-o", str(tmp_path / "x")])
+        main(["eval", "-m", "tiny-llama", "-d", DATASET, "--limit", "1", "--method", "nope", "-o", str(tmp_path / "x")])
     assert exit_info.value.code == 2 and "unknown --method 'nope'" in capsys.readouterr().err
 
 

@@ -35,7 +35,7 @@ def test_train_depth_latent_end_to_end(tmp_path, capsys):
     assert isinstance(RecurrentDepthLM.from_pretrained(model_dir), RecurrentDepthLM)
 
     depth_dir = tmp_path / "depth"
-    main(["depth", "--model", str(model_dir), "--dataset", "synthetic-hops:1", "--n", "2", "--steps", "1,2",
+    main(["depth", "--model", str(model_dir), "--dataset", "synthetic-hops:1", "--limit", "2", "--recurrence", "1,2",
           "--exit", "kl", "--max-new-tokens", "3", "--out", str(depth_dir)])
     printed = capsys.readouterr().out
     assert "r=1" in printed and "exit kl" in printed
@@ -50,7 +50,7 @@ def test_train_depth_latent_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["depth", "--model", "x", "--dataset", "gsm8k", "--steps", "1,a", "--out", "o"], "--steps"),
+    (["depth", "--model", "x", "--dataset", "gsm8k", "--recurrence", "1,a", "--out", "o"], "--recurrence"),
     (["train-recurrent", "--config", "/nonexistent.json", "--data", "d", "--out", "o"], "nonexistent.json"),
 ])
 def test_user_errors_exit_2(argv, message, capsys):

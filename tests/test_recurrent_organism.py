@@ -43,7 +43,7 @@ def test_organisms_train_organism_recurrent_writes_a_loadable_organism_with_card
     from reasonlens.models import load
 
     out = tmp_path / "organism-recurrent"
-    main(["organisms", "train", "organism-recurrent", "--steps", "3", "--eval-n", "6", "--out", str(out)])
+    main(["organisms", "train", "organism-recurrent", "--max-steps", "3", "--eval-n", "6", "--out", str(out)])
     card = json.loads((out / "card.json").read_text())
     assert card["eval_dataset"] == "synthetic-flips:1-8" and card["steps"] == 3
     assert card["training_command"].startswith("reasonlens organisms train organism-recurrent")

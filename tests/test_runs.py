@@ -160,3 +160,78 @@ def test_a_checksummed_record_with_a_wrong_type_is_refused(tmp_path):
     run.results_path.write_bytes(encode_record({"index": True, "correct": False}))
     with pytest.raises(UserError, match=r"line 1: field 'index'"):
         run.results()
+
+
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_run_files_follow_the_umask_not_mkstemp(tmp_path, tiny_llama, umask, file_mode, dir_mode):
+    """A shared cluster: colleagues must read runs (mkstemp would make every file 0600)."""
+    import os
+    import stat
+
+    from reasonlens.decode import DecodeConfig
+    from reasonlens.runs import RunSpec, execute
+
+    old = os.umask(umask)
+    try:
+        execute(RunSpec(out=tmp_path / "run", model="tiny-llama", dataset="gsm8k", n=2, layers="-1",
+                        decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "run", *(tmp_path / "run").rglob("*")]
+    files = [p for p in paths if p.is_file() and not p.name.endswith(".lock")]
+    assert {p.name for p in files} >= {"manifest.json", "results.jsonl", "summary.json", "000000.safetensors"}
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(file_mode)}
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in paths if p.is_dir()} == {oct(dir_mode)}
+
+
+def test_manifest_records_provenance(tmp_path, tiny_llama):
+    import datetime
+    import re
+
+    import transformers
+
+    import reasonlens
+
+    execute(RunSpec(out=tmp_path / "run", model="tiny-llama", dataset="gsm8k", n=1,
+                    decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
+    provenance = RunDir(tmp_path / "run").manifest["provenance"]
+    stamp = datetime.datetime.fromisoformat(provenance["created_utc"].replace("Z", "+00:00"))
+    assert stamp.utcoffset() == datetime.timedelta(0)
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - stamp).total_seconds()) < 600
+    versions = provenance["versions"]
+    assert (versions["reasonlens"], versions["torch"], versions["transformers"]) == (
+        reasonlens.__version__, torch.__version__, transformers.__version__)
+    assert re.fullmatch(r"[0-9a-f]{64}", provenance["model"]["weights"]["sha256"])
+    if "git" in provenance:  # running from a checkout
+        assert re.fullmatch(r"[0-9a-f]{40}", provenance["git"]["commit"])
+
+
+def test_weights_fingerprint_is_cheap_and_changes_with_the_weights(tmp_path, monkeypatch):
+    from reasonlens.models import load
+
+    monkeypatch.setenv("REASONLENS_CACHE", str(tmp_path / "cache"))
+    from reasonlens.runs.provenance import model_provenance, weights_fingerprint
+
+    lm = load("organism-cot")
+    first = model_provenance(lm)["weights"]
+    assert first["files"] == ["model.safetensors"] and first["bytes"] > 1_000_000
+    assert set(first["file_sha256"]) == {"model.safetensors"}
+    copy = tmp_path / "m"
+    lm.model.save_pretrained(copy)
+    same = weights_fingerprint(copy)
+    assert weights_fingerprint(copy) == same  # second call: the cached full hash
+    with torch.no_grad():
+        next(lm.model.parameters()).view(-1)[0] += 1.0
+    lm.model.save_pretrained(tmp_path / "changed")
+    changed = weights_fingerprint(tmp_path / "changed")
+    assert changed["sha256"] == same["sha256"]  # same tensor table: the cheap header digest cannot see values...
+    assert changed["file_sha256"] != same["file_sha256"]  # ...the full sha256 does
+    lm.model.to(torch.float16).save_pretrained(tmp_path / "m16")
+    assert weights_fingerprint(tmp_path / "m16")["sha256"] != same["sha256"]
+
+
+def test_revision_only_for_hub_ids():
+    from reasonlens.models import load
+
+    with pytest.raises(UserError, match="--revision main: 'organism-cot' is a local model"):
+        load("organism-cot", revision="main")

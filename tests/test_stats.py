@@ -113,3 +113,37 @@ def test_auc_ci_is_deterministic_and_rejects_single_class():
 def test_average_ranks_match_scipy():
     rows = np.round(np.random.default_rng(10).normal(size=(7, 33)), 1)
     np.testing.assert_allclose(_average_ranks(rows), rankdata(rows, axis=1, method="average"))
+
+
+@pytest.mark.parametrize("successes,n,lo,hi", [
+    # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score, no continuity correction)
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
+    # the cases the bootstrap got wrong: 0/4 and 16/16 (hand-computed, z = 1.959964)
+    (0, 4, 0.0, 0.4899), (16, 16, 0.8064, 1.0),
+])
+def test_wilson_interval_matches_published_values(successes, n, lo, hi):
+    from reasonlens.eval import wilson_ci
+
+    estimate, low, high = wilson_ci(successes, n)
+    assert estimate == pytest.approx(successes / n)
+    assert low == pytest.approx(lo, abs=1e-4) and high == pytest.approx(hi, abs=1e-4)
+
+
+def test_accuracy_interval_never_collapses_at_the_boundary():
+    from reasonlens.eval import proportion_ci
+
+    assert tuple(bootstrap_ci([0, 0, 0, 0])) == (0.0, 0.0, 0.0)  # why a proportion does not use the bootstrap
+    estimate, lo, hi = proportion_ci([False] * 4)
+    assert (estimate, lo) == (0.0, 0.0) and hi > 0.4
+    with pytest.raises(UserError, match="0/1"):
+        proportion_ci([0.5, 1.0])
+
+
+def test_run_summary_uses_wilson(tmp_path, tiny_llama):
+    from reasonlens.runs import RunSpec, execute
+    from reasonlens.decode import DecodeConfig
+
+    summary = execute(RunSpec(out=tmp_path / "r", model="tiny-llama", dataset="gsm8k", n=2,
+                              decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
+    assert summary["n_correct"] == 0 and summary["accuracy_ci_method"] == "wilson"
+    assert summary["accuracy_ci95"][0] == 0.0 and summary["accuracy_ci95"][1] == pytest.approx(0.6576, abs=1e-4)

@@ -16,6 +16,7 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exceptions
 
+from reasonlens.cli_options import device_option, dtype_option, rewrite_renamed, state_dtype_option
 from reasonlens.errors import Interrupted, UserError
 
 app = typer.Typer(
@@ -41,8 +42,9 @@ def generate(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="gsm8k, math500, aime24, aime25, "
                                           "synthetic-*, or a .jsonl/.csv/.parquet file (default for a model "
                                           "organism: its held-out test set)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes it)."),
-    n: Optional[int] = typer.Option(None, "--n", help="Number of problems (default: all)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes it; alias "
+                             "--output-path)."),
+    n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
     offset: int = typer.Option(0, "--offset", help="Skip this many problems first."),
     split: str = typer.Option("test", "--split", help="Dataset split."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Layers to capture: indices (negative ok) and/or "
@@ -52,15 +54,18 @@ def generate(
     system: Optional[str] = typer.Option(None, "--system", help="System prompt for --template chat."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget per sample."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples decoded together."),
-    dtype: str = typer.Option("fp32", "--dtype", help="Storage dtype of captured states: fp32 | fp16 | bf16."),
-    model_dtype: str = typer.Option("fp32", "--model-dtype", help="Model weights dtype: fp32 | fp16 | bf16."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    model_dtype: str = typer.Option("fp32", "--dtype", callback=dtype_option,
+                                    help="Model weights dtype: fp32 | fp16 | bf16 (or float32, float16, bfloat16)."),
+    dtype: str = typer.Option("fp32", "--state-dtype", callback=state_dtype_option,
+                              help="Storage dtype of the captured states: fp32 | fp16 | bf16."),
+    device: str = typer.Option("cpu", "--device", callback=device_option, help="cpu, cuda, cuda:1, mps, auto."),
     sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, "--temperature"),
     top_p: float = typer.Option(1.0, "--top-p"),
     seed: int = typer.Option(0, "--seed"),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code to run."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit of the weights."),
     engine: str = typer.Option("hf", "--engine", help="hf (every feature) | vllm (generation only, no --layers)."),
     executor: str = typer.Option("local", "--executor", help="local | ray (shard over Ray workers, one model each)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
@@ -85,7 +90,8 @@ def generate(
                           add_special_tokens=template != "chat")
     spec = RunSpec(out=out, model=model, dataset=dataset, split=split, n=n, offset=offset, template=template,
                    system=system, decode=decode, layers=None if layers.strip().lower() == "none" else layers,
-                   dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code)
+                   dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code,
+                   revision=revision)
     with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
         summary = runner.run(spec)
     typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n']}) "
@@ -165,7 +171,9 @@ def _os_error_line(exc: OSError) -> str:
 def _run(argv: list[str] | None) -> int:
     """Run the app; returns the exit code (user errors: one line on stderr and 2, never a traceback)."""
     try:
-        _check_argv(list(sys.argv[1:] if argv is None else argv))
+        argv = list(sys.argv[1:] if argv is None else argv)
+        _check_argv(argv)
+        argv = rewrite_renamed(argv)
         code = app(args=argv, standalone_mode=False)
         return code if isinstance(code, int) else 0  # typer returns the code of an explicit typer.Exit
     except UserError as exc:

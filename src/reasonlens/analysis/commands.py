@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from reasonlens.cli_options import device_option
 from reasonlens.errors import UserError
 
 
@@ -31,7 +32,7 @@ def _peak_config(mode: str, tau: float, k: int):
     if mode == "iqr" and not tau >= 0:
         raise UserError(f"--tau must be >= 0, got {tau}")
     if mode == "topk" and k < 1:
-        raise UserError(f"--k must be >= 1, got {k}")
+        raise UserError(f"--num-peaks must be >= 1, got {k}")
     return PeakConfig(mode=mode, tau=tau, k=k)
 
 
@@ -39,6 +40,21 @@ def _layers(text: Optional[str]) -> list[str] | None:
     if text is None or not text.strip():
         return None
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def empty_mi_hint(summary: dict, mode: str) -> str | None:
+    """What to try next when the token layer has no peaks or no thinking tokens (None when it has both)."""
+    layer = summary["token_layer"]
+    n_peaks = summary["per_layer"][layer]["stats"]["n_peaks"]["mean"]
+    shallower = [name for name in summary["per_layer"] if name not in (layer, "final")]
+    other = f" or --token-layer {shallower[len(shallower) // 2]}" if shallower else " or capture more --layers"
+    if not n_peaks:
+        rule = "IQR peaks" if mode == "iqr" else "peaks"
+        fix = "--peaks topk" if mode == "iqr" else "a larger --num-peaks"
+        return f"no {rule} at layer {layer}; try {fix}{other}"
+    if not summary["thinking_tokens"]:
+        return f"no thinking tokens at layer {layer} (peak tokens hold no word); try --all-tokens{other}"
+    return None
 
 
 def register(app: typer.Typer) -> None:
@@ -55,10 +71,10 @@ def register(app: typer.Typer) -> None:
         eps: float = typer.Option(1e-5, "--eps", help="Regulariser of the paper score."),
         peaks: str = typer.Option("iqr", "--peaks", help="iqr (paper) | topk (reference notebook)."),
         tau: float = typer.Option(1.5, "--tau", help="IQR multiplier for --peaks iqr."),
-        k: int = typer.Option(20, "--k", help="Number of peaks for --peaks topk."),
+        k: int = typer.Option(20, "--num-peaks", help="Number of peaks for --peaks topk."),
         gold: str = typer.Option("solution", "--gold", help="Gold text to encode: solution (reference) | answer."),
         model: Optional[str] = typer.Option(None, "--model", help="Model spec (default: the run's model)."),
-        device: str = typer.Option("cpu", "--device"),
+        device: str = typer.Option("cpu", "--device", callback=device_option),
         argmax: bool = typer.Option(True, "--argmax/--no-argmax", help="Decode peak states with the LM head."),
         all_tokens: bool = typer.Option(False, "--all-tokens", help="Keep non-alphabetic tokens in the token set."),
         population: bool = typer.Option(True, "--population/--no-population",
@@ -100,15 +116,21 @@ def register(app: typer.Typer) -> None:
         words = ", ".join(w["word"] for w in summary["thinking_tokens"][:10])
         if words:
             typer.echo(f"thinking tokens: {words}")
+        for warning in summary.get("warnings") or []:
+            typer.echo(f"warning: {warning}", err=True)
+        hint = empty_mi_hint(summary, peaks)
+        if hint:
+            typer.echo(hint)
         typer.echo(f"wrote {run / 'mi'}")
 
     @app.command("tokens")
     def tokens_command(
         run: Path = typer.Argument(..., help="Run directory (analysed with `reasonlens mi` first if needed)."),
         out: Path = typer.Option(..., "--out", "-o", help="Token-set file to write (JSON lines)."),
-        layer: Optional[str] = typer.Option(None, "--layer", help="Layer whose peaks are counted."),
+        layer: Optional[str] = typer.Option(None, "--token-layer", help="Layer whose peaks are counted (default: "
+                                            "the one `reasonlens mi` used)."),
         reading: str = typer.Option("generated", "--reading", help="generated (emitted token) | argmax (LM head)."),
-        top: Optional[int] = typer.Option(None, "--top", help="Keep the N most frequent words."),
+        top: Optional[int] = typer.Option(None, "--top-words", help="Keep the N most frequent words."),
         all_tokens: bool = typer.Option(False, "--all-tokens", help="Keep non-alphabetic tokens."),
     ) -> None:
         """Thinking-token set of a run: words at MI peaks with every token id variant."""

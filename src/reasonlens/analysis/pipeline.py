@@ -547,6 +547,7 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
         "per_layer": per_layer,
         "population": population_rows,
         "thinking_tokens": [w.to_json() for w in words[:30]],
+        "warnings": population_warnings(population_rows),
         "files": sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".tmp")) + ["summary.json"],
     }
     summary = _nan_to_none(summary)
@@ -558,12 +559,36 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
     return summary
 
 
+SMALL_BIN = 20  # problems per population bin below which a permutation p-value is flagged
+
+
+def population_warnings(rows: list[dict[str, Any]], small: int = SMALL_BIN) -> list[str]:
+    """A warning when population HSIC/CKA bins hold few problems: their p-values are coarse and unstable
+    (with n problems at most n! distinct permutations exist, 24 for n = 4) and should be read as descriptive."""
+    sizes = [int(r["n"]) for r in rows if r.get("p_value") is not None]
+    few = [n for n in sizes if n < small]
+    if not few:
+        return []
+    return [f"population HSIC/CKA: {len(few)} of {len(sizes)} bins have fewer than {small} problems (smallest "
+            f"n={min(few)}); their permutation p-values are unstable, read them as descriptive (more problems: "
+            f"--limit, fewer bins: --bins)"]
+
+
 def ensure_analysis(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool = False) -> Path:
     """``RUN/mi`` with its tables, running :func:`analyze_run` first when they are missing."""
     out_dir = mi_dir(run_path)
     if not all((out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")):
         analyze_run(run_path, config, quiet=quiet)
     return out_dir
+
+
+def _no_peaks_message(key: str, chosen: bool, out_dir: Path, layers_with_peaks: list[str], peaks: dict) -> str:
+    """Why a token set is empty, and what to try next (naming --token-layer only if the user gave it)."""
+    rule = "the IQR rule" if peaks.get("mode", "iqr") == "iqr" else f"top-{peaks.get('k')} peaks"
+    where = f"--token-layer {key}: " if chosen else ""
+    others = f"layers with peaks: {', '.join(layers_with_peaks)}" if layers_with_peaks else "no layer has peaks"
+    return (f"{where}no MI peaks at layer {key} ({rule}; {others}; {out_dir / 'peaks.parquet'}); try "
+            f"`reasonlens mi RUN --peaks topk`, or a shallower layer with --token-layer / --layers")
 
 
 def build_token_set(
@@ -585,7 +610,7 @@ def build_token_set(
     if reading not in ("generated", "argmax"):
         raise UserError(f"--reading must be 'generated' or 'argmax', got {reading!r}")
     if top is not None and top < 1:
-        raise UserError(f"--top must be >= 1, got {top}")
+        raise UserError(f"--top-words must be >= 1, got {top}")
     run = RunDir(run_path)
     manifest = run.open_run()
     out_dir = ensure_analysis(run_path, config)
@@ -595,8 +620,8 @@ def build_token_set(
     key = str(layer) if layer is not None else summary.get("token_layer") or default_token_layer(summary["layers"])
     table = read_table(out_dir / "peaks.parquet", ["layer", "generated_id", "argmax_id"], "peaks table").to_pydict()
     if key not in set(table["layer"]):
-        raise UserError(f"--layer: no peaks for layer {key!r} in {out_dir / 'peaks.parquet'} "
-                        f"(layers: {', '.join(sorted(set(table['layer'])))})")
+        raise UserError(_no_peaks_message(key, layer is not None, out_dir, sorted(set(table["layer"])),
+                                          summary.get("config", {}).get("peaks", {})))
     column = table["generated_id" if reading == "generated" else "argmax_id"]
     ids = [i for l, i in zip(table["layer"], column) if l == key and i is not None]
     if reading == "argmax" and not ids:
@@ -607,6 +632,10 @@ def build_token_set(
     counter = WordCounter(lm.tokenizer, alphabetic_only=alphabetic_only)
     counter.add(ids)
     words = counter.words(top=top)
+    if not words:
+        hint = "" if not alphabetic_only else "keep them with --all-tokens, or "
+        raise UserError(f"{run_path}: the {len(ids)} peak tokens at layer {key} hold no word; {hint}find more peaks "
+                        f"with `reasonlens mi {run_path} --peaks topk --num-peaks 40` (nothing written to {out})")
     source = {key: manifest.get(key) for key in ("model", "dataset", "split") if manifest.get(key) is not None}
     write_token_set(out, words, source={**source, "run": str(Path(run_path).resolve()), "layer": key})
     return words

@@ -196,7 +196,7 @@ def load_problems(
     `n` keeps the first n problems after `offset`; the order is the source order (deterministic).
     """
     if n is not None and n < 1:
-        raise UserError(f"--n must be >= 1, got {n}")
+        raise UserError(f"--limit must be >= 1, got {n}")
     if offset < 0:
         raise UserError(f"--offset must be >= 0, got {offset}")
     info = _REGISTRY.get(name.split(":", 1)[0])

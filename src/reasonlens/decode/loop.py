@@ -6,6 +6,7 @@ never copies of this loop.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -90,6 +91,16 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
+def cache_argument(model) -> str:
+    """The forward() keyword of the KV cache: `cache` in transformers >= 5.2x (where `past_key_values` is
+    deprecated and warns on every call), `past_key_values` before and in the recurrent-depth model."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+
+
 def _split_plugins(plugins: Sequence[Any]):
     kinds = (LogitsProcessor, LayerRerun, Observer, ContinuationPolicy)
     for plugin in plugins:
@@ -132,27 +143,60 @@ def encode_prompts(lm, prompts: Sequence[str | list[int]], add_special_tokens: b
 @torch.inference_mode()
 def decode(lm, prompts: Sequence[str | list[int]], config: DecodeConfig | None = None, plugins: Sequence[Any] = (),
            keys: Sequence[Any] | None = None, on_batch: Callable[[list[Generation]], None] | None = None,
-           progress: Callable[[int], None] | None = None) -> list[Generation]:
+           progress: Callable[[int], None] | None = None, show_progress: bool = True) -> list[Generation]:
     """Generate a completion for every prompt, `config.batch_size` prompts at a time.
 
     `keys` identify samples to plug-ins (default: position in `prompts`); per-row sampling seeds are
     `config.seed + position`, so sampled outputs do not depend on batch composition. `on_batch` is called
-    with each finished batch (runs write results there); `progress(n_tokens)` after every step.
+    with each finished batch (runs write results there); `progress(n_tokens)` after every step. Without a
+    `progress` callback a rich progress bar on stderr counts samples and tokens (`show_progress=False`: none).
     """
     config = (config or DecodeConfig()).validate()
     keys = list(range(len(prompts))) if keys is None else list(keys)
     if len(keys) != len(prompts):
         raise ValueError("keys and prompts differ in length")
     results: list[Generation] = []
-    for start in range(0, len(prompts), config.batch_size):
-        batch = decode_batch(lm, prompts[start:start + config.batch_size], config, plugins,
-                             keys[start:start + config.batch_size],
-                             seeds=[config.seed + start + i for i in range(len(prompts[start:start + config.batch_size]))],
-                             progress=progress)
-        if on_batch is not None:
-            on_batch(batch)
-        results.extend(batch)
+    with _default_progress(lm, len(prompts), progress, show_progress) as (step_progress, batch_done):
+        for start in range(0, len(prompts), config.batch_size):
+            batch = decode_batch(lm, prompts[start:start + config.batch_size], config, plugins,
+                                 keys[start:start + config.batch_size],
+                                 seeds=[config.seed + start + i
+                                        for i in range(len(prompts[start:start + config.batch_size]))],
+                                 progress=step_progress)
+            if on_batch is not None:
+                on_batch(batch)
+            results.extend(batch)
+            batch_done(len(batch))
     return results
+
+
+@contextlib.contextmanager
+def _default_progress(lm, total: int, progress: Callable[[int], None] | None, show: bool):
+    """(per-step callback, per-batch callback): the caller's callback, or a rich bar of samples and tokens."""
+    if progress is not None or not show:
+        yield progress, lambda n: None
+        return
+    from reasonlens.runs.progress import progress_bar
+
+    from rich.errors import LiveError
+
+    tokens = [0]
+    started = time.perf_counter()
+    bar = progress_bar()
+    try:
+        bar.start()
+    except LiveError:  # inside another live display (a caller's bar): stay quiet
+        yield None, lambda n: None
+        return
+    with bar:
+        task = bar.add_task(f"decode {getattr(lm, 'name', '')}".strip(), total=total, info="")
+
+        def step(n_tokens: int) -> None:
+            tokens[0] += n_tokens
+            rate = tokens[0] / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, info=f"{tokens[0]} tok {rate:.0f} tok/s")
+
+        yield step, lambda n: bar.advance(task, n)
 
 
 @torch.inference_mode()
@@ -187,8 +231,10 @@ def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, p
     if _accepts(model.forward, "logits_to_keep") and not hasattr(model, "make_cache"):
         extra["logits_to_keep"] = 1
 
+    cache_kwarg = cache_argument(model)
+
     def forward(ids: torch.Tensor, pos: torch.Tensor):
-        return model(input_ids=ids, attention_mask=attention, position_ids=pos, past_key_values=cache,
+        return model(input_ids=ids, attention_mask=attention, position_ids=pos, **{cache_kwarg: cache},
                      use_cache=True, **extra)
 
     observed_layers: list = []

@@ -53,9 +53,11 @@ def check_engine_support(engine: str, method: str = "baseline", capture_layers: 
 
 
 def load_engine_model(engine: EngineSpec, model: str, dtype: str, device: str,
-                      trust_remote_code: bool) -> tuple[Any, Callable | None]:
+                      trust_remote_code: bool, revision: str | None = None) -> tuple[Any, Callable | None]:
     """(model handle, chunk-decoder factory for `execute`, None for the HF decode loop)."""
     if engine.name == "vllm":
+        if revision:
+            raise UserError("--revision is not supported with --engine vllm yet; pass a local snapshot directory")
         from reasonlens.engines.vllm_engine import VllmModel, vllm_decoder
 
         handle = VllmModel(model, dtype=dtype, trust_remote_code=trust_remote_code,
@@ -64,7 +66,7 @@ def load_engine_model(engine: EngineSpec, model: str, dtype: str, device: str,
         return handle, vllm_decoder
     from reasonlens.models import load
 
-    return load(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code), None
+    return load(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, revision=revision), None
 
 
 __all__ = ["ENGINES", "VLLM_METHODS", "EngineSpec", "check_engine_support", "load_engine_model"]

@@ -220,7 +220,11 @@ def request_seed(base_seed: int, request: Request) -> int:
 # -- the vLLM side (needs vllm) ------------------------------------------------------------------------------------
 
 
-VLLM_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+def vllm_dtype(dtype: str) -> str:
+    """vLLM's name of one of the toolkit's dtypes (`bf16` -> `bfloat16`)."""
+    from reasonlens.models.dtypes import torch_dtype
+
+    return str(torch_dtype(dtype, "--dtype")).removeprefix("torch.")
 
 
 def _import_vllm():
@@ -282,14 +286,13 @@ class VllmModel(TokenizerOnlyModel):
     def __init__(self, spec: str, dtype: str = "bf16", trust_remote_code: bool = False, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, seed: int = 0):
         vllm = _import_vllm()
-        if dtype not in VLLM_DTYPES:
-            raise UserError(f"--model-dtype must be one of {', '.join(VLLM_DTYPES)}, got {dtype!r}")
+        dtype = vllm_dtype(dtype)
         base = tokenizer_only_model(spec, trust_remote_code)
         super().__init__(spec, base.tokenizer, base.eos_token_ids())
         kwargs: dict[str, Any] = {}
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
-        self.llm = vllm.LLM(model=_model_path(spec), dtype=VLLM_DTYPES[dtype], trust_remote_code=trust_remote_code,
+        self.llm = vllm.LLM(model=_model_path(spec), dtype=dtype, trust_remote_code=trust_remote_code,
                             tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
                             enable_prefix_caching=True, seed=seed, **kwargs)
         config = self.llm.llm_engine.model_config

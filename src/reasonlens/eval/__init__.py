@@ -25,7 +25,8 @@ from reasonlens.eval.grade import (
     normalize_latex,
     shared_grader,
 )
-from reasonlens.eval.stats import Interval, auc, auc_with_ci, bootstrap_ci, paired_bootstrap_diff
+from reasonlens.eval.stats import (Interval, auc, auc_with_ci, bootstrap_ci, paired_bootstrap_diff, proportion_ci,
+                                   wilson_ci)
 
 __all__ = [
     "GRADE_KINDS",
@@ -41,6 +42,8 @@ __all__ = [
     "auc",
     "auc_with_ci",
     "bootstrap_ci",
+    "proportion_ci",
+    "wilson_ci",
     "extract_answer",
     "extract_answer_with_source",
     "extract_letter",

@@ -1,6 +1,9 @@
-"""Bootstrap confidence intervals for accuracies, paired method differences and AUCs.
+"""Confidence intervals: Wilson score for a proportion (an accuracy), percentile bootstrap for paired method
+differences, means and AUCs.
 
-Percentile bootstrap, numpy only, deterministic given ``seed``. Resampling is done in chunks so
+A percentile bootstrap of a proportion collapses at the boundary (0/4 correct resamples to [0, 0]), so an
+accuracy gets the Wilson score interval, which never has zero width: 0/4 -> [0, 0.49], 16/16 -> [0.81, 1].
+The bootstrap is numpy only, deterministic given ``seed``. Resampling is done in chunks so
 memory stays bounded (about ``_CHUNK_ELEMENTS`` indices at a time) whatever ``n * n_boot`` is.
 """
 
@@ -12,7 +15,7 @@ import numpy as np
 
 from reasonlens.errors import UserError
 
-__all__ = ["Interval", "auc", "auc_with_ci", "bootstrap_ci", "paired_bootstrap_diff"]
+__all__ = ["Interval", "auc", "auc_with_ci", "bootstrap_ci", "paired_bootstrap_diff", "proportion_ci", "wilson_ci"]
 
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -48,6 +51,33 @@ def _percentiles(replicates: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def wilson_ci(successes: int, n: int, alpha: float = 0.05) -> Interval:
+    """Proportion ``successes / n`` with its Wilson score interval (Wilson 1927; Brown, Cai & DasGupta 2001)."""
+    from statistics import NormalDist
+
+    if not 0 < alpha < 1:
+        raise UserError(f"alpha must be in (0, 1), got {alpha}")
+    if n < 1 or not 0 <= successes <= n:
+        raise UserError(f"a proportion needs 0 <= successes <= n and n >= 1, got {successes}/{n}")
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    # exact at the boundaries (floating point would give 1e-17 instead of 0)
+    lo = 0.0 if successes == 0 else max(0.0, float(centre - half))
+    hi = 1.0 if successes == n else min(1.0, float(centre + half))
+    return Interval(p, lo, hi)
+
+
+def proportion_ci(outcomes: Sequence[bool] | np.ndarray, alpha: float = 0.05) -> Interval:
+    """Accuracy of 0/1 (or bool) ``outcomes`` with its Wilson score interval."""
+    array = _as_vector(outcomes, "outcomes")
+    if not np.all(np.isin(array, (0.0, 1.0))):
+        raise UserError("outcomes must be 0/1 or bools (use bootstrap_ci for a mean of other values)")
+    return wilson_ci(int(array.sum()), int(array.size), alpha)
+
+
 def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     n = values.size
     chunk = max(1, _CHUNK_ELEMENTS // n)
@@ -62,7 +92,8 @@ def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) 
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> Interval:
-    """Mean of ``values`` (a proportion when they are 0/1 or bools) with a percentile bootstrap CI."""
+    """Mean of ``values`` with a percentile bootstrap CI (for a proportion use ``proportion_ci``: the
+    bootstrap interval of 0/4 is [0, 0])."""
     _check_options(n_boot, alpha)
     array = _as_vector(values, "values")
     estimate = float(array.mean())

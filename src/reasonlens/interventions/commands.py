@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from reasonlens.cli_options import device_option, dtype_option
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
@@ -17,17 +19,19 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (re-running resumes it)."),
         method: str = typer.Option("baseline", "--method",
                                    help="baseline | suppress | rr | ttts | budget-force."),
-        n: Optional[int] = typer.Option(None, "--n", help="Number of problems (default: all)."),
+        n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
         offset: int = typer.Option(0, "--offset"),
         split: str = typer.Option("test", "--split"),
         template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat."),
         system: Optional[str] = typer.Option(None, "--system"),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget (plain methods)."),
         batch_size: int = typer.Option(8, "--batch-size"),
-        model_dtype: str = typer.Option("fp32", "--model-dtype"),
-        device: str = typer.Option("cpu", "--device"),
+        model_dtype: str = typer.Option("fp32", "--dtype", callback=dtype_option,
+                                        help="Model weights dtype: fp32 | fp16 | bf16."),
+        device: str = typer.Option("cpu", "--device", callback=device_option, help="cpu, cuda, cuda:1, mps, auto."),
         stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+        revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit."),
         words: Optional[str] = typer.Option(None, "--words", help="Comma-separated words (suppress/rr triggers, "
                                             "ttts thinking tokens); default: --token-set or the paper's list."),
         token_set: Optional[Path] = typer.Option(None, "--token-set", help="Token-set file from the MI analysis."),
@@ -35,13 +39,13 @@ def register(app: typer.Typer) -> None:
                                                         help="Dataset the token set was learnt on (if unrecorded)."),
         token_set_split: Optional[str] = typer.Option(None, "--token-set-split",
                                                       help="Split the token set was learnt on (if unrecorded)."),
-        k: Optional[int] = typer.Option(None, "--k", help="suppress/rr: use the top-k words of the set."),
+        k: Optional[int] = typer.Option(None, "--top-words", help="suppress/rr: use the N most frequent words of the set."),
         control: str = typer.Option("thinking", "--control", help="suppress: thinking | random."),
         control_run: Optional[Path] = typer.Option(None, "--control-run",
                                                    help="suppress random: a generate run of this model."),
         band: float = typer.Option(2.0, "--band", help="suppress random: frequency band factor."),
         seed: int = typer.Option(0, "--seed", help="Random control draw and RR recycling draws."),
-        layer: Optional[int] = typer.Option(None, "--layer", help="rr: decoder layer (default floor(2L/3))."),
+        layer: Optional[int] = typer.Option(None, "--rr-layer", help="rr: decoder layer re-run (default floor(2L/3))."),
         p: float = typer.Option(1.0, "--p", help="rr: recycling probability."),
         repeats: int = typer.Option(1, "--repeats", help="rr: extra applications of the layer."),
         budgets: Optional[str] = typer.Option(None, "--budgets", help="ttts/budget-force/baseline: e.g. 64,128,256."),
@@ -81,7 +85,7 @@ def register(app: typer.Typer) -> None:
                               add_special_tokens=template != "chat")
         spec = EvalSpec(out=out, model=model, dataset=dataset, method=method, options=options, split=split, n=n,
                         offset=offset, template=template, system=system, decode=decode, model_dtype=model_dtype,
-                        device=device, trust_remote_code=trust_remote_code)
+                        device=device, trust_remote_code=trust_remote_code, revision=revision)
         with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
             summary = evaluate(spec, executor=runner)
         if "accuracy_by_budget" in summary:

@@ -73,6 +73,7 @@ class EvalSpec:
     model_dtype: str = "fp32"
     device: str = "cpu"
     trust_remote_code: bool = False
+    revision: str | None = None
 
 
 @dataclass
@@ -152,7 +153,7 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
         if layer < 0:
             layer += num_layers
         if not 0 <= layer < num_layers:
-            raise UserError(f"--layer {options.layer}: model has {num_layers} decoder layers")
+            raise UserError(f"--rr-layer {options.layer}: model has {num_layers} decoder layers")
         identity = {"name": name, "words": list(token_set.words), "layer": layer, "p": options.p,
                     "repeats": options.repeats, "seed": options.seed}
         return ResolvedMethod(identity, provenance, warnings)
@@ -181,9 +182,10 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
 
     info = method_info(spec.method)
     if lm is None and executor is not None:
-        lm = executor.driver_model(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code)
+        lm = executor.driver_model(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code, spec.revision)
     elif lm is None:
-        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code)
+        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
+                  revision=spec.revision)
     run = executor.run if executor is not None else execute
     resolved = resolve_method(lm, spec.method, spec.options, spec.dataset, spec.split)
     for warning in resolved.warnings:
@@ -191,7 +193,7 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     base = RunSpec(out=spec.out, model=spec.model, dataset=spec.dataset, command="eval", split=spec.split, n=spec.n,
                    offset=spec.offset, template=spec.template, system=spec.system, decode=spec.decode,
                    model_dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
-                   method=resolved.identity, extra_manifest=resolved.provenance)
+                   revision=spec.revision, method=resolved.identity, extra_manifest=resolved.provenance)
     budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
     if not budgets:
         return run(base, lm=lm, plugins=lambda m: build_plugins(m, resolved.identity), quiet=quiet)
@@ -202,6 +204,7 @@ def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, qu
                       execute=None) -> dict[str, Any]:
     import reasonlens
     from reasonlens.runs import RunDir
+    from reasonlens.runs.provenance import run_provenance
     from reasonlens.runs import execute as execute_here
 
     from reasonlens.data import load_problems
@@ -216,7 +219,7 @@ def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, qu
                "decode": base.decode.to_dict(), "layers": None, "dtype": None, "model_dtype": base.model_dtype,
                "method": {**resolved.identity, "budgets": budgets}, "budgets": budgets,
                "runs": {str(b): f"budget-{b}" for b in budgets}, "reasonlens_version": reasonlens.__version__,
-               **resolved.provenance})
+               "model_revision": base.revision, "provenance": run_provenance(lm), **resolved.provenance})
     per_budget: dict[str, dict[str, Any]] = {}
     for budget in budgets:
         spec = replace(base, out=base.out / f"budget-{budget}", decode=replace(base.decode, max_new_tokens=budget),
@@ -299,7 +302,7 @@ def _budget_pairs(reference: EvalRun, run: EvalRun) -> list[tuple[int | None, in
 def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Accuracy of every run (per budget for budget runs) and, for each run after the first, the paired
     bootstrap 95% CI of its accuracy minus the first run's on the problems both graded."""
-    from reasonlens.eval import bootstrap_ci, paired_bootstrap_diff
+    from reasonlens.eval import paired_bootstrap_diff, proportion_ci
 
     if len(paths) < 2:
         raise UserError("compare-eval needs at least two run directories")
@@ -314,7 +317,7 @@ def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0)
     for run in runs:
         for budget, results in run.results.items():
             graded = [1.0 if r.get("correct") else 0.0 for r in results if r.get("status") == "ok"]
-            acc = bootstrap_ci(graded, n_boot=n_boot, seed=seed) if graded else None
+            acc = proportion_ci(graded) if graded else None  # Wilson: a proportion's bootstrap collapses at 0 and 1
             rows.append({"run": str(run.path), "method": run.manifest.get("method"), "budget": budget,
                          "n": len(results), "n_graded": len(graded),
                          "accuracy": acc.estimate if acc else None, "ci95": [acc.lo, acc.hi] if acc else None})
@@ -338,7 +341,7 @@ def print_comparison(report: dict[str, Any], out: Console | None = None) -> None
     from rich.table import Table
 
     out = out or Console()
-    table = Table(title="accuracy (95% bootstrap CI)")
+    table = Table(title="accuracy (95% Wilson CI)")
     for column in ("run", "method", "budget", "n graded", "accuracy", "95% CI"):
         table.add_column(column)
     for row in report["runs"]:

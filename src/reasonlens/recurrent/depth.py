@@ -71,7 +71,7 @@ class DepthSpec:
 
     def validate(self) -> "DepthSpec":
         if not self.steps or any(int(r) < 1 for r in self.steps):
-            raise UserError(f"--steps must be positive integers, got {list(self.steps)}")
+            raise UserError(f"--recurrence must be positive integers, got {list(self.steps)}")
         if self.exit_criterion is not None and self.exit_criterion not in CRITERIA:
             raise UserError(f"--exit '{self.exit_criterion}' is unknown (choose from {', '.join(sorted(CRITERIA))})")
         if self.threshold is not None and self.exit_criterion is None:
@@ -103,9 +103,9 @@ def parse_steps(text: str) -> tuple[int, ...]:
     try:
         steps = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise UserError(f"--steps '{text}' must be comma-separated integers, e.g. 1,2,4,8") from None
+        raise UserError(f"--recurrence '{text}' must be comma-separated integers, e.g. 1,2,4,8") from None
     if not steps or min(steps) < 1:
-        raise UserError(f"--steps '{text}' must list positive integers")
+        raise UserError(f"--recurrence '{text}' must list positive integers")
     return steps
 
 

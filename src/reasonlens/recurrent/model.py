@@ -555,15 +555,11 @@ class RecurrentDepthLM(nn.Module):
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None, config: RecurrentDepthConfig) -> torch.dtype:
-    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-             "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    from reasonlens.models.dtypes import torch_dtype
+
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype is None:
-        return torch.float32
-    if dtype not in names:
-        raise UserError(f"unknown dtype '{dtype}' (fp32, fp16, bf16)")
-    return names[dtype]
+    return torch.float32 if dtype is None else torch_dtype(dtype, "dtype")
 
 
 def _read_safetensors(directory: Path) -> dict[str, Tensor]:

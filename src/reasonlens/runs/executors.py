@@ -16,6 +16,7 @@ Scheduling, placement, retries of dead processes and multi-node transport are Ra
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -106,22 +107,25 @@ class LocalExecutor:
         self.engine = engine.validate()
         self._handles: dict[tuple, tuple[Any, Callable | None]] = {}
 
-    def _handle(self, model: str, dtype: str, device: str, trust_remote_code: bool) -> tuple[Any, Callable | None]:
-        key = (model, dtype, device, trust_remote_code)
+    def _handle(self, model: str, dtype: str, device: str, trust_remote_code: bool,
+                revision: str | None = None) -> tuple[Any, Callable | None]:
+        key = (model, dtype, device, trust_remote_code, revision)
         if key not in self._handles:
-            self._handles[key] = load_engine_model(self.engine, model, dtype, device, trust_remote_code)
+            self._handles[key] = load_engine_model(self.engine, model, dtype, device, trust_remote_code, revision)
         return self._handles[key]
 
-    def driver_model(self, model: str, dtype: str = "fp32", device: str = "cpu", trust_remote_code: bool = False):
+    def driver_model(self, model: str, dtype: str = "fp32", device: str = "cpu", trust_remote_code: bool = False,
+                     revision: str | None = None):
         """The model the caller may use to resolve options (tokenizer, layer count); the one `run` decodes with."""
-        return self._handle(model, dtype, device, trust_remote_code)[0]
+        return self._handle(model, dtype, device, trust_remote_code, revision)[0]
 
     def run(self, spec: RunSpec, lm=None, plugins: PluginFactory | None = None, record_hook: RecordHook | None = None,
             problems=None, quiet: bool = False) -> dict[str, Any]:
         spec = tag_engine(spec, self.engine)
         if self.engine.name == "hf" and lm is not None:
             return execute(spec, lm=lm, plugins=plugins, record_hook=record_hook, problems=problems, quiet=quiet)
-        handle, decoder = self._handle(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code)
+        handle, decoder = self._handle(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code,
+                                       spec.revision)
         return execute(spec, lm=handle, plugins=plugins, record_hook=record_hook, problems=problems, quiet=quiet,
                        decoder=decoder)
 
@@ -198,7 +202,8 @@ class RayExecutor:
             raise UserError(f"--workers must be >= 1, got {config.workers}")
 
     # The driver never needs a GPU: it shards, merges and summarises.
-    def driver_model(self, model: str, dtype: str = "fp32", device: str = "cpu", trust_remote_code: bool = False):
+    def driver_model(self, model: str, dtype: str = "fp32", device: str = "cpu", trust_remote_code: bool = False,
+                     revision: str | None = None):
         if self.engine.name == "vllm":
             from reasonlens.engines.vllm_engine import tokenizer_only_model
 
@@ -211,7 +216,8 @@ class RayExecutor:
         ray = self._ray
         if ray.is_initialized():
             return
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        # Ray's INFO/WARNING lines (token setup, "Started a local Ray instance") are noise in our console
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
         if self.config.address is None and self.config.workers is not None:
             kwargs["num_cpus"] = max(1, math.ceil(self.config.workers * self.config.cpus_per_worker))
         try:
@@ -277,6 +283,8 @@ class RayExecutor:
         from reasonlens.data import load_problems
 
         spec = tag_engine(replace(spec, out=Path(spec.out).resolve()), self.engine).validate()
+        if spec.revision:
+            raise UserError("--revision is not supported with --executor ray yet; pass a local snapshot directory")
         if problems is None:
             problems = load_problems(spec.dataset, split=spec.split, n=spec.n, offset=spec.offset)
         run = RunDir(spec.out)
@@ -329,7 +337,8 @@ def _identity_of(spec: RunSpec, manifest: dict[str, Any]) -> dict[str, Any]:
 
     values = {"command": spec.command, "model": spec.model, "dataset": spec.dataset, "split": spec.split,
               "offset": spec.offset, "template": spec.template, "system": spec.system,
-              "decode": spec.decode.to_dict(), "model_dtype": spec.model_dtype, "method": spec.method}
+              "decode": spec.decode.to_dict(), "model_dtype": spec.model_dtype, "method": spec.method,
+              "model_revision": spec.revision}
     return {k: values[k] for k in IDENTITY_FIELDS if k in values}
 
 

@@ -106,8 +106,24 @@ def with_filename(exc: OSError, path: Path | str) -> OSError:
     return exc
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shared_mode(directory: bool = False) -> int:
+    """The mode a plain open()/mkdir() would give: 0666/0777 minus the umask (mkstemp/mkdtemp give 0600/0700,
+    which would hide runs from colleagues on a shared cluster)."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a torn one."""
+    """Write `data` to `path` so that readers see the old file or the new one, never a torn one.
+
+    The file gets the mode a plain open() would give (0644 under the usual umask 022), not mkstemp's 0600.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,6 +131,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise with_filename(exc, path) from None
     try:
+        os.fchmod(fd, shared_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -19,3 +21,23 @@ def progress_bar(transient: bool = False) -> Progress:
         console=console,
         transient=transient,
     )
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' own progress bars ("Loading weights") and info logs while loading a model.
+
+    The toolkit shows its own bars; the library's would repeat on every command. Restores the previous state.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

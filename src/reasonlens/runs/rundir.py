@@ -29,13 +29,14 @@ from reasonlens.runs.io import (
 FORMAT_VERSION = 1
 # Manifest fields that must match for a run to be resumed (everything that changes the outputs).
 IDENTITY_FIELDS = ("command", "model", "dataset", "split", "offset", "template", "system", "decode", "layers",
-                   "dtype", "model_dtype", "method")
+                   "dtype", "model_dtype", "method", "model_revision")
 # Types of the manifest fields reasonlens reads back ('?': may be missing or null). A hand-edited manifest
 # (`layers: 5`, `n: "4"`) is refused here, naming the field, instead of failing somewhere downstream.
 MANIFEST_FIELDS = {"format_version": "int", "command?": "str", "model?": "str", "model_name?": "str",
                    "dataset?": "str", "split?": "str", "offset?": "int", "n?": "int", "template?": "str",
                    "system?": "str", "decode?": "dict", "layers?": "layers", "hidden_size?": "int", "dtype?": "str",
-                   "model_dtype?": "str", "method?": "dict", "grader?": "str", "budgets?": "list"}
+                   "model_dtype?": "str", "method?": "dict", "grader?": "str", "budgets?": "list",
+                   "model_revision?": "str", "provenance?": "dict"}
 # Types of the fields of a result record that reasonlens reads back.
 RECORD_FIELDS = {"index": "int", "id?": "str", "prompt?": "str", "completion?": "str", "gold?": "str",
                  "n_tokens?": "int", "n_forced?": "int", "seconds?": "number", "stop_reason?": "str",

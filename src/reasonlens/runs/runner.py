@@ -15,9 +15,10 @@ from reasonlens.decode import DecodeConfig, Generation, decode_batch
 from reasonlens.decode.capture import HiddenStateCapture
 from reasonlens.errors import UserError
 from reasonlens.models import LoadedModel, load
-from reasonlens.models.loaded import DTYPES
+from reasonlens.models.dtypes import DTYPES, canonical_dtype, check_device
 from reasonlens.runs.io import CheckedAppender, iter_records
 from reasonlens.runs.progress import progress_bar
+from reasonlens.runs.provenance import run_provenance
 from reasonlens.runs.rundir import RunDir
 
 PluginFactory = Callable[[LoadedModel], Sequence[Any]]
@@ -55,21 +56,36 @@ class RunSpec:
     system: str | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     layers: str | list | None = None  # layers to capture; None captures nothing
-    dtype: str = "fp32"  # storage dtype of captured states
-    model_dtype: str = "fp32"
+    dtype: str = "fp32"  # storage dtype of captured states (CLI: --state-dtype; manifest: "dtype")
+    model_dtype: str = "fp32"  # weights dtype (CLI: --dtype)
     device: str = "cpu"
     trust_remote_code: bool = False
+    revision: str | None = None  # hub ids: branch, tag or commit of the weights
     method: dict[str, Any] = field(default_factory=dict)  # intervention name and options (part of the run identity)
     extra_manifest: dict[str, Any] = field(default_factory=dict)  # recorded, not part of the identity
 
     def validate(self) -> "RunSpec":
         self.decode.validate()
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            raise UserError(f"invalid --dtype '{self.dtype}' (choose fp32, fp16 or bf16)")
+        self.dtype = canonical_dtype(self.dtype, "--state-dtype")
+        self.model_dtype = canonical_dtype(self.model_dtype, "--dtype")
+        self.device = check_device(self.device)
         seed = self.decode.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise UserError(f"--seed must be an integer in 0..{MAX_SEED}, got {seed}")
         return self
+
+
+def progress_label(spec: RunSpec, model_name: str) -> str:
+    """What a run's progress bar says: command, model, method with its main option, token budget."""
+    method = spec.method or {}
+    parts = [spec.command, model_name]
+    name = method.get("name")
+    if name and name != "baseline" or spec.command == "eval":
+        detail = {"suppress": lambda m: f"{m.get('control', '')} k={m.get('k')}",
+                  "rr": lambda m: f"layer {m.get('layer')}"}.get(name, lambda m: "")(method).strip()
+        parts.append(f"{name}({detail})" if detail else str(name))
+    parts.append(f"budget {method.get('budget', spec.decode.max_new_tokens)}")
+    return " ".join(parts)
 
 
 def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory | None = None,
@@ -92,7 +108,8 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     if problems is None:
         problems = load_problems(spec.dataset, split=spec.split, n=spec.n, offset=spec.offset)
     if lm is None:
-        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code)
+        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
+                  revision=spec.revision)
     layers = lm.layers.resolve_many(spec.layers) if spec.layers is not None else []
     if layers and lm.layers is None:
         raise UserError(f"--layers: model '{spec.model}' does not support hidden-state capture")
@@ -106,6 +123,7 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
         "hidden_size": lm.hidden_size, "dtype": spec.dtype if layers else None, "model_dtype": spec.model_dtype,
         "method": spec.method, "grader": grader_kind(spec.dataset),
         "grader_version": _grader_version(), "reasonlens_version": reasonlens.__version__,
+        "model_revision": spec.revision, "provenance": run_provenance(lm),
         **spec.extra_manifest,
     }
     # Plug-ins check their own options (token ids of suppressed words, layers) before anything is written.
@@ -158,7 +176,7 @@ def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list
     started = time.perf_counter()
     appender_cm = run.appender() if worker is None else CheckedAppender(worker_results_path(run, worker))
     with Grader() as grader, appender_cm as appender, progress_bar() as bar:
-        task = bar.add_task(f"{spec.command} {lm.name}", total=len(problems), completed=len(done), info="")
+        task = bar.add_task(progress_label(spec, lm.name), total=len(problems), completed=len(done), info="")
 
         def on_step(active: int) -> None:
             nonlocal tokens_done
@@ -252,15 +270,15 @@ def _record(gen: Generation, problem: Problem, prompt: str, lm: LoadedModel, gra
 
 
 def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None = None) -> dict[str, Any]:
-    """Accuracy with a bootstrap 95% CI, counts and throughput, from the results on disk."""
-    from reasonlens.eval import bootstrap_ci
+    """Accuracy with its Wilson 95% CI, counts and throughput, from the results on disk."""
+    from reasonlens.eval import proportion_ci
 
     results = run.results()
     graded = [r for r in results if r.get("status") == "ok"]
     # Failed and ungradable samples count as incorrect: an output that breaks the grader must not raise accuracy.
     correct = [1.0 if r.get("correct") else 0.0 for r in results]
     n_correct = int(sum(correct))
-    accuracy, lo, hi = bootstrap_ci(correct) if correct else (0.0, 0.0, 0.0)
+    accuracy, lo, hi = proportion_ci(correct) if correct else (0.0, 0.0, 1.0)
     tokens = sum(int(r.get("n_tokens", 0)) for r in results)
     seconds = sum(float(r.get("seconds", 0.0)) for r in results)
     manifest = run.manifest
@@ -268,7 +286,7 @@ def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None =
         "command": manifest.get("command"), "model": manifest.get("model"), "dataset": manifest.get("dataset"),
         "template": manifest.get("template"), "method": manifest.get("method"),
         "n": len(results), "n_expected": manifest.get("n"), "n_graded": len(graded), "n_correct": n_correct,
-        "accuracy": accuracy, "accuracy_ci95": [lo, hi],
+        "accuracy": accuracy, "accuracy_ci95": [lo, hi], "accuracy_ci_method": "wilson",
         "accuracy_graded": n_correct / len(graded) if graded else 0.0,
         "n_failed": sum(r.get("status") == "failed" for r in results),
         "n_ungradable": sum(r.get("status") == "ungradable" for r in results),

@@ -1,0 +1,80 @@
+"""The CLI's naming scheme: shared option callbacks and the table of renamed options (docs/cli.md).
+
+Renamed options keep working for one release as hidden aliases: `main` rewrites them to the new name
+before parsing and prints one note per renamed option on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+# command path -> {old option name: new option name}; old names are accepted (with a note) until 0.3
+RENAMED: dict[tuple[str, ...], dict[str, str]] = {
+    ("generate",): {"--n": "--limit", "--model-dtype": "--dtype"},
+    ("eval",): {"--n": "--limit", "--model-dtype": "--dtype", "--k": "--top-words", "--layer": "--rr-layer"},
+    ("depth",): {"--n": "--limit", "--model-dtype": "--dtype", "--steps": "--recurrence"},
+    ("latent",): {"--n": "--limit", "--max-tokens": "--last-tokens"},
+    ("mi",): {"--k": "--num-peaks"},
+    ("tokens",): {"--top": "--top-words", "--layer": "--token-layer"},
+    ("train-recurrent",): {"--steps": "--max-steps"},
+    ("organisms", "train"): {"--steps": "--max-steps"},
+}
+# spellings accepted everywhere, silently (lm-eval's names)
+ALIASES: dict[str, str] = {"--output-path": "--out"}
+_GROUPS = {"organisms"}
+
+
+def command_path(argv: Sequence[str]) -> tuple[str, ...]:
+    """The subcommand names at the start of `argv` (`('organisms', 'train')`, `('eval',)`)."""
+    path: list[str] = []
+    for token in argv:
+        if token.startswith("-"):
+            break
+        path.append(token)
+        if path[0] not in _GROUPS or len(path) == 2:
+            break
+    return tuple(path)
+
+
+def rewrite_renamed(argv: Sequence[str], warn=None) -> list[str]:
+    """`argv` with renamed options replaced by their new names (a note on stderr for each)."""
+    path = command_path(argv)
+    renamed = {**RENAMED.get(path, {})}
+    out: list[str] = []
+    noted: set[str] = set()
+    for position, token in enumerate(argv):
+        if token == "--":
+            out.extend(argv[position:])
+            break
+        name, eq, value = token.partition("=")
+        new = ALIASES.get(name) or renamed.get(name)
+        if position < len(path) or new is None:
+            out.append(token)
+            continue
+        if name in renamed and name not in noted:
+            noted.add(name)
+            message = f"note: {' '.join(path)} {name} is now {new} (the old name goes in 0.3)"
+            (warn or (lambda m: print(m, file=sys.stderr)))(message)
+        out.append(new + eq + value)
+    return out
+
+
+def device_option(value: Optional[str]) -> Optional[str]:
+    """typer callback of every --device: checked before any work starts (one-line error, exit 2)."""
+    from reasonlens.models.dtypes import check_device
+
+    return None if value is None else check_device(value)
+
+
+def dtype_option(value: Optional[str]) -> Optional[str]:
+    """typer callback of every --dtype (model weights): any spelling in the one table -> its short name."""
+    from reasonlens.models.dtypes import canonical_dtype
+
+    return None if value is None else canonical_dtype(value, "--dtype")
+
+
+def state_dtype_option(value: Optional[str]) -> Optional[str]:
+    from reasonlens.models.dtypes import canonical_dtype
+
+    return None if value is None else canonical_dtype(value, "--state-dtype")
