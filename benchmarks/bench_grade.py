@@ -141,7 +141,7 @@ def main() -> None:
             base_s, base_ok = _baseline(predictions, golds)
             print(
                 f"MATH-500 x{len(golds)} {label}: reasonlens {ours_s:.2f} s ({ours_ok} correct), "
-                f"in-process math-verify {base_s:.2f} s ({base_ok} correct), ratio {ours_s / base_s:.2f}x"
+                f"in-process math-verify {base_s:.2f} s ({base_ok} correct), time ratio reasonlens/math-verify {ours_s / base_s:.2f}x"
             )
 
         gsm_s, gsm_ok = _ours(grader, [r["solution"] for r in gsm_rows], [r["answer"] for r in gsm_rows], "numeric")

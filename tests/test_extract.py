@@ -75,6 +75,12 @@ def test_last_number(text, expected):
     assert last_number(text) == expected
 
 
+def test_text_cut_off_mid_equation_has_no_fallback_answer():
+    assert extract_answer("she walked 1200 * 6 = ") is None
+    assert extract_answer("we get 3 + ") is None
+    assert extract_answer("The answer is 6. Check: 1200 * 6 =") == "6"
+
+
 def test_extraction_priority_is_boxed_then_phrase_then_number():
     text = "The answer is 5. Actually \\boxed{6}. Then 7."
     assert extract_answer_with_source(text).source == "boxed"
@@ -224,6 +230,8 @@ def test_last_number_reads_what_read_number_reads(text, expected):
         ("The roots are $1$, $2$, and $3$.", "3", ("1", "2", "3")),
         ("We need the sum, which is \\boxed{2", "2", None),
         ("The code is AZYUK2A", None, None),
+        ("so she walked 1200 * 6 = ", None, None),
+        ("**113**", "113", None),
     ],
 )
 def test_math_extraction_follows_math_verify_order(text, answer, parts):

@@ -3,7 +3,8 @@
 Each case: gold (in the bundled datasets' own formats), completion (in a style models produce), kind
 (the dataset's grader), expected verdict, category, style and why. Cases are written out by hand
 below as (gold, right writings, wrong writings) per answer format plus hand-written cases for every
-failure class of issue 18; the styles wrap an answer the way real completions do. The expected
+failure class of issue 18; the styles wrap an answer the way real completions do. real_outputs.jsonl adds
+completions copied verbatim from the SmolLM2 and organism runs of docs/results.md. The expected
 verdict is what a careful human grader says, not what any grader outputs.
 Re-running this script rewrites the file identically (no randomness).
 """
@@ -208,8 +209,14 @@ def hand_cases() -> list[dict]:
     return [case(*row) for row in HAND]
 
 
+def real_cases() -> list[dict]:
+    """Completions copied verbatim from the runs of docs/results.md (real_outputs.jsonl), verdicts by reading them."""
+    path = Path(__file__).with_name("real_outputs.jsonl")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def main() -> None:
-    rows = styled_cases() + hand_cases()
+    rows = styled_cases() + hand_cases() + real_cases()
     path = Path(__file__).with_name("corpus.jsonl")
     with open(path, "w", encoding="utf-8") as handle:
         for row in rows:

@@ -447,6 +447,15 @@ def _last_line_formula(text: str) -> str | None:
     return line
 
 
+_OPEN_END = re.compile(r"(?:[=+\-/\u00d7\u00f7(]|(?<!\*)\*|\\times|\\cdot|\\div)\s*$")  # not markdown's **
+
+
+def _cut_mid_equation(text: str) -> bool:
+    """Text ending in ``=`` or an operator was cut off mid-computation ("1200 * 6 = "): its last number is an
+    operand, not an answer, so the fallbacks find none (a box or an answer phrase still counts)."""
+    return _OPEN_END.search(text[-64:]) is not None
+
+
 def extract_math_answer(text: str) -> Extraction | None:
     """The final answer of a completion for math-kind grading, in math-verify's order.
 
@@ -472,6 +481,8 @@ def extract_math_answer(text: str) -> Extraction | None:
     phrase = _phrase_answers(text, _ANSWER_PHRASE)
     if phrase is not None:
         return Extraction(phrase[1][-1], "phrase", phrase[1])
+    if _cut_mid_equation(text):
+        return None
     items = _math_items(text)
     check = None
     for check in _CHECK.finditer(text):
@@ -510,7 +521,7 @@ def extract_answer_with_source(text: str) -> Extraction | None:
     phrase = phrase_answer(text)
     if phrase is not None:
         return Extraction(phrase, "phrase", (phrase,))
-    number = last_number(text)
+    number = None if _cut_mid_equation(text) else last_number(text)
     if number is not None:
         return Extraction(number, "number", (number,))
     return None
