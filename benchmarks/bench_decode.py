@@ -1,90 +1,183 @@
-"""Decode-loop throughput on SmolLM2-135M: HF generate vs our loop vs our loop with 4-layer capture.
+"""Decode throughput on a length-skewed workload: HF generate (static batches) vs our loop, static and rows joining,
+each with and without hidden-state capture of 4 layers.
 
-Every configuration is measured in the same process, interleaved over repeats, and reported as a ratio to
-HF `generate` at the same batch size (the machine is noisy; only same-run ratios mean something).
-Also prints the memory-bandwidth bound: weight bytes / measured copy bandwidth.
+Workload: 64 prompts (GSM8K question openings of ragged length) whose traces end with EOS at lengths drawn
+from a long-tailed log-normal distribution (`--workload skewed`, seeded; median 24 tokens, a few hundred at
+the tail) or all at the same length (`--workload uniform`, the negative control: joining cannot help there).
+The EOS is forced at each sample's length by a logits processor in every variant, so all variants produce
+exactly the same tokens and only the schedule differs. Model: a random Llama config big enough that the
+forward pass, not Python, is most of a step (d=256, 6 layers).
 
-    python benchmarks/bench_decode.py [--tokens 64] [--repeats 3] [--batches 1,8]
+Capture writes every finished sample's 4-layer states to a safetensors shard through the background writer
+(`RunDir.write_states` in `BackgroundWriter`, as `reasonlens generate` does); HF generate "with capture"
+returns all hidden states (`output_hidden_states`) and copies the same 4 layers to the CPU.
+
+Every configuration runs in the same process, interleaved over `--repeats`; figures are medians (the
+machine is shared: only same-run ratios mean something). Ends with one line:
+`skewed batch 8: joining/static-hf X.XXx; capture4/no-capture Y.YYx` (capture on our joining loop).
+
+    python benchmarks/bench_decode.py [--workload skewed|uniform] [--batches 8,32] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import random
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LogitsProcessor as HFLogitsProcessor
+from transformers import LogitsProcessorList
 
-from reasonlens.data import load_problems, render_prompt
-from reasonlens.decode import DecodeConfig, decode
+from reasonlens.data import load_problems
+from reasonlens.decode import DecodeConfig, LogitsProcessor, decode
 from reasonlens.decode.capture import HiddenStateCapture
-from reasonlens.models import load
+from reasonlens.models.loaded import DTYPES, LoadedModel, byte_level_tokenizer
+from reasonlens.runs.rundir import RunDir
+from reasonlens.runs.writer import BackgroundWriter
+
+N_PROMPTS = 64
+LAYERS = [1, 3, 4, "final"]
 
 
-def copy_bandwidth(n_bytes: int = 512 * 2**20, repeats: int = 5) -> float:
-    """Bytes per second of a large tensor copy (read + write counted once each)."""
-    src = torch.empty(n_bytes // 4, dtype=torch.float32).uniform_()
-    dst = torch.empty_like(src)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n_bytes / best
+def bench_model(seed: int = 0) -> LoadedModel:
+    """A random Llama (d=256, 6 layers, GQA) on the byte-level tokenizer: tiny, but not trivially so."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=300, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
+                         num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).eval()
+    return LoadedModel.wrap(model, byte_level_tokenizer(), name="bench-llama", spec="bench-llama")
 
 
-def run_hf(lm, prompts, tokens):
-    enc = lm.tokenizer(prompts, return_tensors="pt", padding=True)
-    with torch.inference_mode():
-        out = lm.model.generate(**enc, max_new_tokens=tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
-    eos = set(lm.eos_token_ids())
+def workload(kind: str, n: int = N_PROMPTS, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Prompts (question openings of 24-96 characters) and the trace length of each sample."""
+    rng = random.Random(seed)
+    questions = [p.question for p in load_problems("gsm8k", n=n)]
+    prompts = [q[:rng.randint(24, 96)] for q in questions]
+    if kind == "uniform":
+        lengths = [40] * n
+    else:
+        lengths = [min(384, max(4, round(math.exp(rng.gauss(math.log(24), 1.0))))) for _ in range(n)]
+    return prompts, lengths
+
+
+class EosAtLength(LogitsProcessor):
+    """Our loop: sample `key` ends with EOS as its `lengths[key]`-th token."""
+
+    def __init__(self, lengths: list[int], eos: int):
+        self.lengths, self.eos = lengths, eos
+
+    def __call__(self, logits, state):
+        for row in state.rows:
+            if row.n_generated == self.lengths[row.key] - 1:
+                logits[row.row] = float("-inf")
+                logits[row.row, self.eos] = 0.0
+        return logits
+
+
+class HFEosAtLength(HFLogitsProcessor):
+    """HF generate: the same rule for one static batch (rows are the batch's samples in order)."""
+
+    def __init__(self, lengths: list[int], prompt_width: int, eos: int):
+        self.lengths, self.width, self.eos = torch.tensor(lengths), prompt_width, eos
+
+    def __call__(self, input_ids, scores):
+        at = (self.lengths - 1 == input_ids.shape[1] - self.width).nonzero().flatten()
+        if at.numel():
+            scores[at] = float("-inf")
+            scores[at, self.eos] = 0.0
+        return scores
+
+
+def run_hf(lm, prompts, lengths, batch, capture) -> int:
+    eos = lm.eos_token_ids()[0]
     count = 0
-    for row in out[:, enc["input_ids"].shape[1]:].tolist():
-        count += next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+    for start in range(0, len(prompts), batch):
+        part, budget = prompts[start:start + batch], lengths[start:start + batch]
+        enc = lm.tokenizer(part, return_tensors="pt", padding=True)
+        width = enc["input_ids"].shape[1]
+        with torch.inference_mode():
+            out = lm.model.generate(**enc, max_new_tokens=max(budget), do_sample=False, pad_token_id=0,
+                                    logits_processor=LogitsProcessorList([HFEosAtLength(budget, width, eos)]),
+                                    output_hidden_states=capture, return_dict_in_generate=True)
+        if capture:  # the 4 layers' state that predicted each token, on the CPU (index 0 of a step = embeddings)
+            keep = [k + 1 if k != "final" else -1 for k in LAYERS]
+            [torch.stack([step[k][:, -1] for k in keep], 1).cpu() for step in out.hidden_states]
+        for row in out.sequences[:, width:].tolist():
+            count += next((i + 1 for i, t in enumerate(row) if t == eos), len(row))
     return count
 
 
-def run_ours(lm, prompts, tokens, capture_layers=None):
-    plugins = []
-    if capture_layers:
-        plugins.append(HiddenStateCapture(capture_layers, lambda row, tensors: None))
-    gens = decode(lm, prompts, DecodeConfig(max_new_tokens=tokens, batch_size=len(prompts)), plugins=plugins)
+def run_ours(lm, prompts, lengths, batch, schedule, capture, out_dir: Path, dtype: str) -> int:
+    config = DecodeConfig(max_new_tokens=max(lengths), batch_size=batch, schedule=schedule, window=64)
+    plugins = [EosAtLength(lengths, lm.eos_token_ids()[0])]
+    run = RunDir(out_dir)
+    with BackgroundWriter() as writer:
+        if capture:
+            def sink(row, tensors):
+                size = sum(t.numel() * t.element_size() for t in tensors.values())
+                writer.submit(lambda: run.write_states(int(row.key), tensors, {"index": str(row.key)}), size)
+            plugins.append(HiddenStateCapture(LAYERS, sink, DTYPES[dtype]))
+        gens = decode(lm, prompts, config, plugins=plugins)
     return sum(g.n_tokens for g in gens)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--workload", choices=("skewed", "uniform"), default="skewed")
+    parser.add_argument("--batches", default="8", help="comma-separated batch sizes, e.g. 8,32")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the writer thread is extra)")
+    parser.add_argument("--capture-dtype", choices=tuple(DTYPES), default="fp32")
+    parser.add_argument("--variants", default="hf,hf+capture4,static,static+capture4,join,join+capture4")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    lm = load("smollm2-135m")
-    problems = load_problems("gsm8k", n=8)
-    all_prompts = [render_prompt(p, "deepseek-math") for p in problems]
-    layers = [7, 15, 23, 29]
-    weight_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
-    bandwidth = copy_bandwidth()
-    print(f"weights {weight_bytes / 2**20:.0f} MiB, copy bandwidth {bandwidth / 2**30:.1f} GiB/s, "
-          f"bound {bandwidth / weight_bytes:.1f} forward passes/s")
-    for batch in [int(b) for b in args.batches.split(",")]:
-        prompts = all_prompts[:batch]
-        variants = {"hf_generate": lambda: run_hf(lm, prompts, args.tokens),
-                    "ours": lambda: run_ours(lm, prompts, args.tokens),
-                    "ours+capture4": lambda: run_ours(lm, prompts, args.tokens, layers)}
-        run_ours(lm, prompts, 4)  # warm-up
-        rates: dict[str, list[float]] = {k: [] for k in variants}
-        for _ in range(args.repeats):
-            for name, fn in variants.items():
-                t = time.perf_counter()
-                n = fn()
-                rates[name].append(n / (time.perf_counter() - t))
-        base = statistics.median(rates["hf_generate"])
-        bound = batch * bandwidth / weight_bytes
-        print(f"batch {batch}: memory-bandwidth bound {bound:.0f} tok/s")
-        for name, values in rates.items():
-            med = statistics.median(values)
-            print(f"  {name:14s} {med:8.1f} tok/s   ratio vs hf_generate {med / base:5.2f}x")
+    torch.set_num_threads(args.threads)
+    lm = bench_model()
+    prompts, lengths = workload(args.workload)
+    total = sum(lengths)
+    print(f"workload {args.workload}: {len(prompts)} prompts, trace lengths min {min(lengths)} median "
+          f"{statistics.median(lengths):.0f} mean {total / len(lengths):.1f} max {max(lengths)}, {total} tokens; "
+          f"capture {len(LAYERS)} layers {args.capture_dtype}; {args.threads} torch thread(s); "
+          f"medians of {args.repeats} interleaved repeats")
+    wanted = args.variants.split(",")
+    summary = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in [int(b) for b in args.batches.split(",")]:
+            fns = {
+                "hf": lambda c: run_hf(lm, prompts, lengths, batch, c),
+                "static": lambda c: run_ours(lm, prompts, lengths, batch, "static", c, Path(tmp) / "s", args.capture_dtype),
+                "join": lambda c: run_ours(lm, prompts, lengths, batch, "join", c, Path(tmp) / "j", args.capture_dtype),
+            }
+            variants = {name: (fns[name.split("+")[0]], name.endswith("+capture4")) for name in wanted}
+            run_ours(lm, prompts[:batch], [4] * batch, batch, "join", True, Path(tmp) / "w", args.capture_dtype)
+            rates: dict[str, list[float]] = {k: [] for k in variants}
+            for _ in range(args.repeats):
+                for name, (fn, capture) in variants.items():
+                    t = time.perf_counter()
+                    n = fn(capture)
+                    rates[name].append(n / (time.perf_counter() - t))
+                    assert n == total or args.workload != "skewed" or name.startswith("hf"), (name, n, total)
+            med = {k: statistics.median(v) for k, v in rates.items()}
+            base = med.get("hf")
+            print(f"batch {batch}:")
+            for name, value in med.items():
+                spread = f"[{min(rates[name]):.0f}-{max(rates[name]):.0f}]"
+                ratio = f"   {value / base:5.2f}x hf" if base else ""
+                print(f"  {name:16s} {value:8.1f} tok/s {spread:>13s}{ratio}")
+            for ours in ("static", "join"):
+                if ours in med and f"{ours}+capture4" in med:
+                    print(f"  capture4/no-capture ({ours}): {med[f'{ours}+capture4'] / med[ours]:.2f}x")
+            summary[batch] = med
+    med = summary.get(8)
+    if med and "join" in med and "hf" in med and "join+capture4" in med:
+        print(f"{args.workload} batch 8: joining/static-hf {med['join'] / med['hf']:.2f}x; "
+              f"capture4/no-capture {med['join+capture4'] / med['join']:.2f}x")
 
 
 if __name__ == "__main__":

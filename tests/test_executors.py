@@ -19,7 +19,7 @@ from reasonlens.runs.runner import chunk_indices, worker_results_path
 
 def spec(out, **kw):
     base = dict(out=out, model="tiny-llama", dataset="gsm8k", n=5, layers="-1",
-                decode=DecodeConfig(max_new_tokens=5, batch_size=2))
+                decode=DecodeConfig(max_new_tokens=5, batch_size=2, window=1))  # chunks of one batch
     base.update(kw)
     return RunSpec(**base)
 

@@ -11,36 +11,60 @@ from reasonlens.decode.plugins import Observer, RowState, StepState
 StateSink = Callable[[RowState, dict[str, torch.Tensor]], None]
 
 
+class _RowStates:
+    """One row's captured states, [T, n_layers, d] in the storage dtype; capacity doubles as the row grows."""
+
+    def __init__(self, row: RowState, shape: torch.Size, dtype: torch.dtype):
+        self.row = row
+        self.data = torch.empty((64, *shape), dtype=dtype)
+        self.n = 0
+        self.finite = True
+
+    def append(self, states: torch.Tensor, finite: bool) -> None:
+        if self.n == self.data.shape[0]:
+            grown = torch.empty((2 * self.n, *self.data.shape[1:]), dtype=self.data.dtype)
+            grown[:self.n] = self.data
+            self.data = grown
+        self.data[self.n] = states
+        self.n += 1
+        self.finite = self.finite and finite
+
+
 class HiddenStateCapture(Observer):
     """For each generated token t, the state at each chosen layer that predicted it (last position given y_<t).
 
-    States are kept per batch on the CPU (one [B, d] copy per layer per step) and handed to `sink` as
-    `{"layer.<k>": [T, d], "token_ids": [T], "forced": [T]}` when the row finishes, so memory is bounded
-    by one batch whatever the number of samples.
+    Each step's states of all rows move to the CPU in one copy (converted to `dtype` on the model's device
+    first), then into a buffer per row; rows may join and leave the batch at any step. When a row finishes,
+    `sink` gets `{"layer.<k>": [T, d], "token_ids": [T], "forced": [T]}` (the layer tensors are views into
+    the row's buffer), so memory is bounded by the rows in flight whatever the number of samples.
     """
 
     def __init__(self, layers: list, sink: StateSink, dtype: torch.dtype = torch.float32):
         self.layers = list(layers)
         self.sink = sink
         self.dtype = dtype
-        self._steps: dict = {key: [] for key in self.layers}
-        self._batch_id: int | None = None
+        self._rows: dict[int, _RowStates] = {}
 
     def on_step(self, state: StepState, hidden: dict, tokens: torch.Tensor) -> None:
-        # A new batch started: drop the previous batch's buffers. Step 0 marks it reliably; id() alone does not,
-        # since a freed rows list's id can be reused by the next batch's list.
-        if state.step == 0 or self._batch_id != id(state.rows):
-            self._steps = {key: [] for key in self.layers}
-            self._batch_id = id(state.rows)
-        for key in self.layers:
-            self._steps[key].append(hidden[key].to(device="cpu", dtype=self.dtype))
+        states = torch.stack([hidden[key] for key in self.layers], dim=1).to(self.dtype).cpu()  # [B, L, d]
+        finite = torch.isfinite(states).flatten(1).all(1).tolist()
+        active = state.active.tolist()
+        for row in state.rows:
+            if not active[row.row]:
+                continue
+            buffer = self._rows.get(id(row))
+            if buffer is None or buffer.row is not row:  # ids of rows from an aborted decode may be reused
+                buffer = self._rows[id(row)] = _RowStates(row, states.shape[1:], self.dtype)
+            buffer.append(states[row.row], finite[row.row])
 
     def on_finish(self, row: RowState) -> None:
-        n = row.n_generated
-        tensors = {f"layer.{key}": torch.stack([step[row.row] for step in self._steps[key][:n]])
-                   for key in self.layers}
+        buffer = self._rows.pop(id(row), None)
+        if buffer is None or buffer.row is not row:
+            raise RuntimeError(f"capture saw no step of sample {row.key!r}")
+        data = buffer.data[:row.n_generated]
+        tensors = {f"layer.{key}": data[:, j] for j, key in enumerate(self.layers)}
         tensors["token_ids"] = torch.tensor(row.token_ids, dtype=torch.long)
         tensors["forced"] = torch.tensor(row.forced, dtype=torch.bool).to(torch.uint8)
-        if not all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("layer.")):
+        if not buffer.finite:
             row.events.append({"type": "nonfinite_state"})
         self.sink(row, tensors)

@@ -2,6 +2,20 @@
 
 Every token reasonlens generates comes from `decode`. Interventions are plug-ins (see plugins.py),
 never copies of this loop.
+
+Two schedules share the loop (`DecodeConfig.schedule`):
+- "join" (default): `batch_size` slots; a row that finishes leaves the batch at once and the next pending
+  prompt takes its slot. The newcomer's prompt except its last token is prefilled on its own (one padded
+  forward for all rows joining at that step) and its KV entries are spliced into the batch's cache; its last
+  prompt token then goes through the ordinary batched step with everybody else. Rows of different lengths
+  share the cache through left padding, an attention mask and per-row position ids; columns no live row
+  uses any more are cut off. A run of N prompts costs about its total tokens, not N / B x its longest row.
+- "static": B prompts are prefilled together and decode until the longest ends (finished rows are fed
+  padding), then the next B. Kept for comparison and benchmarks, and used automatically for models whose
+  cache cannot be spliced (the recurrent-depth model's cache, sliding-window layers).
+
+Either way the schedule is a function of the prompts and the settings only (admission in input order), so
+a unit of prompts (`DecodeConfig.unit`) gives the same results however often it is decoded.
 """
 
 from __future__ import annotations
@@ -28,6 +42,9 @@ from reasonlens.errors import UserError
 from reasonlens.models.hooks import record_layers
 
 
+SCHEDULES = ("join", "static")
+
+
 @dataclass
 class DecodeConfig:
     """Decoding parameters (recorded in every run manifest)."""
@@ -41,12 +58,23 @@ class DecodeConfig:
     batch_size: int = 8
     add_special_tokens: bool = True
     forward_kwargs: dict[str, Any] = field(default_factory=dict)  # extra model kwargs, e.g. num_steps
+    schedule: str = "join"  # "join": finished rows leave, pending prompts take their slots; "static": fixed batches
+    window: int = 8  # with "join": prompts are decoded in windows of window x batch_size, the unit of resume
+
+    @property
+    def unit(self) -> int:
+        """Prompts decoded as one unit: a batch (static) or a window of batches (join). Runs resume by unit."""
+        return self.batch_size * (self.window if self.schedule == "join" else 1)
 
     def validate(self) -> "DecodeConfig":
         if self.max_new_tokens < 1:
             raise UserError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.window < 1:
+            raise UserError(f"--window must be >= 1, got {self.window}")
         if self.do_sample and not self.temperature > 0:
             raise UserError(f"--temperature must be > 0 when sampling, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -58,7 +86,8 @@ class DecodeConfig:
                 "top_p": self.top_p, "seed": self.seed, "stop_strings": list(self.stop_strings),
                 "batch_size": self.batch_size, "add_special_tokens": self.add_special_tokens,
                 "forward_kwargs": {k: v for k, v in self.forward_kwargs.items()
-                                   if isinstance(v, (int, float, str, bool, list, tuple))}}
+                                   if isinstance(v, (int, float, str, bool, list, tuple))},
+                "schedule": self.schedule, **({"window": self.window} if self.schedule == "join" else {})}
 
 
 @dataclass
@@ -144,29 +173,29 @@ def encode_prompts(lm, prompts: Sequence[str | list[int]], add_special_tokens: b
 def decode(lm, prompts: Sequence[str | list[int]], config: DecodeConfig | None = None, plugins: Sequence[Any] = (),
            keys: Sequence[Any] | None = None, on_batch: Callable[[list[Generation]], None] | None = None,
            progress: Callable[[int], None] | None = None, show_progress: bool = True) -> list[Generation]:
-    """Generate a completion for every prompt, `config.batch_size` prompts at a time.
+    """Generate a completion for every prompt, through `config.batch_size` slots, one unit of prompts at a time.
 
     `keys` identify samples to plug-ins (default: position in `prompts`); per-row sampling seeds are
     `config.seed + position`, so sampled outputs do not depend on batch composition. `on_batch` is called
-    with each finished batch (runs write results there); `progress(n_tokens)` after every step. Without a
-    `progress` callback a rich progress bar on stderr counts samples and tokens (`show_progress=False`: none).
+    with each finished unit (`config.unit` prompts; runs write results there); `progress(n_rows)` after
+    every step with the number of rows still generating (= tokens generated in that step). Results come back
+    in the order of `prompts`. Without a `progress` callback a rich progress bar on stderr counts samples and
+    tokens (`show_progress=False`: none).
     """
     config = (config or DecodeConfig()).validate()
     keys = list(range(len(prompts))) if keys is None else list(keys)
     if len(keys) != len(prompts):
         raise ValueError("keys and prompts differ in length")
     results: list[Generation] = []
-    with _default_progress(lm, len(prompts), progress, show_progress) as (step_progress, batch_done):
-        for start in range(0, len(prompts), config.batch_size):
-            batch = decode_batch(lm, prompts[start:start + config.batch_size], config, plugins,
-                                 keys[start:start + config.batch_size],
-                                 seeds=[config.seed + start + i
-                                        for i in range(len(prompts[start:start + config.batch_size]))],
-                                 progress=step_progress)
+    with _default_progress(lm, len(prompts), progress, show_progress) as (step_progress, unit_done):
+        for start in range(0, len(prompts), config.unit):
+            part = prompts[start:start + config.unit]
+            batch = decode_batch(lm, part, config, plugins, keys[start:start + config.unit],
+                                 seeds=[config.seed + start + i for i in range(len(part))], progress=step_progress)
             if on_batch is not None:
                 on_batch(batch)
             results.extend(batch)
-            batch_done(len(batch))
+            unit_done(len(batch))
     return results
 
 
@@ -199,44 +228,167 @@ def _default_progress(lm, total: int, progress: Callable[[int], None] | None, sh
         yield step, lambda n: bar.advance(task, n)
 
 
+def joinable(model) -> bool:
+    """Whether rows can join and leave this model's batch: its KV cache must be plain full-attention
+    DynamicCache layers (tensors [B, H, S, d] that can be spliced); otherwise decoding falls back to static."""
+    if hasattr(model, "make_cache"):
+        return False
+    from transformers.cache_utils import DynamicLayer
+
+    cache = _new_cache(model, 1)
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        return False
+    return all(type(layer) is DynamicLayer for layer in layers) and (bool(layers) or cache.layer_class_to_replicate
+                                                                      is DynamicLayer)
+
+
+class _Batch:
+    """The rows being decoded now, their KV cache and attention mask (width = cache length between steps)."""
+
+    def __init__(self, model, device, extra: dict[str, Any], pad_id: int):
+        self.model, self.device, self.extra, self.pad_id = model, device, extra, pad_id
+        self.cache_kwarg = cache_argument(model)
+        self.rows: list[RowState] = []
+        self.cache = None
+        self.attention = torch.zeros((0, 0), dtype=torch.long, device=device)
+        self.last_ids = torch.zeros((0, 1), dtype=torch.long, device=device)
+        self.last_pos = torch.zeros((0, 1), dtype=torch.long, device=device)
+
+    def forward(self, ids: torch.Tensor, pos: torch.Tensor, attention: torch.Tensor | None = None, cache=None,
+                **kwargs):
+        cache = self.cache if cache is None else cache
+        return self.model(input_ids=ids, attention_mask=self.attention if attention is None else attention,
+                          position_ids=pos, use_cache=True, **{self.cache_kwarg: cache, **self.extra, **kwargs})
+
+    def step(self):
+        """One batched forward of every row's last token (the cache and mask grow by one column)."""
+        ones = torch.ones((len(self.rows), 1), dtype=self.attention.dtype, device=self.device)
+        self.attention = torch.cat([self.attention, ones], -1)
+        return self.forward(self.last_ids, self.last_pos)
+
+    def start_static(self, rows: list[RowState]):
+        """A fresh batch: all prompts prefilled together, left-padded; returns the forward output (first step)."""
+        ids, self.attention = _left_pad([r.prompt_ids for r in rows], self.pad_id, self.device)
+        positions = (self.attention.cumsum(-1) - 1).masked_fill(self.attention == 0, 1)
+        self.rows = list(rows)
+        self._renumber()
+        self.cache = _new_cache(self.model, len(rows))
+        output = self.forward(ids, positions)
+        self.last_ids, self.last_pos = ids[:, -1:], positions[:, -1:]
+        return output
+
+    def join(self, rows: list[RowState]) -> None:
+        """Splice `rows` in: their prompts but the last token are prefilled (one padded forward of the joiners)
+        and appended to the cache; the last prompt token goes through the next `step` with every other row."""
+        prefixes = [r.prompt_ids[:-1] for r in rows]
+        side_cache, side_mask = None, torch.zeros((len(rows), 0), dtype=torch.long, device=self.device)
+        if any(prefixes):
+            ids, side_mask = _left_pad(prefixes, self.pad_id, self.device)
+            positions = (side_mask.cumsum(-1) - 1).masked_fill(side_mask == 0, 1)
+            side_cache = _new_cache(self.model, len(rows))
+            self.forward(ids, positions, attention=side_mask, cache=side_cache)
+        if self.cache is None:
+            self.cache = side_cache if side_cache is not None else _new_cache(self.model, len(rows))
+            self.attention = side_mask
+        else:
+            width = max(self.attention.shape[1], side_mask.shape[1])
+            for main, side in zip(self.cache.layers, side_cache.layers if side_cache is not None else
+                                  [None] * len(self.cache.layers)):
+                if not main.is_initialized:
+                    continue
+                new_keys = _blank_rows(main.keys, len(rows)) if side is None else _masked(side.keys, side_mask)
+                new_values = _blank_rows(main.values, len(rows)) if side is None else _masked(side.values, side_mask)
+                main.keys = torch.cat([_pad_columns(main.keys, width), _pad_columns(new_keys, width)], 0)
+                main.values = torch.cat([_pad_columns(main.values, width), _pad_columns(new_values, width)], 0)
+            self.attention = torch.cat([_pad_columns(self.attention, width, dim=-1),
+                                        _pad_columns(side_mask, width, dim=-1)], 0)
+        last_ids = torch.tensor([[r.prompt_ids[-1]] for r in rows], dtype=torch.long, device=self.device)
+        last_pos = torch.tensor([[len(r.prompt_ids) - 1] for r in rows], dtype=torch.long, device=self.device)
+        self.last_ids = torch.cat([self.last_ids, last_ids], 0)
+        self.last_pos = torch.cat([self.last_pos, last_pos], 0)
+        self.rows += rows
+        self._renumber()
+
+    def leave(self) -> None:
+        """Drop finished rows from the batch and the cache columns no remaining row attends to."""
+        keep = [i for i, r in enumerate(self.rows) if not r.finished]
+        if len(keep) == len(self.rows):
+            return
+        self.rows = [self.rows[i] for i in keep]
+        if not keep:
+            self.clear()
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.attention = self.attention.index_select(0, index)
+        used = self.attention.any(0).nonzero()
+        first = int(used[0]) if used.numel() else self.attention.shape[1]
+        for layer in self.cache.layers:
+            if layer.is_initialized:
+                layer.keys = layer.keys.index_select(0, index)[:, :, first:]
+                layer.values = layer.values.index_select(0, index)[:, :, first:]
+        self.attention = self.attention[:, first:]
+        self.last_ids = self.last_ids.index_select(0, index)
+        self.last_pos = self.last_pos.index_select(0, index)
+        self._renumber()
+
+    def clear(self) -> None:
+        self.__init__(self.model, self.device, self.extra, self.pad_id)
+
+    def _renumber(self) -> None:
+        for i, row in enumerate(self.rows):
+            row.row = i
+
+
+def _pad_columns(t: torch.Tensor, width: int, dim: int = -2) -> torch.Tensor:
+    """Left-pad `t` with zeros along `dim` to `width` columns."""
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim)
+
+
+def _blank_rows(like: torch.Tensor, n: int) -> torch.Tensor:
+    return like.new_zeros((n, like.shape[1], 0, like.shape[3]))
+
+
+def _masked(kv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # Padding positions hold whatever the model computed for them; zeros keep the spliced cache finite.
+    return torch.where(mask.bool()[:, None, :, None], kv, torch.zeros((), dtype=kv.dtype, device=kv.device))
+
+
 @torch.inference_mode()
 def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, plugins: Sequence[Any] = (),
                  keys: Sequence[Any] | None = None, seeds: Sequence[int] | None = None,
                  progress: Callable[[int], None] | None = None) -> list[Generation]:
-    """Decode one batch of prompts together (see `decode`)."""
-    started = time.perf_counter()
+    """Decode one unit of prompts through `config.batch_size` slots with `config.schedule` (see `decode`).
+
+    Prompts are admitted in their order; results come back in that order.
+    """
     processors, reruns, observers, policies = _split_plugins(plugins)
     model, tokenizer = lm.model, lm.tokenizer
     device = lm.device
     prompt_ids = encode_prompts(lm, prompts, config.add_special_tokens)
-    batch = len(prompt_ids)
-    keys = list(range(batch)) if keys is None else list(keys)
-    rows = [RowState(row=i, key=keys[i], prompt_ids=prompt_ids[i], budget=config.max_new_tokens) for i in range(batch)]
-    for policy in policies:
-        for row in rows:
-            policy.on_start(row)
-
+    n = len(prompt_ids)
+    keys = list(range(n)) if keys is None else list(keys)
+    all_rows = [RowState(row=-1, key=keys[i], prompt_ids=prompt_ids[i], budget=config.max_new_tokens)
+                for i in range(n)]
+    seconds = {id(r): 0.0 for r in all_rows}
     eos_ids = set(lm.eos_token_ids())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
-    generators = None
+    generator_of: dict[int, torch.Generator] = {}
     if config.do_sample:
-        seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(batch)]
-        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(n)]
+        generator_of = {id(r): torch.Generator(device="cpu").manual_seed(int(s)) for r, s in zip(all_rows, seeds)}
     stop_window = max((len(s) for s in config.stop_strings), default=0) + 8
+    joining = config.schedule == "join" and joinable(model)
+    slots = max(1, min(config.batch_size, n))
 
-    input_ids, attention = _left_pad(prompt_ids, pad_id, device)
-    positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 1)
-    cache = _new_cache(model, batch)
     extra = dict(config.forward_kwargs)
     if _accepts(model.forward, "logits_to_keep") and not hasattr(model, "make_cache"):
         extra["logits_to_keep"] = 1
-
-    cache_kwarg = cache_argument(model)
-
-    def forward(ids: torch.Tensor, pos: torch.Tensor):
-        return model(input_ids=ids, attention_mask=attention, position_ids=pos, **{cache_kwarg: cache},
-                     use_cache=True, **extra)
-
     observed_layers: list = []
     for observer in observers:
         observed_layers += [k for k in observer.layers if k not in observed_layers]
@@ -244,21 +396,39 @@ def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, p
         raise UserError(f"model '{lm.name}' does not support layer capture or layer re-run")
     hidden: dict = {}
     recorder = LayerInputRecorder(lm.layers.decoder_layers, {r.layer for r in reruns}) if reruns else None
+    batch = _Batch(model, device, extra, pad_id)
+    pending = list(reversed(all_rows))  # pop() admits in input order
+    clock = time.perf_counter()
     try:
         with record_layers(lm.layers, observed_layers, hidden) if observed_layers else _null():
-            output = forward(input_ids, positions)
-            last_ids, last_pos = input_ids[:, -1:], positions[:, -1:]
-            active = torch.ones(batch, dtype=torch.bool)
             step = 0
-            while True:
+            while pending or batch.rows:
+                output = None
+                free = slots - len(batch.rows)
+                if pending and free > 0 and (joining or not batch.rows):
+                    newcomers = [pending.pop() for _ in range(min(free, len(pending)))]
+                    for policy in policies:
+                        for row in newcomers:
+                            policy.on_start(row)
+                    if joining:
+                        batch.join(newcomers)
+                    else:
+                        output = batch.start_static(newcomers)
+                if output is None:
+                    output = batch.step()
+                rows = batch.rows
+                generators = [generator_of[id(r)] for r in rows] if generator_of else None
+                active = torch.tensor([not r.finished for r in rows])
                 state = StepState(step=step, rows=rows, active=active, lm=lm, model_output=output)
                 tokens = _choose(output, processors, state, config, generators)
-                pending = torch.tensor([bool(r.queue) for r in rows])
+                queued = torch.tensor([bool(r.queue) for r in rows])
                 for rerun in reruns:
-                    selected = rerun.select(state, tokens).cpu() & active & ~pending
+                    selected = rerun.select(state, tokens).cpu() & active & ~queued
                     if selected.any():
-                        output = rerun_last_position(lm, cache, lambda: forward(last_ids, last_pos), rerun.layer,
-                                                     rerun.repeats, selected, recorder.inputs[rerun.layer])
+                        output = rerun_last_position(lm, batch.cache, lambda: batch.forward(batch.last_ids,
+                                                                                           batch.last_pos),
+                                                     rerun.layer, rerun.repeats, selected,
+                                                     recorder.inputs[rerun.layer])
                         state.model_output = output
                         second = _choose(output, processors, state, config, generators)
                         for i in selected.nonzero().flatten().tolist():
@@ -271,24 +441,27 @@ def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, p
                     observer.on_step(state, hidden, tokens)
                 _advance_rows(rows, tokens, forced, eos_ids, config, tokenizer, stop_window, policies, state,
                               observers)
-                active = torch.tensor([not r.finished for r in rows])
+                now = time.perf_counter()
+                for row in rows:  # each step's time is shared by the rows it served
+                    seconds[id(row)] += (now - clock) / len(rows)
+                clock = now
+                still = [not r.finished for r in rows]
                 if progress is not None:
-                    progress(int(active.sum()))
-                if not active.any():
-                    break
-                last_ids = tokens.view(batch, 1).to(device)
-                last_pos = last_pos + 1
-                attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], -1)
-                output = forward(last_ids, last_pos)
+                    progress(sum(still))
+                batch.last_ids = tokens.view(len(rows), 1).to(device)
+                batch.last_pos = batch.last_pos + 1
+                if joining:
+                    batch.leave()
+                elif not any(still):
+                    batch.clear()
                 step += 1
     finally:
         if recorder is not None:
             recorder.close()
 
-    seconds = (time.perf_counter() - started) / batch
     return [Generation(key=r.key, prompt_ids=r.prompt_ids, token_ids=r.token_ids, forced=r.forced,
                        text=tokenizer.decode(r.token_ids, skip_special_tokens=True), stop_reason=r.stop_reason or "",
-                       events=r.events, seconds=seconds) for r in rows]
+                       events=r.events, seconds=seconds[id(r)]) for r in all_rows]
 
 
 class _null:

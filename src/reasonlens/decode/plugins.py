@@ -23,7 +23,7 @@ StopReason = Literal["eos", "stop", "budget"]
 class RowState:
     """One sequence in the batch, as the plug-ins see it."""
 
-    row: int  # position in the batch
+    row: int  # position in the batch now (rows may join and leave the batch between steps)
     key: Any  # caller's identifier for the sample (e.g. dataset index)
     prompt_ids: list[int]
     budget: int  # max new tokens for this row; continuation policies may raise it

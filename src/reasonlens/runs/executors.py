@@ -1,6 +1,6 @@
 """Executors: where the chunks of a run are decoded — in this process, or sharded over Ray workers.
 
-A run is a list of fixed chunks of `batch_size` dataset indices (`runner.chunk_indices`). The Ray executor
+A run is a list of fixed chunks of `DecodeConfig.unit` dataset indices (`runner.chunk_indices`). The Ray executor
 keeps one model replica per worker (a Ray actor) and hands each worker a deterministic share of the
 unfinished chunks (round robin: chunk k goes to worker k mod W). Workers write state shards straight into
 the run's `states/` (one file per sample, never shared) and append results to their own checksummed file
@@ -88,13 +88,14 @@ def shard_chunks(chunk_ids: Sequence[int], workers: int) -> list[list[int]]:
     return [list(chunk_ids[w::workers]) for w in range(workers)]
 
 
-def pending_chunks(run: RunDir, n_problems: int, batch_size: int) -> list[int]:
-    """Chunk numbers with at least one unfinished sample (after merging worker files and dropping orphans)."""
+def pending_chunks(run: RunDir, n_problems: int, unit: int) -> list[int]:
+    """Chunk numbers with at least one unfinished sample (after merging worker files and dropping orphans);
+    `unit` is the run's `DecodeConfig.unit`."""
     if not run.exists():
-        return list(range(len(chunk_indices(n_problems, batch_size))))
+        return list(range(len(chunk_indices(n_problems, unit))))
     merge_worker_results(run)
     done = _complete_indices(run, bool(run.manifest.get("layers")))
-    return [k for k, chunk in enumerate(chunk_indices(n_problems, batch_size)) if not all(i in done for i in chunk)]
+    return [k for k, chunk in enumerate(chunk_indices(n_problems, unit)) if not all(i in done for i in chunk)]
 
 
 # -- executors ------------------------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ class RayExecutor:
         run = RunDir(spec.out)
         if run.exists():
             run.start({**run.manifest, **_identity_of(spec, run.manifest)})  # a different spec is refused here
-        pending = pending_chunks(run, len(problems), spec.decode.batch_size)
+        pending = pending_chunks(run, len(problems), spec.decode.unit)
         actors = self.actors(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code)
         shares = shard_chunks(pending, len(actors))
         done_before = len(run.results()) if run.exists() else 0

@@ -20,6 +20,7 @@ from reasonlens.runs.io import CheckedAppender, iter_records
 from reasonlens.runs.progress import progress_bar
 from reasonlens.runs.provenance import run_provenance
 from reasonlens.runs.rundir import RunDir
+from reasonlens.runs.writer import BackgroundWriter
 
 PluginFactory = Callable[[LoadedModel], Sequence[Any]]
 RecordHook = Callable[[Generation, dict], None]
@@ -27,9 +28,10 @@ RecordHook = Callable[[Generation, dict], None]
 ChunkDecoder = Callable[[list, list, list, Callable[[int], None]], list[Generation]]
 
 
-def chunk_indices(n: int, batch_size: int) -> list[list[int]]:
-    """The fixed chunks of dataset indices a run decodes together (the unit of batching, sharding and resume)."""
-    return [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+def chunk_indices(n: int, unit: int) -> list[list[int]]:
+    """The fixed chunks of dataset indices a run decodes together (the unit of decoding, sharding and resume):
+    `unit` is `DecodeConfig.unit`, a batch with the static schedule, a window of batches when rows join."""
+    return [list(range(s, min(s + unit, n))) for s in range(0, n, unit)]
 
 
 def worker_results_path(run: RunDir, worker: int) -> Path:
@@ -94,9 +96,12 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
             decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None = None) -> dict[str, Any]:
     """Run (or resume) `spec`; returns the summary that is also written to `summary.json`.
 
-    Samples are decoded in fixed chunks of `batch_size` dataset indices, so a resumed run decodes exactly the
-    batches an uninterrupted run would, and greedy outputs are identical. A sample is complete once its
-    result record (and, when capturing, its state shard, written first) is on disk.
+    Samples are decoded in fixed chunks of `spec.decode.unit` dataset indices (a batch, or with rows joining
+    a window of batches); a chunk with any unfinished sample is decoded again whole, so a resumed run decodes
+    exactly the schedule an uninterrupted run would, and its outputs are identical. A sample is complete
+    once its result record (and, when capturing, its state shard, written first) is on disk. Shards and
+    records are written by a background thread in that order (`BackgroundWriter`), so decoding goes on
+    while the disk works; a chunk's records are written in index order once the whole chunk is decoded.
 
     Sharded execution (`reasonlens.runs.executors`): `chunks` restricts the run to those chunk numbers and
     `worker` appends results to `results.w<worker>.jsonl` instead of `results.jsonl` (which it then only
@@ -148,15 +153,14 @@ def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list
     else:
         done = _worker_complete_indices(run, worker, bool(layers))
     kind = grader_kind(spec.dataset)
-    sink_written: set[int] = set()
 
     def sink(row, tensors):
         index = int(row.key)
         if index in done:
             return
         metadata = {"id": problems[index].id, "index": str(index), "layers": ",".join(map(str, layers))}
-        run.write_states(index, tensors, metadata)
-        sink_written.add(index)
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        writer.submit(lambda: run.write_states(index, tensors, metadata), size)
 
     if layers:
         plugin_list.append(HiddenStateCapture(layers, sink, DTYPES[spec.dtype]))
@@ -164,7 +168,7 @@ def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list
     from reasonlens.eval import Grader
 
     selected = None if chunks is None else set(chunks)
-    todo = [c for k, c in enumerate(chunk_indices(len(problems), spec.decode.batch_size))
+    todo = [c for k, c in enumerate(chunk_indices(len(problems), spec.decode.unit))
             if (selected is None or k in selected) and not all(i in done for i in c)]
     if decoder is not None:
         decode_chunk = decoder(lm, plugin_list, spec.decode)
@@ -175,7 +179,9 @@ def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list
     tokens_done = 0
     started = time.perf_counter()
     appender_cm = run.appender() if worker is None else CheckedAppender(worker_results_path(run, worker))
-    with Grader() as grader, appender_cm as appender, progress_bar() as bar:
+    # Exit order matters: the writer drains (shards, then their records) before the appender closes.
+    with Grader() as grader, appender_cm as appender, \
+            BackgroundWriter(max_jobs=max(16, 2 * spec.decode.batch_size)) as writer, progress_bar() as bar:
         task = bar.add_task(progress_label(spec, lm.name), total=len(problems), completed=len(done), info="")
 
         def on_step(active: int) -> None:
@@ -196,7 +202,7 @@ def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list
                 if record_hook is not None:
                     record_hook(gen, record)
                 records.append(record)
-            appender.append(records)
+            writer.submit(lambda records=records: appender.append(records))  # after the chunk's shards
             done.update(r["index"] for r in records)
             bar.update(task, completed=len(done))
     if worker is not None:

@@ -1,0 +1,209 @@
+"""Rows leave and join the batch (schedule "join"): per-row outputs equal batch-1 decoding, the schedule is the
+expected one, the KV cache stays as wide as the longest live row, and every kind of plug-in works per row."""
+
+import pytest
+import torch
+
+from reasonlens.decode import ContinuationPolicy, DecodeConfig, LayerRerun, LogitsProcessor, Observer, decode
+from reasonlens.decode.capture import HiddenStateCapture
+from reasonlens.errors import UserError
+from reasonlens.interventions.recycle import RepresentationRecycling
+from reasonlens.interventions.scaling import BudgetForcing, EosBlocker, ThinkingTokenScaling
+from reasonlens.interventions.suppress import TokenSuppressor
+from reasonlens.models import record_layers
+from reasonlens.models.tiny import tiny_gpt2, tiny_llama, tiny_qwen2
+
+from naive_rerun import naive_rerun_greedy
+
+# Ragged prompts (one of a single token: nothing to prefill before it joins) and long-tailed budgets.
+PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by step about this.", "2+2=",
+           "Why is the sky blue? Explain.", "ok"]
+BUDGETS = [3, 17, 1, 9, 25, 2, 12]
+JOIN = DecodeConfig(max_new_tokens=32, batch_size=3, schedule="join")
+ONE = DecodeConfig(max_new_tokens=32, batch_size=1, schedule="static")
+
+
+class Budgets(ContinuationPolicy):
+    """Per-sample budgets, so rows finish at very different steps."""
+
+    def on_start(self, row):
+        row.budget = BUDGETS[row.key]
+
+
+class Trace(Observer):
+    """Which samples were in the batch at every step."""
+
+    layers: list = []
+
+    def __init__(self):
+        self.steps: list[list] = []
+
+    def on_step(self, state, hidden, tokens):
+        self.steps.append([r.key for r in state.rows if bool(state.active[r.row])])
+
+
+def same_rows(a, b):
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+    assert [g.forced for g in a] == [g.forced for g in b]
+    assert [g.stop_reason for g in a] == [g.stop_reason for g in b]
+    assert [g.events for g in a] == [g.events for g in b]
+
+
+def simulate(lengths, slots):
+    """The expected join schedule: admission in order into free slots, every live row makes one token a step."""
+    pending, live, steps = list(range(len(lengths))), {}, []
+    while pending or live:
+        while pending and len(live) < slots:
+            live[pending.pop(0)] = 0
+        steps.append(sorted(live))
+        for key in list(live):
+            live[key] += 1
+            if live[key] == lengths[key]:
+                del live[key]
+    return steps
+
+
+@pytest.mark.parametrize("factory", [tiny_llama, tiny_qwen2, tiny_gpt2])
+def test_join_equals_batch_one_and_follows_the_schedule(factory):
+    lm = factory()
+    one = decode(lm, PROMPTS, ONE, plugins=[Budgets()])
+    trace = Trace()
+    joined = decode(lm, PROMPTS, JOIN, plugins=[Budgets(), trace])
+    same_rows(joined, one)
+    lengths = [g.n_tokens for g in one]
+    assert [sorted(s) for s in trace.steps] == simulate(lengths, 3)
+    static = Trace()
+    decode(lm, PROMPTS, DecodeConfig(max_new_tokens=32, batch_size=3, schedule="static"), plugins=[Budgets(), static])
+    assert len(trace.steps) < len(static.steps)  # 25 vs 17 + 25 + 12 steps here
+
+
+def test_cache_is_as_wide_as_the_longest_live_row(tiny_llama):
+    widths, expected, last = [], [], {}
+
+    def spy(module, args, kwargs, output):
+        cache = kwargs["past_key_values"]
+        last["width"] = {layer.keys.shape[-2] for layer in cache.layers}
+        last["mask"] = kwargs["attention_mask"].shape[1]
+
+    class Lengths(Observer):
+        layers: list = []
+
+        def on_step(self, state, hidden, tokens):  # right after the step's batched forward
+            widths.append(last["width"])
+            assert last["mask"] == next(iter(last["width"]))
+            expected.append({max(len(r.prompt_ids) + r.n_generated for r in state.rows)})
+
+    handle = tiny_llama.model.register_forward_hook(spy, with_kwargs=True)
+    try:
+        decode(tiny_llama, PROMPTS, JOIN, plugins=[Budgets(), Lengths()])
+    finally:
+        handle.remove()
+    assert widths == expected
+
+
+def test_capture_with_join_is_the_state_that_predicts_each_token(tiny_llama):
+    layers = [0, 2, "final"]
+    shards, halves = {}, {}
+    capture = HiddenStateCapture(layers, lambda row, tensors: shards.__setitem__(row.key, tensors))
+    half = HiddenStateCapture(layers, lambda row, tensors: halves.__setitem__(row.key, tensors), torch.float16)
+    gens = decode(tiny_llama, PROMPTS, JOIN, plugins=[Budgets(), capture, half])
+    assert sorted(shards) == list(range(len(PROMPTS)))
+    for g in gens:
+        t = shards[g.key]
+        assert t["token_ids"].tolist() == g.token_ids
+        store = {}
+        with torch.no_grad(), record_layers(tiny_llama.layers, layers, store, last_only=False):
+            tiny_llama.model(torch.tensor([g.prompt_ids + g.token_ids]))
+        start = len(g.prompt_ids) - 1
+        for key in layers:
+            expected = store[key][0, start:start + g.n_tokens]
+            assert t[f"layer.{key}"].shape == (g.n_tokens, 64)
+            torch.testing.assert_close(t[f"layer.{key}"], expected, atol=1e-4, rtol=1e-4)
+            assert halves[g.key][f"layer.{key}"].dtype == torch.float16
+            torch.testing.assert_close(halves[g.key][f"layer.{key}"].float(), expected, atol=1e-2, rtol=1e-2)
+
+
+class RerunWhenDivisible(LayerRerun):
+    def __init__(self, layer, mod=3, repeats=1):
+        self.layer, self.mod, self.repeats = layer, mod, repeats
+
+    def select(self, state, proposed):
+        return (proposed % self.mod == 0) & state.active
+
+
+@pytest.mark.parametrize("factory,layer,repeats", [(tiny_llama, 1, 1), (tiny_qwen2, 2, 2)])
+def test_rerun_with_join_equals_naive_full_forward(factory, layer, repeats):
+    lm = factory()
+    gens = decode(lm, PROMPTS, JOIN, plugins=[Budgets(), RerunWhenDivisible(layer, repeats=repeats)])
+    n_reruns = 0
+    for g in gens:
+        budget = BUDGETS[g.key]
+        assert g.token_ids == naive_rerun_greedy(lm, g.prompt_ids, layer, repeats, budget, lambda t: t % 3 == 0)
+        n_reruns += sum(e["type"] == "rerun" for e in g.events)
+    assert n_reruns >= 5
+
+
+def test_representation_recycling_with_join_equals_batch_one(tiny_llama):
+    def plugins():
+        return [Budgets(), RepresentationRecycling(range(0, 300, 2), layer=2, p=0.5, seed=7)]
+
+    joined = decode(tiny_llama, PROMPTS, JOIN, plugins=plugins())
+    same_rows(joined, decode(tiny_llama, PROMPTS, ONE, plugins=plugins()))
+    assert sum(e["type"] == "rerun" for g in joined for e in g.events) >= 5
+
+
+class EosAt(LogitsProcessor):
+    """EOS becomes the argmax at sample-specific lengths (random weights rarely choose it)."""
+
+    def __init__(self, eos, at):
+        self.eos, self.at = eos, at
+
+    def __call__(self, logits, state):
+        for row in state.rows:
+            if row.n_generated in self.at[row.key % len(self.at)]:
+                logits[row.row, self.eos] = 1e9
+        return logits
+
+
+def test_continuation_policies_and_logits_processors_with_join(tiny_llama):
+    tok = tiny_llama.tokenizer
+    eos = tiny_llama.eos_token_ids()[0]
+    at = [{2, 9}, {5}, {1, 3, 20}, {14}]
+
+    def budget_forcing():
+        return [EosAt(eos, at), EosBlocker([eos], 4), BudgetForcing(tok, 18, min_tokens=6, answer_tokens=3)]
+
+    def ttts():
+        return [EosAt(eos, at), ThinkingTokenScaling(tok, 16, words=["Wait", "Hmm"], answer_tokens=2),
+                TokenSuppressor(range(100, 140))]
+
+    for plugins in (budget_forcing, ttts):
+        joined = decode(tiny_llama, PROMPTS, JOIN, plugins=plugins())
+        one = decode(tiny_llama, PROMPTS, ONE, plugins=plugins())
+        same_rows(joined, one)
+        assert any(e["type"] == "continue" for g in joined for e in g.events)
+        assert len({g.n_tokens for g in joined}) > 1
+    assert not any(100 <= t < 140 for g in joined for t, f in zip(g.token_ids, g.forced) if not f)
+
+
+def test_sampling_with_join_equals_batch_one(tiny_llama):
+    sample = dict(do_sample=True, temperature=1.0, top_p=0.9, seed=5)
+    joined = decode(tiny_llama, PROMPTS, DecodeConfig(**{**JOIN.__dict__, **sample}), plugins=[Budgets()])
+    one = decode(tiny_llama, PROMPTS, DecodeConfig(**{**ONE.__dict__, **sample}), plugins=[Budgets()])
+    same_rows(joined, one)
+
+
+def test_windows_are_the_unit_and_settings_are_checked(tiny_llama):
+    assert DecodeConfig(batch_size=4, window=3).unit == 12
+    assert DecodeConfig(batch_size=4, schedule="static", window=3).unit == 4
+    assert DecodeConfig(schedule="static").to_dict()["schedule"] == "static"
+    assert DecodeConfig(window=5).to_dict()["window"] == 5
+    units = []
+    windowed = decode(tiny_llama, PROMPTS, DecodeConfig(**{**JOIN.__dict__, "window": 1}), plugins=[Budgets()],
+                      on_batch=lambda gens: units.append([g.key for g in gens]))
+    assert units == [[0, 1, 2], [3, 4, 5], [6]]
+    same_rows(windowed, decode(tiny_llama, PROMPTS, ONE, plugins=[Budgets()]))
+    with pytest.raises(UserError, match="--schedule"):
+        DecodeConfig(schedule="continuous").validate()
+    with pytest.raises(UserError, match="--window"):
+        DecodeConfig(window=0).validate()
