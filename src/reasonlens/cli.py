@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGXFSZ, previous_xfsz)
         except (ValueError, TypeError):
             pass
-    sys.exit(code)
+    if code:  # success returns normally, so callers (tests, scripts) can call main() in-process
+        sys.exit(code)
 
 
 if __name__ == "__main__":
