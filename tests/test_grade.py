@@ -252,3 +252,15 @@ def test_a_worker_orphaned_mid_request_exits_on_its_own():
             alive = False
         time.sleep(0.2)
     assert not alive
+
+
+def test_letter_mode_is_selected_by_the_dataset():
+    from reasonlens.data import Problem, grader_kind
+    from reasonlens.data.registry import register_dataset
+
+    register_dataset("test-multiple-choice", lambda split: [Problem("q1", "Pick one", "", "B", {})], grader="letter")
+    assert grader_kind("test-multiple-choice") == "letter"
+    assert grade("Because B is valid", "B", kind=grader_kind("test-multiple-choice")).correct is True
+    assert grade("The answer is (C).", "(B)", kind="letter").correct is False
+    assert grade("no choice here", "B", kind="letter").status == "no_answer"
+    assert grade("\\boxed{B}", "seven", kind="letter").status == "ungradable"

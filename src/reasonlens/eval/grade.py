@@ -1,12 +1,16 @@
 """Grading of model completions against gold answers, every call bounded in wall time.
 
-Two kinds (the dataset registry names one per dataset):
+Three kinds (the dataset registry names one per dataset):
 
 - ``"numeric"`` (GSM8K, synthetic tasks): the final number of the extracted answer is compared
   exactly (``Fraction``) with the gold number. Nothing is ever evaluated beyond a fixed bit bound, so
   ``10^{10^{10}}`` is recognised as too large to equal the gold without being computed.
-- ``"math"`` (MATH-500, AIME): a normalised string comparison first; otherwise HF math-verify
+- ``"math"`` (MATH-500, AIME): the answer as math-verify's own extraction order finds it
+  (:func:`~reasonlens.eval.extract.extract_math_answer`; boxes listed together become one set/tuple
+  when the gold is one); then a normalised string comparison; unequal exact numbers are wrong before
+  any float tolerance; word and choice golds are compared as words/letters; otherwise HF math-verify
   ``parse`` + ``verify`` with the gold parsed first.
+- ``"letter"`` (multiple-choice datasets): the chosen option A-E against the gold letter.
 
 math-verify's own timeouts use ``SIGALRM``, which only works in the main thread, and a long sympy
 computation (``9^{9^{9^{9}}}``, ``(10^{100000})!``) can sit inside one C call that no signal
