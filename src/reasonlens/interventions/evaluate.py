@@ -74,6 +74,9 @@ class EvalSpec:
     device: str = "cpu"
     trust_remote_code: bool = False
     revision: str | None = None
+    samples: int = 1  # samples per problem (sampling decoding): pass@k, maj@k in the summary
+    layers: str | list | None = None  # capture hidden states under the intervention (None: none)
+    state_dtype: str = "fp32"
 
 
 @dataclass
@@ -193,7 +196,8 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     base = RunSpec(out=spec.out, model=spec.model, dataset=spec.dataset, command="eval", split=spec.split, n=spec.n,
                    offset=spec.offset, template=spec.template, system=spec.system, decode=spec.decode,
                    model_dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
-                   revision=spec.revision, method=resolved.identity, extra_manifest=resolved.provenance)
+                   revision=spec.revision, samples=spec.samples, layers=spec.layers, dtype=spec.state_dtype,
+                   method=resolved.identity, extra_manifest=resolved.provenance)
     budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
     if not budgets:
         return run(base, lm=lm, plugins=lambda m: build_plugins(m, resolved.identity), quiet=quiet)

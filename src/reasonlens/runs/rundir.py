@@ -22,7 +22,8 @@ from reasonlens.runs.io import (
 FORMAT_VERSION = 1
 # Manifest fields that must match for a run to be resumed (everything that changes the outputs).
 IDENTITY_FIELDS = ("command", "model", "dataset", "split", "offset", "template", "system", "decode", "layers",
-                   "dtype", "model_dtype", "method", "model_revision")
+                   "dtype", "model_dtype", "method", "model_revision",
+                   "samples")
 
 
 class RunDir:
