@@ -201,8 +201,11 @@ def load_problems(
     elif "/" in name:
         problems = _load_hub(name, split, field_map)
     else:
+        from reasonlens.models import did_you_mean
+
         known = ", ".join(sorted(_REGISTRY))
-        raise UserError(f"unknown dataset '{name}' (known: {known}; or a .jsonl/.csv/.parquet path, or a hub id)")
+        raise UserError(f"unknown dataset '{name}'{did_you_mean(name, sorted(_REGISTRY))} (known: {known}; or a "
+                        ".jsonl/.csv/.parquet path, or a hub id)")
     problems = problems[offset:]
     return problems[:n] if n is not None else problems
 

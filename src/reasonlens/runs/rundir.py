@@ -87,11 +87,11 @@ class RunDir:
             raise UserError(f"--out {self.path}: exists and is not a directory")
         if self.exists():
             existing = self.open_run()
-            for key in IDENTITY_FIELDS:
-                if _normalise(existing.get(key)) != _normalise(manifest.get(key)):
-                    raise UserError(f"--out {self.path}: existing run has a different '{key}' "
-                                    f"({json.dumps(existing.get(key))[:80]} vs {json.dumps(manifest.get(key))[:80]}); "
-                                    "use another --out directory to start a new run")
+            differences = [difference for key in IDENTITY_FIELDS
+                           for difference in _differences(key, existing.get(key), manifest.get(key))]
+            if differences:
+                raise UserError(f"--out {self.path}: existing run has different settings ({'; '.join(differences)}); "
+                                "re-run with the run's settings to resume, or use another --out directory")
             self.remove_stale_temp_files()
             return True
         self.path.mkdir(parents=True, exist_ok=True)
@@ -178,6 +178,26 @@ def _check_record_types(path: Path, line: int, record: dict[str, Any]) -> None:
     if correct is not None and not isinstance(correct, bool):
         raise UserError(f"{path}: line {line}: field 'correct' must be true, false or null, got "
                         f"{json.dumps(correct)[:40]}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """JSON of a value, cut at a word boundary with an ellipsis when long (never mid-word)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",:")
+    return f"{cut} ..."
+
+
+def _differences(key: str, old: Any, new: Any) -> list[str]:
+    """`field: old -> new` for each differing setting (one level into dicts, e.g. decode.max_new_tokens)."""
+    old, new = _normalise(old), _normalise(new)
+    if old == new:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [f"different '{key}': {key}.{k} {_short(old.get(k))} -> {_short(new.get(k))}"
+                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return [f"different '{key}': {_short(old)} -> {_short(new)}"]
 
 
 def _normalise(value: Any) -> Any:
