@@ -216,3 +216,19 @@ def test_unreachable_hub_fails_fast_with_the_offline_hint(monkeypatch, tmp_path)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(UserError, match="cannot reach huggingface.co .* HF_HUB_OFFLINE=1"):
         models.load("someorg/somemodel")
+
+
+def test_version_and_doctor():
+    import reasonlens
+
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"reasonlens {reasonlens.__version__}"
+    result = run("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["versions"]["torch"] == torch.__version__
+    assert report["devices"]["cuda_available"] == torch.cuda.is_available()
+    assert {m["name"] for m in report["models"]} >= {"organism-cot", "smollm2-135m", "tiny-llama"}
+    assert "gsm8k" in report["datasets"] and "reasonlens_cache" in report["caches"]
+    text = run("doctor")
+    assert text.returncode == 0 and "organism-cot" in text.stdout and "devices: torch" in text.stdout

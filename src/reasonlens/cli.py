@@ -110,6 +110,37 @@ def generate(
     typer.echo(f"run: {out}")
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        import reasonlens
+
+        typer.echo(f"reasonlens {reasonlens.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Study and exploit how language models reason in latent space (docs/cli.md lists every option)."""
+
+
+@app.command()
+def doctor(json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Versions, devices, caches and bundled models (paste this into bug reports)."""
+    import json
+
+    from reasonlens.doctor import diagnose, format_report
+
+    report = diagnose()
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for line in format_report(report):
+        typer.echo(line)
+
+
 @app.command()
 def datasets() -> None:
     """List the registered datasets."""
