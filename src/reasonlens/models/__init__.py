@@ -201,7 +201,8 @@ def encode_gold(lm: LoadedModel, text: str, layers: list[LayerKey] | None = None
     """Representation of a gold text: raw text (no template) through the model, state at each layer.
 
     `pooling="last"` takes the last token's state (the MI-Peaks reference), `"mean"` averages over tokens.
-    Returns float32 CPU tensors [d] keyed like the capture shards.
+    Returns float32 CPU tensors [d] keyed by layer key (`29`, `"embed"`, `"final"`; the capture shards name the
+    same tensors `layer.29`, see docs/cli.md "Layer keys").
     """
     if pooling not in ("last", "mean"):
         raise UserError(f"invalid pooling '{pooling}' (choose last or mean)")
