@@ -344,7 +344,9 @@ def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0)
 def print_comparison(report: dict[str, Any], out: Console | None = None) -> None:
     from rich.table import Table
 
-    out = out or Console()
+    from reasonlens.runs.progress import table_console
+
+    out = out or table_console()
     table = Table(title="accuracy (95% Wilson CI)")
     for column in ("run", "method", "budget", "n graded", "accuracy", "95% CI"):
         table.add_column(column)
