@@ -89,6 +89,6 @@ def sampling_kwargs(temperature: float, top_p: float, seed: int, sample_flag: bo
         raise UserError(f"--temperature must be >= 0 (0: greedy), got {temperature}")
     if sample_flag and temperature == 0:
         temperature = 1.0
-    if temperature == 0:
-        return {"do_sample": False, "top_p": top_p, "seed": seed}  # greedy: temperature stays at its default
+    if temperature == 0:  # greedy: temperature and seed keep their defaults (the run identity of older runs)
+        return {"do_sample": False, "top_p": top_p}
     return {"do_sample": True, "temperature": temperature, "top_p": top_p, "seed": seed}
