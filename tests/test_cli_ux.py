@@ -169,3 +169,66 @@ def test_no_peaks_message_blames_token_layer_only_when_given(tmp_path):
     assert not default.startswith("--") and "no MI peaks at layer 29 (the IQR rule; no layer has peaks" in default
     assert "--peaks topk" in default
     assert _no_peaks_message("5", True, tmp_path, ["29"], {"mode": "topk", "k": 3}).startswith("--token-layer 5: ")
+
+
+def test_resume_refusal_lists_each_differing_field(tmp_path):
+    from reasonlens.runs import RunDir
+
+    run = RunDir(tmp_path / "r")
+    base = {"command": "generate", "model": "m", "decode": {"max_new_tokens": 8, "seed": 0, "top_p": 1.0},
+            "system": "You are a careful assistant who always reasons step by step before answering."}
+    run.start(base)
+    changed = {**base, "decode": {"max_new_tokens": 16, "seed": 1, "top_p": 1.0},
+               "system": "You are a careful assistant who always answers at once without any reasoning."}
+    with pytest.raises(UserError) as info:
+        run.start(changed)
+    message = str(info.value)
+    assert "decode.max_new_tokens 8 -> 16" in message and "decode.seed 0 -> 1" in message
+    assert "top_p" not in message
+    old_system = message.split("different 'system': ")[1].split(" -> ")[0]
+    assert old_system.endswith(" ...") and len(old_system) < 70
+    assert base["system"].startswith(old_system[1:-4] + " ")  # cut between words, not mid-word
+
+
+def test_did_you_mean_for_models_and_datasets():
+    from reasonlens.data import load_problems
+    from reasonlens.models import load
+
+    with pytest.raises(UserError, match="unknown model 'smollm2'; did you mean 'smollm2-135m'"):
+        load("smollm2")
+    with pytest.raises(UserError, match="unknown dataset 'gsm8'; did you mean 'gsm8k'"):
+        load_problems("gsm8")
+
+
+def test_smollm2_hub_id_maps_to_the_bundled_copy(capsys):
+    from reasonlens.models import load
+
+    lm = load("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert lm.name == "smollm2-135m" and lm.extra["source"]["path"].endswith("smollm2-135m")
+    assert "bundled 'smollm2-135m'" in capsys.readouterr().err
+
+
+def test_unreachable_hub_fails_fast_with_the_offline_hint(monkeypatch, tmp_path):
+    from reasonlens import models
+
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(UserError, match="cannot reach huggingface.co .* HF_HUB_OFFLINE=1"):
+        models.load("someorg/somemodel")
+
+
+def test_version_and_doctor():
+    import reasonlens
+
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"reasonlens {reasonlens.__version__}"
+    result = run("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["versions"]["torch"] == torch.__version__
+    assert report["devices"]["cuda_available"] == torch.cuda.is_available()
+    assert {m["name"] for m in report["models"]} >= {"organism-cot", "smollm2-135m", "tiny-llama"}
+    assert "gsm8k" in report["datasets"] and "reasonlens_cache" in report["caches"]
+    text = run("doctor")
+    assert text.returncode == 0 and "organism-cot" in text.stdout and "devices: torch" in text.stdout

@@ -181,3 +181,31 @@ def test_nonfinite_logits_fail_only_that_row(tiny_llama, schedule):
     assert gens[0].stop_reason == "numerical"
     assert any(e["type"] == "nonfinite_logits" for e in gens[0].events)
     assert gens[1].token_ids == clean[1].token_ids
+
+
+def test_no_double_bos_when_a_chat_template_already_has_one(tmp_path):
+    """The Python API defaults to add_special_tokens=True; a rendered chat template that starts with BOS must
+    not get a second one from a tokenizer that prepends BOS (the CLI turns special tokens off for chat)."""
+    from tokenizers.processors import TemplateProcessing
+
+    from reasonlens.data import load_problems, render_prompt
+    from reasonlens.decode import DecodeConfig, decode
+    from reasonlens.models.tiny import tiny_llama
+    from reasonlens.runs import RunDir, RunSpec, execute
+
+    lm = tiny_llama()
+    tok = lm.tokenizer
+    tok._tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    bos = tok.bos_token_id
+    assert tok("hi")["input_ids"][0] == bos and tok("<s>hi")["input_ids"][:2] == [bos, bos]  # the hazard is real
+    prompt = render_prompt(load_problems("gsm8k", n=1)[0], "chat", tok)
+    assert prompt.startswith("<s>")
+    (api,) = decode(lm, [prompt], DecodeConfig(max_new_tokens=2), show_progress=False)
+    (cli,) = decode(lm, [prompt], DecodeConfig(max_new_tokens=2, add_special_tokens=False), show_progress=False)
+    assert api.prompt_ids[:2] != [bos, bos] and api.prompt_ids == cli.prompt_ids
+    (plain,) = decode(lm, ["hi"], DecodeConfig(max_new_tokens=2), show_progress=False)
+    assert plain.prompt_ids[0] == bos  # raw prompts still get their BOS
+    execute(RunSpec(out=tmp_path / "r", model="tiny-llama", dataset="gsm8k", n=1, template="chat",
+                    decode=DecodeConfig(max_new_tokens=2)), lm=lm, quiet=True)
+    assert RunDir(tmp_path / "r").results()[0]["prompt"].startswith("<s>")

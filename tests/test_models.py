@@ -71,3 +71,39 @@ def test_smollm2_builtin_loads_from_the_cached_conversion(smollm2):
     from reasonlens.models.builtin import cache_root
 
     assert (cache_root() / "smollm2-135m" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("all", [0, 1, 2, 3]), ("1-2", [1, 2]), ("-2:-1", [2, 3]), ("embed,0,final", ["embed", 0, "final"]),
+    ("0-3,final,2", [0, 1, 2, 3, "final"]), ("-1", [3]),
+])
+def test_layer_specs_all_ranges_embed(tiny_llama, spec, expected):
+    assert tiny_llama.layers.resolve_many(spec) == expected
+
+
+@pytest.mark.parametrize("spec,needle", [("3-1", "invalid layer range '3-1'"), ("x", "invalid layer 'x'"),
+                                         ("4", "invalid layer 4")])
+def test_bad_layer_specs(tiny_llama, spec, needle):
+    with pytest.raises(UserError, match=needle):
+        tiny_llama.layers.resolve_many(spec)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_layer_k_is_block_k_output_and_hf_hidden_states_k_plus_1(name):
+    """The documented meaning of layer keys: embed = hidden_states[0], k = hidden_states[k+1] (k < L-1; HF's
+    last entry is already normed), final = hidden_states[L]."""
+    from reasonlens.models import load, record_layers
+
+    lm = load(name)
+    n = lm.layers.num_layers
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    store = {}
+    keys = lm.layers.resolve_many("embed,all,final")
+    with torch.no_grad(), record_layers(lm.layers, keys, store, last_only=False):
+        out = lm.model(input_ids=ids, output_hidden_states=True)
+    hidden = out.hidden_states
+    assert len(hidden) == n + 1
+    torch.testing.assert_close(store["embed"], hidden[0])
+    for k in range(n - 1):
+        torch.testing.assert_close(store[k], hidden[k + 1])
+    torch.testing.assert_close(store["final"], hidden[n])

@@ -235,3 +235,30 @@ def test_revision_only_for_hub_ids():
 
     with pytest.raises(UserError, match="--revision main: 'organism-cot' is a local model"):
         load("organism-cot", revision="main")
+
+
+def test_sampled_run_is_deterministic_with_a_seed_and_reports_pass_at_k(tmp_path, tiny_llama):
+    decode = DecodeConfig(max_new_tokens=4, do_sample=True, temperature=0.8, top_p=0.95, seed=7, batch_size=3)
+
+    def texts(out, **changes):
+        spec = RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=2, samples=3, layers="embed",
+                       decode=DecodeConfig(**{**decode.__dict__, **changes}))
+        summary = execute(spec, lm=tiny_llama, quiet=True)
+        return [r["completion"] for r in RunDir(out).results()], summary
+
+    first, summary = texts(tmp_path / "a")
+    again, _ = texts(tmp_path / "b")
+    batched_differently, _ = texts(tmp_path / "c", batch_size=2)
+    other_seed, _ = texts(tmp_path / "d", seed=8)
+    assert first == again == batched_differently and first != other_seed
+    assert len(set(first[:3])) > 1  # three samples of one problem differ
+    records = RunDir(tmp_path / "a").results()
+    assert [(r["problem_id"], r["sample"]) for r in records[:3]] == [(records[0]["problem_id"], j) for j in range(3)]
+    assert summary["samples_per_problem"] == 3 and summary["n_problems"] == 2
+    assert set(summary["pass_at_k"]) == {"1", "2", "3"} and summary["accuracy_ci_method"] == "bootstrap over problems"
+    assert RunDir(tmp_path / "a").load_states(0)["layer.embed"].shape[1] == tiny_llama.hidden_size
+
+
+def test_samples_need_sampling(tmp_path):
+    with pytest.raises(UserError, match="--samples 4 needs sampling"):
+        RunSpec(out=tmp_path / "x", model="tiny-llama", dataset="gsm8k", samples=4).validate()

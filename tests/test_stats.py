@@ -147,3 +147,32 @@ def test_run_summary_uses_wilson(tmp_path, tiny_llama):
                               decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
     assert summary["n_correct"] == 0 and summary["accuracy_ci_method"] == "wilson"
     assert summary["accuracy_ci95"][0] == 0.0 and summary["accuracy_ci95"][1] == pytest.approx(0.6576, abs=1e-4)
+
+
+def test_pass_at_k_against_hand_computed_cases():
+    from reasonlens.eval.stats import pass_at_k
+
+    # 5 samples, 2 correct: pass@1 = 2/5; pass@2 = 1 - C(3,2)/C(5,2) = 1 - 3/10; pass@4 = 1 (only 3 wrong)
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)
+    assert pass_at_k(5, 2, 4) == 1.0
+    # 10 samples, 3 correct, k=5: 1 - C(7,5)/C(10,5) = 1 - 21/252
+    assert pass_at_k(10, 3, 5) == pytest.approx(1 - 21 / 252)
+    assert pass_at_k(4, 0, 4) == 0.0
+    with pytest.raises(UserError):
+        pass_at_k(4, 5, 1)
+
+
+def test_majority_vote_and_multi_sample_summary():
+    from reasonlens.eval.stats import majority_correct, multi_sample_summary
+
+    assert majority_correct(["3", "4", "4", None], [True, False, False, False]) is False
+    assert majority_correct(["3", "4", "3", "4"], [True, False, True, False]) is True  # tie: first seen wins
+    assert majority_correct([None, None], [False, False]) is False
+    groups = [[("1", True), ("2", False), ("1", True), ("2", False)],  # problem A: 2 of 4
+              [("7", False), ("7", False), ("7", False), ("7", False)]]  # problem B: 0 of 4
+    summary = multi_sample_summary(groups, n_boot=200)
+    assert summary["samples_per_problem"] == 4 and summary["n_problems"] == 2
+    assert summary["mean_accuracy"] == pytest.approx(0.25)
+    assert summary["pass_at_k"] == pytest.approx({"1": 0.25, "2": (1 - 1 / 6) / 2, "4": 0.5})
+    assert summary["maj_at_k"] == pytest.approx({"1": 0.5, "2": 0.5, "4": 0.5})

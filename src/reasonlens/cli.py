@@ -16,7 +16,8 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exceptions
 
-from reasonlens.cli_options import device_option, dtype_option, rewrite_renamed, state_dtype_option
+from reasonlens.cli_options import (device_option, dtype_option, rewrite_renamed, sampling_kwargs,
+                                    state_dtype_option)
 from reasonlens.errors import Interrupted, UserError
 
 app = typer.Typer(
@@ -27,6 +28,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def echo_multi_sample(summary: dict) -> None:
+    """pass@k / maj@k lines of a run with several samples per problem (nothing otherwise)."""
+    if "pass_at_k" not in summary:
+        return
+    ks = list(summary["pass_at_k"])
+    typer.echo(f"{summary['samples_per_problem']} samples x {summary['n_problems']} problems: "
+               + "  ".join(f"pass@{k} {summary['pass_at_k'][k]:.3f}" for k in ks))
+    typer.echo("  " + "  ".join(f"maj@{k} {summary['maj_at_k'][k]:.3f}" for k in ks))
 
 
 def parse_stop(stop: list[str] | None) -> tuple[str, ...]:
@@ -59,10 +70,13 @@ def generate(
     dtype: str = typer.Option("fp32", "--state-dtype", callback=state_dtype_option,
                               help="Storage dtype of the captured states: fp32 | fp16 | bf16."),
     device: str = typer.Option("cpu", "--device", callback=device_option, help="cpu, cuda, cuda:1, mps, auto."),
-    sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
-    temperature: float = typer.Option(1.0, "--temperature"),
-    top_p: float = typer.Option(1.0, "--top-p"),
-    seed: int = typer.Option(0, "--seed"),
+    temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature; 0 decodes greedily "
+                                      "(DeepSeek-R1 recommends 0.6)."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (with --temperature > 0)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (sample j of problem i uses seed + its index)."),
+    samples: int = typer.Option(1, "--samples", help="Samples per problem (needs --temperature > 0); the summary "
+                                "adds pass@k, maj@k and the mean accuracy with a CI over problems."),
+    sample: bool = typer.Option(False, "--sample", hidden=True, help="Old flag: sample at temperature 1."),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code to run."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit of the weights."),
@@ -85,19 +99,50 @@ def generate(
         layers = "-1" if engine == "hf" else "none"
     check_engine_support(engine, capture_layers=layers.strip().lower() != "none")
 
-    decode = DecodeConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_p=top_p,
-                          seed=seed, stop_strings=parse_stop(stop), batch_size=batch_size,
-                          add_special_tokens=template != "chat")
+    decode = DecodeConfig(max_new_tokens=max_new_tokens, stop_strings=parse_stop(stop), batch_size=batch_size,
+                          add_special_tokens=template != "chat", **sampling_kwargs(temperature, top_p, seed, sample))
     spec = RunSpec(out=out, model=model, dataset=dataset, split=split, n=n, offset=offset, template=template,
                    system=system, decode=decode, layers=None if layers.strip().lower() == "none" else layers,
                    dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code,
-                   revision=revision)
+                   revision=revision, samples=samples)
     with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
         summary = runner.run(spec)
     typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n']}) "
                f"95% CI [{summary['accuracy_ci95'][0]:.3f}, {summary['accuracy_ci95'][1]:.3f}]  "
                f"{summary['tokens_per_second']:.1f} tok/s")
+    echo_multi_sample(summary)
     typer.echo(f"run: {out}")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        import reasonlens
+
+        typer.echo(f"reasonlens {reasonlens.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Study and exploit how language models reason in latent space (docs/cli.md lists every option)."""
+
+
+@app.command()
+def doctor(json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Versions, devices, caches and bundled models (paste this into bug reports)."""
+    import json
+
+    from reasonlens.doctor import diagnose, format_report
+
+    report = diagnose()
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for line in format_report(report):
+        typer.echo(line)
 
 
 @app.command()

@@ -78,3 +78,17 @@ def state_dtype_option(value: Optional[str]) -> Optional[str]:
     from reasonlens.models.dtypes import canonical_dtype
 
     return None if value is None else canonical_dtype(value, "--state-dtype")
+
+
+def sampling_kwargs(temperature: float, top_p: float, seed: int, sample_flag: bool = False) -> dict:
+    """DecodeConfig fields for the sampling options: temperature 0 is greedy (vLLM's and lm-eval's convention);
+    the hidden old flag --sample means temperature 1 unless one is given."""
+    from reasonlens.errors import UserError
+
+    if temperature < 0:
+        raise UserError(f"--temperature must be >= 0 (0: greedy), got {temperature}")
+    if sample_flag and temperature == 0:
+        temperature = 1.0
+    if temperature == 0:  # greedy: temperature and seed keep their defaults (the run identity of older runs)
+        return {"do_sample": False, "top_p": top_p}
+    return {"do_sample": True, "temperature": temperature, "top_p": top_p, "seed": seed}

@@ -219,7 +219,7 @@ class _ModelHandle:
 
 
 def _layer_arg(key: str) -> int | str:
-    return key if key == "final" else int(key)
+    return key if key in ("final", "embed") else int(key)
 
 
 def load_or_encode_golds(

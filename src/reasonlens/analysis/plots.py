@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from reasonlens.analysis.tokens import WordCount  # noqa: E402
 
@@ -27,7 +28,7 @@ def plot_trajectories(path: Path, traces: Sequence[dict[str, Any]], layer: str) 
     n = max(1, len(traces))
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.flat[len(traces):]:
         ax.axis("off")
     for ax, trace in zip(axes.flat, traces):
@@ -36,21 +37,30 @@ def plot_trajectories(path: Path, traces: Sequence[dict[str, Any]], layer: str) 
         ax.scatter(peaks, [mi[s] for s in peaks], color="crimson", s=18, zorder=3)
         for step, label in zip(peaks, trace["labels"]):
             ax.annotate(repr(label.strip() or label)[1:-1][:12], (step, mi[step]), textcoords="offset points",
-                        xytext=(0, 4), ha="center", fontsize=7)
-        ax.set_title(f"sample {trace['index']} (layer {layer})", fontsize=9)
-        ax.set_xlabel("step")
+                        xytext=(0, 4), ha="center", fontsize=9)
+        ax.set_title(f"sample {trace['index']} (layer {layer})", fontsize=11)
+        ax.set_xlabel("generation step")
         ax.set_ylabel("MI (paper HSIC)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
 
 
-def plot_token_histogram(path: Path, words: Sequence[WordCount], top: int = 20) -> str:
+def plot_token_histogram(path: Path, words: Sequence[WordCount], top: int = 20, layer: str | None = None) -> str:
     shown = list(words[:top])[::-1]
+    if not shown:  # a message, not empty axes
+        fig, ax = plt.subplots(figsize=(6, 2.2))
+        ax.axis("off")
+        where = f" at layer {layer}" if layer is not None else ""
+        ax.text(0.5, 0.62, f"No thinking tokens{where}", ha="center", fontsize=13, transform=ax.transAxes)
+        ax.text(0.5, 0.3, "no word sits on an MI peak; try `reasonlens mi RUN --peaks topk`,\n"
+                "another --token-layer, or --all-tokens", ha="center", fontsize=9, color="dimgray",
+                transform=ax.transAxes)
+        return _save(fig, path)
     fig, ax = plt.subplots(figsize=(6, 0.3 * max(4, len(shown)) + 1))
     ax.barh([w.word for w in shown], [w.frequency for w in shown], color="slateblue")
     ax.set_xlabel("peaks")
-    ax.set_title("thinking tokens at MI peaks")
-    if not shown:
-        ax.text(0.5, 0.5, "no tokens", ha="center", transform=ax.transAxes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("thinking tokens at MI peaks" + (f" (layer {layer})" if layer is not None else ""))
     return _save(fig, path)
 
 
@@ -73,19 +83,29 @@ def plot_cumulative_vs_correct(path: Path, rows: Sequence[dict[str, Any]], layer
     return _save(fig, path)
 
 
+POPULATION_LABELS = {"hsic": "HSIC (Gaussian kernel)", "linear_cka": "linear CKA"}
+
+
 def plot_population(path: Path, rows: Sequence[dict[str, Any]]) -> str:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for r in rows:
-        series.setdefault((r["layer"], r["statistic"]), []).append((r["bin"], r["value"]))
-    for (layer, stat), points in sorted(series.items()):
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{stat} layer {layer}")
+    """One panel per statistic: HSIC (~1e-3) and CKA (~0.8) live on scales a shared axis would hide."""
+    statistics = sorted({r["statistic"] for r in rows}) or ["hsic"]
+    fig, axes = plt.subplots(1, len(statistics), figsize=(5.2 * len(statistics), 3.8), squeeze=False)
     align = rows[0].get("align", "relative") if rows else "relative"
-    ax.set_xlabel("relative position bin" if align == "relative" else "step")
-    ax.set_ylabel("dependence with gold across problems")
-    if series:
-        ax.legend(fontsize=7)
+    for ax, statistic in zip(axes.flat, statistics):
+        series: dict[str, list[tuple[int, float, int]]] = {}
+        for r in rows:
+            if r["statistic"] == statistic:
+                series.setdefault(r["layer"], []).append((r["bin"], r["value"], r.get("n")))
+        for layer, points in sorted(series.items()):
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"layer {layer}")
+        ax.set_title(POPULATION_LABELS.get(statistic, statistic), fontsize=11)
+        ax.set_xlabel("relative position bin" if align == "relative" else "step")
+        ax.set_ylabel("dependence with gold across problems")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+        if len(series) > 1:
+            ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -95,7 +115,7 @@ def write_mi_plots(out_dir: Path, traces, words, stats_rows, token_layer: str, p
     rows = [r for r in stats_rows if r["layer"] == token_layer]
     names = [
         plot_trajectories(out_dir / "trajectories.png", traces, token_layer),
-        plot_token_histogram(out_dir / "peak_tokens.png", words),
+        plot_token_histogram(out_dir / "peak_tokens.png", words, layer=token_layer),
         plot_cumulative_vs_correct(out_dir / "cumulative_vs_correct.png", stats_rows, token_layer,
                                    correctness_auc(rows, "cumulative", n_boot=500, seed=0)),
     ]

@@ -209,8 +209,11 @@ def load_problems(
     elif "/" in name:
         problems = _load_hub(name, split, field_map)
     else:
+        from reasonlens.models import did_you_mean
+
         known = ", ".join(sorted(_REGISTRY))
-        raise UserError(f"unknown dataset '{name}' (known: {known}; or a .jsonl/.csv/.parquet path, or a hub id)")
+        raise UserError(f"unknown dataset '{name}'{did_you_mean(name, sorted(_REGISTRY))} (known: {known}; or a "
+                        ".jsonl/.csv/.parquet path, or a hub id)")
     if offset and offset >= len(problems):
         raise UserError(f"--offset {offset}: dataset '{name}' (split {split}) has only {len(problems)} problems")
     problems = problems[offset:]

@@ -159,10 +159,16 @@ def _new_cache(model, batch_size: int):
 
 
 def encode_prompts(lm, prompts: Sequence[str | list[int]], add_special_tokens: bool) -> list[list[int]]:
+    """Token ids of each prompt. A text that already starts with the BOS token (a rendered chat template) does
+    not get a second one from `add_special_tokens` (a doubled BOS shifts every state of the trace)."""
     encoded = []
+    bos = getattr(lm.tokenizer, "bos_token_id", None)
     for prompt in prompts:
         ids = list(prompt) if not isinstance(prompt, str) else lm.tokenizer(
             prompt, add_special_tokens=add_special_tokens)["input_ids"]
+        if isinstance(prompt, str) and add_special_tokens and bos is not None and ids[:2] == [bos, bos] \
+                and prompt.startswith(str(lm.tokenizer.bos_token)):
+            ids = ids[1:]
         if not ids:
             raise UserError("empty prompt: nothing to condition on")
         encoded.append(ids)

@@ -15,7 +15,8 @@ import numpy as np
 
 from reasonlens.errors import UserError
 
-__all__ = ["Interval", "auc", "auc_with_ci", "bootstrap_ci", "paired_bootstrap_diff", "proportion_ci", "wilson_ci"]
+__all__ = ["Interval", "auc", "auc_with_ci", "bootstrap_ci", "majority_correct", "multi_sample_summary", "paired_bootstrap_diff",
+           "pass_at_k", "proportion_ci", "sample_ks", "wilson_ci"]
 
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -190,3 +191,65 @@ def auc_with_ci(
         neg_rows = negative[rng.integers(0, negative.size, size=(stop - start, negative.size))]
         replicates[start:stop] = _auc_rows(pos_rows, neg_rows)
     return Interval(estimate, *_percentiles(replicates, alpha))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one problem with ``c`` correct among ``n`` samples: 1 - C(n-c, k) / C(n, k)
+    (Chen et al. 2021, "Evaluating Large Language Models Trained on Code", eq. 1)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise UserError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    # the product form avoids huge binomials: C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i)
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def majority_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
+    """maj@k of one problem: is the most frequent extracted answer among the samples correct?
+
+    Samples without an answer do not vote; ties go to the answer seen first. No answer at all counts wrong.
+    """
+    if len(answers) != len(correct):
+        raise UserError(f"answers and correct differ in length ({len(answers)} vs {len(correct)})")
+    votes: dict[str, int] = {}
+    verdict: dict[str, bool] = {}
+    for answer, ok in zip(answers, correct):
+        if answer is None or not str(answer).strip():
+            continue
+        key = str(answer).strip()
+        votes[key] = votes.get(key, 0) + 1
+        verdict[key] = verdict.get(key, False) or bool(ok)
+    if not votes:
+        return False
+    best = max(votes.values())
+    winner = next(key for key in votes if votes[key] == best)  # dicts keep first-seen order
+    return verdict[winner]
+
+
+def sample_ks(n: int) -> list[int]:
+    """The k reported for n samples per problem: 1, 2, 4, ... below n, and n."""
+    ks, k = [], 1
+    while k < n:
+        ks.append(k)
+        k *= 2
+    return ks + [n]
+
+
+def multi_sample_summary(groups: Sequence[Sequence[tuple[str | None, bool]]], n_boot: int = 2000,
+                         seed: int = 0) -> dict:
+    """Per-problem groups of (extracted answer, correct) samples -> mean accuracy over samples with a CI that
+    resamples problems (samples of one problem are not independent), pass@k and maj@k (first k samples)."""
+    if not groups:
+        raise UserError("no problems to summarise")
+    n = min(len(g) for g in groups)
+    if n < 1:
+        raise UserError("a problem has no samples")
+    per_problem = [float(np.mean([ok for _, ok in g])) for g in groups]
+    mean = bootstrap_ci(per_problem, n_boot=n_boot, seed=seed)
+    ks = sample_ks(n)
+    pass_k = {str(k): float(np.mean([pass_at_k(len(g), sum(ok for _, ok in g), k) for g in groups])) for k in ks}
+    maj_k = {str(k): float(np.mean([majority_correct([a for a, _ in g[:k]], [ok for _, ok in g[:k]])
+                                    for g in groups])) for k in ks}
+    return {"samples_per_problem": n, "n_problems": len(groups), "mean_accuracy": mean.estimate,
+            "mean_accuracy_ci95": [mean.lo, mean.hi], "mean_accuracy_ci_method": "bootstrap over problems",
+            "pass_at_k": pass_k, "maj_at_k": maj_k}

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from reasonlens.cli_options import device_option, dtype_option
+from reasonlens.cli_options import device_option, dtype_option, sampling_kwargs, state_dtype_option
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +44,16 @@ def register(app: typer.Typer) -> None:
         control_run: Optional[Path] = typer.Option(None, "--control-run",
                                                    help="suppress random: a generate run of this model."),
         band: float = typer.Option(2.0, "--band", help="suppress random: frequency band factor."),
-        seed: int = typer.Option(0, "--seed", help="Random control draw and RR recycling draws."),
+        seed: int = typer.Option(0, "--seed", help="Sampling seed, random control draw and RR recycling draws."),
+        temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature; 0 decodes greedily "
+                                          "(DeepSeek-R1 recommends 0.6)."),
+        top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (with --temperature > 0)."),
+        samples: int = typer.Option(1, "--samples", help="Samples per problem (needs --temperature > 0): pass@k, "
+                                    "maj@k and the mean accuracy with a CI over problems."),
+        layers: Optional[str] = typer.Option(None, "--layers", help="Capture hidden states under the intervention "
+                                             "(as for generate: 10,20 | 10-20 | all | embed | final)."),
+        state_dtype: str = typer.Option("fp32", "--state-dtype", callback=state_dtype_option,
+                                        help="Storage dtype of captured states."),
         layer: Optional[int] = typer.Option(None, "--rr-layer", help="rr: decoder layer re-run (default floor(2L/3))."),
         p: float = typer.Option(1.0, "--p", help="rr: recycling probability."),
         repeats: int = typer.Option(1, "--repeats", help="rr: extra applications of the layer."),
@@ -61,7 +70,7 @@ def register(app: typer.Typer) -> None:
         tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per replica."),
     ) -> None:
         """Evaluate a decoding method (resumable); prints accuracy (per budget for budget methods)."""
-        from reasonlens.cli import parse_stop
+        from reasonlens.cli import echo_multi_sample, parse_stop
         from reasonlens.decode.escapes import parse_escapes
         from reasonlens.decode import DecodeConfig
         from reasonlens.interventions.evaluate import EvalSpec, MethodOptions, evaluate
@@ -82,10 +91,12 @@ def register(app: typer.Typer) -> None:
             answer_prompt=parse_escapes(answer_prompt, "--answer-prompt") if answer_prompt else ANSWER_PROMPT,
             answer_tokens=answer_tokens)
         decode = DecodeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=parse_stop(stop),
-                              add_special_tokens=template != "chat")
+                              add_special_tokens=template != "chat", **sampling_kwargs(temperature, top_p, seed))
         spec = EvalSpec(out=out, model=model, dataset=dataset, method=method, options=options, split=split, n=n,
                         offset=offset, template=template, system=system, decode=decode, model_dtype=model_dtype,
-                        device=device, trust_remote_code=trust_remote_code, revision=revision)
+                        device=device, trust_remote_code=trust_remote_code, revision=revision, samples=samples,
+                        layers=None if layers is None or layers.strip().lower() == "none" else layers,
+                        state_dtype=state_dtype)
         with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
             summary = evaluate(spec, executor=runner)
         if "accuracy_by_budget" in summary:
@@ -95,6 +106,7 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n_graded']}) "
                        f"95% CI [{summary['accuracy_ci95'][0]:.3f}, {summary['accuracy_ci95'][1]:.3f}]")
+            echo_multi_sample(summary)
         typer.echo(f"run: {out}")
 
     @app.command("compare-eval")

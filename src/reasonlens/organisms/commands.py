@@ -33,22 +33,22 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed", help="override the training seed"),
     ) -> None:
         """Train an organism from its recorded config and write the HF directory plus model card."""
-        from rich.console import Console
-
         from reasonlens.errors import UserError
+        from reasonlens.runs.progress import table_console
         from reasonlens.organisms.train import train_organism
 
         overrides = {key: value for key, value in (("steps", steps), ("eval_n", eval_n), ("seed", seed)) if value is not None}
         for key, value in overrides.items():
             if value < 0 or (key == "steps" and value == 0):
-                raise UserError(f"--{key.replace('_', '-')} must be {'>= 1' if key == 'steps' else '>= 0'}, got {value}")
+                option = "--max-steps" if key == "steps" else f"--{key.replace('_', '-')}"
+                raise UserError(f"{option} must be {'>= 1' if key == 'steps' else '>= 0'}, got {value}")
         command = " ".join(
             ["reasonlens organisms train", name]
             + ([f"--out {out}"] if out else [])
-            + [f"--{key.replace('_', '-')} {value}" for key, value in overrides.items()]
+            + [f"--{'max-steps' if key == 'steps' else key.replace('_', '-')} {value}" for key, value in overrides.items()]
         )
         result = train_organism(name, out, overrides=overrides, command=command)
-        console = Console()
+        console = table_console()
         console.print(f"wrote {result.output_dir}")
         console.print(f"wall time {result.wall_seconds:.0f} s, {result.n_parameters:,} parameters")
         if result.evaluation:
@@ -61,8 +61,9 @@ def register(app: typer.Typer) -> None:
     @organisms.command("list")
     def list_command() -> None:
         """Show the shipped organisms with their dataset, size and recorded test accuracy."""
-        from rich.console import Console
         from rich.table import Column, Table
+
+        from reasonlens.runs.progress import table_console
 
         from reasonlens.organisms.train import ORGANISMS, shipped_organisms
 
@@ -86,6 +87,6 @@ def register(app: typer.Typer) -> None:
                 accuracy,
                 f"{wall:.0f} s" if isinstance(wall, (int, float)) else "",
             )
-        Console().print(table)
+        table_console().print(table)
 
     app.add_typer(organisms, name="organisms")

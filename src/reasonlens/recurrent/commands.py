@@ -84,8 +84,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("latent")
     def latent_command(
-        source: str = typer.Argument(..., help="A run directory (from `generate` with a recurrent model) or a "
-                                     "recurrent-depth model (directory or built-in name)."),
+        source: Optional[str] = typer.Argument(None, help="A run directory (from `generate` with a recurrent model), "
+                                               "or a model as --model gives it."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Recurrent-depth model (directory or "
+                                            "built-in name), as in `depth --model`."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory for PNGs, parquet and summary.json."),
         text: Optional[list[str]] = typer.Option(None, "--text", help="Text to analyse (repeatable; with a model)."),
         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Analyse question + solution texts."),
@@ -102,7 +104,11 @@ def register(app: typer.Typer) -> None:
         from reasonlens.models import load
         from reasonlens.recurrent.latent import LatentConfig, analyze_latents, items_from_source
 
-        model_spec, items = items_from_source(source, texts=text, dataset=dataset, split=split, n=n)
+        from reasonlens.errors import UserError
+
+        if (source is None) == (model is None):
+            raise UserError("latent: give a run directory or --model MODEL (one of them)")
+        model_spec, items = items_from_source(source or model, texts=text, dataset=dataset, split=split, n=n)
         config = LatentConfig(max_steps=max_steps, star_steps=star_steps, max_tokens=max_tokens,
                               init_scale=init_scale, mi=not no_mi)
         config.validate()

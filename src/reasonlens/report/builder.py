@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import datetime as _dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -21,7 +22,7 @@ from reasonlens.errors import UserError
 from reasonlens.runs.io import inside
 from reasonlens.runs.tables import read_mi_summary
 from reasonlens.report.sources import RunSource, collect_sources, finite, method_label, read_json_file, run_summary
-from reasonlens.report.svg import Axes, Series, bar_chart, line_chart
+from reasonlens.report.svg import Axes, Series, bar_chart, downloadable, line_chart
 from reasonlens.report.template import TRACE_VIEW, render_page
 from reasonlens.report.traces import TraceOptions, trace_payload
 
@@ -90,6 +91,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequen
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
+def with_downloads(charts: list[str]) -> list[str]:
+    """Each inline SVG chart with a 'download SVG' link named after its title."""
+    out = []
+    for chart in charts:
+        if chart.startswith("<svg"):
+            title = re.search(r'aria-label="([^"]*)"', chart)
+            slug = re.sub(r"[^a-z0-9]+", "-", (title.group(1) if title else "chart").lower()).strip("-") or "chart"
+            chart = downloadable(chart, f"{slug}.svg")
+        out.append(chart)
+    return out
+
+
+WIDE_FIGURES = ("trajectories.png", "population.png")  # multi-panel: shown full width so their text is readable
+
+
 MAX_FIGURE_BYTES = 32 * 1024 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -110,8 +126,10 @@ def png_figure(folder: Path, name: str, caption: str) -> str:
     if not blob.startswith(PNG_MAGIC):
         raise UserError(f"{path}: figure is not a PNG image")
     data = base64.b64encode(blob).decode("ascii")
-    return (f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{escape(caption)}</figcaption></figure>")
+    wide = ' class="wide"' if path.name in WIDE_FIGURES else ""
+    return (f'<figure{wide}><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
+            f'<figcaption>{escape(caption)} <a class="download" download="{escape(path.name)}" '
+            f'href="data:image/png;base64,{data}">download PNG</a></figcaption></figure>')
 
 
 def section(anchor: str, label: str, help_text: str, inner: str) -> Section:
@@ -371,7 +389,7 @@ def budget_curves(evals: list[RunSource], sources: list[RunSource]) -> str:
                                      [min(budgets), max(budgets)], [accuracy, accuracy], dashed=True))
         charts.append(line_chart(Axes(f"{model} on {dataset}", "token budget", "accuracy", log2_x=True,
                                       y_range=(0.0, 1.0), width=620), series))
-    return "".join(charts)
+    return "".join(with_downloads(charts))
 
 
 def depth_section(sources: list[RunSource]) -> Section | None:
@@ -413,7 +431,7 @@ def depth_section(sources: list[RunSource]) -> Section | None:
             labels = sorted(histogram, key=int)
             charts.append(bar_chart(Axes("exit step per token (adaptive)", "core iterations used", "tokens"),
                                     labels, [float(histogram[k]) for k in labels]))
-        parts.append('<div class="charts">' + "".join(charts) + "</div>")
+        parts.append('<div class="charts">' + "".join(with_downloads(charts)) + "</div>")
     return section("depth", "Recurrent depth: scaling and adaptive exit",
                    "Accuracy when every token gets r iterations of the recurrent core, and with per-token adaptive "
                    "exit (stop iterating once successive next-token distributions agree); the histogram shows how "
@@ -446,7 +464,7 @@ def latent_section(sources: list[RunSource]) -> Section | None:
             if fig.name.split("_")[0] in samples and os.path.lexists(fig) and not fig.name.endswith("_pca6.png"):
                 kind = fig.stem.split("_", 1)[-1].replace("_", " ")
                 charts.append(png_figure(source.path, name, f"sample {fig.name.split('_')[0]}: {kind}"))
-        parts.append('<div class="charts">' + "".join(charts) + "</div>")
+        parts.append('<div class="charts">' + "".join(with_downloads(charts)) + "</div>")
     return section("latent", "Recurrent depth: latent trajectories",
                    "Convergence heatmaps show ‖s_i − s*‖ per token and iteration (s* = the state after many "
                    "iterations); PCA paths show each token's state across iterations. Tokens are labelled fixed "

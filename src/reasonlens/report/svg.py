@@ -43,12 +43,16 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+def _ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> list[float]:
+    """Round tick values in [lo, hi]; `integer` keeps them whole (no 0.5 ticks for bins, steps, counts)."""
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / count
+    if integer:
+        raw = max(raw, 1.0)
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    steps = (1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)
+    step = next(m * magnitude for m in steps if m * magnitude >= raw)
     start = math.ceil(lo / step - 1e-9) * step
     ticks = []
     value = start
@@ -93,7 +97,8 @@ def line_chart(axes: Axes, series: list[Series]) -> str:
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" class="grid"/>'
                    f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
     line_xs = {x for s in series if not s.markers_only for x, y in zip(s.xs, s.ys) if y is not None}
-    x_ticks = sorted(line_xs or {x for x, _ in points}) if axes.log2_x else _ticks(x_lo, x_hi)
+    integer_x = all(float(x).is_integer() for x, _ in points)
+    x_ticks = sorted(line_xs or {x for x, _ in points}) if axes.log2_x else _ticks(x_lo, x_hi, integer=integer_x)
     if len(x_ticks) > 12:
         x_ticks = x_ticks[:: math.ceil(len(x_ticks) / 12)]
     for tick in x_ticks:
@@ -135,7 +140,7 @@ def bar_chart(axes: Axes, labels: list[str], values: list[float]) -> str:
         return _empty(axes, "no data")
     y_hi = max(values) * 1.08 or 1.0
     out = [_open(axes)]
-    for tick in _ticks(0, y_hi):
+    for tick in _ticks(0, y_hi, integer=all(float(v).is_integer() for v in values)):
         y = top + (1 - tick / y_hi) * plot_h
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
@@ -178,6 +183,15 @@ def _legend(axes: Axes, series: list[Series]) -> str:
         out.append(f'<rect x="{x}" y="{y - 8}" width="12" height="4" fill="{colour}" transform="translate(0,3)"/>'
                    f'<text x="{x + 17}" y="{y}" class="legend">{escape(s.name)}</text>')
     return "".join(out)
+
+
+def downloadable(svg: str, filename: str) -> str:
+    """A chart with a link that saves it as an .svg file (the report has no server to fetch it from)."""
+    import base64
+
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return (f'<div class="chart-box">{svg}<a class="download" download="{escape(filename)}" '
+            f'href="data:image/svg+xml;base64,{data}">download SVG</a></div>')
 
 
 def _empty(axes: Axes, message: str) -> str:

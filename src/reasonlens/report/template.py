@@ -38,6 +38,10 @@ table.data td.num { text-align:right; font-variant-numeric:tabular-nums; white-s
 .charts { display:flex; flex-wrap:wrap; gap:14px; align-items:flex-start; }
 .charts figure { margin:0; }
 .charts img { max-width:100%; max-height:380px; border:1px solid var(--line); border-radius:4px; background:#fff; }
+.charts figure.wide { flex-basis:100%; width:100%; }
+.charts figure.wide img { max-height:none; width:100%; max-width:1100px; }
+.chart-box { display:inline-flex; flex-direction:column; align-items:flex-end; }
+a.download { font-size:11px; color:var(--muted); margin-left:6px; }
 .scroll { overflow-x:auto; max-width:100%; }
 figure figcaption { font-size:12px; color:var(--muted); max-width:560px; }
 svg.chart { background:#fff; border:1px solid var(--line); border-radius:4px; font-size:11px; max-width:100%;

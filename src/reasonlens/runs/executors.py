@@ -286,6 +286,8 @@ class RayExecutor:
         spec = tag_engine(replace(spec, out=Path(spec.out).resolve()), self.engine).validate()
         if spec.revision:
             raise UserError("--revision is not supported with --executor ray yet; pass a local snapshot directory")
+        if spec.samples > 1:
+            raise UserError("--samples > 1 is not supported with --executor ray yet; use --executor local")
         if problems is None:
             problems = load_problems(spec.dataset, split=spec.split, n=spec.n, offset=spec.offset)
         run = RunDir(spec.out)
@@ -339,7 +341,7 @@ def _identity_of(spec: RunSpec, manifest: dict[str, Any]) -> dict[str, Any]:
     values = {"command": spec.command, "model": spec.model, "dataset": spec.dataset, "split": spec.split,
               "offset": spec.offset, "template": spec.template, "system": spec.system,
               "decode": spec.decode.to_dict(), "model_dtype": spec.model_dtype, "method": spec.method,
-              "model_revision": spec.revision}
+              "model_revision": spec.revision, "samples": spec.samples if spec.samples > 1 else None}
     return {k: values[k] for k in IDENTITY_FIELDS if k in values}
 
 

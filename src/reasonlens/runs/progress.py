@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+
+PIPED_WIDTH = 240  # rich assumes 80 columns when not on a terminal and would cut table cells
+
+
+def table_console(stderr: bool = False) -> Console:
+    """A console for result tables: the terminal's width, or wide enough when piped to a file or pager."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=PIPED_WIDTH if wide else None)
 
 
 def progress_bar(transient: bool = False) -> Progress:

@@ -29,14 +29,16 @@ from reasonlens.runs.io import (
 FORMAT_VERSION = 1
 # Manifest fields that must match for a run to be resumed (everything that changes the outputs).
 IDENTITY_FIELDS = ("command", "model", "dataset", "split", "offset", "template", "system", "decode", "layers",
-                   "dtype", "model_dtype", "method", "model_revision")
+                   "dtype", "model_dtype", "method", "model_revision",
+                   "samples")
 # Types of the manifest fields reasonlens reads back ('?': may be missing or null). A hand-edited manifest
 # (`layers: 5`, `n: "4"`) is refused here, naming the field, instead of failing somewhere downstream.
 MANIFEST_FIELDS = {"format_version": "int", "command?": "str", "model?": "str", "model_name?": "str",
                    "dataset?": "str", "split?": "str", "offset?": "int", "n?": "int", "template?": "str",
                    "system?": "str", "decode?": "dict", "layers?": "layers", "hidden_size?": "int", "dtype?": "str",
                    "model_dtype?": "str", "method?": "dict", "grader?": "str", "budgets?": "list",
-                   "model_revision?": "str", "provenance?": "dict"}
+                   "model_revision?": "str", "provenance?": "dict",
+                   "samples?": "int", "n_problems?": "int"}
 # Types of the fields of a result record that reasonlens reads back.
 RECORD_FIELDS = {"index": "int", "id?": "str", "prompt?": "str", "completion?": "str", "gold?": "str",
                  "n_tokens?": "int", "n_forced?": "int", "seconds?": "number", "stop_reason?": "str",
@@ -104,11 +106,11 @@ class RunDir:
             raise UserError(f"--out {self.path}: exists and is not a directory")
         if self.exists():
             existing = self.open_run()
-            for key in IDENTITY_FIELDS:
-                if _normalise(existing.get(key)) != _normalise(manifest.get(key)):
-                    raise UserError(f"--out {self.path}: existing run has a different '{key}' "
-                                    f"({json.dumps(existing.get(key))[:80]} vs {json.dumps(manifest.get(key))[:80]}); "
-                                    "use another --out directory to start a new run")
+            differences = [difference for key in IDENTITY_FIELDS
+                           for difference in _differences(key, existing.get(key), manifest.get(key))]
+            if differences:
+                raise UserError(f"--out {self.path}: existing run has different settings ({'; '.join(differences)}); "
+                                "re-run with the run's settings to resume, or use another --out directory")
             return True
         check_empty_or_new(self.path, "--out", "it has no manifest.json")
         return False
@@ -244,6 +246,26 @@ def check_empty_or_new(path: Path, option: str, why: str) -> None:
     if entries and not _only_bookkeeping(entries):
         raise UserError(f"{option} {path}: folder is not empty and {why}; refusing to write into it (choose a new "
                         "or empty folder)")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """JSON of a value, cut at a word boundary with an ellipsis when long (never mid-word)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",:")
+    return f"{cut} ..."
+
+
+def _differences(key: str, old: Any, new: Any) -> list[str]:
+    """`field: old -> new` for each differing setting (one level into dicts, e.g. decode.max_new_tokens)."""
+    old, new = _normalise(old), _normalise(new)
+    if old == new:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [f"different '{key}': {key}.{k} {_short(old.get(k))} -> {_short(new.get(k))}"
+                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return [f"different '{key}': {_short(old)} -> {_short(new)}"]
 
 
 def _normalise(value: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -63,6 +63,7 @@ class RunSpec:
     device: str = "cpu"
     trust_remote_code: bool = False
     revision: str | None = None  # hub ids: branch, tag or commit of the weights
+    samples: int = 1  # samples per problem (sampling decoding); summaries add pass@k, maj@k
     method: dict[str, Any] = field(default_factory=dict)  # intervention name and options (part of the run identity)
     extra_manifest: dict[str, Any] = field(default_factory=dict)  # recorded, not part of the identity
 
@@ -74,7 +75,19 @@ class RunSpec:
         seed = self.decode.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise UserError(f"--seed must be an integer in 0..{MAX_SEED}, got {seed}")
+        if self.samples < 1:
+            raise UserError(f"--samples must be >= 1, got {self.samples}")
+        if self.samples > 1 and not self.decode.do_sample:
+            raise UserError(f"--samples {self.samples} needs sampling (--temperature > 0): greedy samples are identical")
         return self
+
+
+def expand_samples(problems: list[Problem], samples: int) -> list[Problem]:
+    """Each problem `samples` times (index = problem * samples + sample; ids `<id>#<sample>`)."""
+    if samples <= 1:
+        return problems
+    return [replace(p, id=f"{p.id}#{j}", meta={**p.meta, "problem_id": p.id, "sample": j})
+            for p in problems for j in range(samples)]
 
 
 def progress_label(spec: RunSpec, model_name: str) -> str:
@@ -112,6 +125,8 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     spec.validate()
     if problems is None:
         problems = load_problems(spec.dataset, split=spec.split, n=spec.n, offset=spec.offset)
+    n_problems = len(problems)
+    problems = expand_samples(problems, spec.samples)
     if lm is None:
         lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
                   revision=spec.revision)
@@ -124,6 +139,7 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     manifest = {
         "command": spec.command, "model": spec.model, "model_name": lm.name, "dataset": spec.dataset,
         "split": spec.split, "offset": spec.offset, "n": len(problems), "template": spec.template,
+        "samples": spec.samples if spec.samples > 1 else None, "n_problems": n_problems,
         "system": spec.system, "decode": spec.decode.to_dict(), "layers": layers,
         "hidden_size": lm.hidden_size, "dtype": spec.dtype if layers else None, "model_dtype": spec.model_dtype,
         "method": spec.method, "grader": grader_kind(spec.dataset),
@@ -270,6 +286,8 @@ def _record(gen: Generation, problem: Problem, prompt: str, lm: LoadedModel, gra
         grade = grader.grade(gen.text, problem.answer, kind=kind)
         record.update(extracted=grade.extracted, correct=grade.correct,
                       status={"ok": "ok", "no_answer": "ok"}.get(grade.status, grade.status), error=grade.reason)
+    if "sample" in problem.meta:
+        record.update(problem_id=problem.meta["problem_id"], sample=problem.meta["sample"])
     if gen.events:
         record["events"] = gen.events
     return record
@@ -298,4 +316,19 @@ def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None =
         "n_ungradable": sum(r.get("status") == "ungradable" for r in results),
         "total_tokens": tokens, "mean_tokens": tokens / len(results) if results else 0.0,
         "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
+        **_multi_sample(results, manifest),
     }
+
+
+def _multi_sample(results: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
+    """pass@k, maj@k and the mean over samples with a CI over problems, when the run drew several samples."""
+    from reasonlens.eval.stats import multi_sample_summary
+
+    if not manifest.get("samples") or not results:
+        return {}
+    groups: dict[str, list[tuple[str | None, bool]]] = {}
+    for r in sorted(results, key=lambda r: (r["index"])):
+        groups.setdefault(str(r.get("problem_id", r.get("id"))), []).append((r.get("extracted"), bool(r.get("correct"))))
+    out = multi_sample_summary(list(groups.values()))
+    # samples of one problem are not independent: the accuracy's CI resamples problems, not samples
+    return {**out, "accuracy_ci95": out["mean_accuracy_ci95"], "accuracy_ci_method": out["mean_accuracy_ci_method"]}
