@@ -68,11 +68,11 @@ ORGANISMS: dict[str, OrganismConfig] = {
     "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith-small:1-3", target="direct"),
     # The controls of the instrument (docs/organisms.md): one world, three answer formats, one budget.
     "organism-reasoner": OrganismConfig(name="organism-reasoner", dataset=REASONER_DATASET, target="cot",
-                                        steps=1500, vocab_size=2048),
+                                        steps=1000, vocab_size=2048),
     "organism-reasoner-direct": OrganismConfig(name="organism-reasoner-direct", dataset=REASONER_DATASET,
-                                               target="direct", steps=1500, vocab_size=2048),
+                                               target="direct", steps=1000, vocab_size=2048),
     "organism-reasoner-noreflect": OrganismConfig(name="organism-reasoner-noreflect", dataset=REASONER_DATASET,
-                                                  target="noreflect", steps=1500, vocab_size=2048),
+                                                  target="noreflect", steps=1000, vocab_size=2048),
 }
 
 
@@ -456,7 +456,8 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"process CPU time {card['cpu_time_seconds']} s (shared machine; see docs/organisms.md)",
             f"- Trained with torch {card.get('torch_version', '?')} on CPU `{card.get('cpu_model') or 'not recorded'}`"
             f" with {card['torch_threads']} threads: re-training reproduces these weights byte for byte only on the "
-            "same CPU type and thread count (elsewhere the figures agree within their CIs)",
+            "same CPU type and thread count (elsewhere the figures agree within their CIs)"
+            + (f"; CPU: {card['cpu_model_note']}" if card.get("cpu_model_note") else ""),
             f"- Parameters: {card['n_parameters']:,}",
             f"- Seed: {card['seed']} (data seed {card['data_seed']})",
             f"- Final training loss (mean of last 50 steps): {card['final_train_loss']}",
