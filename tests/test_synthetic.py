@@ -250,7 +250,7 @@ def reasoner_test() -> list[synthetic.SyntheticItem]:
 
 @pytest.fixture(scope="module")
 def reasoner_train() -> list[synthetic.SyntheticItem]:
-    return synthetic.generate("synthetic-reasoner", split="train", n=4000)
+    return synthetic.generate("synthetic-reasoner", split="train", n=2000)
 
 
 def _solve_reasoner_question(question: str) -> int:

@@ -10,10 +10,14 @@ Task families:
 * ``synthetic-flips``: chains of ``x + d``, ``x - d`` and ``d - x`` steps (``a = 5. b = a - 4. c = 4 - b. What is
   c?``). A ``d - x`` step flips the sign of everything before it, so no shortcut sums the operands: the
   answer needs every step in order. Level = number of steps; the recurrent organism's task.
+* ``synthetic-reasoner``: story problems of 1-6 one-digit steps whose traces have a known reflection structure
+  ("So" restates the running value, "Therefore" announces the answer, "Wait" verifies the last step; a
+  planted slip in the last step of a quarter of the traces; every other word has interchangeable variants).
+  The reasoner organisms' world: a control of the instrument with ground truth (docs/organisms.md).
 
 Everything is a pure function of ``(split, n, levels, seed)``. Train and test are split by problem
-*signature* (the fully parenthesised arithmetic, the list of statements, or for flips the arithmetic without
-the variable names): a signature whose hash falls in
+*signature* (the fully parenthesised arithmetic, the list of statements, or for flips and reasoner the
+arithmetic without any wording): a signature whose hash falls in
 the test bucket is only ever emitted for the test split, so the same arithmetic never appears in both.
 """
 

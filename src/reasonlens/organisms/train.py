@@ -68,11 +68,11 @@ ORGANISMS: dict[str, OrganismConfig] = {
     "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith-small:1-3", target="direct"),
     # The controls of the instrument (docs/organisms.md): one world, three answer formats, one budget.
     "organism-reasoner": OrganismConfig(name="organism-reasoner", dataset=REASONER_DATASET, target="cot",
-                                        steps=1000, vocab_size=2048),
+                                        steps=1000, vocab_size=2048, threads=1),
     "organism-reasoner-direct": OrganismConfig(name="organism-reasoner-direct", dataset=REASONER_DATASET,
-                                               target="direct", steps=1000, vocab_size=2048),
+                                               target="direct", steps=1000, vocab_size=2048, threads=1),
     "organism-reasoner-noreflect": OrganismConfig(name="organism-reasoner-noreflect", dataset=REASONER_DATASET,
-                                                  target="noreflect", steps=1000, vocab_size=2048),
+                                                  target="noreflect", steps=1000, vocab_size=2048, threads=1),
 }
 
 
@@ -84,6 +84,7 @@ class EvalResult:
     ci_low: float
     ci_high: float
     by_level: dict[str, float]
+    outcomes: str = ""  # "1"/"0" per evaluated problem, in test-split order (tests re-check a prefix exactly)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -296,6 +297,7 @@ def evaluate(
         ci_low=low,
         ci_high=high,
         by_level={level: sum(v) / len(v) for level, v in sorted(by_level.items())},
+        outcomes="".join("1" if ok else "0" for ok in correct),
     )
 
 
