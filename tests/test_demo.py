@@ -4,6 +4,7 @@ a failing stage is reported without stopping the demo, and a second run resumes 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from reasonlens.errors import UserError
 def tiny_config(out: Path) -> DemoConfig:
     return DemoConfig(out=out, quick=True, model="tiny-llama", template="raw", layers="-1", n_traces=2, n_eval=2,
                       max_new_tokens=10, batch_size=2, suppress_k=3, budgets=(5, 10), n_organism=2, organism_tokens=8,
-                      depth_steps=(1, 2), n_depth=2, depth_tokens=3, n_latent=1, n_boot=50, n_permutations=5)
+                      depth_steps=(1, 2), n_depth=2, depth_tokens=3, n_latent=1, n_boot=50, n_permutations=5,
+                      n_control_train=6, n_control_eval=4, control_k=2, control_seeds=(0,), control_tokens=60,
+                      control_budget=60, control_batch_size=6)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,21 @@ def test_every_stage_runs_or_says_why_not(finished):
     depth = by_name["depth"]
     if organism_available("organism-recurrent"):
         assert depth.status == "done"
+        assert any(line.startswith("organism-recurrent: depth r=1 -> r=2 ") for line in depth.findings)
     else:
         assert depth.status == "skipped" and "organism-recurrent is not shipped" in depth.note
+    controls = by_name["controls"]
+    if organism_available("organism-reasoner") and organism_available("organism-reasoner-noreflect"):
+        assert controls.status == "done", controls.note
+        suppression = [line for line in controls.findings if "thinking suppression" in line]
+        assert len(suppression) == 1
+        assert re.search(r"thinking suppression [+-]\d\.\d\d \[[+-]\d\.\d\d,[+-]\d\.\d\d\] vs random "
+                         r"[+-]\d\.\d\d \[[+-]\d\.\d\d,[+-]\d\.\d\d\]", suppression[0]), suppression[0]
+        manifest = json.loads((config.out / "controls" / "suppress-thinking-k2" / "manifest.json").read_text())
+        assert manifest["split"] == "test"
+        assert "train" in json.dumps(manifest)  # the words were learnt on the train split
+    else:
+        assert controls.status == "skipped" and "not shipped" in controls.note
     log = json.loads((config.out / "demo.json").read_text())
     assert [s["status"] for s in log["stages"]] == [r.status for r in results]
     # the random control needs enough distinct words in the traces; when it cannot run, the demo says why
@@ -59,6 +75,8 @@ def test_outputs_are_real_runs_and_in_the_report(finished):
     ttts = json.loads((out / "eval" / "ttts" / "summary.json").read_text())
     assert sorted(ttts["accuracy_by_budget"], key=int) == ["5", "10"]
     html = (out / "report.html").read_text()
+    if organism_available("organism-recurrent"):
+        assert html.index('<section id="findings">') < html.index('<section id="summary">')
     for anchor in ("summary", "traces", "thinking", "interventions"):
         assert f'<section id="{anchor}">' in html
 

@@ -166,3 +166,40 @@ def test_cli_lists_organisms_and_rejects_unknown_names():
     assert isinstance(failed.exception, UserError) and "organism-nope" in str(failed.exception)
     with pytest.raises(UserError, match="override"):
         organism_train.train_organism("organism-cot", overrides={"not_a_field": 1})
+
+
+REASONERS = ("organism-reasoner", "organism-reasoner-noreflect", "organism-reasoner-direct")
+REASONER_SLICE = 24
+
+
+@pytest.mark.parametrize("name", REASONERS)
+def test_reasoner_organism_reproduces_its_card_on_a_test_slice(name):
+    """The card's headline (greedy test accuracy) re-measured on its first problems, problem by problem."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = ORGANISMS_DIR / name
+    if not (directory / "card.json").is_file():
+        pytest.skip(f"{name} is not shipped in this checkout")
+    card = json.loads((directory / "card.json").read_text())
+    assert card["dataset"] == "synthetic-reasoner" and card["split"] == "test"
+    assert card["cpu_model"] and card["torch_threads"] == 2 and card["torch_version"]
+    assert sum(p.stat().st_size for p in directory.iterdir()) <= 20 * 1024 * 1024
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    result = organism_train.evaluate(model, tokenizer, card["eval_dataset"], REASONER_SLICE,
+                                     card["decoding"]["max_new_tokens"])
+    recorded = card["test_accuracy"]["outcomes"][:REASONER_SLICE]
+    # greedy decoding is deterministic; another CPU type may flip a near-tie, so allow one problem of slack
+    assert sum(a != b for a, b in zip(result.outcomes, recorded)) <= 1, (result.outcomes, recorded)
+
+
+def test_reasoner_cards_order_the_twins():
+    cards = {}
+    for name in REASONERS:
+        path = ORGANISMS_DIR / name / "card.json"
+        if not path.is_file():
+            pytest.skip(f"{name} is not shipped in this checkout")
+        cards[name] = json.loads(path.read_text())["test_accuracy"]
+    # the reasoning trace is what makes the task solvable at this size
+    assert cards["organism-reasoner"]["ci_low"] > cards["organism-reasoner-direct"]["ci_high"]
+    assert cards["organism-reasoner-noreflect"]["ci_low"] > cards["organism-reasoner-direct"]["ci_high"]

@@ -37,10 +37,11 @@ def test_suppressor_sets_minus_inf_only_on_its_ids():
 
 def test_word_variant_ids_take_the_first_piece_of_each_form(tiny_llama):
     tok = tiny_llama.tokenizer  # byte level: a word's first piece is its first letter (a bare space is no start)
-    ids = word_variant_ids(tok, "So")
+    ids = word_variant_ids(tok, "So", include_split_starts=True)
+    assert word_variant_ids(tok, "So") == []  # the default bans whole-word ids only
     expected = {tok("S", add_special_tokens=False)["input_ids"][0], tok("s", add_special_tokens=False)["input_ids"][0]}
     assert set(ids) == expected
-    assert suppression_ids(tok, ["So", "Wait"]) == sorted(set(ids) | set(word_variant_ids(tok, "Wait")))
+    assert suppression_ids(tok, ["So", "Wait"]) == sorted(set(word_variant_ids(tok, "So")) | set(word_variant_ids(tok, "Wait")))
 
 
 def test_word_variant_ids_on_a_real_bpe_tokenizer():
@@ -57,7 +58,8 @@ def test_word_variant_ids_on_a_real_bpe_tokenizer():
         assert tok(form, add_special_tokens=False)["input_ids"][0] in wait
     hmm = word_variant_ids(tok, "Hmm")
     assert tok(" Hmm", add_special_tokens=False)["input_ids"][0] in hmm
-    assert tok("Hmm", add_special_tokens=False)["input_ids"][0] in hmm  # first piece of a split form
+    assert tok("Hmm", add_special_tokens=False)["input_ids"][0] not in hmm  # split forms ban nothing by default
+    assert tok("Hmm", add_special_tokens=False)["input_ids"][0] in word_variant_ids(tok, "Hmm", include_split_starts=True)
 
 
 TRACES = [

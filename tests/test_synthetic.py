@@ -237,3 +237,113 @@ def test_a_flip_makes_step_order_matter():
     assert problems[0].answer == str(env[asked])
     with pytest.raises(UserError, match="synthetic-flips levels"):
         synthetic.parse_dataset_name("synthetic-flips:9")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# synthetic-reasoner: the controlled world of the reasoner organisms
+
+
+@pytest.fixture(scope="module")
+def reasoner_test() -> list[synthetic.SyntheticItem]:
+    return synthetic.generate("synthetic-reasoner", split="test", n=600)
+
+
+@pytest.fixture(scope="module")
+def reasoner_train() -> list[synthetic.SyntheticItem]:
+    return synthetic.generate("synthetic-reasoner", split="train", n=2000)
+
+
+def _solve_reasoner_question(question: str) -> int:
+    """Independent reading: start value, then one signed operand per sentence, the sign from the verb lists."""
+    sentences = re.findall(r"[^.?]+[.?]", question)
+    value = int(re.match(r"\w+ has (\d+) ", sentences[0]).group(1))
+    for sentence in sentences[1:-1]:
+        verb, operand = re.search(r"(?:he|she|He|She) (\w+) (\d)\b", sentence).groups()
+        assert (verb in synthetic.REASONER_GAIN_VERBS) != (verb in synthetic.REASONER_LOSS_VERBS), verb
+        value += int(operand) if verb in synthetic.REASONER_GAIN_VERBS else -int(operand)
+        assert 10 <= value <= 99
+    assert sentences[-1].startswith(" How many")
+    return value
+
+
+TRACE_EQUATION = re.compile(r"(\d+) ([-+]) (\d) = (\d+)\.")
+
+
+def test_reasoner_answers_match_an_independent_solver_and_levels_count_steps(reasoner_test):
+    assert {item.level for item in reasoner_test} == set(synthetic.REASONER_LEVELS)
+    for item in reasoner_test:
+        assert _solve_reasoner_question(item.question) == item.answer
+        assert item.answer == synthetic.solve_reasoner_signature(item.signature)
+        assert item.question.count(".") == item.level + 1 == item.meta["steps"] + 1
+        assert item.direct_solution == f"\\boxed{{{item.answer}}}"
+
+
+def test_reasoner_traces_have_the_documented_reflection_structure(reasoner_test, reasoner_train):
+    counts = {"slip": 0, "verify": 0, "slip_verify": 0}
+    for item in reasoner_test + reasoner_train:
+        full, cut = item.solution, item.meta["noreflect_solution"]
+        assert full.startswith(cut) and "Wait" not in cut and cut.count("Therefore") == 1
+        steps = TRACE_EQUATION.findall(cut)
+        assert len(steps) == item.level
+        for index, (a, op, b, c) in enumerate(steps):
+            true = int(a) + int(b) if op == "+" else int(a) - int(b)
+            final = index == len(steps) - 1
+            borrow = op == "-" and int(a) % 10 < int(b)
+            if final and borrow:  # the planted slip: the borrow is forgotten, exactly ten too many
+                assert int(c) == true + 10 and item.meta["slip"]
+            else:
+                assert int(c) == true
+            # "So" restates the running value the step just wrote
+            assert re.search(rf"{a} {re.escape(op)} {b} = {c}\. So \w+ \w+ {c}\b", cut)
+        assert item.meta["slip"] == (steps[-1][1] == "-" and int(steps[-1][0]) % 10 < int(steps[-1][2]))
+        hasty = int(steps[-1][3])
+        assert item.meta["hasty_answer"] == hasty and cut.endswith(f"\\boxed{{{hasty}}}.")
+        if item.meta["verify"]:
+            rest = full[len(cut):]
+            assert rest.startswith(" Wait, ")
+            (a, op, b, c), = TRACE_EQUATION.findall(rest)
+            assert (a, op, b) == steps[-1][:3] and int(c) == item.answer
+            assert rest.endswith(f"\\boxed{{{item.answer}}}.") and rest.count("Therefore") == 1
+        else:
+            assert full == cut
+        counts["slip"] += item.meta["slip"]
+        counts["verify"] += item.meta["verify"]
+        counts["slip_verify"] += item.meta["slip"] and item.meta["verify"]
+    n = len(reasoner_test) + len(reasoner_train)
+    assert abs(counts["slip"] / n - synthetic.REASONER_SLIP_SHARE) < 0.03
+    assert abs(counts["verify"] / n - synthetic.REASONER_VERIFY_SHARE) < 0.03
+    assert abs(counts["slip_verify"] / n - synthetic.REASONER_SLIP_SHARE * synthetic.REASONER_VERIFY_SHARE) < 0.02
+
+
+def test_reasoner_vocabulary_is_large_and_only_thinking_words_are_fixed(reasoner_train):
+    vocabulary = synthetic.reasoner_vocabulary()
+    assert len(vocabulary) >= 200
+    counts: dict[str, int] = {}
+    for item in reasoner_train:
+        for word in re.findall(r"[A-Za-z]+", item.solution):
+            counts[word] = counts.get(word, 0) + 1
+    n = len(reasoner_train)
+    # every thinking word occurs at least once per trace; every other word of the traces is optional or has a
+    # variant, so none is in every trace (a random control word can be banned without breaking the grammar)
+    for word in synthetic.REASONER_THINKING_WORDS[:2]:
+        assert all(re.search(rf"\b{word}\b", item.solution) for item in reasoner_train), word
+    per_trace = {word: sum(bool(re.search(rf"\b{word}\b", i.solution)) for i in reasoner_train) / n for word in counts}
+    fixed = {word for word, share in per_trace.items() if share > 0.95}
+    assert fixed <= set(synthetic.REASONER_THINKING_WORDS) | {"boxed"}, fixed
+    used = {word for word in counts if word not in synthetic.REASONER_THINKING_WORDS}
+    assert len(used & set(vocabulary)) >= 200
+
+
+def test_reasoner_is_deterministic_split_disjoint_and_rejects_bad_levels(reasoner_test, reasoner_train):
+    again = synthetic.generate("synthetic-reasoner", split="test", n=600)
+    assert again == reasoner_test
+    assert synthetic.generate_reasoner("test", n=50, seed=5) != reasoner_test[:50]
+    assert not {i.signature for i in reasoner_train} & {i.signature for i in reasoner_test}
+    assert all(synthetic.split_of_signature(item.signature) == "test" for item in reasoner_test)
+    assert len({item.question for item in reasoner_test}) == len(reasoner_test)
+    problems = load_problems("synthetic-reasoner:2-3", split="test", n=4)
+    assert [p.meta["level"] for p in problems] == [2, 3, 2, 3]
+    with pytest.raises(UserError, match="synthetic-reasoner levels"):
+        synthetic.parse_dataset_name("synthetic-reasoner:7")
+    with pytest.raises(UserError, match="split"):
+        synthetic.generate_reasoner("dev", n=3)

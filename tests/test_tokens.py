@@ -63,8 +63,8 @@ def test_split_word_contributes_its_first_token_only_when_asked():
     tok = trained_tokenizer("bytelevel")
     pieces = [i for i in ids_of(tok, " Hmm") if tok.decode([i]).strip()]  # a bare-space piece starts any word
     assert len(pieces) > 1  # not in the corpus: split
-    assert pieces[0] in word_variant_ids(tok, "Hmm")
-    assert tok.get_vocab()["\u0120"] not in word_variant_ids(tok, "Hmm")
+    assert pieces[0] in word_variant_ids(tok, "Hmm", include_split_starts=True)
+    assert tok.get_vocab()["\u0120"] not in word_variant_ids(tok, "Hmm", include_split_starts=True)
     assert word_variant_ids(tok, "Hmm", include_split_starts=False) == []
     with pytest.raises(UserError, match="empty word"):
         word_variant_ids(tok, " ")

@@ -9,8 +9,14 @@ Stages (each through the other modules' Python APIs; every run directory resumes
              on *other* GSM8K problems than the ones the tokens were learnt on;
 4. rr        Representation Recycling triggered by the thinking tokens;
 5. ttts      thinking-token test-time scaling vs the plain model at several token budgets;
-6. depth     organism-recurrent: accuracy vs core iterations r, adaptive exit, latent trajectories;
-7. report    one self-contained HTML report of everything above; its path is printed last.
+6. controls  the reasoner organisms, controls of the instrument by construction (docs/organisms.md): thinking
+             words learnt on their *train* split, suppression of the learnt words vs frequency-matched random
+             words, "Wait" forcing on the reasoner vs its no-reflection twin, peak enrichment on thinking words;
+7. depth     organism-recurrent: accuracy vs core iterations r, adaptive exit, latent trajectories;
+8. report    one self-contained HTML report of everything above, findings first; its path is printed last.
+
+Every stage with an effect to show states one *finding* with its paired bootstrap 95% CI; the findings table
+is printed at the end and is the report's first section.
 
 A stage whose module (or organism) is not available is skipped with a visible notice and listed in the final
 summary; a stage that fails is reported with its error and the demo continues, so the report always exists.
@@ -60,6 +66,15 @@ class DemoConfig:
     n_latent: int = 2
     n_boot: int = 1000
     n_permutations: int = 49
+    reasoner: str = "organism-reasoner"
+    reasoner_twin: str = "organism-reasoner-noreflect"  # the negative control of "Wait" forcing
+    n_control_train: int = 100  # train-split problems the reasoner's thinking words are learnt from
+    n_control_eval: int = 200  # held-out test problems every control intervention is scored on
+    control_k: int = 5
+    control_seeds: tuple[int, ...] = (0, 1, 2)
+    control_tokens: int = 200
+    control_budget: int = 160  # "Wait" forcing budget (every stop before it becomes " Wait")
+    control_batch_size: int = 50
 
     @classmethod
     def preset(cls, quick: bool, out: Path | None = None) -> "DemoConfig":
@@ -67,7 +82,8 @@ class DemoConfig:
             return cls(out=out or Path("runs/demo"))
         return cls(out=out or Path("runs/demo-quick"), quick=True, layers="-1", n_traces=3, n_eval=3,
                    max_new_tokens=96, batch_size=3, suppress_k=5, budgets=(32, 64), n_organism=6, organism_tokens=48,
-                   depth_steps=(1, 2, 4, 8), n_depth=8, depth_tokens=12, n_latent=1, n_boot=300, n_permutations=19)
+                   depth_steps=(1, 2, 4, 8), n_depth=8, depth_tokens=12, n_latent=1, n_boot=300, n_permutations=19,
+                   n_control_train=40, n_control_eval=80, control_seeds=(0,))
 
 
 class StageSkipped(Exception):
@@ -82,6 +98,7 @@ class StageResult:
     note: str = ""
     cpu_seconds: float = 0.0  # CPU time of this process (all threads): comparable across loaded machines
     runs: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # one line per effect, each with its paired 95% CI
 
 
 @dataclass
@@ -95,6 +112,8 @@ class DemoState:
     report_inputs: list[Path] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # parts of stages that were skipped, with the reason
     lm_cache: dict[str, Any] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)  # the running stage's findings (moved into its result)
+    all_findings: list[tuple[str, list[str]]] = field(default_factory=list)  # (stage, findings) of finished stages
 
     def lm(self, spec: str):
         if spec not in self.lm_cache:
@@ -132,6 +151,23 @@ def _decode(config: DemoConfig, max_new_tokens: int):
 
     return DecodeConfig(max_new_tokens=max_new_tokens, batch_size=config.batch_size,
                         add_special_tokens=config.template != "chat")
+
+
+def signed(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def diff_text(comparison: dict[str, Any]) -> str:
+    """``+0.12 [+0.05,+0.20]``: a paired difference and its 95% CI."""
+    low, high = comparison["difference_ci95"]
+    return f"{signed(comparison['difference'])} [{signed(low)},{signed(high)}]"
+
+
+def paired_diffs(reference: Path, *runs: Path, n_boot: int = 1000) -> list[dict[str, Any]]:
+    """Paired bootstrap differences of each run's accuracy minus the reference's (same problems, same budgets)."""
+    from reasonlens.interventions.evaluate import compare_runs
+
+    return compare_runs([reference, *runs], n_boot=n_boot)["comparisons"]
 
 
 # -- stages --------------------------------------------------------------------------------------------------------
@@ -223,6 +259,11 @@ def stage_suppress(state: DemoState) -> str:
             random = _eval(state, "suppress-random", "suppress", k=c.suppress_k, control="random",
                            control_run=state.smollm2_run)
             notes.append(f"random control {random['accuracy']:.2f}")
+            eval_dir = c.out / "eval"
+            thinking_diff, random_diff = paired_diffs(eval_dir / "baseline", eval_dir / "suppress-thinking",
+                                                      eval_dir / "suppress-random", n_boot=c.n_boot)
+            state.findings.append(f"{c.model}: thinking suppression {diff_text(thinking_diff)} vs random "
+                                  f"{diff_text(random_diff)} (baseline {base['accuracy']:.2f}, n={c.n_eval})")
         except UserError as exc:  # too few distinct words in the traces to match frequencies
             reason = str(exc)
     if reason is not None:
@@ -250,6 +291,100 @@ def stage_ttts(state: DemoState) -> str:
     return f"plain {curve(plain)} | TTTS {curve(ttts)}"
 
 
+def _control_eval(state: DemoState, model: str, name: str, method: str, **options: Any) -> Path:
+    from reasonlens.decode import DecodeConfig
+    from reasonlens.interventions import EvalSpec, MethodOptions, evaluate
+    from reasonlens.organisms import organism_dataset
+
+    c = state.config
+    out = c.out / "controls" / name
+    max_tokens = max(options.get("budgets") or [c.control_tokens])
+    evaluate(EvalSpec(out=out, model=model, dataset=organism_dataset(model) or "synthetic-reasoner:1-6",
+                      method=method, options=MethodOptions(**options), n=c.n_control_eval,
+                      decode=DecodeConfig(max_new_tokens=max_tokens, batch_size=c.control_batch_size)),
+             lm=state.lm(model))
+    return state.add(out)
+
+
+def stage_controls(state: DemoState) -> str:
+    """The reasoner organisms: does the instrument find the effects built into them, and only those?"""
+    require("reasonlens.interventions")
+    require("reasonlens.analysis.pipeline")
+    c = state.config
+    missing = [m for m in (c.reasoner, c.reasoner_twin) if not organism_available(m)]
+    if missing:
+        raise StageSkipped(f"{', '.join(missing)} not shipped in this installation "
+                           "(train with `reasonlens organisms train NAME`)")
+    from reasonlens.analysis.pipeline import MIConfig, ensure_analysis
+    from reasonlens.decode import DecodeConfig
+    from reasonlens.organisms import organism_dataset
+    from reasonlens.runs import RunSpec, execute
+
+    dataset = organism_dataset(c.reasoner) or "synthetic-reasoner:1-6"
+    train_run = c.out / "controls" / "reasoner-train"
+    execute(RunSpec(out=train_run, model=c.reasoner, dataset=dataset, split="train", n=c.n_control_train,
+                    layers="-1", decode=DecodeConfig(max_new_tokens=c.control_tokens,
+                                                     batch_size=c.control_batch_size)), lm=state.lm(c.reasoner))
+    state.add(train_run)
+    mi_out = ensure_analysis(train_run, MIConfig(n_boot=c.n_boot, n_permutations=c.n_permutations, n_bins=5,
+                                                 plot_traces=6))
+    summary = json.loads((mi_out / "summary.json").read_text())
+    words = [w["word"] for w in summary.get("thinking_tokens") or []]
+    if len(words) < c.control_k:
+        raise StageSkipped(f"the reasoner's train traces gave {len(words)} peak words, fewer than k = {c.control_k}")
+    notes = [f"learnt on train: {', '.join(words[:c.control_k])}"]
+    enrichment = summary.get("thinking_word_enrichment") or {}
+    if enrichment.get("ratio") is not None and None not in enrichment["ci95"]:
+        low, high = enrichment["ci95"]
+        state.findings.append(f"{c.reasoner}: MI peaks on thinking words {enrichment['peak_share']:.2f} vs base rate "
+                              f"{enrichment['base_rate']:.2f}: enrichment x{enrichment['ratio']:.2f} "
+                              f"[{low:.2f},{high:.2f}]")
+    token_set = {"token_set": mi_out / "tokens.jsonl", "token_set_dataset": dataset, "token_set_split": "train",
+                 "k": c.control_k}
+    base = _control_eval(state, c.reasoner, "baseline", "baseline")
+    thinking = _control_eval(state, c.reasoner, f"suppress-thinking-k{c.control_k}", "suppress", **token_set)
+    randoms = [_control_eval(state, c.reasoner, f"suppress-random-k{c.control_k}-seed{seed}", "suppress",
+                             control="random", control_run=train_run, seed=seed, **token_set)
+               for seed in c.control_seeds]
+    thinking_diff, *random_diffs = paired_diffs(base, thinking, *randoms, n_boot=c.n_boot)
+    # the random seeds pooled: every (problem, seed) pair is one paired observation
+    pooled = _pooled_random_diff(base, randoms, c.n_boot)
+    gap = paired_diffs(randoms[0], thinking, n_boot=c.n_boot)[0]
+    state.findings.append(
+        f"{c.reasoner}: thinking suppression {diff_text(thinking_diff)} vs random {pooled} "
+        f"({len(randoms)} seed{'s' if len(randoms) > 1 else ''}; top-{c.control_k} learnt words, "
+        f"thinking - random seed {c.control_seeds[0]}: {diff_text(gap)})")
+    notes.append(f"baseline {thinking_diff['reference_accuracy']:.2f}, thinking suppressed "
+                 f"{thinking_diff['accuracy']:.2f}, random " + "/".join(f"{d['accuracy']:.2f}" for d in random_diffs))
+    forced = {}
+    for model, tag in ((c.reasoner, "reasoner"), (c.reasoner_twin, "noreflect")):
+        plain = _control_eval(state, model, f"{tag}-budget-baseline", "baseline", budgets=[c.control_budget])
+        wait = _control_eval(state, model, f"{tag}-budget-force", "budget-force", budgets=[c.control_budget],
+                             min_fraction=1.0)
+        forced[tag] = paired_diffs(plain, wait, n_boot=c.n_boot)[0]
+    state.findings.append(f"\"Wait\" forcing at {c.control_budget} tokens: reasoner {diff_text(forced['reasoner'])} "
+                          f"vs no-reflection twin {diff_text(forced['noreflect'])}")
+    return "; ".join(notes)
+
+
+def _pooled_random_diff(base: Path, randoms: list[Path], n_boot: int) -> str:
+    """Mean over seeds of (random-control accuracy - baseline), CI resampling problems (all seeds together)."""
+    import numpy as np
+
+    from reasonlens.eval import bootstrap_ci
+    from reasonlens.interventions.evaluate import load_eval_run
+
+    reference = {r["index"]: bool(r.get("correct")) for r in load_eval_run(base).results[None] if r.get("status") == "ok"}
+    per_seed = []
+    for run in randoms:
+        scored = {r["index"]: bool(r.get("correct")) for r in load_eval_run(run).results[None] if r.get("status") == "ok"}
+        per_seed.append(scored)
+    shared = sorted(set(reference).intersection(*per_seed))
+    diffs = np.array([np.mean([seed[i] for seed in per_seed]) - reference[i] for i in shared], dtype=float)
+    interval = bootstrap_ci(diffs, n_boot=n_boot)
+    return f"{signed(interval.estimate)} [{signed(interval.lo)},{signed(interval.hi)}]"
+
+
 def stage_depth(state: DemoState) -> str:
     require("reasonlens.recurrent.depth")
     if not organism_available("organism-recurrent"):
@@ -270,6 +405,11 @@ def stage_depth(state: DemoState) -> str:
                                   max_new_tokens=c.depth_tokens, batch_size=c.batch_size), lm=lm)
     state.add(out)
     notes = [" ".join(f"r{r}:{e['accuracy']:.2f}" for r, e in summary["steps"].items())]
+    low_r, high_r = min(c.depth_steps), max(c.depth_steps)
+    depth_diff = paired_diffs(out / f"r{low_r}", out / f"r{high_r}", n_boot=c.n_boot)[0]
+    state.findings.append(f"organism-recurrent: depth r={low_r} -> r={high_r} {diff_text(depth_diff)} "
+                          f"(accuracy {depth_diff['reference_accuracy']:.2f} -> {depth_diff['accuracy']:.2f}, "
+                          f"n={depth_diff['n_paired']})")
     adaptive = summary.get("adaptive") or {}
     if adaptive.get("mean_iterations_per_token") is not None:
         notes.append(f"adaptive {adaptive['accuracy']:.2f} at {adaptive['mean_iterations_per_token']:.1f} it/token")
@@ -295,8 +435,9 @@ def stage_report(state: DemoState) -> str:
         raise StageSkipped("no run produced anything to report")
     with progress_bar() as bar:
         task = bar.add_task("report", total=1, info=f"{len(state.report_inputs)} runs")
+        findings = tuple((name, line) for name, lines in state.all_findings for line in lines)
         path = build_report(state.report_inputs, state.config.out / "report.html",
-                            ReportConfig(title="reasonlens demo", n_boot=state.config.n_boot))
+                            ReportConfig(title="reasonlens demo", n_boot=state.config.n_boot, findings=findings))
         bar.advance(task)
     return f"{path} ({path.stat().st_size / 1e6:.1f} MB)"
 
@@ -307,6 +448,7 @@ STAGES: tuple[tuple[str, str, Callable[[DemoState], str]], ...] = (
     ("suppress", "suppression: thinking tokens vs random control", stage_suppress),
     ("rr", "Representation Recycling", stage_rr),
     ("ttts", "thinking-token test-time scaling vs budget", stage_ttts),
+    ("controls", "reasoner organisms: positive and negative controls of the instrument", stage_controls),
     ("depth", "recurrent organism: depth scaling, adaptive exit, latents", stage_depth),
     ("report", "HTML report", stage_report),
 )
@@ -333,9 +475,13 @@ def run_demo(config: DemoConfig, only: list[str] | None = None) -> list[StageRes
             continue
         console.rule(f"[bold]{number}/{len(STAGES)} {name}[/]: {title}")
         t0, c0 = time.perf_counter(), time.process_time()
+        state.findings = []
         try:
             note = function(state)
-            results.append(StageResult(name, "done", time.perf_counter() - t0, note, time.process_time() - c0))
+            results.append(StageResult(name, "done", time.perf_counter() - t0, note, time.process_time() - c0,
+                                       findings=list(state.findings)))
+            if state.findings:
+                state.all_findings.append((name, list(state.findings)))
             console.print(f"[green]done[/] {name} in {time.perf_counter() - t0:.1f} s "
                           f"(CPU {time.process_time() - c0:.1f} s): {escape(note)}", highlight=False)
         except StageSkipped as exc:
@@ -367,7 +513,7 @@ def _discover(state: DemoState) -> None:
     for name in ("organism-cot", "organism-direct"):
         if (out / f"traces-{name}" / "manifest.json").is_file():
             state.trace_runs.append(state.add(out / f"traces-{name}"))
-    for path in sorted((out / "eval").glob("*/manifest.json")):
+    for path in sorted((out / "eval").glob("*/manifest.json")) + sorted((out / "controls").glob("*/manifest.json")):
         state.add(path.parent)
     for name in ("depth-organism-recurrent", "latent-organism-recurrent"):
         if (out / name / "summary.json").is_file():
@@ -392,6 +538,14 @@ def _print_summary(results: list[StageResult], total: float, partial: list[str])
         table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", f"{r.seconds:.1f}", f"{r.cpu_seconds:.1f}",
                       Text(r.note))
     console.print(table)
+    findings = Table(title="findings (paired bootstrap 95% CIs; an effect only where the CI excludes 0)")
+    findings.add_column("stage")
+    findings.add_column("finding")
+    for r in results:
+        for line in r.findings:
+            findings.add_row(r.name, Text(line))
+    if findings.row_count:
+        console.print(findings)
     skipped = [r.name for r in results if r.status == "skipped"]
     if skipped:
         warn(f"skipped stages: {', '.join(skipped)}")

@@ -88,6 +88,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         plots: bool = typer.Option(True, "--plots/--no-plots"),
         limit: Optional[int] = typer.Option(None, "--limit", help="Analyse only the first N samples."),
+        enrichment_words: Optional[str] = typer.Option(None, "--enrichment-words", help="Words whose share of "
+                                                       "peaks is compared with their base rate (default: the "
+                                                       "paper's thinking words)."),
         executor: str = typer.Option("local", "--executor", help="local | ray (gold encoding on Ray workers)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
@@ -98,7 +101,8 @@ def register(app: typer.Typer) -> None:
         config = MIConfig(layers=_layers(layers), token_layer=token_layer, sigma=_sigma(sigma), eps=eps,
                           peaks=_peak_config(peaks, tau, k), gold_source=gold, model=model, device=device,
                           decode_argmax=argmax, alphabetic_only=not all_tokens, population=population, align=align, n_bins=bins, stride=stride,
-                          n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit)
+                          n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit,
+                          enrichment_words=_layers(enrichment_words))
         if executor != "local" or workers is not None or ray_address is not None:
             from reasonlens.runs.executors import make_executor, prepare_golds
 
@@ -121,6 +125,11 @@ def register(app: typer.Typer) -> None:
         hint = empty_mi_hint(summary, peaks)
         if hint:
             typer.echo(hint)
+        enrichment = summary.get("thinking_word_enrichment") or {}
+        if enrichment.get("ratio") is not None and None not in enrichment["ci95"]:
+            typer.echo(f"peaks on thinking words: {enrichment['peak_share']:.3f} vs base rate "
+                       f"{enrichment['base_rate']:.3f}: enrichment {enrichment['ratio']:.2f} "
+                       f"[{enrichment['ci95'][0]:.2f}, {enrichment['ci95'][1]:.2f}]")
         typer.echo(f"wrote {run / 'mi'}")
 
     @app.command("tokens")

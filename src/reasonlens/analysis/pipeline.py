@@ -31,6 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from reasonlens.analysis.enrichment import TraceCounts, peak_enrichment, trace_counts, whole_word_ids
 from reasonlens.analysis.peaks import PeakConfig, TraceStats, aggregate_stats, find_peaks, trace_stats
 from reasonlens.analysis.tokens import PeakToken, WordCounter, agreement_rate, peak_tokens, token_text, write_token_set
 from reasonlens.errors import UserError
@@ -74,6 +75,8 @@ class MIConfig:
     plots: bool = True
     plot_traces: int = 6
     limit: int | None = None
+    # words whose share of the token layer's peaks is compared with their base rate (None: the paper's list)
+    enrichment_words: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.gold_source not in GOLD_SOURCES:
@@ -148,6 +151,12 @@ MI_SCHEMA = pa.schema([("index", pa.int64()), ("layer", pa.string()), ("step", p
 PEAK_SCHEMA = pa.schema([("index", pa.int64()), ("id", pa.string()), ("layer", pa.string()), ("step", pa.int32()),
                          ("mi", pa.float64()), ("generated_id", pa.int64()), ("generated_text", pa.string()),
                          ("argmax_id", pa.int64()), ("argmax_text", pa.string()), ("agree", pa.bool_())])
+
+
+def _paper_thinking_words() -> tuple[str, ...]:
+    from reasonlens.interventions.tokens import PAPER_THINKING_WORDS  # late: interventions import this package
+
+    return PAPER_THINKING_WORDS
 
 
 def mi_dir(run_path: str | Path) -> Path:
@@ -452,6 +461,9 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
                for k in layers} if config.population else {}
     plot_traces: list[dict[str, Any]] = []
     text_cache: dict[int, str] = {}
+    enrichment_words = list(config.enrichment_words or _paper_thinking_words())
+    enrichment_ids = whole_word_ids(tokenizer, enrichment_words) if tokenizer is not None else set()
+    enrichment_counts: list[TraceCounts] = []
 
     def text_of(token_id: int | None) -> str | None:
         if token_id is None or tokenizer is None:
@@ -492,6 +504,8 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
                                    **stats.as_dict(), "mean_per_step": stats.cumulative / length})
                 if config.population:
                     aligned[key].add(sample.index, h)
+                if key == token_layer and tokenizer is not None:
+                    enrichment_counts.append(trace_counts(token_ids.tolist(), steps.tolist(), enrichment_ids))
                 if key == token_layer and len(plot_traces) < config.plot_traces:
                     plot_traces.append({"index": sample.index, "mi": mi, "peaks": steps,
                                         "labels": [text_of(int(token_ids[s])) or str(int(token_ids[s])) for s in steps]})
@@ -548,6 +562,8 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
         "population": population_rows,
         "thinking_tokens": [w.to_json() for w in words[:30]],
         "warnings": population_warnings(population_rows),
+        "thinking_word_enrichment": ({"layer": token_layer, **peak_enrichment(
+            enrichment_counts, enrichment_words, n_boot=config.n_boot, seed=config.seed)} if tokenizer is not None else None),
         "files": sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".tmp")) + ["summary.json"],
     }
     summary = _nan_to_none(summary)

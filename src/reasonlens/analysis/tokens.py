@@ -56,7 +56,7 @@ def _surface_variants(word: str) -> list[str]:
     return list(dict.fromkeys(f for f in forms if f))
 
 
-def word_variant_ids(tokenizer: Any, word: str, include_split_starts: bool = True) -> list[int]:
+def word_variant_ids(tokenizer: Any, word: str, include_split_starts: bool = False) -> list[int]:
     """Every token id that spells ``word`` (any case, with or without a leading space/marker).
 
     Single-token variants are found in the vocabulary (``word``, ``▁word``, ``Ġword``) and by encoding

@@ -10,10 +10,14 @@ Task families:
 * ``synthetic-flips``: chains of ``x + d``, ``x - d`` and ``d - x`` steps (``a = 5. b = a - 4. c = 4 - b. What is
   c?``). A ``d - x`` step flips the sign of everything before it, so no shortcut sums the operands: the
   answer needs every step in order. Level = number of steps; the recurrent organism's task.
+* ``synthetic-reasoner``: story problems of 1-6 one-digit steps whose traces have a known reflection structure
+  ("So" restates the running value, "Therefore" announces the answer, "Wait" verifies the last step; a
+  planted slip in the last step of a quarter of the traces; every other word has interchangeable variants).
+  The reasoner organisms' world: a control of the instrument with ground truth (docs/organisms.md).
 
 Everything is a pure function of ``(split, n, levels, seed)``. Train and test are split by problem
-*signature* (the fully parenthesised arithmetic, the list of statements, or for flips the arithmetic without
-the variable names): a signature whose hash falls in
+*signature* (the fully parenthesised arithmetic, the list of statements, or for flips and reasoner the
+arithmetic without any wording): a signature whose hash falls in
 the test bucket is only ever emitted for the test split, so the same arithmetic never appears in both.
 """
 
@@ -551,6 +555,238 @@ def generate_flips(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# synthetic-reasoner: a world with known reflection structure (positive and negative controls)
+
+REASONER_LEVELS = (1, 2, 3, 4, 5, 6)
+REASONER_VALUES = (10, 99)  # every running value is a two-digit number
+REASONER_SLIP_SHARE = 0.25  # traces whose final step is a borrow subtraction: the hasty first pass slips there
+REASONER_VERIFY_SHARE = 0.4  # traces that go on with a "Wait" verification of the final step (independent of slips)
+REASONER_OPTIONAL_PROB = 0.5  # chance of each optional filler / object word in a sentence
+REASONER_THINKING_WORDS = ("So", "Therefore", "Wait")  # the only words of the traces that have no variant
+
+REASONER_NAMES = (
+    ("Mia", "she"), ("Tom", "he"), ("Ava", "she"), ("Leo", "he"), ("Sam", "he"), ("Zoe", "she"), ("Ben", "he"),
+    ("Lily", "she"), ("Max", "he"), ("Nora", "she"), ("Omar", "he"), ("Ruth", "she"), ("Ivan", "he"),
+    ("Emma", "she"), ("Noah", "he"), ("Ella", "she"), ("Luca", "he"), ("Iris", "she"), ("Hugo", "he"),
+    ("Maya", "she"), ("Owen", "he"), ("Cleo", "she"), ("Finn", "he"), ("Rosa", "she"), ("Jack", "he"),
+    ("Anna", "she"), ("Eric", "he"), ("Vera", "she"), ("Paul", "he"), ("Jade", "she"), ("Carl", "he"),
+    ("Lena", "she"), ("Adam", "he"), ("Tara", "she"), ("Dean", "he"), ("Gwen", "she"), ("Kurt", "he"),
+    ("Nina", "she"), ("Ravi", "he"), ("Sara", "she"), ("Theo", "he"), ("Alma", "she"), ("Igor", "he"),
+    ("Dora", "she"), ("Joel", "he"), ("Erin", "she"), ("Kofi", "he"), ("Lara", "she"), ("Nils", "he"),
+    ("Mira", "she"), ("Otto", "he"), ("Rita", "she"), ("Seth", "he"), ("Tina", "she"), ("Yuri", "he"),
+    ("Hana", "she"), ("Ezra", "he"), ("Fay", "she"), ("Gus", "he"), ("Ines", "she"),
+)
+REASONER_OBJECTS = (
+    "apples", "marbles", "coins", "stickers", "books", "cards", "stamps", "shells", "pencils", "cookies",
+    "buttons", "candles", "pebbles", "beads", "tickets", "balloons", "crayons", "lemons", "plums", "pears",
+    "cherries", "nuts", "seeds", "acorns", "feathers", "ribbons", "magnets", "dice", "keys", "spoons",
+    "cups", "plates", "bowls", "socks", "hats", "gloves", "scarves", "mittens", "bricks", "blocks",
+    "puzzles", "comics", "letters", "postcards", "photos", "badges", "pins", "flags", "kites", "boats",
+    "trucks", "robots", "dolls", "bells", "drums", "flutes", "tulips", "roses", "daisies", "onions",
+)
+REASONER_GAIN_VERBS = (
+    "buys", "finds", "gets", "wins", "receives", "collects", "earns", "gathers", "borrows", "makes", "grows",
+    "catches", "orders", "picks", "fetches", "bakes", "builds", "inherits", "obtains", "acquires", "rescues",
+    "claims", "harvests", "adopts",
+)
+REASONER_LOSS_VERBS = (
+    "sells", "loses", "donates", "drops", "spends", "gives", "lends", "breaks", "uses", "trades", "mails",
+    "shares", "returns", "discards", "misplaces", "sends", "pays", "throws", "forfeits", "surrenders", "leaves",
+    "sheds", "wastes", "recycles",
+)
+REASONER_PLACES = ("market", "park", "school", "store", "fair", "library", "beach", "garden", "museum", "station",
+                   "harbor", "bakery", "farm", "zoo", "circus", "office", "cafe", "gym", "mall", "lake")
+REASONER_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+REASONER_TIMES = ("morning", "evening", "afternoon", "night", "spring", "summer", "autumn", "winter")
+REASONER_ADVERBS = ("quickly", "happily", "quietly", "carefully", "eagerly", "proudly", "suddenly", "gladly",
+                    "calmly", "slowly", "boldly", "kindly")
+REASONER_HAS_VERBS = ("has", "holds", "owns", "keeps", "carries")
+REASONER_OPENINGS = ("{S} starts with {n}{obj}.", "{S} begins with {n}{obj}.", "Initially {s} owns {n}{obj}.",
+                     "Originally {s} holds {n}{obj}.")
+REASONER_LAST_MARKERS = ("Finally", "Lastly", "Eventually", "Afterwards")
+REASONER_ANSWER_LINES = ("Therefore the answer is {box}.", "Therefore the result is {box}.",
+                         "Therefore the total is {box}.", "Therefore we get {box}.", "Therefore it comes to {box}.")
+REASONER_CHECK_OPENERS = ("Wait, checking again:", "Wait, to verify:", "Wait, once more:", "Wait, recomputing:",
+                          "Wait, double checking:")
+
+
+def reasoner_vocabulary() -> list[str]:
+    """Every content word the reasoner world draws from (names, pronouns, objects, verbs, fillers, variants)."""
+    words: set[str] = {name for name, _ in REASONER_NAMES} | {"she", "he"} | set(REASONER_OBJECTS)
+    words |= set(REASONER_GAIN_VERBS) | set(REASONER_LOSS_VERBS) | set(REASONER_PLACES) | set(REASONER_DAYS)
+    words |= set(REASONER_TIMES) | set(REASONER_ADVERBS) | set(REASONER_HAS_VERBS) | set(REASONER_LAST_MARKERS)
+    for template in REASONER_OPENINGS + REASONER_ANSWER_LINES + REASONER_CHECK_OPENERS:
+        words |= set(re.findall(r"[A-Za-z]+", template.replace("{S}", "").replace("{s}", "").replace("{box}", "")
+                                .replace("{n}", "").replace("{obj}", "")))
+    return sorted(words - set(REASONER_THINKING_WORDS) - {"box", "obj"})
+
+
+def borrows(value: int, operand: int) -> bool:
+    """Whether ``value - operand`` (operand one digit) needs a borrow from the tens."""
+    return value % 10 < operand
+
+
+def hasty_difference(value: int, operand: int) -> int:
+    """The planted slip: a borrow subtraction that forgets to take the ten (``31 - 4 = 37``)."""
+    return value - operand + 10 if borrows(value, operand) else value - operand
+
+
+def _reasoner_steps(rng: random.Random, level: int, slip: bool) -> tuple[int, list[tuple[str, int]]] | None:
+    """Start value and ``level`` one-digit steps in [10, 99]; the final step is a borrow subtraction iff ``slip``."""
+    low, high = REASONER_VALUES
+    value = start = rng.randint(low + 10, high)
+    steps: list[tuple[str, int]] = []
+    for index in range(level):
+        final = index == level - 1
+        options = []
+        for op in "+-":
+            for operand in range(1, 10):
+                result = apply_op(value, op, operand)
+                if not low <= result <= high:
+                    continue
+                if final and (op == "-" and borrows(value, operand)) != slip:
+                    continue
+                options.append((op, operand))
+        if not options:
+            return None
+        op, operand = rng.choice(options)
+        steps.append((op, operand))
+        value = apply_op(value, op, operand)
+    return start, steps
+
+
+def reasoner_signature(start: int, steps: Sequence[tuple[str, int]]) -> str:
+    """The arithmetic without any wording, e.g. ``31|+8|-4``: it decides the split."""
+    return "|".join([str(start)] + [f"{op}{operand}" for op, operand in steps])
+
+
+def solve_reasoner_signature(signature: str) -> int:
+    start, *steps = signature.split("|")
+    value = int(start)
+    for step in steps:
+        value = apply_op(value, step[0], int(step[1:]))
+    return value
+
+
+def _maybe(rng: random.Random, text: str) -> str:
+    return text if rng.random() < REASONER_OPTIONAL_PROB else ""
+
+
+def _filler(rng: random.Random) -> str:
+    """An optional adverbial phrase (place, day, time of day or manner): words that carry no information."""
+    if rng.random() >= REASONER_OPTIONAL_PROB:
+        return ""
+    kind = rng.randrange(4)
+    if kind == 0:
+        return f" at the {rng.choice(REASONER_PLACES)}"
+    if kind == 1:
+        return f" on {rng.choice(REASONER_DAYS)}"
+    if kind == 2:
+        return f" in the {rng.choice(REASONER_TIMES)}"
+    return f" {rng.choice(REASONER_ADVERBS)}"
+
+
+def _step_verb(rng: random.Random, op: str) -> str:
+    return rng.choice(REASONER_GAIN_VERBS if op == "+" else REASONER_LOSS_VERBS)
+
+
+@dataclass(frozen=True)
+class ReasonerTrace:
+    """The three answer formats of one problem (the organisms' training targets) and its ground truth."""
+
+    reflect: str  # the full trace: steps, "Therefore", and (in the verify share) a "Wait" verification
+    noreflect: str  # the same trace cut after its first "Therefore" sentence: never a "Wait"
+    hasty_answer: int  # the first "Therefore" answer (wrong iff the problem has a slip)
+
+
+def _reasoner_trace(rng: random.Random, name: str, pronoun: str, objects: str, start: int,
+                    steps: Sequence[tuple[str, int]], slip: bool, verify: bool) -> ReasonerTrace:
+    def subject(capital: bool) -> str:
+        word = name if rng.random() < 0.5 else pronoun
+        return word[0].upper() + word[1:] if capital else word
+
+    def obj() -> str:
+        return _maybe(rng, f" {objects}")
+
+    def restate(value: int) -> str:
+        return f"So {subject(False)} {rng.choice(REASONER_HAS_VERBS)} {value}{obj()}."
+
+    def answer(value: int) -> str:
+        return rng.choice(REASONER_ANSWER_LINES).format(box=boxed(value))
+
+    opening = rng.choice(REASONER_OPENINGS)
+    sentences = [opening.format(S=subject(True), s=subject(False), n=start, obj=obj())]
+    value = start
+    for index, (op, operand) in enumerate(steps):
+        final = index == len(steps) - 1
+        result = apply_op(value, op, operand)
+        written = hasty_difference(value, operand) if final and slip else result
+        lead = f"{rng.choice(REASONER_LAST_MARKERS)}, {subject(False)}" if final else subject(True)
+        sentences.append(f"{lead} {_step_verb(rng, op)} {operand}{_filler(rng)}: {value} {op} {operand} = {written}.")
+        sentences.append(restate(written))
+        last_value, last_op, last_operand = value, op, operand
+        value = result
+    hasty = apply_op(last_value, last_op, last_operand) if not slip else hasty_difference(last_value, last_operand)
+    sentences.append(answer(hasty))
+    noreflect = " ".join(sentences)
+    if verify:
+        sentences.append(f"{rng.choice(REASONER_CHECK_OPENERS)} {last_value} {last_op} {last_operand} = {value}.")
+        sentences.append(restate(value))
+        sentences.append(answer(value))
+    return ReasonerTrace(" ".join(sentences), noreflect, hasty)
+
+
+def _reasoner_question(rng: random.Random, name: str, pronoun: str, objects: str, start: int,
+                       steps: Sequence[tuple[str, int]]) -> str:
+    parts = [f"{name} has {start} {objects}{_filler(rng)}."]
+    for index, (op, operand) in enumerate(steps):
+        subject = pronoun.capitalize()
+        if index == len(steps) - 1:
+            subject = f"{rng.choice(REASONER_LAST_MARKERS)}, {pronoun}"
+        parts.append(f"{subject} {_step_verb(rng, op)} {operand}{_filler(rng)}.")
+    parts.append(f"How many {objects} does {name} have now?")
+    return " ".join(parts)
+
+
+def _make_reasoner(rng: random.Random, split: str, level: int, ordinal: int, seen: set[str]) -> SyntheticItem | None:
+    slip = rng.random() < REASONER_SLIP_SHARE
+    verify = rng.random() < REASONER_VERIFY_SHARE
+    sampled = None
+    while sampled is None:  # redraw the numbers, never the slip: the slip share stays REASONER_SLIP_SHARE
+        sampled = _reasoner_steps(rng, level, slip)
+    start, steps = sampled
+    signature = reasoner_signature(start, steps)
+    if split_of_signature(signature) != split:
+        return None
+    name, pronoun = rng.choice(REASONER_NAMES)
+    objects = rng.choice(REASONER_OBJECTS)
+    question = _reasoner_question(rng, name, pronoun, objects, start, steps)
+    if question in seen:  # level 1 has only ~1,400 computations: wording may repeat one, never a whole question
+        return None
+    seen.add(question)
+    trace = _reasoner_trace(rng, name, pronoun, objects, start, steps, slip, verify)
+    answer = solve_reasoner_signature(signature)
+    return SyntheticItem(
+        id=f"reasoner-L{level}-{split}-{ordinal:06d}",
+        question=question,
+        solution=trace.reflect,
+        direct_solution=boxed(answer),
+        answer=answer,
+        signature=signature,
+        level=level,
+        meta={"steps": level, "slip": slip, "verify": verify, "hasty_answer": trace.hasty_answer,
+              "noreflect_solution": trace.noreflect},
+    )
+
+
+def generate_reasoner(
+    split: str = "test", n: int | None = None, levels: Sequence[int] = REASONER_LEVELS, seed: int = DEFAULT_SEED
+) -> list[SyntheticItem]:
+    """``n`` reasoner-world problems whose level is the number of steps; deterministic (see docs/organisms.md)."""
+    return _generate_family("reasoner", REASONER_LEVELS, _make_reasoner, split, n, levels, seed)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # registry glue
 
 
@@ -558,11 +794,11 @@ def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
     """``synthetic-arith`` / ``synthetic-arith:3`` / ``synthetic-hops:1-4`` -> (family, levels)."""
     family, _, level_text = name.partition(":")
     allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS,
-               "synthetic-flips": FLIPS_LEVELS}.get(family)
+               "synthetic-flips": FLIPS_LEVELS, "synthetic-reasoner": REASONER_LEVELS}.get(family)
     if allowed is None:
         raise UserError(
             f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], "
-            "synthetic-hops[:H], synthetic-flips[:S])"
+            "synthetic-hops[:H], synthetic-flips[:S], synthetic-reasoner[:L])"
         )
     if not level_text:
         return family, tuple(allowed)
@@ -582,6 +818,8 @@ def generate(name: str, split: str = "test", n: int | None = None, seed: int = D
         return generate_hops(split=split, n=n, levels=levels, seed=seed)
     if family == "synthetic-flips":
         return generate_flips(split=split, n=n, levels=levels, seed=seed)
+    if family == "synthetic-reasoner":
+        return generate_reasoner(split=split, n=n, levels=levels, seed=seed)
     return generate_arith(split=split, n=n, levels=levels, seed=seed, small=family == "synthetic-arith-small")
 
 
@@ -642,4 +880,11 @@ def register() -> None:
         grader="numeric",
         splits=SPLITS,
         description="chains of x+d, x-d and d-x steps (order matters), levels = steps 1-8; the recurrent organism's task",
+    )
+    register_dataset(
+        "synthetic-reasoner",
+        _loader("synthetic-reasoner"),
+        grader="numeric",
+        splits=SPLITS,
+        description="word problems with So/Therefore/Wait reflection traces, levels = steps 1-6 (reasoner organisms)",
     )

@@ -130,5 +130,6 @@ def default_dataset(model: str, dataset: str | None) -> str:
 
 
 register_builtin("smollm2-135m", _smollm2_dir)
-for _name in ("organism-cot", "organism-direct", "organism-recurrent"):
+for _name in ("organism-cot", "organism-direct", "organism-recurrent", "organism-reasoner", "organism-reasoner-direct",
+              "organism-reasoner-noreflect"):
     register_builtin(_name, _organism_dir(_name))

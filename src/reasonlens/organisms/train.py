@@ -36,7 +36,8 @@ class OrganismConfig:
 
     name: str
     dataset: str  # synthetic dataset name with levels, e.g. "synthetic-arith:1-3"
-    target: str  # "cot": question -> reasoning trace; "direct": question -> \boxed{N}
+    target: str  # "cot": question -> reasoning trace; "direct": question -> \boxed{N}; "noreflect": the trace
+    # cut after its first "Therefore" sentence (synthetic-reasoner only: meta["noreflect_solution"])
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -58,12 +59,20 @@ class OrganismConfig:
 
     @property
     def max_new_tokens(self) -> int:
-        return 400 if self.target == "cot" else 16
+        return 16 if self.target == "direct" else 400
 
 
+REASONER_DATASET = "synthetic-reasoner:1-6"
 ORGANISMS: dict[str, OrganismConfig] = {
     "organism-cot": OrganismConfig(name="organism-cot", dataset="synthetic-arith-small:1-3", target="cot"),
     "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith-small:1-3", target="direct"),
+    # The controls of the instrument (docs/organisms.md): one world, three answer formats, one budget.
+    "organism-reasoner": OrganismConfig(name="organism-reasoner", dataset=REASONER_DATASET, target="cot",
+                                        steps=1000, vocab_size=2048, threads=1),
+    "organism-reasoner-direct": OrganismConfig(name="organism-reasoner-direct", dataset=REASONER_DATASET,
+                                               target="direct", steps=1000, vocab_size=2048, threads=1),
+    "organism-reasoner-noreflect": OrganismConfig(name="organism-reasoner-noreflect", dataset=REASONER_DATASET,
+                                                  target="noreflect", steps=1000, vocab_size=2048, threads=1),
 }
 
 
@@ -75,6 +84,7 @@ class EvalResult:
     ci_low: float
     ci_high: float
     by_level: dict[str, float]
+    outcomes: str = ""  # "1"/"0" per evaluated problem, in test-split order (tests re-check a prefix exactly)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +136,8 @@ def organism_config(name: str) -> OrganismConfig:
 
 
 def target_text(item: synthetic.SyntheticItem, target: str) -> str:
+    if target == "noreflect":
+        return item.meta["noreflect_solution"]
     return item.solution if target == "cot" else item.direct_solution
 
 
@@ -285,6 +297,7 @@ def evaluate(
         ci_low=low,
         ci_high=high,
         by_level={level: sum(v) / len(v) for level, v in sorted(by_level.items())},
+        outcomes="".join("1" if ok else "0" for ok in correct),
     )
 
 
@@ -370,6 +383,20 @@ def train_organism(
     return TrainResult(target, wall_seconds, n_parameters, losses, evaluation)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (as ``lscpu`` prints it): byte-identical weights only hold on the same CPU type and
+    thread count, because float reductions are ordered differently by different kernels."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def model_card(
     config: OrganismConfig,
     wall_seconds: float,
@@ -401,6 +428,7 @@ def model_card(
         "decoding": {"kind": "greedy", "prompt": "raw question", "max_new_tokens": config.max_new_tokens},
         "config": asdict(config),
         "torch_version": torch.__version__,
+        "cpu_model": cpu_model(),
     }
 
 
@@ -428,6 +456,10 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"- Training command: `{card['training_command']}`",
             f"- Wall time: {card['wall_time_seconds']:.0f} s with torch threads = {card['torch_threads']}, "
             f"process CPU time {card['cpu_time_seconds']} s (shared machine; see docs/organisms.md)",
+            f"- Trained with torch {card.get('torch_version', '?')} on CPU `{card.get('cpu_model') or 'not recorded'}`"
+            f" with {card['torch_threads']} threads: re-training reproduces these weights byte for byte only on the "
+            "same CPU type and thread count (elsewhere the figures agree within their CIs)"
+            + (f"; CPU: {card['cpu_model_note']}" if card.get("cpu_model_note") else ""),
             f"- Parameters: {card['n_parameters']:,}",
             f"- Seed: {card['seed']} (data seed {card['data_seed']})",
             f"- Final training loss (mean of last 50 steps): {card['final_train_loss']}",

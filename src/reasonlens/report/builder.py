@@ -36,6 +36,8 @@ class ReportConfig:
     max_traces: int = 1000  # traces embedded per run
     n_boot: int = 2000  # paired bootstrap resamples for the intervention comparison
     seed: int = 0
+    # (stage, finding) lines shown first (the demo's findings table); empty: no findings section
+    findings: tuple[tuple[str, str], ...] = ()
 
     def validate(self) -> "ReportConfig":
         if self.max_traces < 1:
@@ -147,6 +149,14 @@ def _budget_cell(summary: dict[str, Any]) -> tuple[str, str]:
     top = max(by_budget, key=lambda b: int(b))
     ci = (summary.get("accuracy_ci95_by_budget") or {}).get(top)
     return acc_ci(by_budget[top], ci) + f" (budget {top})", ""
+
+
+def findings_section(findings: Sequence[tuple[str, str]]) -> Section:
+    """What the runs found, one line per stage, each with its paired 95% CI (shown before anything else)."""
+    return section("findings", "Findings", "One line per stage: an effect is called an effect only when its paired "
+                   "bootstrap 95% CI excludes 0. The organisms are controls of the instrument by construction "
+                   "(docs/organisms.md), not evidence about large models.",
+                   table(["stage", "finding"], [list(row) for row in findings]))
 
 
 def overview_section(sources: list[RunSource]) -> Section:
@@ -491,7 +501,8 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, config: Report
 def render_report(run_dirs: Sequence[str | Path], config: ReportConfig = ReportConfig()) -> str:
     """The report's HTML text (see :func:`build_report`)."""
     sources = collect_sources(list(run_dirs))
-    sections: list[Section] = [overview_section(sources)]
+    sections: list[Section] = [findings_section(config.findings)] if config.findings else []
+    sections.append(overview_section(sources))
     payloads = [trace_payload(s, TraceOptions(max_traces=config.max_traces)) for s in sources if s.kind == "trace"]
     payloads = [p for p in payloads if p["traces"]]
     if payloads:

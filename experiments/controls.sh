@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The positive/negative-control predictions of docs/results.md ("Controls of the instrument"), measured with the
+# toolkit's own commands. Usage: experiments/controls.sh OUT_DIR   (resumable: every run directory resumes).
+set -euo pipefail
+O=${1:-runs/controls}
+RL=${RL:-reasonlens}
+N=${N:-200}          # held-out test problems per evaluation
+NT=${NT:-200}        # training-split problems the thinking words are learnt from
+B=${B:-50}           # batch size
+T=${T:-200}          # max new tokens (plain runs)
+BUDGETS=${BUDGETS:-60,90,120,160}
+mkdir -p "$O"
+R=organism-reasoner; NR=organism-reasoner-noreflect; D=organism-reasoner-direct
+E="--n $N --batch-size $B --max-new-tokens $T"
+
+# (0) thinking words learnt on the TRAIN split (never on the evaluated problems)
+$RL generate --model $R --split train --n $NT --batch-size $B --max-new-tokens $T --layers -1 --out $O/r_train
+$RL mi $O/r_train --permutations 49 | tee $O/r_train.mi.txt
+$RL tokens $O/r_train --out $O/r_tokens.jsonl --top 20 | tee $O/r_tokens.txt
+
+# (a) peaks: enrichment of MI peaks on thinking words (held-out traces), Mean/AOM of reasoner vs direct twin
+$RL generate --model $R --n $N --batch-size $B --max-new-tokens $T --layers -1 --out $O/r_test
+$RL generate --model $D --n $N --batch-size $B --max-new-tokens 16 --layers -1 --out $O/d_test
+$RL generate --model $NR --n $N --batch-size $B --max-new-tokens $T --layers -1 --out $O/n_test
+for run in r_test d_test n_test; do $RL mi $O/$run --permutations 49 | tee $O/$run.mi.txt; done
+$RL compare $O/r_test $O/d_test | tee $O/compare_r_d.txt
+$RL compare $O/r_test $O/n_test | tee $O/compare_r_n.txt
+
+# (b) suppression: learnt top-k thinking words vs frequency-matched random words (3 seeds)
+$RL eval --model $R $E --method baseline --out $O/base
+for k in 5 10 20; do
+  $RL eval --model $R $E --method suppress --token-set $O/r_tokens.jsonl --k $k --out $O/sup$k
+  for s in 0 1 2; do
+    $RL eval --model $R $E --method suppress --token-set $O/r_tokens.jsonl --k $k --control random \
+        --control-run $O/r_train --seed $s --out $O/rand${k}_$s
+  done
+  $RL compare-eval $O/base $O/sup$k $O/rand${k}_0 $O/rand${k}_1 $O/rand${k}_2 --json $O/cmp_sup$k.json | tee $O/cmp_sup$k.txt
+  for s in 0 1 2; do
+    $RL compare-eval $O/sup$k $O/rand${k}_$s --json $O/cmp_thinking_vs_rand${k}_$s.json | tee $O/cmp_thinking_vs_rand${k}_$s.txt
+  done
+done
+
+# (c) TTTS and budget forcing vs the truncated baseline, on the reasoner and on the no-reflection twin
+for m in $R $NR; do
+  tag=$([ $m = $R ] && echo r || echo n)
+  $RL eval --model $m --n $N --batch-size $B --method baseline --budgets $BUDGETS --out $O/${tag}_bbase
+  $RL eval --model $m --n $N --batch-size $B --method ttts --budgets $BUDGETS --out $O/${tag}_ttts
+  $RL eval --model $m --n $N --batch-size $B --method budget-force --budgets $BUDGETS --min-fraction 1.0 --out $O/${tag}_bf
+  $RL compare-eval $O/${tag}_bbase $O/${tag}_ttts $O/${tag}_bf --json $O/cmp_${tag}_scaling.json | tee $O/cmp_${tag}_scaling.txt
+done
+
+# (d) Representation Recycling at three layers, triggered by the learnt top-5 words
+for l in 1 2 3; do
+  $RL eval --model $R $E --method rr --token-set $O/r_tokens.jsonl --k 5 --layer $l --out $O/rr$l
+done
+$RL compare-eval $O/base $O/rr1 $O/rr2 $O/rr3 --json $O/cmp_rr.json | tee $O/cmp_rr.txt
+
+# the twins' plain accuracy on the same problems
+$RL eval --model $NR $E --method baseline --out $O/n_base
+$RL eval --model $D --n $N --batch-size $B --max-new-tokens 16 --method baseline --out $O/d_base
+$RL compare-eval $O/base $O/n_base $O/d_base --json $O/cmp_twins.json | tee $O/cmp_twins.txt

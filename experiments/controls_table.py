@@ -1,0 +1,94 @@
+"""Print the prediction table of docs/results.md ("Controls of the instrument") from the outputs of
+experiments/controls.sh: every figure is read from the run directories, none is typed in.
+
+Usage: python experiments/controls_table.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def ci(low: float, high: float, digits: int = 2) -> str:
+    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def verdict(low: float, high: float, expect: str) -> str:
+    """expect: '>0', '<0', '=0' (a null: the CI should include 0) or '>1' for ratios."""
+    if expect == ">0":
+        return "holds" if low > 0 else ("fails (opposite)" if high < 0 else "fails (CI includes 0)")
+    if expect == "<0":
+        return "holds" if high < 0 else ("fails (opposite)" if low > 0 else "fails (CI includes 0)")
+    if expect == ">1":
+        return "holds" if low > 1 else "fails (CI includes 1)"
+    return "holds (CI includes 0)" if low <= 0 <= high else "fails (an effect)"
+
+
+def comparison(path: Path, run: str | None = None, budget: int | None = None) -> dict:
+    for row in load(path)["comparisons"]:
+        if (run is None or row["run"].endswith(run)) and (budget is None or row["budget"] == budget):
+            return row
+    raise KeyError(f"{path}: no comparison for {run} budget {budget}")
+
+
+def main(out: Path) -> None:
+    rows: list[tuple[str, str, str, str]] = []
+    for run, label in (("r_test", "organism-reasoner"), ("n_test", "organism-reasoner-noreflect")):
+        e = load(out / run / "mi" / "summary.json")["thinking_word_enrichment"]
+        rows.append((f"(a) MI peaks of {label} fall on thinking words more often than those words occur "
+                     "(enrichment > 1)", f"x{e['ratio']:.2f} (peak share {e['peak_share']:.3f} vs base rate "
+                     f"{e['base_rate']:.3f}, {e['n_traces']} held-out traces)",
+                     f"[{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]", verdict(e["ci95"][0], e["ci95"][1], ">1")))
+    compare = load(out / "r_test" / "compare" / "d_test" / "summary.json")
+    for row in compare["table"] if "table" in compare else compare.get("rows", []):
+        if row["metric"] in ("mean", "aom"):
+            d = row.get("paired_diff") or {}
+            if d.get("mean") is None:
+                continue
+            rows.append((f"(a) {row['metric']} MI: reasoner > direct twin (paired, reasoner - direct)",
+                         f"{d['mean']:+.4g} ({row['a']['mean']:.4g} vs {row['b']['mean']:.4g})",
+                         f"[{d['ci95'][0]:+.4g}, {d['ci95'][1]:+.4g}]", verdict(d["ci95"][0], d["ci95"][1], ">0")))
+    for k in (5, 10, 20):
+        thinking = comparison(out / f"cmp_sup{k}.json", f"sup{k}")
+        rows.append((f"(b) suppressing the top-{k} learnt words hurts the reasoner (vs baseline "
+                     f"{thinking['reference_accuracy']:.2f})", f"{thinking['difference']:+.3f}",
+                     ci(*thinking["difference_ci95"], 3), verdict(*thinking["difference_ci95"], "<0")))
+        for seed in (0, 1, 2):
+            try:
+                gap = comparison(out / f"cmp_thinking_vs_rand{k}_{seed}.json")
+            except FileNotFoundError:
+                rows.append((f"(b) k={k}: thinking suppression hurts more than random, seed {seed}", "not run",
+                             "", "n/a"))
+                continue
+            # compare-eval reports (random - thinking); the prediction is thinking < random
+            rows.append((f"(b) k={k}: thinking suppression hurts more than frequency-matched random words, "
+                         f"seed {seed} (random - thinking accuracy)",
+                         f"{gap['difference']:+.3f} (random {gap['accuracy']:.2f} vs thinking "
+                         f"{gap['reference_accuracy']:.2f})", ci(*gap["difference_ci95"], 3),
+                         verdict(*gap["difference_ci95"], ">0")))
+    for tag, label, expect in (("r", "reasoner", ">0"), ("n", "no-reflection twin", "=0")):
+        data = load(out / f"cmp_{tag}_scaling.json")["comparisons"]
+        for row in data:
+            method = "TTTS" if row["run"].endswith("ttts") else "budget forcing"
+            rows.append((f"(c) {method} at {row['budget']} tokens vs truncated baseline, {label} "
+                         f"({'helps' if expect == '>0' else 'no gain'})",
+                         f"{row['difference']:+.3f} ({row['reference_accuracy']:.2f} -> {row['accuracy']:.2f})",
+                         ci(*row["difference_ci95"], 3), verdict(*row["difference_ci95"], expect)))
+    for row in load(out / "cmp_rr.json")["comparisons"]:
+        rows.append((f"(d) RR at layer {row['run'][-1]} (no prediction of direction: reported)",
+                     f"{row['difference']:+.3f}", ci(*row["difference_ci95"], 3),
+                     verdict(*row["difference_ci95"], "=0").replace("holds", "null").replace("fails", "effect")))
+    print("| prediction | measured | 95% CI | verdict |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/controls"))
