@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
                                                    help="suppress random: a generate run of this model."),
         band: float = typer.Option(2.0, "--band", help="suppress random: frequency band factor."),
         seed: int = typer.Option(0, "--seed", help="Random control draw and RR recycling draws."),
+        split_starts: bool = typer.Option(False, "--split-starts", help="suppress/rr: also ban the first piece of "
+                                          "words the tokenizer splits (it starts other words too; warns)."),
         layer: Optional[int] = typer.Option(None, "--layer", help="rr: decoder layer (default floor(2L/3))."),
         p: float = typer.Option(1.0, "--p", help="rr: recycling probability."),
         repeats: int = typer.Option(1, "--repeats", help="rr: extra applications of the layer."),
@@ -72,6 +74,7 @@ def register(app: typer.Typer) -> None:
         options = MethodOptions(
             words=parse_words(words) if words else None, token_set=token_set, token_set_dataset=token_set_dataset,
             token_set_split=token_set_split, k=k, control=control, control_run=control_run, band=band, seed=seed,
+            split_starts=split_starts,
             layer=layer, p=p, repeats=repeats, budgets=parse_budgets(budgets) if budgets else None,
             min_fraction=min_fraction, block_eos=block_eos, wait=wait,
             answer_prompt=answer_prompt.encode("utf-8").decode("unicode_escape") if answer_prompt else ANSWER_PROMPT,
