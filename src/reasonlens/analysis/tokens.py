@@ -56,29 +56,81 @@ def _surface_variants(word: str) -> list[str]:
     return list(dict.fromkeys(f for f in forms if f))
 
 
-def word_variant_ids(tokenizer: Any, word: str, include_split_starts: bool = False) -> list[int]:
-    """Every token id that spells ``word`` (any case, with or without a leading space/marker).
+@dataclass(frozen=True)
+class WordTokenId:
+    """One token id of a word: its decoded text and whether it spells the whole word (``whole``) or is only the
+    first piece of a form the tokenizer splits (banned only with ``include_split_starts``)."""
 
-    Single-token variants are found in the vocabulary (``word``, ``▁word``, ``Ġword``) and by encoding
-    ``word`` and ``" " + word``. With ``include_split_starts``, a variant the tokenizer splits into several
-    tokens contributes its first token (the one a decoder would emit to start the word). Sorted ids.
+    word: str
+    token_id: int
+    text: str
+    whole: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"word": self.word, "id": self.token_id, "text": self.text, "whole": self.whole}
+
+
+def word_token_ids(tokenizer: Any, words: Iterable[str], include_split_starts: bool = False) -> list[WordTokenId]:
+    """The token ids of ``words``: every single token that spells a word whole, in any case, with or without a
+    leading space/marker (``▁word``, ``Ġword``, the encoding of ``" " + word``), and without one in the casings
+    that start a line (as given, capitalised, upper case: "So", "SO", not "so", which is mostly a piece of "sofa").
+
+    This is the one word -> ids expansion of the project (token-set discovery, suppression, its random control
+    and RR triggers all use it), so discovery and intervention agree on what "the word's ids" are.
+
+    ``include_split_starts`` also adds the first piece of each form the tokenizer splits into several tokens
+    (``whole=False``). Such a piece starts other words too (on SmolLM2 "Hmm" -> ``H``, "Let" -> `` L``), so
+    banning it suppresses more than the word: it is off by default and callers that turn it on must say so.
+    Each id appears once (under the first word that yields it); order: words in order, ids ascending.
     """
-    if not strip_markers(word):
-        raise UserError(f"word_variant_ids: empty word {word!r}")
+    out: list[WordTokenId] = []
+    seen: set[int] = set()
+    for word in words:
+        if not strip_markers(word):
+            raise UserError(f"word_token_ids: empty word {word!r}")
+        whole, starts = _word_ids(tokenizer, word)
+        entries = [(i, True) for i in sorted(whole)]
+        if include_split_starts:
+            entries += [(i, False) for i in sorted(starts - whole)]
+        for token_id, is_whole in entries:
+            if token_id not in seen:
+                seen.add(token_id)
+                out.append(WordTokenId(word, token_id, token_text(tokenizer, token_id), is_whole))
+    return out
+
+
+def _word_ids(tokenizer: Any, word: str) -> tuple[set[int], set[int]]:
+    """(ids that spell ``word`` whole, first pieces of the forms the tokenizer splits)."""
     vocab = tokenizer.get_vocab()
-    ids: set[int] = set()
+    whole: set[int] = set()
+    starts: set[int] = set()
+    base = strip_markers(word)
+    line_start = {base, base.capitalize(), base.upper()}
     for form in _surface_variants(word):
-        for marked in (form, "\u2581" + form, "\u0120" + form, " " + form):
-            if marked in vocab:
-                ids.add(int(vocab[marked]))
-        for text in (form, " " + form):
+        # Without a leading space a word only starts a text or line, where it is written as given or capitalised;
+        # other casings without a space are mostly pieces inside other words ("i" in "semi").
+        bare = (form,) if form in line_start else ()
+        for marked in (*bare, "\u2581" + form, "\u0120" + form, " " + form):
+            if marked in vocab and word_key(token_text(tokenizer, vocab[marked])) == form.casefold():
+                whole.add(int(vocab[marked]))
+        for text in (*bare, " " + form):
             encoded = tokenizer.encode(text, add_special_tokens=False)
             pieces = [i for i in encoded if strip_markers(token_text(tokenizer, i))]  # drop bare-space pieces
             if len(pieces) == 1 and word_key(token_text(tokenizer, pieces[0])) == form.casefold():
-                ids.add(int(pieces[0]))
-            elif len(pieces) > 1 and include_split_starts:
-                ids.add(int(pieces[0]))
-    return sorted(ids)
+                whole.add(int(pieces[0]))
+            elif len(pieces) > 1:
+                starts.add(int(pieces[0]))
+    return whole, starts
+
+
+def word_variant_ids(tokenizer: Any, word: str, include_split_starts: bool = False) -> list[int]:
+    """Sorted ids of one word (see :func:`word_token_ids`)."""
+    return sorted(t.token_id for t in word_token_ids(tokenizer, [word], include_split_starts))
+
+
+def words_ids(tokenizer: Any, words: Iterable[str], include_split_starts: bool = False) -> list[int]:
+    """Sorted ids of several words (see :func:`word_token_ids`)."""
+    return sorted(t.token_id for t in word_token_ids(tokenizer, words, include_split_starts))
 
 
 @dataclass
@@ -121,8 +173,7 @@ class WordCounter:
             display = sorted(by_surface.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
             ids = {tid for (_, tid) in members}
             if add_variants:
-                ids.update(i for i in word_variant_ids(self.tokenizer, display, include_split_starts=False)
-                           if word_key(token_text(self.tokenizer, i)) == key)
+                ids.update(word_variant_ids(self.tokenizer, display))
             out.append(WordCount(display, sum(members.values()), sorted(ids)))
         out.sort(key=lambda w: (-w.frequency, w.word))
         return out[:top] if top is not None else out

@@ -25,6 +25,10 @@ def _register_synthetic() -> None:
 
 _register_synthetic()
 
+from reasonlens.data import wordproblems as _wordproblems  # noqa: E402  (registers word-arith)
+
+_wordproblems.register()
+
 __all__ = [
     "Problem",
     "DatasetInfo",

@@ -16,13 +16,13 @@ from reasonlens.interventions.methods import build_plugins, method_names, regist
 from reasonlens.interventions.recycle import RepresentationRecycling, default_layer, layer_sweep
 from reasonlens.interventions.scaling import BudgetForcing, EosBlocker, ThinkingTokenScaling, parse_budgets
 from reasonlens.interventions.suppress import ControlWord, TokenSuppressor, random_control_words, suppression_ids
+from reasonlens.analysis.tokens import WordTokenId, word_token_ids, word_variant_ids, words_ids
 from reasonlens.interventions.tokens import (
     PAPER_THINKING_WORDS,
     TokenSet,
     leakage_warning,
     load_token_set,
     paper_token_set,
-    word_variant_ids,
 )
 
 __all__ = [
@@ -31,4 +31,5 @@ __all__ = [
     "compare_runs", "default_layer", "evaluate", "layer_sweep", "leakage_warning", "load_eval_run",
     "load_token_set", "method_names", "paper_token_set", "parse_budgets", "random_control_words",
     "register_method", "resolve_method", "rr_layer_variants", "run_sweep", "suppression_ids", "suppression_variants", "Variant", "word_variant_ids",
+    "WordTokenId", "word_token_ids", "words_ids",
 ]

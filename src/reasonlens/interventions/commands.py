@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
                                              "(as for generate: 10,20 | 10-20 | all | embed | final)."),
         state_dtype: str = typer.Option("fp32", "--state-dtype", callback=state_dtype_option,
                                         help="Storage dtype of captured states."),
+        split_starts: bool = typer.Option(False, "--split-starts", help="suppress/rr: also ban the first piece of "
+                                          "words the tokenizer splits (it starts other words too; warns)."),
         layer: Optional[int] = typer.Option(None, "--rr-layer", help="rr: decoder layer re-run (default floor(2L/3))."),
         p: float = typer.Option(1.0, "--p", help="rr: recycling probability."),
         repeats: int = typer.Option(1, "--repeats", help="rr: extra applications of the layer."),
@@ -86,6 +88,7 @@ def register(app: typer.Typer) -> None:
         options = MethodOptions(
             words=parse_words(words) if words else None, token_set=token_set, token_set_dataset=token_set_dataset,
             token_set_split=token_set_split, k=k, control=control, control_run=control_run, band=band, seed=seed,
+            split_starts=split_starts,
             layer=layer, p=p, repeats=repeats, budgets=parse_budgets(budgets) if budgets else None,
             min_fraction=min_fraction, block_eos=block_eos, wait=wait,
             answer_prompt=parse_escapes(answer_prompt, "--answer-prompt") if answer_prompt else ANSWER_PROMPT,

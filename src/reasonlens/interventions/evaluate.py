@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
+from reasonlens.analysis.tokens import WordTokenId, word_token_ids
 from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
 from reasonlens.interventions.methods import build_plugins, method_info
@@ -45,6 +46,7 @@ class MethodOptions:
     control_run: Path | None = None  # suppress random: generate run whose traces give word frequencies
     band: float = 2.0  # suppress random: frequency band factor
     seed: int = 0  # random control draw / RR recycling draws
+    split_starts: bool = False  # suppress/rr: also ban the first piece of each split form of a word (warns)
     layer: int | None = None  # rr: decoder layer (default floor(2L/3))
     p: float = 1.0  # rr: recycling probability
     repeats: int = 1  # rr: extra applications of the layer
@@ -84,6 +86,36 @@ class ResolvedMethod:
     identity: dict[str, Any]  # the run's `method` field
     provenance: dict[str, Any]  # recorded in the manifest, not part of the identity
     warnings: list[str]
+    token_ids: list[WordTokenId] = field(default_factory=list)  # suppress/rr: every banned/trigger id
+
+
+def _resolve_token_ids(lm, words: list[str], split_starts: bool, identity: dict[str, Any],
+                       provenance: dict[str, Any], warnings: list[str]) -> list[WordTokenId]:
+    """Fix the ids a suppress/rr run acts on: recorded with their text in the manifest (`token_ids`), their
+    list in the identity (a resumed run whose words now map to other ids is refused)."""
+    entries = word_token_ids(lm.tokenizer, words, include_split_starts=split_starts)
+    identity["token_ids"] = sorted(t.token_id for t in entries)
+    if split_starts:
+        identity["split_starts"] = True
+        pieces = [f"{t.word}->{t.text!r}" for t in entries if not t.whole]
+        if pieces:
+            warnings.append("--split-starts also bans the first piece of split words, which starts other words "
+                            f"too: {', '.join(pieces)}")
+    provenance["token_ids"] = [t.to_json() for t in entries]
+    covered = {t.word for t in entries}
+    missing = [w for w in words if w not in covered]
+    if missing:
+        warnings.append(f"no single token spells {', '.join(missing)}: nothing of {'it' if len(missing) == 1 else 'them'}"
+                        " is banned (the tokenizer splits every form)")
+    return entries
+
+
+def format_token_ids(entries: Sequence[WordTokenId]) -> str:
+    """`So: 'So'(1234) ' So'(2055); Then: ...` (split first pieces marked with *)."""
+    by_word: dict[str, list[str]] = {}
+    for t in entries:
+        by_word.setdefault(t.word, []).append(f"{t.text!r}({t.token_id}){'' if t.whole else '*'}")
+    return "; ".join(f"{word}: {' '.join(ids)}" for word, ids in by_word.items()) or "(none)"
 
 
 def _token_set(options: MethodOptions) -> TokenSet:
@@ -142,7 +174,8 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
             identity.update(seed=options.seed, band=options.band, thinking_words=words)
             words = [c.word for c in control]
         identity["words"] = words
-        return ResolvedMethod(identity, provenance, warnings)
+        entries = _resolve_token_ids(lm, words, options.split_starts, identity, provenance, warnings)
+        return ResolvedMethod(identity, provenance, warnings, entries)
     if name == "rr":
         # Checked here, before the run directory exists (the plugin checks again when it is built).
         if not 0.0 <= options.p <= 1.0:
@@ -159,7 +192,8 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
             raise UserError(f"--rr-layer {options.layer}: model has {num_layers} decoder layers")
         identity = {"name": name, "words": list(token_set.words), "layer": layer, "p": options.p,
                     "repeats": options.repeats, "seed": options.seed}
-        return ResolvedMethod(identity, provenance, warnings)
+        entries = _resolve_token_ids(lm, identity["words"], options.split_starts, identity, provenance, warnings)
+        return ResolvedMethod(identity, provenance, warnings, entries)
     if name in ("ttts", "budget-force") and options.answer_tokens < 1:
         raise UserError(f"--answer-tokens must be >= 1, got {options.answer_tokens}")
     if name == "ttts":
@@ -193,6 +227,10 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     resolved = resolve_method(lm, spec.method, spec.options, spec.dataset, spec.split)
     for warning in resolved.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    if resolved.token_ids and not quiet:
+        action = "suppressing" if spec.method == "suppress" else "triggers"
+        console.print(f"{action} {len(resolved.token_ids)} token ids: {format_token_ids(resolved.token_ids)}",
+                      highlight=False, markup=False)
     base = RunSpec(out=spec.out, model=spec.model, dataset=spec.dataset, command="eval", split=spec.split, n=spec.n,
                    offset=spec.offset, template=spec.template, system=spec.system, decode=spec.decode,
                    model_dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,

@@ -19,7 +19,6 @@ from reasonlens.interventions.scaling import (
     min_tokens_for,
 )
 from reasonlens.interventions.suppress import TokenSuppressor, suppression_ids
-from reasonlens.interventions.tokens import word_variant_ids
 
 Builder = Callable[[Any, dict[str, Any], "int | None"], list]
 
@@ -63,11 +62,11 @@ def _baseline(lm, method, budget):
 
 
 def _suppress(lm, method, budget):
-    return [TokenSuppressor(suppression_ids(lm.tokenizer, method["words"]))]
+    return [TokenSuppressor(suppression_ids(lm.tokenizer, method["words"], method.get("split_starts", False)))]
 
 
 def _rr(lm, method, budget):
-    triggers = sorted({i for word in method["words"] for i in word_variant_ids(lm.tokenizer, word)})
+    triggers = suppression_ids(lm.tokenizer, method["words"], method.get("split_starts", False))
     return [RepresentationRecycling(triggers, layer=method["layer"], p=method["p"], repeats=method["repeats"],
                                     seed=method["seed"])]
 
@@ -87,7 +86,7 @@ def _budget_force(lm, method, budget):
 
 
 register_method("baseline", _baseline, description="plain decoding (optionally at several --budgets)")
-register_method("suppress", _suppress, description="logit -inf for every id variant of the chosen words")
+register_method("suppress", _suppress, description="logit -inf for every token that spells a chosen word")
 register_method("rr", _rr, description="Representation Recycling: layer re-run on trigger tokens")
 register_method("ttts", _ttts, budgeted=True, description="thinking-token test-time scaling over --budgets")
 register_method("budget-force", _budget_force, budgeted=True, description="s1 budget forcing over --budgets")

@@ -18,7 +18,8 @@ import torch
 
 from reasonlens.decode.plugins import LogitsProcessor, StepState
 from reasonlens.errors import UserError
-from reasonlens.interventions.tokens import display_forms, trace_word_counts, word_variant_ids
+from reasonlens.analysis.tokens import word_variant_ids, words_ids
+from reasonlens.interventions.tokens import display_forms, trace_word_counts
 
 
 class TokenSuppressor(LogitsProcessor):
@@ -52,24 +53,24 @@ def random_control_words(thinking_words: Sequence[str], traces: Sequence[str], s
     """One non-thinking word per thinking word, drawn from words whose frequency in `traces` lies within a
     factor `band` of the thinking word's (widening to the nearest frequencies when the band is empty).
 
-    A candidate is never a thinking word (case-insensitive) and, when `tokenizer` is given, never shares a
-    token id variant with the thinking words (so the control cannot suppress a thinking token by accident).
+    A candidate is never a thinking word (case-insensitive) and, when `tokenizer` is given, has at least one
+    token that spells it whole (suppressing a word the tokenizer always splits would ban nothing) and never
+    shares an id with the thinking words (so the control cannot suppress a thinking token by accident).
     """
     if band < 1:
         raise UserError(f"--band must be >= 1, got {band}")
     counts = trace_word_counts(traces)
     forms = display_forms(traces)
     thinking_keys = {w.lower() for w in thinking_words}
-    blocked_ids: set[int] = set()
-    if tokenizer is not None:
-        for word in thinking_words:
-            blocked_ids.update(word_variant_ids(tokenizer, word))
+    blocked_ids = set(words_ids(tokenizer, thinking_words)) if tokenizer is not None else set()
     candidates = []
     for key, count in counts.items():
         if key in thinking_keys or len(key) < min_length:
             continue
-        if tokenizer is not None and blocked_ids.intersection(word_variant_ids(tokenizer, forms[key])):
-            continue
+        if tokenizer is not None:
+            ids = word_variant_ids(tokenizer, forms[key])
+            if not ids or blocked_ids.intersection(ids):
+                continue
         candidates.append((key, count))
     candidates.sort()  # deterministic order before seeded draws
     if len(candidates) < len(thinking_words):
@@ -92,5 +93,5 @@ def random_control_words(thinking_words: Sequence[str], traces: Sequence[str], s
     return chosen
 
 
-def suppression_ids(tokenizer, words: Sequence[str]) -> list[int]:
-    return sorted({i for word in words for i in word_variant_ids(tokenizer, word)})
+def suppression_ids(tokenizer, words: Sequence[str], include_split_starts: bool = False) -> list[int]:
+    return words_ids(tokenizer, words, include_split_starts)

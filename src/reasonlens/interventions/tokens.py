@@ -1,9 +1,9 @@
 """Token sets for interventions: words, their token-id variants, and where the words came from.
 
 The MI analysis writes token-set files (JSON lines {"word", "frequency", "token_ids"}) learnt from a run;
-`reasonlens.analysis.tokens` reads and writes them and defines a word's id variants (`word_variant_ids`:
-case, leading space/markers, and the first piece of forms the tokenizer splits), which suppression and
-recycling use so that discovery and intervention agree on what "the word's ids" are.
+`reasonlens.analysis.tokens` reads and writes them and defines the one word -> ids expansion
+(`word_token_ids`: the single tokens that spell a word whole, any case, with or without a leading
+space/marker), which discovery, suppression, its random control and recycling all use.
 
 This module turns a file (or the paper's list) into a `TokenSet` that also records its provenance, so a run
 manifest can say which dataset split the words were learnt on and the CLI can warn when that is the
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from reasonlens.analysis.tokens import read_token_set, word_variant_ids
+from reasonlens.analysis.tokens import read_token_set, words_ids
 from reasonlens.errors import UserError
 
 # The paper's thinking-token list for test-time scaling (SPEC A4).
@@ -41,8 +41,8 @@ class TokenSet:
             raise UserError(f"--top-words {k}: the token set has only {len(self.words)} words")
         return TokenSet(self.words[:k], dict(self.source))
 
-    def ids(self, tokenizer) -> list[int]:
-        return sorted({i for word in self.words for i in word_variant_ids(tokenizer, word)})
+    def ids(self, tokenizer, include_split_starts: bool = False) -> list[int]:
+        return words_ids(tokenizer, self.words, include_split_starts)
 
     def describe(self) -> dict[str, Any]:
         return {"words": list(self.words), **{f"source_{k}": v for k, v in self.source.items()}}
