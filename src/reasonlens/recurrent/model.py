@@ -60,11 +60,18 @@ def apply_rope_pairs(q: Tensor, k: Tensor, table: Tensor) -> tuple[Tensor, Tenso
 
 @dataclass
 class _Context:
-    """What every attention call of one forward pass shares."""
+    """What every attention call of one forward pass shares (for the whole batch or a sub-batch of rows)."""
 
     rope: Tensor                    # [B, S, 1, hd/2, 2]
     mask: Tensor | None             # bool [B, 1, S, S_total] (True = attend) or None for plain causal
     cache: RecurrentCache | None
+    rows: Tensor | None = None      # LongTensor: the batch rows this context covers; None = every row
+
+    def select(self, index: Tensor) -> "_Context":
+        """The context of the sub-batch `index` (LongTensor, positions within this context's rows)."""
+        return _Context(rope=self.rope.index_select(0, index),
+                        mask=None if self.mask is None else self.mask.index_select(0, index),
+                        cache=self.cache, rows=index if self.rows is None else self.rows.index_select(0, index))
 
 
 class CausalSelfAttention(nn.Module):
@@ -307,21 +314,19 @@ class RecurrentDepthLM(nn.Module):
             return state + embeds
         return self.transformer.adapter(torch.cat([state, embeds.to(state.device)], dim=-1))
 
-    def core_step(self, state: Tensor, embeds: Tensor, ctx: _Context, iteration: int,
-                  rows: Tensor | None = None) -> Tensor:
-        """One application of the core block R(adapter([s, e])) (iteration index used for the cache)."""
+    def core_step(self, state: Tensor, embeds: Tensor, ctx: _Context, iteration: int) -> Tensor:
+        """One application of the core block R(adapter([s, e])) to the rows of `ctx` (iteration index: cache slot)."""
         x = self._inject(state, embeds)
         for index, block in enumerate(self.transformer.core_block):
             write = None
             if ctx.cache is not None:
                 def write(k, v, _i=index):
-                    return ctx.cache.update_core(_i, iteration, k, v, rows)
+                    return ctx.cache.update_core(_i, iteration, k, v, ctx.rows)
             x = block(x, ctx, write)
         return x
 
-    def decode_state(self, state: Tensor, ctx: _Context, rows: Tensor | None = None,
-                     hidden: list[Tensor] | None = None) -> Tensor:
-        """Coda and head on a raw core state: logits (fp32) of head(ln_f(C(ln_f(s))))."""
+    def decode_state(self, state: Tensor, ctx: _Context, hidden: list[Tensor] | None = None) -> Tensor:
+        """Coda and head on a raw core state (the rows of `ctx`): logits (fp32) of head(ln_f(C(ln_f(s))))."""
         x = self.transformer.ln_f(state)
         if hidden is not None:
             hidden.append(x)
@@ -329,7 +334,7 @@ class RecurrentDepthLM(nn.Module):
             write = None
             if ctx.cache is not None:
                 def write(k, v, _i=index):
-                    return ctx.cache.update_coda(_i, k, v, rows)
+                    return ctx.cache.update_coda(_i, k, v, ctx.rows)
             x = block(x, ctx, write)
             if hidden is not None:
                 hidden.append(x)
@@ -472,41 +477,66 @@ class RecurrentDepthLM(nn.Module):
                           criterion: ExitCriterion, min_steps: int, keep: bool, hidden: list[Tensor] | None):
         """Iterate until each row's criterion fires (judged on its last position) or max_steps is reached.
 
-        Rows that exited keep their state, their logits and their cache entries; the batch keeps running until
-        every row has exited, but exited rows no longer write the cache. Inference only (no gradients).
+        Each iteration runs the core (and, for criteria that read logits, the coda) on the rows still active
+        only: a sub-batch gathered with index_select, whose cache reads and writes touch only those rows. A row
+        that exits keeps its state, logits and cache entries and costs nothing more until the next call. The
+        criterion sees the whole batch's last-position state (exited rows frozen), so its per-row bookkeeping is
+        that of a batch-1 run. Inference only (no gradients).
         """
         batch = state.shape[0]
-        active = torch.ones(batch, dtype=torch.bool, device=state.device)
         used = torch.full((batch,), max_steps, dtype=torch.long, device=state.device)
         criterion.reset(state[:, -1])
+        last_state = state[:, -1].clone()  # what the criterion judges, for every row
+        last_logits: Tensor | None = None
         logits: Tensor | None = None
         per_iteration: list[Tensor] = []
         values: list[Tensor] = []
+        active = torch.arange(batch, device=state.device)
+        sub_state, sub_embeds, sub_ctx = state, embeds, ctx
+        state = state.clone()  # exited rows' final states are written here
         for iteration in range(max_steps):
-            rows = None if bool(active.all()) else active
-            new_state = self.core_step(state, embeds, ctx, iteration, rows)
-            state = new_state if rows is None else torch.where(rows[:, None, None], new_state, state)
+            sub_state = self.core_step(sub_state, sub_embeds, sub_ctx, iteration)
             if keep:
-                per_iteration.append(state)
+                per_iteration.append(state.index_copy(0, active, sub_state))
             last = iteration == max_steps - 1
-            step_logits = None
+            sub_logits = None
             if criterion.needs_logits or last:
-                step_logits = self.decode_state(state, ctx, rows)
-            value, exits = criterion.check(state[:, -1], None if step_logits is None else step_logits[:, -1])
+                sub_logits = self.decode_state(sub_state, sub_ctx)
+            last_state.index_copy_(0, active, sub_state[:, -1])
+            if criterion.needs_logits:
+                if last_logits is None:
+                    last_logits = sub_logits.new_zeros((batch, sub_logits.shape[-1]))
+                last_logits.index_copy_(0, active, sub_logits[:, -1])
+            value, exits = criterion.check(last_state, last_logits)
             values.append(value)
+            exits = exits.index_select(0, active)
             if iteration + 1 < min_steps:
                 exits = torch.zeros_like(exits)
-            newly = active & (exits | last)
-            if bool(newly.any()):
-                if step_logits is None:
-                    step_logits = self.decode_state(state, ctx, newly)
-                logits = step_logits if logits is None else torch.where(newly[:, None, None], step_logits, logits)
-                used = torch.where(newly, torch.full_like(used, iteration + 1), used)
-                active = active & ~newly
-            if not bool(active.any()):
+            if last:
+                exits = torch.ones_like(exits)
+            if not bool(exits.any()):
+                continue
+            leaving = exits.nonzero().squeeze(1)
+            rows = active.index_select(0, leaving)
+            leaving_state = sub_state.index_select(0, leaving)
+            if sub_logits is None:
+                leaving_logits = self.decode_state(leaving_state, sub_ctx.select(leaving))
+            else:
+                leaving_logits = sub_logits.index_select(0, leaving)
+            if logits is None:
+                logits = leaving_logits.new_zeros((batch,) + tuple(leaving_logits.shape[1:]))
+            logits.index_copy_(0, rows, leaving_logits)
+            state.index_copy_(0, rows, leaving_state)
+            used.index_fill_(0, rows, iteration + 1)
+            staying = (~exits).nonzero().squeeze(1)
+            if staying.numel() == 0:
                 break
+            active = active.index_select(0, staying)
+            sub_state = sub_state.index_select(0, staying)
+            sub_embeds = sub_embeds.index_select(0, staying)
+            sub_ctx = sub_ctx.select(staying)
         if hidden is not None:
-            # Exited rows kept their state, so re-decoding rewrites identical coda entries; it records the stack.
+            # Exited rows kept their state, so re-decoding rewrites their coda entries; it records the stack.
             self.decode_state(state, ctx, hidden=hidden)
         assert logits is not None
         return state, used, per_iteration, torch.stack(values), logits
