@@ -112,7 +112,7 @@ def _is_recurrent_dir(path: Path) -> bool:
         config = json.loads((path / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return isinstance(config, dict) and "n_layers_in_recurrent_block" in config
+    return isinstance(config, dict) and ("n_layers_in_recurrent_block" in config or config.get("model_type") == "ouro")
 
 
 def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trust_remote_code: bool = False,

@@ -87,20 +87,27 @@ class RecurrentCache:
     def _write_flat(self, entry: list[Tensor | None], k: Tensor, v: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
         start, total = self._length, self._total()
         for index, new in enumerate((k, v)):
-            storage = _grow(entry[index], tuple(new.shape[:2]) + (new.shape[3],), 2, total, new)
+            storage = _grow(entry[index], (self.batch_size, new.shape[1], new.shape[3]), 2, total, new)
             target = storage[:, :, start:total]
             if rows is None:
                 target.copy_(new)
             else:
-                target.copy_(torch.where(rows[:, None, None, None], new, target))
+                target.index_copy_(0, rows, new)
             entry[index] = storage
-        return entry[0][:, :, :total], entry[1][:, :, :total]
+        keys, values = entry[0][:, :, :total], entry[1][:, :, :total]
+        if rows is None:
+            return keys, values
+        return keys.index_select(0, rows), values.index_select(0, rows)
 
     def update_prelude(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         return self._write_flat(self.prelude[layer], k, v, None)
 
     def update_coda(self, layer: int, k: Tensor, v: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Write the coda entry of the new positions (only for `rows`, a BoolTensor [B], when given)."""
+        """Write the coda entry of the new positions and return the K/V to attend to.
+
+        `rows` (LongTensor of batch-row indices, None = every row): `k`/`v` hold only those rows, and only
+        their entries are written and returned (a sub-batch, as adaptive exit runs it).
+        """
         return self._write_flat(self.coda[layer], k, v, rows)
 
     def slot_of(self, iteration: int) -> int:
@@ -110,8 +117,9 @@ class RecurrentCache:
                     rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Write iteration `iteration` of core layer `layer` for the new positions and return the K/V to attend to.
 
-        Past positions are read at iteration min(iteration, depth - 1); `rows` (BoolTensor [B]) limits the write
-        to rows still iterating, so rows that exited keep their deepest entries intact.
+        Past positions are read at iteration min(iteration, depth - 1). `rows` (LongTensor of batch-row indices,
+        None = every row) makes this a sub-batch call: `k`/`v` hold only those rows, only their entries are
+        written and only theirs are returned, so rows that exited cost nothing and keep their deepest entries.
         """
         start, total = self._length, self._total()
         slot = self.slot_of(iteration)
@@ -122,32 +130,39 @@ class RecurrentCache:
             if storage is not None and storage.shape[0] < n_slots:
                 pad = storage.new_zeros((n_slots - storage.shape[0],) + tuple(storage.shape[1:]))
                 storage = torch.cat([storage, pad], dim=0)
-            storage = _grow(storage, (n_slots,) + tuple(new.shape[:2]) + (new.shape[3],), 3, total, new)
+            storage = _grow(storage, (n_slots, self.batch_size, new.shape[1], new.shape[3]), 3, total, new)
             target = storage[slot, :, :, start:total]
             if rows is None:
                 target.copy_(new)
             else:
-                target.copy_(torch.where(rows[:, None, None, None], new, target))
+                target.index_copy_(0, rows, new)
             entry[index] = storage
-        return self._read_core(layer, iteration)
+        return self._read_core(layer, iteration, rows)
 
-    def _read_core(self, layer: int, iteration: int) -> tuple[Tensor, Tensor]:
+    def _read_core(self, layer: int, iteration: int, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
         start, total = self._length, self._total()
         keys, values = self.core[layer]
         slot = self.slot_of(iteration)
-        if start == 0 or int(self.depth[:, :start].min()) > iteration:
-            return keys[slot, :, :, :total], values[slot, :, :, :total]
+        depth = None if start == 0 else self.depth[:, :start]
+        if depth is not None and rows is not None:
+            depth = depth.index_select(0, rows.to(depth.device))
+        if depth is None or int(depth.min()) > iteration:
+            k, v = keys[slot, :, :, :total], values[slot, :, :, :total]
+            if rows is None:
+                return k, v
+            return k.index_select(0, rows), v.index_select(0, rows)
         # Some past positions stopped before this iteration: read each at its deepest entry.
-        past_iteration = torch.clamp(self.depth[:, :start] - 1, max=iteration)
-        current = torch.full((self.batch_size, total - start), iteration, dtype=torch.long, device=past_iteration.device)
+        n_rows = depth.shape[0]
+        past_iteration = torch.clamp(depth - 1, max=iteration)
+        current = torch.full((n_rows, total - start), iteration, dtype=torch.long, device=past_iteration.device)
         read_iteration = torch.cat([past_iteration, current], dim=1)
         read_slot = read_iteration if self.slots is None else read_iteration % self.slots
         read_slot = read_slot.to(keys.device)
-        rows = torch.arange(self.batch_size, device=keys.device)[:, None]
+        batch_rows = (torch.arange(self.batch_size, device=keys.device) if rows is None else rows)[:, None]
         positions = torch.arange(total, device=keys.device)[None, :]
-        # advanced indexing -> [B, S, H, hd]; back to [B, H, S, hd]
-        k = keys[read_slot, rows, :, positions].transpose(1, 2)
-        v = values[read_slot, rows, :, positions].transpose(1, 2)
+        # advanced indexing -> [n_rows, S, H, hd]; back to [n_rows, H, S, hd]
+        k = keys[read_slot, batch_rows, :, positions].transpose(1, 2)
+        v = values[read_slot, batch_rows, :, positions].transpose(1, 2)
         return k, v
 
     # ---- maintenance ----

@@ -10,6 +10,7 @@ may stop. Default thresholds (`DEFAULT_THRESHOLDS`):
 - `latent-diff`: ||s_i - s_{i-1}|| / ||s_i|| < 0.03 (reference default); s_0 is the initial state.
 - `argmax-stability`: argmax p_i unchanged for >= 5 consecutive iterations (reference default).
 - `cosine`: 1 - cos(s_i, s_{i-1}) < 1e-3 (reference default).
+- `ouro-gate`: the cumulative exit probability of a learned exit gate >= 0.5 (Ouro / LoopLM models only).
 
 With threshold 0 the strict `<` criteria never fire (values are clamped at >= 0), so decoding equals fixed
 r_max. A new criterion is one subclass plus one `register_criterion` call.
@@ -37,6 +38,9 @@ class ExitCriterion:
         self.threshold = self.default_threshold if threshold is None else float(threshold)
         if not math.isfinite(self.threshold) or self.threshold < 0:
             raise UserError(f"exit threshold for '{self.name}' must be a finite number >= 0, got {threshold}")
+
+    def bind(self, model) -> None:
+        """Called once per forward pass with the model (criteria that read model parts, e.g. an exit gate)."""
 
     def reset(self, initial_state: Tensor) -> None:
         raise NotImplementedError
@@ -132,6 +136,36 @@ class ArgmaxStabilityCriterion(ExitCriterion):
         return self.stable.float(), self.stable >= self.threshold
 
 
+class LearnedGateCriterion(ExitCriterion):
+    """Ouro's exit rule: stop at the first loop whose cumulative exit probability reaches the threshold.
+
+    The model's gate gives lambda_i = P(exit at loop i | not before); the exit distribution is
+    p_i = lambda_i * prod_{j<i} (1 - lambda_j) and the value is its CDF, accumulated in the reference's order.
+    Needs a model with `exit_gate_probability` (reasonlens.recurrent.ouro.OuroLM). Unlike the `<` criteria,
+    it fires when value >= threshold: threshold 0 exits after one loop, threshold above 1 never exits early.
+    """
+
+    name = "ouro-gate"
+    default_threshold = 0.5
+
+    def bind(self, model) -> None:
+        self.gate = getattr(model, "exit_gate_probability", None)
+        if self.gate is None:
+            raise UserError(f"exit criterion '{self.name}' needs a model with a learned exit gate (Ouro / LoopLM); "
+                            f"{type(model).__name__} has none")
+
+    def reset(self, initial_state: Tensor) -> None:
+        batch = initial_state.shape[0]
+        self.cdf = torch.zeros(batch, device=initial_state.device)
+        self.remaining = torch.ones(batch, device=initial_state.device)
+
+    def check(self, state: Tensor, logits: Tensor | None) -> tuple[Tensor, Tensor]:
+        exit_probability = self.gate(state).to(self.cdf.device)
+        self.cdf = self.cdf + exit_probability * self.remaining
+        self.remaining = self.remaining * (1.0 - exit_probability)
+        return self.cdf, self.cdf >= self.threshold
+
+
 CRITERIA: dict[str, type[ExitCriterion]] = {}
 
 
@@ -141,7 +175,7 @@ def register_criterion(cls: type[ExitCriterion]) -> type[ExitCriterion]:
 
 
 for _cls in (KLCriterion, ReferenceKLCriterion, EntropyDiffCriterion, LatentDiffCriterion, CosineCriterion,
-             ArgmaxStabilityCriterion):
+             ArgmaxStabilityCriterion, LearnedGateCriterion):
     register_criterion(_cls)
 
 DEFAULT_THRESHOLDS: dict[str, float] = {name: cls.default_threshold for name, cls in CRITERIA.items()}

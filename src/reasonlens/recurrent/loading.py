@@ -1,4 +1,4 @@
-"""Recognise and load huginn-format directories (no trust_remote_code needed)."""
+"""Recognise and load huginn-format and Ouro (LoopLM) directories (no trust_remote_code needed)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from reasonlens.errors import UserError
 from reasonlens.recurrent.config import HUGINN_ARCHITECTURE, HUGINN_MODEL_TYPE
 from reasonlens.recurrent.model import RecurrentDepthLM
 
@@ -14,7 +15,7 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"
 
 
 def is_recurrent_dir(path: str | Path) -> bool:
-    """True when `path` is a directory whose config.json declares the huginn / raven recurrent-depth architecture."""
+    """True when `path` is a directory whose config.json declares a huginn / raven or Ouro (LoopLM) architecture."""
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
         return False
@@ -24,9 +25,11 @@ def is_recurrent_dir(path: str | Path) -> bool:
         return False
     if not isinstance(config, dict):
         return False
+    from reasonlens.recurrent.ouro import is_ouro_config
+
     architectures = config.get("architectures") or []
     return (config.get("model_type") == HUGINN_MODEL_TYPE or HUGINN_ARCHITECTURE in architectures
-            or "n_layers_in_recurrent_block" in config)
+            or "n_layers_in_recurrent_block" in config or is_ouro_config(config))
 
 
 def load_tokenizer(path: str | Path, vocab_size: int):
@@ -54,6 +57,17 @@ def load_tokenizer(path: str | Path, vocab_size: int):
     return tokenizer
 
 
+def ouro_layer_adapter(model):
+    """Capture view of an Ouro model: layer 0 = the final loop state (each row at its exit), "final" = the same
+    state as the LM head reads it. Per-loop states come from `forward(..., output_latents=True)`."""
+    from torch import nn
+
+    from reasonlens.models.adapters import LayerAdapter
+
+    return LayerAdapter(decoder_layers=nn.ModuleList([model.core_output]), final_norm=model.final_output,
+                        lm_head=model.lm_head, hidden_size=model.config.hidden_size, family="ouro")
+
+
 def recurrent_layer_adapter(model: RecurrentDepthLM):
     """A `reasonlens.models.LayerAdapter` view for hidden-state capture by forward hooks.
 
@@ -71,14 +85,26 @@ def recurrent_layer_adapter(model: RecurrentDepthLM):
 
 
 def load_recurrent(path: str | Path, dtype: torch.dtype | str | None = "fp32", device: str | torch.device = "cpu"):
-    """A `reasonlens.models.LoadedModel` for a huginn-format directory (config.json + safetensors + tokenizer).
+    """A `reasonlens.models.LoadedModel` for a huginn-format or Ouro directory (config.json + safetensors + tokenizer).
 
-    `layers` is `recurrent_layer_adapter(model)` (prelude blocks, final core state, coda blocks).
+    `layers` is `recurrent_layer_adapter(model)` (prelude blocks, final core state, coda blocks) for huginn,
+    `ouro_layer_adapter(model)` for Ouro.
     """
     from reasonlens.models.loaded import LoadedModel
+    from reasonlens.recurrent.ouro import OuroLM, fix_special_token_ids, is_ouro_config
 
-    model = RecurrentDepthLM.from_pretrained(path, dtype=dtype, device=device)
-    tokenizer = load_tokenizer(path, model.config.vocab_size)
     path = Path(path)
-    return LoadedModel(model=model, tokenizer=tokenizer, layers=recurrent_layer_adapter(model), name=path.name,
-                       spec=str(path))
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path / 'config.json'}: cannot read config ({exc})") from None
+    if isinstance(config, dict) and is_ouro_config(config):
+        model = OuroLM.from_pretrained(path, dtype=dtype, device=device)
+        tokenizer = load_tokenizer(path, model.config.vocab_size)
+        fix_special_token_ids(model, tokenizer)
+        layers = ouro_layer_adapter(model)
+    else:
+        model = RecurrentDepthLM.from_pretrained(path, dtype=dtype, device=device)
+        tokenizer = load_tokenizer(path, model.config.vocab_size)
+        layers = recurrent_layer_adapter(model)
+    return LoadedModel(model=model, tokenizer=tokenizer, layers=layers, name=path.name, spec=str(path))

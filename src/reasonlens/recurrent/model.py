@@ -60,11 +60,18 @@ def apply_rope_pairs(q: Tensor, k: Tensor, table: Tensor) -> tuple[Tensor, Tenso
 
 @dataclass
 class _Context:
-    """What every attention call of one forward pass shares."""
+    """What every attention call of one forward pass shares (for the whole batch or a sub-batch of rows)."""
 
     rope: Tensor                    # [B, S, 1, hd/2, 2]
     mask: Tensor | None             # bool [B, 1, S, S_total] (True = attend) or None for plain causal
     cache: RecurrentCache | None
+    rows: Tensor | None = None      # LongTensor: the batch rows this context covers; None = every row
+
+    def select(self, index: Tensor) -> "_Context":
+        """The context of the sub-batch `index` (LongTensor, positions within this context's rows)."""
+        return _Context(rope=self.rope.index_select(0, index),
+                        mask=None if self.mask is None else self.mask.index_select(0, index),
+                        cache=self.cache, rows=index if self.rows is None else self.rows.index_select(0, index))
 
 
 class CausalSelfAttention(nn.Module):
@@ -91,17 +98,20 @@ class CausalSelfAttention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if write_kv is not None:
             k, v = write_kv(k, v)
-        if ctx.mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask)
-        elif q.shape[2] == k.shape[2]:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif q.shape[2] == 1:
-            y = F.scaled_dot_product_attention(q, k, v)
-        else:
-            lower_right = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril(
-                k.shape[2] - q.shape[2])
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=lower_right)
+        y = attend(q, k, v, ctx.mask)
         return self.proj(y.transpose(1, 2).reshape(batch, seq, self.n_embd))
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """Causal attention of new queries [B, H, S, hd] on cached + new keys [B, H, S_total, hd] (padding in `mask`)."""
+    if mask is not None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if q.shape[2] == k.shape[2]:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if q.shape[2] == 1:
+        return F.scaled_dot_product_attention(q, k, v)
+    lower_right = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril(k.shape[2] - q.shape[2])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=lower_right)
 
 
 class GatedMLP(nn.Module):
@@ -188,7 +198,100 @@ def _split_num_steps(num_steps: NumSteps) -> tuple[int, int] | None:
     return steps, 0
 
 
-class RecurrentDepthLM(nn.Module):
+class DepthIterationMixin:
+    """Fixed-depth and adaptive-exit iteration of a looped block, shared by Huginn-style and Ouro models.
+
+    The host model provides `core_step(state, embeds, ctx, iteration)` (one application of the looped block to
+    the rows of `ctx`) and `decode_state(state, ctx, hidden=None)` (fp32 logits of a final state).
+    """
+
+    def _iterate_fixed(self, state: Tensor, embeds: Tensor, ctx: _Context, n_no_grad: int, n_grad: int,
+                       keep: bool) -> tuple[Tensor, Tensor, list[Tensor], None]:
+        per_iteration: list[Tensor] = []
+        with torch.no_grad():
+            for iteration in range(n_no_grad):
+                state = self.core_step(state, embeds, ctx, iteration)
+                if keep:
+                    per_iteration.append(state.detach())
+        for offset in range(n_grad):
+            state = self.core_step(state, embeds, ctx, n_no_grad + offset)
+            if keep:
+                per_iteration.append(state)
+        used = torch.full((state.shape[0],), n_no_grad + n_grad, dtype=torch.long, device=state.device)
+        return state, used, per_iteration, None
+
+    @torch.no_grad()
+    def _iterate_adaptive(self, state: Tensor, embeds: Tensor, ctx: _Context, max_steps: int,
+                          criterion: ExitCriterion, min_steps: int, keep: bool, hidden: list[Tensor] | None):
+        """Iterate until each row's criterion fires (judged on its last position) or max_steps is reached.
+
+        Each iteration runs the core (and, for criteria that read logits, the coda) on the rows still active
+        only: a sub-batch gathered with index_select, whose cache reads and writes touch only those rows. A row
+        that exits keeps its state, logits and cache entries and costs nothing more until the next call. The
+        criterion sees the whole batch's last-position state (exited rows frozen), so its per-row bookkeeping is
+        that of a batch-1 run. Inference only (no gradients).
+        """
+        batch = state.shape[0]
+        used = torch.full((batch,), max_steps, dtype=torch.long, device=state.device)
+        criterion.reset(state[:, -1])
+        last_state = state[:, -1].clone()  # what the criterion judges, for every row
+        last_logits: Tensor | None = None
+        logits: Tensor | None = None
+        per_iteration: list[Tensor] = []
+        values: list[Tensor] = []
+        active = torch.arange(batch, device=state.device)
+        sub_state, sub_embeds, sub_ctx = state, embeds, ctx
+        state = state.clone()  # exited rows' final states are written here
+        for iteration in range(max_steps):
+            sub_state = self.core_step(sub_state, sub_embeds, sub_ctx, iteration)
+            if keep:
+                per_iteration.append(state.index_copy(0, active, sub_state))
+            last = iteration == max_steps - 1
+            sub_logits = None
+            if criterion.needs_logits:
+                sub_logits = self.decode_state(sub_state, sub_ctx)
+            last_state.index_copy_(0, active, sub_state[:, -1])
+            if criterion.needs_logits:
+                if last_logits is None:
+                    last_logits = sub_logits.new_zeros((batch, sub_logits.shape[-1]))
+                last_logits.index_copy_(0, active, sub_logits[:, -1])
+            value, exits = criterion.check(last_state, last_logits)
+            values.append(value)
+            exits = exits.index_select(0, active)
+            if iteration + 1 < min_steps:
+                exits = torch.zeros_like(exits)
+            if last:
+                exits = torch.ones_like(exits)
+            if not bool(exits.any()):
+                continue
+            leaving = exits.nonzero().squeeze(1)
+            rows = active.index_select(0, leaving)
+            state.index_copy_(0, rows, sub_state.index_select(0, leaving))
+            if sub_logits is not None:
+                leaving_logits = sub_logits.index_select(0, leaving)
+                if logits is None:
+                    logits = leaving_logits.new_zeros((batch,) + tuple(leaving_logits.shape[1:]))
+                logits.index_copy_(0, rows, leaving_logits)
+            used.index_fill_(0, rows, iteration + 1)
+            staying = (~exits).nonzero().squeeze(1)
+            if staying.numel() == 0:
+                break
+            active = active.index_select(0, staying)
+            sub_state = sub_state.index_select(0, staying)
+            sub_embeds = sub_embeds.index_select(0, staying)
+            sub_ctx = sub_ctx.select(staying)
+        if logits is None:
+            # Criteria on the state alone: the coda runs once, on every row's final state. Rows are independent
+            # in the coda (their own positions, their own cache rows), so this equals decoding each at its exit.
+            logits = self.decode_state(state, ctx, hidden=hidden)
+        elif hidden is not None:
+            # Exited rows kept their state, so re-decoding rewrites their coda entries; it records the stack.
+            self.decode_state(state, ctx, hidden=hidden)
+        return state, used, per_iteration, torch.stack(values), logits
+
+
+
+class RecurrentDepthLM(DepthIterationMixin, nn.Module):
     """Huginn-style recurrent-depth LM with per-(iteration, layer) KV cache and per-row adaptive exit."""
 
     main_input_name = "input_ids"
@@ -307,21 +410,19 @@ class RecurrentDepthLM(nn.Module):
             return state + embeds
         return self.transformer.adapter(torch.cat([state, embeds.to(state.device)], dim=-1))
 
-    def core_step(self, state: Tensor, embeds: Tensor, ctx: _Context, iteration: int,
-                  rows: Tensor | None = None) -> Tensor:
-        """One application of the core block R(adapter([s, e])) (iteration index used for the cache)."""
+    def core_step(self, state: Tensor, embeds: Tensor, ctx: _Context, iteration: int) -> Tensor:
+        """One application of the core block R(adapter([s, e])) to the rows of `ctx` (iteration index: cache slot)."""
         x = self._inject(state, embeds)
         for index, block in enumerate(self.transformer.core_block):
             write = None
             if ctx.cache is not None:
                 def write(k, v, _i=index):
-                    return ctx.cache.update_core(_i, iteration, k, v, rows)
+                    return ctx.cache.update_core(_i, iteration, k, v, ctx.rows)
             x = block(x, ctx, write)
         return x
 
-    def decode_state(self, state: Tensor, ctx: _Context, rows: Tensor | None = None,
-                     hidden: list[Tensor] | None = None) -> Tensor:
-        """Coda and head on a raw core state: logits (fp32) of head(ln_f(C(ln_f(s))))."""
+    def decode_state(self, state: Tensor, ctx: _Context, hidden: list[Tensor] | None = None) -> Tensor:
+        """Coda and head on a raw core state (the rows of `ctx`): logits (fp32) of head(ln_f(C(ln_f(s))))."""
         x = self.transformer.ln_f(state)
         if hidden is not None:
             hidden.append(x)
@@ -329,7 +430,7 @@ class RecurrentDepthLM(nn.Module):
             write = None
             if ctx.cache is not None:
                 def write(k, v, _i=index):
-                    return ctx.cache.update_coda(_i, k, v, rows)
+                    return ctx.cache.update_coda(_i, k, v, ctx.rows)
             x = block(x, ctx, write)
             if hidden is not None:
                 hidden.append(x)
@@ -386,6 +487,8 @@ class RecurrentDepthLM(nn.Module):
             split = self.sample_num_steps() if self.training else (self.config.mean_recurrence, 0)
         n_no_grad, n_grad = split
         criterion = make_criterion(exit_criterion, exit_threshold) if exit_criterion not in (None, "none") else None
+        if criterion is not None:
+            criterion.bind(self)
         if use_cache and past_key_values is None:
             past_key_values = self.make_cache(batch, slots=cache_slots)
         if past_key_values is not None and not isinstance(past_key_values, RecurrentCache):
@@ -451,65 +554,6 @@ class RecurrentDepthLM(nn.Module):
             hidden_states=tuple(hidden) if hidden is not None else None,
             past_key_values=cache,
         )
-
-    def _iterate_fixed(self, state: Tensor, embeds: Tensor, ctx: _Context, n_no_grad: int, n_grad: int,
-                       keep: bool) -> tuple[Tensor, Tensor, list[Tensor], None]:
-        per_iteration: list[Tensor] = []
-        with torch.no_grad():
-            for iteration in range(n_no_grad):
-                state = self.core_step(state, embeds, ctx, iteration)
-                if keep:
-                    per_iteration.append(state.detach())
-        for offset in range(n_grad):
-            state = self.core_step(state, embeds, ctx, n_no_grad + offset)
-            if keep:
-                per_iteration.append(state)
-        used = torch.full((state.shape[0],), n_no_grad + n_grad, dtype=torch.long, device=state.device)
-        return state, used, per_iteration, None
-
-    @torch.no_grad()
-    def _iterate_adaptive(self, state: Tensor, embeds: Tensor, ctx: _Context, max_steps: int,
-                          criterion: ExitCriterion, min_steps: int, keep: bool, hidden: list[Tensor] | None):
-        """Iterate until each row's criterion fires (judged on its last position) or max_steps is reached.
-
-        Rows that exited keep their state, their logits and their cache entries; the batch keeps running until
-        every row has exited, but exited rows no longer write the cache. Inference only (no gradients).
-        """
-        batch = state.shape[0]
-        active = torch.ones(batch, dtype=torch.bool, device=state.device)
-        used = torch.full((batch,), max_steps, dtype=torch.long, device=state.device)
-        criterion.reset(state[:, -1])
-        logits: Tensor | None = None
-        per_iteration: list[Tensor] = []
-        values: list[Tensor] = []
-        for iteration in range(max_steps):
-            rows = None if bool(active.all()) else active
-            new_state = self.core_step(state, embeds, ctx, iteration, rows)
-            state = new_state if rows is None else torch.where(rows[:, None, None], new_state, state)
-            if keep:
-                per_iteration.append(state)
-            last = iteration == max_steps - 1
-            step_logits = None
-            if criterion.needs_logits or last:
-                step_logits = self.decode_state(state, ctx, rows)
-            value, exits = criterion.check(state[:, -1], None if step_logits is None else step_logits[:, -1])
-            values.append(value)
-            if iteration + 1 < min_steps:
-                exits = torch.zeros_like(exits)
-            newly = active & (exits | last)
-            if bool(newly.any()):
-                if step_logits is None:
-                    step_logits = self.decode_state(state, ctx, newly)
-                logits = step_logits if logits is None else torch.where(newly[:, None, None], step_logits, logits)
-                used = torch.where(newly, torch.full_like(used, iteration + 1), used)
-                active = active & ~newly
-            if not bool(active.any()):
-                break
-        if hidden is not None:
-            # Exited rows kept their state, so re-decoding rewrites identical coda entries; it records the stack.
-            self.decode_state(state, ctx, hidden=hidden)
-        assert logits is not None
-        return state, used, per_iteration, torch.stack(values), logits
 
     # ---- persistence ----
     def save_pretrained(self, directory: str | Path) -> None:
