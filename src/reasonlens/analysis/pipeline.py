@@ -16,7 +16,6 @@ The model is loaded only to encode golds (when not cached) and to decode peak st
 
 from __future__ import annotations
 
-import json
 import math
 from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
@@ -231,15 +230,6 @@ def _layer_arg(key: str) -> int | str:
     return key if key in ("final", "embed") else int(key)
 
 
-def load_or_encode_golds(
-    out_dir: Path, samples: list[Sample], layers: list[str], config: MIConfig, model: _ModelHandle
-) -> dict[int, dict[str, torch.Tensor]]:
-    """Gold representations per sample and layer, from ``golds.safetensors`` when it matches, else encoded
-    (and then saved there)."""
-    golds, encoded = collect_golds(out_dir, samples, layers, config, model)
-    if encoded:
-        save_golds(out_dir, golds, config.gold_identity(model.spec))
-    return golds
 
 
 def save_golds(out_dir: Path, golds: dict[int, dict[str, torch.Tensor]], identity: dict[str, str]) -> None:

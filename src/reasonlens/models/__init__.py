@@ -16,7 +16,7 @@ from reasonlens.models.loaded import LoadedModel, byte_level_tokenizer
 
 __all__ = [
     "LayerAdapter", "LayerKey", "LoadedModel", "adapter_for", "builtin_names", "byte_level_tokenizer",
-    "cache_root", "encode_gold", "first_tensor", "load", "record_layers", "register_builtin", "layer_name",
+    "cache_root", "encode_gold", "first_tensor", "load", "record_layers", "register_builtin",
 ]
 
 
@@ -190,9 +190,6 @@ def _hub_snapshot(model) -> Path | None:
     return path if path.is_dir() else None
 
 
-def layer_name(key: LayerKey) -> str:
-    """The tensor-name suffix of a layer in state shards: the index, or 'final'."""
-    return str(key)
 
 
 @torch.inference_mode()

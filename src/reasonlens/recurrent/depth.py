@@ -9,7 +9,6 @@ Layout of RUN_DIR: one resumable run directory per setting (`r<r>/`, `exit-<crit
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -243,12 +242,6 @@ def run_depth(spec: DepthSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
     return summary
 
 
-def load_depth_summary(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read depth summary ({exc})") from None
 
 
 def format_depth_table(summary: dict[str, Any]) -> list[tuple[str, str, str]]:

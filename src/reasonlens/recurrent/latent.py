@@ -21,7 +21,6 @@ Outputs: `<sample>_convergence.png`, `<sample>_pca2.png`, `<sample>_pca6.png`, `
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -326,8 +325,3 @@ def items_from_source(source: str, texts: list[str] | None = None, dataset: str 
             items.append(LatentItem(problem.id, problem.question + " " + problem.solution, problem.solution))
     return source, items
 
-
-def read_summary(out: str | Path) -> dict[str, Any]:
-    from reasonlens.runs.io import read_json_object
-
-    return read_json_object(Path(out) / "summary.json", "latent summary")

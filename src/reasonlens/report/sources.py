@@ -135,10 +135,6 @@ def _common_parts(parts: list[tuple[str, ...]]) -> tuple[str, ...]:
     return tuple(common)
 
 
-def results_of(path: Path) -> list[dict[str, Any]]:
-    from reasonlens.runs import RunDir
-
-    return RunDir(path).results()
 
 
 def run_summary(source: RunSource) -> dict[str, Any]:
