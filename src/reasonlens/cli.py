@@ -177,13 +177,7 @@ _COMMAND_MODULES = (
 
 def _register_modules() -> None:
     for module_name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that part of the toolkit is not installed in this build
-            raise
-        module.register(app)
+        importlib.import_module(module_name).register(app)
 
 
 _register_modules()

@@ -22,3 +22,13 @@ class Interrupted(BaseException):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`; did you mean 'x'?` for the closest known name (prefix matches first), or ''."""
+    import difflib
+
+    lowered = name.lower()
+    prefixed = [k for k in known if k.lower().startswith(lowered) or lowered.startswith(k.lower())]
+    close = prefixed or difflib.get_close_matches(lowered, known, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

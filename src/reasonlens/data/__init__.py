@@ -13,20 +13,10 @@ from reasonlens.data.registry import (
 from reasonlens.data.templates import TEMPLATES, render_prompt
 
 
-def _register_synthetic() -> None:
-    try:
-        from reasonlens.data import synthetic
-    except ImportError:  # the synthetic generators are optional until they land
-        return
-    register = getattr(synthetic, "register", None)
-    if register is not None:
-        register()
-
-
-_register_synthetic()
-
+from reasonlens.data import synthetic as _synthetic  # noqa: E402  (registers the synthetic-* families)
 from reasonlens.data import wordproblems as _wordproblems  # noqa: E402  (registers word-arith)
 
+_synthetic.register()
 _wordproblems.register()
 
 __all__ = [

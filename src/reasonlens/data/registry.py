@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from reasonlens.data.records import Problem
-from reasonlens.errors import UserError
+from reasonlens.errors import UserError, did_you_mean
 
 Loader = Callable[[str], list[Problem]]
 
@@ -209,8 +209,6 @@ def load_problems(
     elif "/" in name:
         problems = _load_hub(name, split, field_map)
     else:
-        from reasonlens.models import did_you_mean
-
         known = ", ".join(sorted(_REGISTRY))
         raise UserError(f"unknown dataset '{name}'{did_you_mean(name, sorted(_REGISTRY))} (known: {known}; or a "
                         ".jsonl/.csv/.parquet path, or a hub id)")

@@ -825,7 +825,7 @@ def generate(name: str, split: str = "test", n: int | None = None, seed: int = D
 
 def to_problem(item: SyntheticItem, direct: bool = False) -> Any:
     """Convert to ``reasonlens.data.Problem`` (imported lazily: data/__init__ imports this module)."""
-    from reasonlens.data import Problem
+    from reasonlens.data.records import Problem
 
     meta = {"level": item.level, "signature": item.signature, "direct_solution": item.direct_solution, **item.meta}
     return Problem(
@@ -851,7 +851,7 @@ def _loader(family: str) -> Callable[..., list[Any]]:
 
 def register() -> None:
     """Register the synthetic families (``NAME:L`` / ``NAME:L1-L2`` pick levels)."""
-    from reasonlens.data import register_dataset
+    from reasonlens.data.registry import register_dataset
 
     register_dataset(
         "synthetic-arith",

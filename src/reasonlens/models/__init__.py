@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from reasonlens.errors import UserError
+from reasonlens.errors import UserError, did_you_mean
 from reasonlens.models.adapters import LayerAdapter, LayerKey, adapter_for
 from reasonlens.models.builtin import builtin_names, cache_root, hub_alias, register_builtin, resolve_builtin
 from reasonlens.models.hooks import first_tensor, record_layers
@@ -48,16 +48,6 @@ def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file
             raise UserError(f"{where}: this model needs custom code; pass --trust-remote-code if you trust it") from None
         raise UserError(f"{where}: cannot load model ({type(exc).__name__}: {first_line[:300]})") from None
     return model, tokenizer
-
-
-def did_you_mean(name: str, known: list[str]) -> str:
-    """`; did you mean 'x'?` for the closest known name (prefix matches first), or ''."""
-    import difflib
-
-    lowered = name.lower()
-    prefixed = [k for k in known if k.lower().startswith(lowered) or lowered.startswith(k.lower())]
-    close = prefixed or difflib.get_close_matches(lowered, known, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _hub_endpoint() -> tuple[str, int]:
