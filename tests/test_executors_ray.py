@@ -96,7 +96,7 @@ def test_cli_generate_and_mi_gold_encoding_on_ray(tmp_path, tiny_llama, executor
     from reasonlens.cli import app
     from reasonlens.data import load_problems
     from reasonlens.models import encode_gold
-    from reasonlens.runs.executors import prepare_golds
+    from reasonlens.analysis.ray_golds import prepare_golds
 
     executor._kill_actors()  # the cluster has 2 CPUs: free them for the CLI's own executor
     out = tmp_path / "cli"
@@ -120,7 +120,7 @@ def test_ray_gold_encoding_refuses_states_of_another_width_and_writes_nothing(tm
 
     from reasonlens.analysis.pipeline import MIConfig
     from reasonlens.errors import UserError
-    from reasonlens.runs.executors import prepare_golds
+    from reasonlens.analysis.ray_golds import prepare_golds
 
     out = tmp_path / "narrow"
     execute(spec(out, n=2), lm=tiny_llama, quiet=True)

@@ -104,7 +104,8 @@ def register(app: typer.Typer) -> None:
                           n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit,
                           enrichment_words=_layers(enrichment_words))
         if executor != "local" or workers is not None or ray_address is not None:
-            from reasonlens.runs.executors import make_executor, prepare_golds
+            from reasonlens.analysis.ray_golds import prepare_golds
+            from reasonlens.runs.executors import make_executor
 
             check_analysable(run, config, reuse_existing=False)  # all that analyze_run would refuse, before workers start
             with make_executor(executor, workers, ray_address) as runner:

@@ -34,6 +34,7 @@ from reasonlens.analysis.enrichment import TraceCounts, peak_enrichment, trace_c
 from reasonlens.analysis.peaks import PeakConfig, TraceStats, aggregate_stats, find_peaks, trace_stats
 from reasonlens.analysis.tokens import PeakToken, WordCounter, agreement_rate, peak_tokens, token_text, write_token_set
 from reasonlens.errors import UserError
+from reasonlens.eval.stats import correctness_auc
 from reasonlens.mi.paper import PaperHSIC
 from reasonlens.mi.population import GramStatistic
 from reasonlens.mi.trajectory import AlignedStates
@@ -364,21 +365,6 @@ def _nan_to_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_nan_to_none(v) for v in value]
     return value
-
-
-def correctness_auc(stats_rows: list[dict[str, Any]], score: str, n_boot: int, seed: int) -> dict[str, Any]:
-    """AUC of ``score`` (e.g. cumulative MI) for telling correct from incorrect traces, with a bootstrap CI."""
-    from reasonlens.eval.stats import auc_with_ci
-
-    rows = [r for r in stats_rows if r["correct"] is not None and r[score] is not None and math.isfinite(r[score])]
-    n_pos = sum(1 for r in rows if r["correct"])
-    result: dict[str, Any] = {"score": score, "n": len(rows), "n_correct": n_pos}
-    if n_pos == 0 or n_pos == len(rows):
-        result.update(auc=None, ci95=None, note="needs both correct and incorrect traces")
-        return result
-    est = auc_with_ci([r[score] for r in rows], [bool(r["correct"]) for r in rows], n_boot=n_boot, seed=seed)
-    result.update(auc=est.estimate, ci95=[est.lo, est.hi])
-    return result
 
 
 def _preflight(run_path: str | Path, config: MIConfig) -> tuple[Any, dict[str, Any], list[str], list[Sample],

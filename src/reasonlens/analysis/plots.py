@@ -110,7 +110,7 @@ def plot_population(path: Path, rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_mi_plots(out_dir: Path, traces, words, stats_rows, token_layer: str, population_rows) -> list[str]:
-    from reasonlens.analysis.pipeline import correctness_auc
+    from reasonlens.eval.stats import correctness_auc
 
     rows = [r for r in stats_rows if r["layer"] == token_layer]
     names = [

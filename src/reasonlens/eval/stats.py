@@ -9,7 +9,8 @@ memory stays bounded (about ``_CHUNK_ELEMENTS`` indices at a time) whatever ``n 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import math
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -253,3 +254,16 @@ def multi_sample_summary(groups: Sequence[Sequence[tuple[str | None, bool]]], n_
     return {"samples_per_problem": n, "n_problems": len(groups), "mean_accuracy": mean.estimate,
             "mean_accuracy_ci95": [mean.lo, mean.hi], "mean_accuracy_ci_method": "bootstrap over problems",
             "pass_at_k": pass_k, "maj_at_k": maj_k}
+
+
+def correctness_auc(stats_rows: list[dict[str, Any]], score: str, n_boot: int, seed: int) -> dict[str, Any]:
+    """AUC of ``score`` (e.g. cumulative MI) for telling correct from incorrect traces, with a bootstrap CI."""
+    rows = [r for r in stats_rows if r["correct"] is not None and r[score] is not None and math.isfinite(r[score])]
+    n_pos = sum(1 for r in rows if r["correct"])
+    result: dict[str, Any] = {"score": score, "n": len(rows), "n_correct": n_pos}
+    if n_pos == 0 or n_pos == len(rows):
+        result.update(auc=None, ci95=None, note="needs both correct and incorrect traces")
+        return result
+    est = auc_with_ci([r[score] for r in rows], [bool(r["correct"]) for r in rows], n_boot=n_boot, seed=seed)
+    result.update(auc=est.estimate, ci95=[est.lo, est.hi])
+    return result

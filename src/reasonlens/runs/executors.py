@@ -19,16 +19,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from reasonlens.engines import EngineSpec, load_engine_model
 from reasonlens.errors import UserError
-from reasonlens.runs.io import atomic_write_bytes, encode_record, iter_records
 from reasonlens.runs.progress import progress_bar
-from reasonlens.runs.rundir import RunDir
+from reasonlens.runs.rundir import RunDir, merge_worker_results, worker_result_files
 from reasonlens.runs.runner import (
     PluginFactory,
     RecordHook,
@@ -40,41 +38,6 @@ from reasonlens.runs.runner import (
 )
 
 EXECUTORS = ("local", "ray")
-_WORKER_FILE = re.compile(r"^results\.w(\d+)\.jsonl$")
-
-
-# -- run layout -------------------------------------------------------------------------------------------------
-
-
-def worker_result_files(run: RunDir) -> list[Path]:
-    """`results.w<k>.jsonl` files of a run, by worker number."""
-    if not run.path.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in run.path.iterdir() if (m := _WORKER_FILE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def merge_worker_results(run: RunDir) -> int:
-    """Fold the worker result files into `results.jsonl` and delete them; returns how many records moved.
-
-    A worker's record for an index replaces the one in results.jsonl (it was redone because its shard was
-    missing). Crash-safe: results.jsonl is replaced atomically before the worker files go, and merging twice
-    gives the same file, so a crash between the two steps only repeats the merge next time.
-    """
-    files = worker_result_files(run)
-    if not files:
-        return 0
-    by_index = {r["index"]: r for r in iter_records(run.results_path) if isinstance(r.get("index"), int)}
-    moved = 0
-    for path in files:
-        for record in iter_records(path):
-            if isinstance(record.get("index"), int):
-                by_index[record["index"]] = record
-                moved += 1
-    atomic_write_bytes(run.results_path, b"".join(encode_record(by_index[i]) for i in sorted(by_index)))
-    for path in files:
-        path.unlink()
-    return moved
 
 
 def shard_chunks(chunk_ids: Sequence[int], workers: int) -> list[list[int]]:
@@ -262,6 +225,13 @@ class RayExecutor:
         self._get([a.ping.remote() for a in self._actors])  # surface load errors here, once
         return self._actors
 
+    def gather(self, refs) -> Iterator[Any]:
+        """The result of each of `refs` as it finishes (so a failure keeps what finished before it)."""
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = self._ray.wait(waiting, num_returns=1)
+            yield self._get(ready[0])
+
     def _get(self, refs):
         try:
             return self._ray.get(refs)
@@ -377,67 +347,3 @@ def make_executor(kind: str = "local", workers: int | None = None, address: str 
             raise UserError("--workers needs --executor ray (the local executor is one process)")
         return LocalExecutor(engine)
     return RayExecutor(RayConfig(address=address, workers=workers), engine)
-
-
-# -- MI: gold encoding on the replicas -----------------------------------------------------------------------------
-
-
-def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
-    """Encode the MI analysis's missing gold representations on the Ray replicas (one per worker) into
-    `RUN/mi/golds.safetensors`, which `analyze_run` then reuses; returns how many samples were encoded.
-
-    Gold encoding is the model-bound part of `reasonlens mi`; the trajectory pass that follows streams the
-    shards on the driver. Samples are shared round robin; a cut-off encoding keeps what finished.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from reasonlens.analysis import pipeline
-
-    run = RunDir(Path(run_path).resolve())
-    manifest = run.open_run()
-    layers = pipeline._layer_keys(manifest, config.layers)
-    samples = pipeline._samples(run, manifest, config)
-    spec = config.model or str(manifest.get("model"))
-    identity = config.gold_identity(spec)
-    widths = pipeline.check_shards(run, samples, layers)
-    out_dir = pipeline.mi_dir(run.path)
-    path = out_dir / "golds.safetensors"
-    tensors: dict[str, Any] = {}
-    if path.is_file():
-        with safe_open(path, framework="pt") as handle:
-            if all((handle.metadata() or {}).get(k) == v for k, v in identity.items()):
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    missing = [s for s in samples if not all(f"{s.index}.{k}" in tensors for k in layers)]
-    if not missing:
-        return 0
-    actors = executor.actors(spec, "fp32", config.device, False)
-    shares = shard_chunks(list(range(len(missing))), len(actors))
-    layer_args = [pipeline._layer_arg(k) for k in layers]
-    refs = [actor.encode_golds.remote([(missing[i].index, missing[i].gold_text) for i in share], layer_args,
-                                      config.gold_pooling) for actor, share in zip(actors, shares) if share]
-    try:
-        waiting = list(refs)
-        while waiting:  # collect each worker's share as it finishes, so a failure keeps the others' work
-            ready, waiting = executor._ray.wait(waiting, num_returns=1)
-            tensors.update(executor._get(ready[0]))
-    finally:
-        mismatch = _gold_width_mismatch(tensors, widths)
-        if tensors and mismatch is None:  # golds of another width must never land in RUN/mi
-            out_dir.mkdir(parents=True, exist_ok=True)
-            save_file(tensors, str(path) + ".tmp", metadata=identity)
-            Path(str(path) + ".tmp").replace(path)
-    if mismatch is not None:
-        key, width, gold_width = mismatch
-        raise UserError(f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but model "
-                        f"{spec!r} has hidden size {gold_width}; analyse with the model that generated the run (--model)")
-    return len(missing)
-
-
-def _gold_width_mismatch(tensors: dict[str, Any], widths: dict[str, int]) -> tuple[str, int, int] | None:
-    """(layer, state width, gold width) of the first gold whose width differs from the run's states, else None."""
-    for name, tensor in tensors.items():
-        key = name.split(".", 1)[1]
-        if key in widths and int(tensor.shape[-1]) != widths[key]:
-            return key, widths[key], int(tensor.shape[-1])
-    return None

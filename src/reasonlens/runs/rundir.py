@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from reasonlens.runs.io import (
     RunLock,
     atomic_write_bytes,
     atomic_write_json,
+    encode_record,
+    iter_records,
     check_fields,
     field_error,
     read_checked_jsonl,
@@ -270,3 +273,44 @@ def _differences(key: str, old: Any, new: Any) -> list[str]:
 
 def _normalise(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True)) if value is not None else None
+
+
+# -- worker files of a sharded run ---------------------------------------------------------------------------------
+
+_WORKER_FILE = re.compile(r"^results\.w(\d+)\.jsonl$")
+
+
+def worker_results_path(run: RunDir, worker: int) -> Path:
+    """Results file of one executor worker; merged into results.jsonl when the sharded run ends."""
+    return run.path / f"results.w{worker}.jsonl"
+
+
+def worker_result_files(run: RunDir) -> list[Path]:
+    """`results.w<k>.jsonl` files of a run, by worker number."""
+    if not run.path.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run.path.iterdir() if (m := _WORKER_FILE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def merge_worker_results(run: RunDir) -> int:
+    """Fold the worker result files into `results.jsonl` and delete them; returns how many records moved.
+
+    A worker's record for an index replaces the one in results.jsonl (it was redone because its shard was
+    missing). Crash-safe: results.jsonl is replaced atomically before the worker files go, and merging twice
+    gives the same file, so a crash between the two steps only repeats the merge next time.
+    """
+    files = worker_result_files(run)
+    if not files:
+        return 0
+    by_index = {r["index"]: r for r in iter_records(run.results_path) if isinstance(r.get("index"), int)}
+    moved = 0
+    for path in files:
+        for record in iter_records(path):
+            if isinstance(record.get("index"), int):
+                by_index[record["index"]] = record
+                moved += 1
+    atomic_write_bytes(run.results_path, b"".join(encode_record(by_index[i]) for i in sorted(by_index)))
+    for path in files:
+        path.unlink()
+    return moved

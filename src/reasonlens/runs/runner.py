@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
 
 import reasonlens
 from reasonlens.data import Problem, grader_kind, load_problems, render_prompt
@@ -19,7 +18,7 @@ from reasonlens.models.dtypes import DTYPES, canonical_dtype, check_device
 from reasonlens.runs.io import CheckedAppender, iter_records
 from reasonlens.runs.progress import progress_bar
 from reasonlens.runs.provenance import run_provenance
-from reasonlens.runs.rundir import RunDir
+from reasonlens.runs.rundir import RunDir, merge_worker_results, worker_results_path
 from reasonlens.runs.writer import BackgroundWriter
 
 PluginFactory = Callable[[LoadedModel], Sequence[Any]]
@@ -32,11 +31,6 @@ def chunk_indices(n: int, unit: int) -> list[list[int]]:
     """The fixed chunks of dataset indices a run decodes together (the unit of decoding, sharding and resume):
     `unit` is `DecodeConfig.unit`, a batch with the static schedule, a window of batches when rows join."""
     return [list(range(s, min(s + unit, n))) for s in range(0, n, unit)]
-
-
-def worker_results_path(run: RunDir, worker: int) -> Path:
-    """Results file of one executor worker; merged into results.jsonl when the sharded run ends."""
-    return run.path / f"results.w{worker}.jsonl"
 
 
 # Sample i is decoded with seed + i, which must fit a 64-bit generator seed for every dataset size.
@@ -162,8 +156,6 @@ def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list
                      chunks: Sequence[int] | None, worker: int | None,
                      decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None) -> dict[str, Any]:
     if worker is None:
-        from reasonlens.runs.executors import merge_worker_results
-
         merge_worker_results(run)  # a sharded run that was cut off left its records in worker files
         done = _complete_indices(run, bool(layers))
     else:
