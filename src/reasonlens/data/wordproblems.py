@@ -40,6 +40,7 @@ CONTAINERS = ("bags", "boxes", "jars", "baskets")
 class WordProblem:
     id: str
     question: str
+    solution: str
     answer: int
     level: int
     signature: str
@@ -91,6 +92,21 @@ def _draw(rng: random.Random, level: int) -> tuple[str, int, str]:
     return f"{first} {text} {ask}", value, f"{groups}x{each} {part}"
 
 
+def worked_solution(signature: str) -> str:
+    """The arithmetic of a signature written out ("7 x 3 = 21. 21 + 4 = 25. The answer is \\boxed{25}.")."""
+    parts = signature.split()
+    if "x" in parts[0]:
+        groups, each = (int(x) for x in parts[0].split("x"))
+        value, lines = groups * each, [f"{groups} x {each} = {groups * each}."]
+    else:
+        value, lines = int(parts[0]), []
+    for part in parts[1:]:
+        new = value + int(part)
+        lines.append(f"{value} {part[0]} {part[1:]} = {new}.")
+        value = new
+    return " ".join(lines + [f"The answer is \\boxed{{{value}}}."])
+
+
 def generate_level(split: str, level: int, n: int, seed: int = SEED) -> list[WordProblem]:
     """The first ``n`` problems of ``level`` in ``split`` (deterministic; never a signature of the other split)."""
     if split not in SPLITS:
@@ -104,10 +120,12 @@ def generate_level(split: str, level: int, n: int, seed: int = SEED) -> list[Wor
         if len(out) == n:
             break
         question, answer, signature = _draw(rng, level)
+        solution = worked_solution(signature)
         if _in_test_bucket(signature) != (split == "test") or question in seen:
             continue
         seen.add(question)
-        out.append(WordProblem(f"word-arith-{split}-L{level}-{len(out):04d}", question, answer, level, signature))
+        out.append(WordProblem(f"word-arith-{split}-L{level}-{len(out):04d}", question, solution, answer, level,
+                               signature))
     return out
 
 
@@ -134,7 +152,7 @@ def _loader() -> Callable[..., list[Any]]:
     def load(split: str, variant: str | None = None) -> list[Any]:
         from reasonlens.data.records import Problem
 
-        return [Problem(p.id, p.question, "", str(p.answer), {"level": p.level, "signature": p.signature})
+        return [Problem(p.id, p.question, p.solution, str(p.answer), {"level": p.level, "signature": p.signature})
                 for p in generate(split, parse_levels(variant))]
 
     return load
