@@ -342,6 +342,8 @@ class OuroLM(DepthIterationMixin, nn.Module):
             past_key_values = self.make_cache(batch, slots=cache_slots)
         cache = past_key_values
         past_length = cache.begin(seq) if cache is not None else 0
+        if cache is not None:
+            cache.reserve(n_no_grad + n_grad)
         positions = self._positions(input_ids, attention_mask, position_ids, past_length)
         ctx = _Context(rope=rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta),
                        mask=self._attention_mask(attention_mask, batch, seq, past_length, input_ids.device),
