@@ -6,7 +6,8 @@ slot-major tensor `[n_slots, B, H, S, hd]`: iteration i of the core writes slot 
 of row b actually ran; when a later token reads position p at iteration i it uses the entry of iteration
 `min(i, depth - 1)`, i.e. a token that exited early is read at its deepest available entry (reference
 lookup "latest"). The full cache stores that entry in every deeper slot as well (copied when the position is
-committed, and when a deeper slot is allocated), so a read is a plain slice of slot i. With compression, that entry lives in slot `min(i, depth - 1) % N`; for N >= the number of
+committed, and when a deeper slot is allocated), so a read is a plain slice of slot i. With compression,
+that entry lives in slot `min(i, depth - 1) % N` and is gathered per position; for N >= the number of
 iterations nothing is ever overwritten and the compressed cache equals the full one.
 """
 
@@ -119,7 +120,8 @@ class RecurrentCache:
     def _total(self) -> int:
         return self._length + self._pending
 
-    def _write_flat(self, entry: list[Tensor | None], k: Tensor, v: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _write_flat(self, entry: list[Tensor | None], k: Tensor, v: Tensor,
+                    rows: Tensor | None) -> tuple[Tensor, Tensor]:
         start, total = self._length, self._total()
         for index, new in enumerate((k, v)):
             storage = _grow(entry[index], (self.batch_size, new.shape[1], new.shape[3]), 2, total, new)

@@ -392,7 +392,8 @@ class OuroLM(DepthIterationMixin, nn.Module):
             raise UserError(f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
                             f"unexpected {sorted(unexpected)[:5]})")
         target = _resolve_dtype(dtype if dtype is not None else "fp32", None)
-        tensors = {n: t.to(device=device, dtype=target if t.is_floating_point() else t.dtype) for n, t in tensors.items()}
+        tensors = {n: t.to(device=device, dtype=target if t.is_floating_point() else t.dtype)
+                   for n, t in tensors.items()}
         if config.tie_word_embeddings:
             tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
         model.load_state_dict(tensors, strict=True, assign=True)
