@@ -187,3 +187,16 @@ def test_organism_batched_logits_equal_batch_one(organism, flips_prompts):
     prompts = [organism.tokenizer(p)["input_ids"] for p in flips_prompts]
     iterations = assert_rows_equal_batch_one(organism.model, prompts, 6, **ORGANISM_RULE)
     assert any(len(set(column.tolist())) > 1 for column in iterations.T)
+
+
+def test_full_cache_copies_equal_the_gather_lookup_of_a_compressed_cache():
+    """Rows that exited early are read at their deepest entry: the full cache keeps copies in deeper slots, a
+    compressed cache with more slots than iterations gathers per position; both give the same decode."""
+    model = tiny("linear-2core")
+    prompts = [[4, 8, 15], [16, 23, 42, 7, 1], [9]]
+    kwargs = dict(num_steps=12, init_scale=0.0, exit_criterion="latent-diff", exit_threshold=0.2)
+    tokens, iterations, logits = greedy(model, prompts, 6, **kwargs)
+    gathered_tokens, gathered_iterations, gathered_logits = greedy(model, prompts, 6, cache_slots=64, **kwargs)
+    assert torch.equal(tokens, gathered_tokens) and torch.equal(iterations, gathered_iterations)
+    assert torch.allclose(logits, gathered_logits, atol=1e-6, rtol=0)
+    assert int(iterations.min()) < int(iterations.max())  # depths differ, so deeper reads of shallow rows happen

@@ -5,7 +5,9 @@ slot-major tensor `[n_slots, B, H, S, hd]`: iteration i of the core writes slot 
 `i % n_slots` (compressed cache, `slots=N`). `depth[b, p]` is the number of core iterations that position p
 of row b actually ran; when a later token reads position p at iteration i it uses the entry of iteration
 `min(i, depth - 1)`, i.e. a token that exited early is read at its deepest available entry (reference
-lookup "latest"). With compression, that entry lives in slot `min(i, depth - 1) % N`; for N >= the number of
+lookup "latest"). The full cache stores that entry in every deeper slot as well (copied when the position is
+committed, and when a deeper slot is allocated), so a read is a plain slice of slot i. With compression,
+that entry lives in slot `min(i, depth - 1) % N` and is gathered per position; for N >= the number of
 iterations nothing is ever overwritten and the compressed cache equals the full one.
 """
 
@@ -47,6 +49,7 @@ class RecurrentCache:
         self.prelude: list[list[Tensor | None]] = [[None, None] for _ in range(n_prelude)]
         self.coda: list[list[Tensor | None]] = [[None, None] for _ in range(n_coda)]
         self.core: list[list[Tensor | None]] = [[None, None] for _ in range(n_core)]
+        self._reserved = 0  # full cache: slots to allocate at once (see reserve)
         self.depth: Tensor | None = None  # LongTensor [B, capacity]
         self.last_state: Tensor | None = None  # [B, d]
 
@@ -67,6 +70,15 @@ class RecurrentCache:
         return 0 if first is None else first.shape[0]
 
     # ---- forward-pass protocol ----
+    def reserve(self, iterations: int) -> None:
+        """Full cache: when a new slot is needed, allocate slots for `iterations` at once.
+
+        Called by the model with the call's maximum number of iterations, so that adaptive exit, whose depth
+        grows token by token, does not copy the whole cache once per new iteration reached.
+        """
+        if self.slots is None:
+            self._reserved = max(self._reserved, iterations)
+
     def begin(self, new_tokens: int) -> int:
         """Reserve `new_tokens` positions for a forward pass; returns the number of positions already cached."""
         self._pending = new_tokens
@@ -78,13 +90,38 @@ class RecurrentCache:
         depth = _grow(self.depth, (self.batch_size,), 1, end, iterations_used)
         depth[:, start:end] = iterations_used.to(depth.device)[:, None]
         self.depth = depth
+        if self.slots is None:
+            self._fill_beyond_depth(start, end, iterations_used)
         self._length = end
         self._pending = 0
+
+    def _fill_beyond_depth(self, start: int, end: int, iterations_used: Tensor) -> None:
+        """Full cache: copy each new position's deepest entry (iteration depth - 1) into every deeper slot.
+
+        A later token reading the position at iteration i >= depth then finds the entry of iteration depth - 1
+        in slot i (the "latest" lookup) with a plain slice: no per-position gather, which is what made adaptive
+        exit slower than fixed depth. Slots allocated later start as copies of the deepest slot (update_core).
+        """
+        n_slots = self.n_slots_allocated
+        used = iterations_used.to(self.depth.device)
+        if n_slots == 0 or int(used.min()) >= n_slots:
+            return
+        # slot s of row b takes the entry of iteration min(s, depth_b - 1): one gather per cache tensor
+        source = None
+        for entry in self.core:
+            for storage in entry:
+                region = storage[:, :, :, start:end]
+                if source is None:
+                    source = torch.minimum(torch.arange(n_slots, device=storage.device)[:, None],
+                                           used.to(storage.device)[None, :] - 1)
+                    source = source[:, :, None, None, None].expand(region.shape)
+                region.copy_(region.gather(0, source))
 
     def _total(self) -> int:
         return self._length + self._pending
 
-    def _write_flat(self, entry: list[Tensor | None], k: Tensor, v: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _write_flat(self, entry: list[Tensor | None], k: Tensor, v: Tensor,
+                    rows: Tensor | None) -> tuple[Tensor, Tensor]:
         start, total = self._length, self._total()
         for index, new in enumerate((k, v)):
             storage = _grow(entry[index], (self.batch_size, new.shape[1], new.shape[3]), 2, total, new)
@@ -124,11 +161,16 @@ class RecurrentCache:
         start, total = self._length, self._total()
         slot = self.slot_of(iteration)
         n_slots = max(slot + 1, self.n_slots_allocated)
+        if n_slots > self.n_slots_allocated and self.slots is None:
+            n_slots = max(n_slots, self._reserved)
         entry = self.core[layer]
         for index, new in enumerate((k, v)):
             storage = entry[index]
             if storage is not None and storage.shape[0] < n_slots:
-                pad = storage.new_zeros((n_slots - storage.shape[0],) + tuple(storage.shape[1:]))
+                extra = (n_slots - storage.shape[0],) + tuple(storage.shape[1:])
+                # Full cache: a new iteration's slot starts as a copy of the deepest one, so positions that never
+                # ran this deep hold their deepest entry there (see commit); compressed: zeros, read by gather.
+                pad = storage[-1:].expand(extra).clone() if self.slots is None else storage.new_zeros(extra)
                 storage = torch.cat([storage, pad], dim=0)
             storage = _grow(storage, (n_slots, self.batch_size, new.shape[1], new.shape[3]), 3, total, new)
             target = storage[slot, :, :, start:total]
@@ -143,7 +185,7 @@ class RecurrentCache:
         start, total = self._length, self._total()
         keys, values = self.core[layer]
         slot = self.slot_of(iteration)
-        depth = None if start == 0 else self.depth[:, :start]
+        depth = None if start == 0 or self.slots is None else self.depth[:, :start]
         if depth is not None and rows is not None:
             depth = depth.index_select(0, rows.to(depth.device))
         if depth is None or int(depth.min()) > iteration:

@@ -36,13 +36,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("depth")
     def depth_command(
-        model: str = typer.Option(..., "--model", "-m", help="Recurrent-depth model directory or built-in name."),
+        model: str = typer.Option(..., "--model", "-m", help="Recurrent-depth model (huginn-format or Ouro) "
+                                  "directory or built-in name."),
         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Any dataset the toolkit accepts "
                                               "(default for a model organism: its held-out test set)."),
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (resumable)."),
         steps: str = typer.Option("1,2,4,8,16,32", "--recurrence", help="Comma-separated core iteration counts r."),
         exit_criterion: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit: kl, kl-reference, "
-                                                     "entropy-diff, latent-diff, argmax-stability, cosine."),
+                                                     "entropy-diff, latent-diff, argmax-stability, cosine, "
+                                                     "ouro-gate (Ouro models)."),
         threshold: Optional[float] = typer.Option(None, "--threshold", help="Exit threshold (default: the "
                                                   "criterion's documented default, kl 5e-4)."),
         n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),

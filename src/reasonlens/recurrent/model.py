@@ -499,6 +499,8 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         if cache is not None and cache_slots is not None and len(cache) == 0 and cache.n_slots_allocated == 0:
             cache.slots = cache_slots
         past_length = cache.begin(seq) if cache is not None else 0
+        if cache is not None:
+            cache.reserve(n_no_grad + n_grad)
 
         positions = self._positions(input_ids, attention_mask, position_ids, past_length)
         ctx = _Context(rope=rope_tables(positions, self.config.head_dim, self.config.rope_base),

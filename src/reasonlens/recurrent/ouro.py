@@ -342,6 +342,8 @@ class OuroLM(DepthIterationMixin, nn.Module):
             past_key_values = self.make_cache(batch, slots=cache_slots)
         cache = past_key_values
         past_length = cache.begin(seq) if cache is not None else 0
+        if cache is not None:
+            cache.reserve(n_no_grad + n_grad)
         positions = self._positions(input_ids, attention_mask, position_ids, past_length)
         ctx = _Context(rope=rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta),
                        mask=self._attention_mask(attention_mask, batch, seq, past_length, input_ids.device),
@@ -390,7 +392,8 @@ class OuroLM(DepthIterationMixin, nn.Module):
             raise UserError(f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
                             f"unexpected {sorted(unexpected)[:5]})")
         target = _resolve_dtype(dtype if dtype is not None else "fp32", None)
-        tensors = {n: t.to(device=device, dtype=target if t.is_floating_point() else t.dtype) for n, t in tensors.items()}
+        tensors = {n: t.to(device=device, dtype=target if t.is_floating_point() else t.dtype)
+                   for n, t in tensors.items()}
         if config.tie_word_embeddings:
             tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
         model.load_state_dict(tensors, strict=True, assign=True)
