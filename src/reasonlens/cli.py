@@ -157,7 +157,8 @@ def _check_argv(argv: list[str]) -> None:
 
 def _os_error_line(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
-    reason = exc.strerror or str(exc).splitlines()[0] if (exc.strerror or str(exc)) else type(exc).__name__
+    text = str(exc).strip()
+    reason = exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
     return f"{where}{reason}".replace("\n", " ")
 
 
@@ -221,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGXFSZ, previous_xfsz)
         except (ValueError, TypeError):
             pass
-    sys.exit(code)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

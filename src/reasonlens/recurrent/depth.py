@@ -244,11 +244,9 @@ def run_depth(spec: DepthSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
 
 
 def load_depth_summary(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read depth summary ({exc})") from None
+    from reasonlens.runs.io import read_json_object
+
+    return read_json_object(Path(run_dir) / "summary.json", "depth summary")
 
 
 def format_depth_table(summary: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -21,7 +21,6 @@ Outputs: `<sample>_convergence.png`, `<sample>_pca2.png`, `<sample>_pca6.png`, `
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
