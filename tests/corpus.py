@@ -233,6 +233,33 @@ def own_results_file(case_dir, scratch, places):
     (folder / "notes.txt").write_text("keep me\n")
 
 
+def demo_depth_folder_taken(case_dir, scratch, places):
+    """The demo's depth output folder already holds the user's own file: the depth stage must fail."""
+    folder = scratch / "demo" / "depth-organism-recurrent"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine\n")
+
+
+def recurrent_model_index_escape(case_dir, scratch, places):
+    """A recurrent model folder whose shard index names a weights file outside the folder."""
+    from reasonlens.organisms import organism_dir
+
+    model = case_dir / "model"
+    model.mkdir()
+    for path in organism_dir("organism-recurrent").iterdir():
+        if path.is_file() and path.name != "model.safetensors":
+            shutil.copy(path, model / path.name)
+    shutil.copy(organism_dir("organism-recurrent") / "model.safetensors", places["outside"] / "stolen.safetensors")
+    (model / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"embed": "../../outside/stolen.safetensors"}}))
+
+
+def card_without_dataset(case_dir, scratch, places):
+    corrupt = case_dir / "model"
+    remote_code_model(case_dir, scratch, places)
+    (corrupt / "card.json").write_text('{"name": "someone else\'s organism"}')
+
+
 def huge_results_line(case_dir, scratch, places):
     """results.jsonl whose first line is 40 MB long (no newline in sight)."""
     with open(places["run"] / "results.jsonl", "wb") as handle:
@@ -361,7 +388,7 @@ GENERATORS: dict[str, Callable] = {f.__name__: f for f in (
     fifo_token_set, devzero_manifest, manifest_symlink_outside, latent_figure_absolute, latent_figure_dotdot,
     latent_figure_relative_up, latent_figure_symlink, latent_figure_symlinked_dir, latent_figure_not_png,
     latent_figure_fifo, latent_figure_not_string, latent_figure_nul, mi_plot_symlink, own_results_file,
-    huge_results_line, deep_manifest, deep_mi_summary, big_int_manifest, record_n_tokens_text, record_gold_nan,
+    huge_results_line, demo_depth_folder_taken, recurrent_model_index_escape, card_without_dataset, deep_manifest, deep_mi_summary, big_int_manifest, record_n_tokens_text, record_gold_nan,
     record_index_huge, record_seconds_text, record_completion_number, nan_states,
     lone_surrogate_dataset, deep_dataset, big_int_dataset, csv_huge_field, deep_token_set, big_int_token_set,
     cache_is_file, out_parent_is_file, readonly_run, lost_manifest, dataset_bom_csv)}

@@ -203,7 +203,8 @@ def _check_argv(argv: list[str]) -> None:
 
 def _os_error_line(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
-    reason = exc.strerror or str(exc).splitlines()[0] if (exc.strerror or str(exc)) else type(exc).__name__
+    text = str(exc).strip()
+    reason = exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
     return f"{where}{reason}".replace("\n", " ")
 
 
@@ -239,7 +240,9 @@ def _run(argv: list[str] | None) -> int:
         typer.echo("error: out of memory (an input is too large for the memory this process may use)", err=True)
         return 1
     except OSError as exc:
-        if exc.errno in _RESOURCE_ERRNOS:
+        # pyarrow and other C++ libraries raise OSError without an errno; their message still names the cause
+        text = str(exc)
+        if exc.errno in _RESOURCE_ERRNOS or (exc.errno is None and ("No space left" in text or "too large" in text)):
             typer.echo(f"error: {_os_error_line(exc)}; {RESUME_HINT} once the cause is fixed", err=True)
             return 1
         typer.echo(f"error: {_os_error_line(exc)}", err=True)

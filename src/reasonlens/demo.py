@@ -25,7 +25,6 @@ summary; a stage that fails is reported with its error and the demo continues, s
 from __future__ import annotations
 
 import importlib.util
-import json
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -210,12 +209,14 @@ def stage_mi(state: DemoState) -> str:
         raise StageSkipped("no trace runs (the traces stage did not produce any)")
     from reasonlens.analysis.pipeline import MIConfig, ensure_analysis
 
+    from reasonlens.runs.tables import read_mi_summary
+
     c = state.config
     config = MIConfig(n_boot=c.n_boot, n_permutations=c.n_permutations, n_bins=5, plot_traces=6)
     notes = []
     for run in state.trace_runs:
         out = ensure_analysis(run, config)
-        summary = json.loads((out / "summary.json").read_text())
+        summary = read_mi_summary(out / "summary.json")
         words = [w["word"] for w in summary.get("thinking_tokens") or []]
         notes.append(f"{run.name}: {', '.join(words[:6]) or 'no alphabetic peak tokens'}")
     if state.smollm2_run is not None:
@@ -494,7 +495,8 @@ def run_demo(config: DemoConfig, only: list[str] | None = None) -> list[StageRes
                                        time.process_time() - c0))
             console.print(f"[bold red]stage {name} failed:[/] {type(exc).__name__}: {escape(str(exc))}",
                           highlight=False)
-            console.print(traceback.format_exc(limit=4), highlight=False, markup=False)
+            if not isinstance(exc, UserError):  # a user error is its one line; anything else shows where it broke
+                console.print(traceback.format_exc(limit=4), highlight=False, markup=False)
     total = time.perf_counter() - started
     _write_log(config, results, total, state.partial)
     _print_summary(results, total, state.partial)

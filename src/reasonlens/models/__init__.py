@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -98,9 +97,11 @@ def _check_hub(repo: str, revision: str | None) -> None:
 
 
 def _is_recurrent_dir(path: Path) -> bool:
+    from reasonlens.runs.io import read_json_object
+
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = read_json_object(path / "config.json", "model config")
+    except UserError:
         return False
     return isinstance(config, dict) and ("n_layers_in_recurrent_block" in config or config.get("model_type") == "ouro")
 

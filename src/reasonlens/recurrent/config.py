@@ -152,14 +152,10 @@ class RecurrentDepthConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "RecurrentDepthConfig":
+        from reasonlens.runs.io import read_json_object
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: cannot read config ({exc})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: config must be a JSON object")
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json_object(path, "config"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """huginn-0125-style dict: our fields plus the identifying keys the reference expects."""

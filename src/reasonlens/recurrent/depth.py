@@ -242,8 +242,6 @@ def run_depth(spec: DepthSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
     return summary
 
 
-
-
 def format_depth_table(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(setting, accuracy, mean iterations/token) rows for printing."""
     rows = []

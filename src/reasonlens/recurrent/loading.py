@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -19,9 +18,12 @@ def is_recurrent_dir(path: str | Path) -> bool:
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
         return False
+    from reasonlens.errors import UserError
+    from reasonlens.runs.io import read_json_object
+
     try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError):
+        config = read_json_object(config_path, "model config")
+    except UserError:
         return False
     if not isinstance(config, dict):
         return False

@@ -7,7 +7,6 @@ Parameter names are those of huginn-0125, so its safetensors load unchanged.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -614,11 +613,13 @@ def _read_safetensors(directory: Path) -> dict[str, Tensor]:
     if single.is_file():
         files = [single]
     elif index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise UserError(f"{index}: unreadable shard index ({exc})") from None
-        files = [directory / name for name in sorted(set(weight_map.values()))]
+        from reasonlens.runs.io import inside, read_json_object
+
+        weight_map = read_json_object(index, "shard index").get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise UserError(f"{index}: field 'weight_map' must map tensor names to file names")
+        # a model folder from someone else must not make us read files outside it
+        files = [inside(directory, name, what="weight shard") for name in sorted(set(weight_map.values()))]
     else:
         raise UserError(f"{directory}: no model.safetensors or model.safetensors.index.json")
     tensors: dict[str, Tensor] = {}

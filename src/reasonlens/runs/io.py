@@ -377,8 +377,8 @@ _KIND_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "list": (lambda v: isinstance(v, list), "a list"),
     "dict": (lambda v: isinstance(v, dict), "an object"),
-    "layers": (lambda v: isinstance(v, list) and all(_is_int(x) or x == "final" for x in v),
-               "a list of layer indices and 'final'"),
+    "layers": (lambda v: isinstance(v, list) and all(_is_int(x) or isinstance(x, str) for x in v),
+               "a list of layer indices or names"),
 }
 
 
