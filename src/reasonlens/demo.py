@@ -37,6 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reasonlens.errors import UserError
+from reasonlens.runs.io import read_json_object
 
 console = Console(stderr=True)
 
@@ -329,7 +330,7 @@ def stage_controls(state: DemoState) -> str:
     state.add(train_run)
     mi_out = ensure_analysis(train_run, MIConfig(n_boot=c.n_boot, n_permutations=c.n_permutations, n_bins=5,
                                                  plot_traces=6))
-    summary = json.loads((mi_out / "summary.json").read_text())
+    summary = read_json_object(mi_out / "summary.json", "MI summary")
     words = [w["word"] for w in summary.get("thinking_tokens") or []]
     if len(words) < c.control_k:
         raise StageSkipped(f"the reasoner's train traces gave {len(words)} peak words, fewer than k = {c.control_k}")

@@ -94,13 +94,11 @@ def load_recurrent(path: str | Path, dtype: torch.dtype | str | None = "fp32", d
     """
     from reasonlens.models.loaded import LoadedModel
     from reasonlens.recurrent.ouro import OuroLM, fix_special_token_ids, is_ouro_config
+    from reasonlens.runs.io import read_json_object
 
     path = Path(path)
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path / 'config.json'}: cannot read config ({exc})") from None
-    if isinstance(config, dict) and is_ouro_config(config):
+    config = read_json_object(path / "config.json", "model config")
+    if is_ouro_config(config):
         model = OuroLM.from_pretrained(path, dtype=dtype, device=device)
         tokenizer = load_tokenizer(path, model.config.vocab_size)
         fix_special_token_ids(model, tokenizer)
