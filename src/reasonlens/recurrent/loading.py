@@ -18,7 +18,6 @@ def is_recurrent_dir(path: str | Path) -> bool:
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
         return False
-    from reasonlens.errors import UserError
     from reasonlens.runs.io import read_json_object
 
     try:
