@@ -7,6 +7,7 @@ Parameter names are those of huginn-0125, so its safetensors load unchanged.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +24,20 @@ from reasonlens.recurrent.config import RecurrentDepthConfig
 from reasonlens.recurrent.exit import ExitCriterion, make_criterion
 
 # ----------------------------------------------------------------------------------------------- building blocks
+
+
+
+def sample_depth(mean_recurrence: float, sigma: float = 0.5, generator: torch.Generator | None = None) -> int:
+    """r = 1 + Poisson(rate), rate ~ LogNormal(ln(mean) - sigma^2 / 2, sigma) (huginn's sampler; E[rate] = mean)."""
+    mu = math.log(max(mean_recurrence, 1e-6)) - sigma**2 / 2
+    rate = torch.exp(mu + sigma * torch.randn((), generator=generator))
+    return int(torch.poisson(rate.reshape(1), generator=generator).item()) + 1
+
+
+def split_depth(r: int, backprop_depth: int) -> tuple[int, int]:
+    """(iterations without gradient, iterations with gradient) for a sampled depth r."""
+    k = max(1, min(backprop_depth, r))
+    return r - k, k
 
 
 class RMSNorm(nn.Module):
@@ -440,10 +455,7 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
 
     def sample_num_steps(self) -> tuple[int, int]:
         """Training-time depth: r ~ 1 + Poisson(LogNormal(ln(mean) - 1/8, 0.5)), last k iterations with grad."""
-        from reasonlens.recurrent.train import sample_depth
-        r = sample_depth(self.config.mean_recurrence)
-        k = min(self.config.mean_backprop_depth, r)
-        return r - k, k
+        return split_depth(sample_depth(self.config.mean_recurrence), self.config.mean_backprop_depth)
 
     # ---- forward ----
     def forward(

@@ -27,20 +27,7 @@ from torch import Tensor
 
 from reasonlens.errors import UserError
 from reasonlens.recurrent.config import RecurrentDepthConfig
-from reasonlens.recurrent.model import RecurrentDepthLM
-
-
-def sample_depth(mean_recurrence: float, sigma: float = 0.5, generator: torch.Generator | None = None) -> int:
-    """r = 1 + Poisson(rate), rate ~ LogNormal(ln(mean) - sigma^2 / 2, sigma) (huginn's sampler; E[rate] = mean)."""
-    mu = math.log(max(mean_recurrence, 1e-6)) - sigma**2 / 2
-    rate = torch.exp(mu + sigma * torch.randn((), generator=generator))
-    return int(torch.poisson(rate.reshape(1), generator=generator).item()) + 1
-
-
-def split_depth(r: int, backprop_depth: int) -> tuple[int, int]:
-    """(iterations without gradient, iterations with gradient) for a sampled depth r."""
-    k = max(1, min(backprop_depth, r))
-    return r - k, k
+from reasonlens.recurrent.model import RecurrentDepthLM, sample_depth, split_depth  # noqa: F401  (re-exported)
 
 
 @dataclass
