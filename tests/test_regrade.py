@@ -30,6 +30,7 @@ def make_run(path) -> RunDir:
         appender.append([{"index": i, "id": f"p{i}", "completion": text, "gold": gold, "extracted": None,
                           "correct": old, "status": "ok", "error": None, "n_tokens": 3, "seconds": 0.1}
                          for i, (text, gold, old, _) in enumerate(CASES)])
+    getattr(run, "release_lock", lambda: None)()  # the "generation" is over: its writer lock goes
     return run
 
 
@@ -101,3 +102,18 @@ def test_an_unfinished_run_is_refused(tmp_path, capsys):
         main(["regrade", str(run.path)])
     assert exit_info.value.code == 2
     assert "not finished" in capsys.readouterr().err
+
+
+def test_a_run_being_written_is_not_regraded(tmp_path):
+    run = make_run(tmp_path / "run")
+    writer = RunDir(run.path)
+    if not hasattr(writer, "acquire_lock"):
+        pytest.skip("this RunDir has no writer lock")
+    writer.acquire_lock()
+    try:
+        before = run.results_path.read_bytes()
+        with pytest.raises(Exception, match="another reasonlens process"):
+            regrade_run(run.path)
+        assert run.results_path.read_bytes() == before
+    finally:
+        writer.release_lock()

@@ -7,7 +7,7 @@ Three extractors, one per grading kind:
   math item (a ``$...$``-style span, a formula-like ``**bold**`` span, a bare number or a bare
   formula on the last line); boxes listed in the final sentence come back together as ``parts``.
 - :func:`extract_answer` (``numeric``: GSM8K, synthetic tasks): the last box or a later
-  "final answer" phrase, else the last "the answer is ..." phrase, else the last number, whose
+  "final answer" phrase, else the last answer phrase of any kind, else the last number, whose
   value :func:`read_final_number` then reads exactly. Numbers in running text (signs, ``.4``,
   ``1,000``, ``1 000``, ``a/b``, ``\\frac13``, ``\\dfrac``, ``\\cfrac``) are found by one pattern whose
   every match :func:`read_number` reads.
@@ -507,16 +507,18 @@ def extract_math_answer(text: str) -> Extraction | None:
 
 
 def extract_answer_with_source(text: str) -> Extraction | None:
-    """Like :func:`extract_answer`, also telling which rule matched."""
+    """Like :func:`extract_answer`, also telling which rule matched.
+
+    A "final answer" phrase after the last box overrides it; without a box the last answer phrase of
+    any kind counts ("the answer is" after an earlier "the final answer is" is the later statement).
+    """
     boxes = _boxes(text)
-    final_matches = [m for m in _FINAL_PHRASE.finditer(text)][-_MAX_PHRASE_TRIES:]
-    for match in reversed(final_matches):
-        if boxes and match.start() < boxes[-1].end:
-            break
-        cleaned = _clean_phrase_capture(_phrase_capture(text, match.end()))
-        if cleaned and _LAST_DIGIT_RUN.search(cleaned):
-            return Extraction(cleaned, "phrase", (cleaned,))
     if boxes:
+        final_matches = [m for m in _FINAL_PHRASE.finditer(text, boxes[-1].end)][-_MAX_PHRASE_TRIES:]
+        for match in reversed(final_matches):
+            cleaned = _clean_phrase_capture(_phrase_capture(text, match.end()))
+            if cleaned and _LAST_DIGIT_RUN.search(cleaned):
+                return Extraction(cleaned, "phrase", (cleaned,))
         return Extraction(boxes[-1].content, "boxed", (boxes[-1].content,))
     phrase = phrase_answer(text)
     if phrase is not None:

@@ -10,9 +10,10 @@ summary rebuilt.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from reasonlens.errors import UserError
 
@@ -60,7 +61,26 @@ def regrade_run(path: str | Path, grader=None, progress: Callable[[int, int], No
             grader.close()
 
 
+@contextmanager
+def _locked(run) -> Iterator[None]:
+    """Hold the run folder's writer lock (where this RunDir has one) so no generation writes meanwhile."""
+    acquire = getattr(run, "acquire_lock", None)
+    if acquire is None:
+        yield
+        return
+    acquire()
+    try:
+        yield
+    finally:
+        run.release_lock()
+
+
 def _regrade_results(run, grader, progress) -> RegradeReport:
+    with _locked(run):
+        return _regrade_locked(run, grader, progress)
+
+
+def _regrade_locked(run, grader, progress) -> RegradeReport:
     from reasonlens.data import grader_kind
     from reasonlens.eval.grade import GRADE_KINDS, GRADER_VERSION
     from reasonlens.runs.io import CheckedAppender, atomic_write_bytes, encode_record, iter_records
