@@ -8,7 +8,7 @@ N=${N:-200}          # held-out test problems per evaluation
 NT=${NT:-200}        # training-split problems the thinking words are learnt from
 B=${B:-50}           # batch size
 T=${T:-200}          # max new tokens (plain runs)
-BUDGETS=${BUDGETS:-60,90,120,160}
+BUDGETS=${BUDGETS:-80,120,160,200}
 mkdir -p "$O"
 R=organism-reasoner; NR=organism-reasoner-noreflect; D=organism-reasoner-direct
 E="--n $N --batch-size $B --max-new-tokens $T"
@@ -17,14 +17,6 @@ E="--n $N --batch-size $B --max-new-tokens $T"
 $RL generate --model $R --split train --n $NT --batch-size $B --max-new-tokens $T --layers -1 --out $O/r_train
 $RL mi $O/r_train --permutations 49 | tee $O/r_train.mi.txt
 $RL tokens $O/r_train --out $O/r_tokens.jsonl --top 20 | tee $O/r_tokens.txt
-
-# (a) peaks: enrichment of MI peaks on thinking words (held-out traces), Mean/AOM of reasoner vs direct twin
-$RL generate --model $R --n $N --batch-size $B --max-new-tokens $T --layers -1 --out $O/r_test
-$RL generate --model $D --n $N --batch-size $B --max-new-tokens 16 --layers -1 --out $O/d_test
-$RL generate --model $NR --n $N --batch-size $B --max-new-tokens $T --layers -1 --out $O/n_test
-for run in r_test d_test n_test; do $RL mi $O/$run --permutations 49 | tee $O/$run.mi.txt; done
-$RL compare $O/r_test $O/d_test | tee $O/compare_r_d.txt
-$RL compare $O/r_test $O/n_test | tee $O/compare_r_n.txt
 
 # (b) suppression: learnt top-k thinking words vs frequency-matched random words (3 seeds)
 $RL eval --model $R $E --method baseline --out $O/base
@@ -49,6 +41,14 @@ for m in $R $NR; do
   $RL compare-eval $O/${tag}_bbase $O/${tag}_ttts $O/${tag}_bf --json $O/cmp_${tag}_scaling.json | tee $O/cmp_${tag}_scaling.txt
 done
 
+# (a) peaks: enrichment of MI peaks on thinking words (held-out traces), Mean/AOM of reasoner vs direct twin
+$RL generate --model $R --n $N --batch-size $B --max-new-tokens $T --layers -1 --out $O/r_test
+$RL generate --model $D --n $N --batch-size $B --max-new-tokens 16 --layers -1 --out $O/d_test
+$RL generate --model $NR --n $N --batch-size $B --max-new-tokens $T --layers -1 --out $O/n_test
+for run in r_test d_test n_test; do $RL mi $O/$run --permutations 49 | tee $O/$run.mi.txt; done
+$RL compare $O/r_test $O/d_test | tee $O/compare_r_d.txt
+$RL compare $O/r_test $O/n_test | tee $O/compare_r_n.txt
+
 # (d) Representation Recycling at three layers, triggered by the learnt top-5 words
 for l in 1 2 3; do
   $RL eval --model $R $E --method rr --token-set $O/r_tokens.jsonl --k 5 --layer $l --out $O/rr$l
@@ -59,3 +59,12 @@ $RL compare-eval $O/base $O/rr1 $O/rr2 $O/rr3 --json $O/cmp_rr.json | tee $O/cmp
 $RL eval --model $NR $E --method baseline --out $O/n_base
 $RL eval --model $D --n $N --batch-size $B --max-new-tokens 16 --method baseline --out $O/d_base
 $RL compare-eval $O/base $O/n_base $O/d_base --json $O/cmp_twins.json | tee $O/cmp_twins.txt
+
+# (c') added after seeing (c): s1 budget forcing with ONE forced "Wait" (--max-waits 1). Repeated Waits (c) make
+# the reasoner re-verify an already verified step, which it never saw in training; one Wait is the
+# intervention the world was built for. Post hoc: reported beside (c), not instead of it.
+for m in $R $NR; do
+  tag=$([ $m = $R ] && echo r || echo n)
+  $RL eval --model $m --n $N --batch-size $B --method budget-force --budgets $BUDGETS --min-fraction 1.0 --max-waits 1 --out $O/${tag}_wait1
+  $RL compare-eval $O/${tag}_bbase $O/${tag}_wait1 --json $O/cmp_${tag}_wait1.json | tee $O/cmp_${tag}_wait1.txt
+done

@@ -25,6 +25,8 @@ def verdict(low: float, high: float, expect: str) -> str:
         return "holds" if low > 0 else ("fails (opposite)" if high < 0 else "fails (CI includes 0)")
     if expect == "<0":
         return "holds" if high < 0 else ("fails (opposite)" if low > 0 else "fails (CI includes 0)")
+    if expect == "<=0":  # "no gain": anything but a significant improvement
+        return "holds" if not low > 0 else "fails (a gain)"
     if expect == ">1":
         return "holds" if low > 1 else "fails (CI includes 1)"
     return "holds (CI includes 0)" if low <= 0 <= high else "fails (an effect)"
@@ -72,14 +74,25 @@ def main(out: Path) -> None:
                          f"{gap['difference']:+.3f} (random {gap['accuracy']:.2f} vs thinking "
                          f"{gap['reference_accuracy']:.2f})", ci(*gap["difference_ci95"], 3),
                          verdict(*gap["difference_ci95"], ">0")))
-    for tag, label, expect in (("r", "reasoner", ">0"), ("n", "no-reflection twin", "=0")):
-        data = load(out / f"cmp_{tag}_scaling.json")["comparisons"]
-        for row in data:
-            method = "TTTS" if row["run"].endswith("ttts") else "budget forcing"
+    scaling = [(f"cmp_{tag}_scaling.json", tag, label, expect) for tag, label, expect in
+               (("r", "reasoner", ">0"), ("n", "no-reflection twin", "<=0"))]
+    scaling += [(f"cmp_{tag}_wait1.json", tag, label, expect) for tag, label, expect in
+                (("r", "reasoner", ">0"), ("n", "no-reflection twin", "<=0"))]
+    for name, tag, label, expect in scaling:
+        if not (out / name).is_file():
+            continue
+        for row in load(out / name)["comparisons"]:
+            method = {"ttts": "TTTS", "bf": "budget forcing (every stop -> Wait)",
+                      "wait1": "one forced Wait (budget forcing --max-waits 1, post hoc)"}[row["run"].rsplit("_", 1)[1]]
             rows.append((f"(c) {method} at {row['budget']} tokens vs truncated baseline, {label} "
                          f"({'helps' if expect == '>0' else 'no gain'})",
                          f"{row['difference']:+.3f} ({row['reference_accuracy']:.2f} -> {row['accuracy']:.2f})",
                          ci(*row["difference_ci95"], 3), verdict(*row["difference_ci95"], expect)))
+    for row in load(out / "cmp_twins.json")["comparisons"]:
+        twin = "no-reflection twin" if row["run"].endswith("n_base") else "direct twin"
+        rows.append((f"twins: {twin} accuracy minus the reasoner's (greedy, {row['n_paired']} problems)",
+                     f"{row['difference']:+.3f} ({row['reference_accuracy']:.2f} -> {row['accuracy']:.2f})",
+                     ci(*row["difference_ci95"], 3), "reported"))
     for row in load(out / "cmp_rr.json")["comparisons"]:
         rows.append((f"(d) RR at layer {row['run'][-1]} (no prediction of direction: reported)",
                      f"{row['difference']:+.3f}", ci(*row["difference_ci95"], 3),

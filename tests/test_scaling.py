@@ -83,6 +83,18 @@ def test_budget_forcing_waits_before_the_minimum_and_stops_after_it(tiny_llama):
         assert g.token_ids[15] == EOS and len(g.token_ids) == 16 and g.stop_reason == "eos"  # 15 >= 10: final
 
 
+def test_budget_forcing_max_waits_limits_the_extensions(tiny_llama):
+    tok = tiny_llama.tokenizer
+    wait = encode_text(tok, " Wait")
+    policy = BudgetForcing(tok, budget=30, min_tokens=30, max_waits=1)
+    gens = decode(tiny_llama, PROMPTS[:1], DecodeConfig(max_new_tokens=30), plugins=[EosAt({4, 9}), policy])
+    g = gens[0]
+    assert g.token_ids[4:4 + len(wait)] == wait  # the first stop became "Wait"
+    assert g.token_ids[9] == EOS and len(g.token_ids) == 10  # the second is final although 9 < min_tokens
+    with pytest.raises(UserError, match="--max-waits"):
+        BudgetForcing(tok, budget=30, min_tokens=10, max_waits=0)
+
+
 def test_budget_forcing_forces_the_answer_at_the_cap(tiny_llama):
     tok = tiny_llama.tokenizer
     answer = encode_text(tok, ANSWER_PROMPT)

@@ -73,7 +73,7 @@ class DemoConfig:
     control_k: int = 5
     control_seeds: tuple[int, ...] = (0, 1, 2)
     control_tokens: int = 200
-    control_budget: int = 160  # "Wait" forcing budget (every stop before it becomes " Wait")
+    control_budget: int = 200  # budget of the one forced " Wait" (s1 budget forcing with --max-waits 1)
     control_batch_size: int = 50
 
     @classmethod
@@ -361,10 +361,10 @@ def stage_controls(state: DemoState) -> str:
     forced = {}
     for model, tag in ((c.reasoner, "reasoner"), (c.reasoner_twin, "noreflect")):
         plain = _control_eval(state, model, f"{tag}-budget-baseline", "baseline", budgets=[c.control_budget])
-        wait = _control_eval(state, model, f"{tag}-budget-force", "budget-force", budgets=[c.control_budget],
-                             min_fraction=1.0)
+        wait = _control_eval(state, model, f"{tag}-one-wait", "budget-force", budgets=[c.control_budget],
+                             min_fraction=1.0, max_waits=1)
         forced[tag] = paired_diffs(plain, wait, n_boot=c.n_boot)[0]
-    state.findings.append(f"\"Wait\" forcing at {c.control_budget} tokens: reasoner {diff_text(forced['reasoner'])} "
+    state.findings.append(f"one forced \"Wait\" (budget {c.control_budget}): reasoner {diff_text(forced['reasoner'])} "
                           f"vs no-reflection twin {diff_text(forced['noreflect'])}")
     return "; ".join(notes)
 

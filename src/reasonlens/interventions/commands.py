@@ -62,6 +62,8 @@ def register(app: typer.Typer) -> None:
         budgets: Optional[str] = typer.Option(None, "--budgets", help="ttts/budget-force/baseline: e.g. 64,128,256."),
         min_fraction: float = typer.Option(0.5, "--min-fraction", help="budget-force: minimum / cap."),
         block_eos: bool = typer.Option(False, "--block-eos", help="budget-force: block EOS below the minimum."),
+        max_waits: Optional[int] = typer.Option(None, "--max-waits", help="budget-force: at most N stops become "
+                                                "Wait (default: every stop below the minimum)."),
         wait: str = typer.Option("Wait", "--wait", help="budget-force: word appended on early stops."),
         answer_prompt: Optional[str] = typer.Option(None, "--answer-prompt", help="Text that forces the answer."),
         answer_tokens: int = typer.Option(16, "--answer-tokens", help="Tokens allowed after the answer prompt."),
@@ -90,7 +92,7 @@ def register(app: typer.Typer) -> None:
             token_set_split=token_set_split, k=k, control=control, control_run=control_run, band=band, seed=seed,
             split_starts=split_starts,
             layer=layer, p=p, repeats=repeats, budgets=parse_budgets(budgets) if budgets else None,
-            min_fraction=min_fraction, block_eos=block_eos, wait=wait,
+            min_fraction=min_fraction, block_eos=block_eos, max_waits=max_waits, wait=wait,
             answer_prompt=parse_escapes(answer_prompt, "--answer-prompt") if answer_prompt else ANSWER_PROMPT,
             answer_tokens=answer_tokens)
         decode = DecodeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=parse_stop(stop),

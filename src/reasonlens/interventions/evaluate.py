@@ -53,6 +53,7 @@ class MethodOptions:
     budgets: list[int] | None = None  # ttts / budget-force / baseline: token budgets
     min_fraction: float = 0.5  # budget-force: minimum budget as a fraction of the cap
     block_eos: bool = False  # budget-force: also block EOS below the minimum
+    max_waits: int | None = None  # budget-force: at most this many stops become "Wait" (s1's "N times"); None: all
     wait: str = "Wait"  # budget-force: the word appended on early stops
     prefix: str = " "  # text before an injected word
     answer_prompt: str = ANSWER_PROMPT
@@ -206,6 +207,10 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
         identity = {"name": name, "min_fraction": options.min_fraction, "block_eos": options.block_eos,
                     "wait": options.wait, "prefix": options.prefix, "answer_prompt": options.answer_prompt,
                     "answer_tokens": options.answer_tokens}
+        if options.max_waits is not None:
+            if options.max_waits < 1:
+                raise UserError(f"--max-waits must be >= 1, got {options.max_waits}")
+            identity["max_waits"] = options.max_waits
         return ResolvedMethod(identity, provenance, warnings)
     raise UserError(f"--method {name}: no option resolver")  # a registered method without one
 

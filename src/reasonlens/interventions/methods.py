@@ -79,7 +79,8 @@ def _ttts(lm, method, budget):
 def _budget_force(lm, method, budget):
     min_tokens = min_tokens_for(budget, method["min_fraction"])
     plugins: list = [BudgetForcing(lm.tokenizer, budget, min_tokens, wait=method["wait"], prefix=method["prefix"],
-                                   answer_prompt=method["answer_prompt"], answer_tokens=method["answer_tokens"])]
+                                   answer_prompt=method["answer_prompt"], answer_tokens=method["answer_tokens"],
+                                   max_waits=method.get("max_waits"))]
     if method["block_eos"]:
         plugins.append(EosBlocker(lm.eos_token_ids(), min_tokens))
     return plugins

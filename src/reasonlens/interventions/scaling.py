@@ -97,14 +97,19 @@ class BudgetForcing(_ForcedAnswer):
     """s1 budget forcing: "Wait" replaces stops before `min_tokens`; the answer is forced at `budget`."""
 
     def __init__(self, tokenizer, budget: int, min_tokens: int, wait: str = "Wait", prefix: str = " ",
-                 answer_prompt: str = ANSWER_PROMPT, answer_tokens: int = ANSWER_TOKENS):
+                 answer_prompt: str = ANSWER_PROMPT, answer_tokens: int = ANSWER_TOKENS, max_waits: int | None = None):
         super().__init__(tokenizer, budget, answer_prompt, answer_tokens)
         if not 0 <= min_tokens <= budget:
             raise UserError(f"minimum budget must be in [0, {budget}], got {min_tokens}")
+        if max_waits is not None and max_waits < 1:
+            raise UserError(f"--max-waits must be >= 1, got {max_waits}")
         self.min_tokens = int(min_tokens)
+        self.max_waits = max_waits  # s1 ignores the end of thinking a fixed number of times; None: no limit
         self.wait_ids = encode_text(tokenizer, prefix + wait)
 
     def early_stop(self, row: RowState) -> list[int] | None:
+        if self.max_waits is not None and self._extensions[row.key] >= self.max_waits:
+            return None
         return list(self.wait_ids) if row.n_generated < self.min_tokens else None
 
 
