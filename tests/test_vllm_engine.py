@@ -35,8 +35,11 @@ FORCE = {"name": "budget-force", "min_fraction": 0.5, "block_eos": False, "wait"
 
 def test_plan_from_the_methods_plugins(tiny_llama):
     tok = tiny_llama.tokenizer
-    plan = plan_from_plugins(build_plugins(tiny_llama, {"name": "suppress", "words": ["Wait", "So"]}))
-    assert plan.kind == "plain" and plan.banned_ids == tuple(suppression_ids(tok, ["Wait", "So"]))
+    # byte-level tiny tokenizer: no token spells a word whole, so ban the split first pieces to have ids
+    suppress = {"name": "suppress", "words": ["Wait", "So"], "split_starts": True}
+    plan = plan_from_plugins(build_plugins(tiny_llama, suppress))
+    banned = tuple(suppression_ids(tok, ["Wait", "So"], include_split_starts=True))
+    assert plan.kind == "plain" and banned and plan.banned_ids == banned
     plan = plan_from_plugins(build_plugins(tiny_llama, TTTS, 20))
     assert plan.kind == "ttts" and plan.budget == 20 and plan.answer_tokens == 3
     assert plan.word_ids == (tuple(encode_text(tok, " So")), tuple(encode_text(tok, " Let")))
