@@ -48,6 +48,10 @@ def generate(
     system: Optional[str] = typer.Option(None, "--system", help="System prompt for --template chat."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget per sample."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples decoded together."),
+    schedule: str = typer.Option("join", "--schedule", help="join (a finished row's slot goes to the next "
+                                 "prompt) | static (fixed batches, each runs until its longest row ends)."),
+    window: int = typer.Option(8, "--window", help="join: prompts are decoded and resumed in windows of "
+                               "WINDOW x batch-size."),
     dtype: str = typer.Option("fp32", "--dtype", help="Storage dtype of captured states: fp32 | fp16 | bf16."),
     model_dtype: str = typer.Option("fp32", "--model-dtype", help="Model weights dtype: fp32 | fp16 | bf16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
@@ -78,7 +82,7 @@ def generate(
 
     decode = DecodeConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_p=top_p,
                           seed=seed, stop_strings=parse_stop(stop), batch_size=batch_size,
-                          add_special_tokens=template != "chat")
+                          add_special_tokens=template != "chat", schedule=schedule, window=window)
     spec = RunSpec(out=out, model=model, dataset=dataset, split=split, n=n, offset=offset, template=template,
                    system=system, decode=decode, layers=None if layers.strip().lower() == "none" else layers,
                    dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code)
