@@ -207,3 +207,30 @@ def test_windows_are_the_unit_and_settings_are_checked(tiny_llama):
         DecodeConfig(schedule="continuous").validate()
     with pytest.raises(UserError, match="--window"):
         DecodeConfig(window=0).validate()
+
+
+def test_a_run_with_rows_joining_equals_a_static_run_record_for_record(tmp_path, tiny_llama):
+    """Same records and states as the static schedule, records on disk in index order, schedule in the manifest."""
+    from reasonlens.runs import RunDir, RunSpec, execute
+    from reasonlens.runs.io import read_checked_jsonl
+
+    eos = tiny_llama.eos_token_ids()[0]
+
+    def run(schedule):
+        out = tmp_path / schedule
+        execute(RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=7, layers="1,final",
+                        decode=DecodeConfig(max_new_tokens=12, batch_size=3, schedule=schedule, window=2)),
+                lm=tiny_llama, plugins=lambda lm: [EosAt(eos, [{1}, {9}, {4}, {0}, {11}])], quiet=True)
+        return RunDir(out)
+
+    joined, static = run("join"), run("static")
+    assert joined.manifest["decode"]["schedule"] == "join" and static.manifest["decode"]["schedule"] == "static"
+    raw, _ = read_checked_jsonl(joined.results_path)
+    assert [r["index"] for r in raw] == list(range(7))
+    strip = lambda records: [{k: v for k, v in r.items() if k not in ("seconds", "crc")} for r in records]  # noqa: E731
+    assert strip(joined.results()) == strip(static.results())
+    assert len({r["n_tokens"] for r in joined.results()}) > 2
+    for index in range(7):
+        mine, theirs = joined.load_states(index), static.load_states(index)
+        assert mine.keys() == theirs.keys() and torch.equal(mine["token_ids"], theirs["token_ids"])
+        torch.testing.assert_close(mine["layer.1"], theirs["layer.1"], atol=1e-4, rtol=1e-4)

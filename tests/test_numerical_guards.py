@@ -16,7 +16,8 @@ from reasonlens.decode import DecodeConfig, decode
 from reasonlens.runs import RunDir, RunSpec, execute
 
 N = 4
-POISON_CALL = 3  # the third forward of the first batch: decode step 2
+POISON_CALL = 3  # the third forward of the first batch: decode step 2 (static schedule: forward 1 is the prefill)
+SCHEDULE = "static"  # counting forwards assumes it; the guard with rows joining: tests/test_decode.py
 POISON_ROW = 1  # batch row 1 of the first batch = dataset index 1
 
 
@@ -43,7 +44,7 @@ def poisoned(module: torch.nn.Module, edit):
 
 def spec(out, **kw) -> RunSpec:
     base = dict(out=out, model="tiny-llama", dataset="gsm8k", n=N, layers="1,final",
-                decode=DecodeConfig(max_new_tokens=8, batch_size=2))
+                decode=DecodeConfig(max_new_tokens=8, batch_size=2, schedule=SCHEDULE))
     base.update(kw)
     return RunSpec(**base)
 
@@ -121,7 +122,7 @@ def test_nan_in_a_decoder_layer_is_reported_on_both_logits_and_states(tmp_path, 
 
 def test_decode_loop_stops_only_the_poisoned_row(tiny_llama):
     prompts = ["Question: 2+2?", "Question: 3+5?", "Question: 9-4?"]
-    config = DecodeConfig(max_new_tokens=8, batch_size=3)
+    config = DecodeConfig(max_new_tokens=8, batch_size=3, schedule=SCHEDULE)
     clean = decode(tiny_llama, prompts, config)
     with poisoned(tiny_llama.layers.lm_head, fill(math.inf)):
         hit = decode(tiny_llama, prompts, config)

@@ -77,6 +77,10 @@ def generate(
     samples: int = typer.Option(1, "--samples", help="Samples per problem (needs --temperature > 0); the summary "
                                 "adds pass@k, maj@k and the mean accuracy with a CI over problems."),
     sample: bool = typer.Option(False, "--sample", hidden=True, help="Old flag: sample at temperature 1."),
+    schedule: str = typer.Option("join", "--schedule", help="join (a finished row's slot goes to the next "
+                                 "prompt) | static (fixed batches, each runs until its longest row ends)."),
+    window: int = typer.Option(8, "--window", help="join: prompts are decoded and resumed in windows of "
+                               "WINDOW x batch-size."),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code to run."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit of the weights."),
@@ -100,7 +104,8 @@ def generate(
     check_engine_support(engine, capture_layers=layers.strip().lower() != "none")
 
     decode = DecodeConfig(max_new_tokens=max_new_tokens, stop_strings=parse_stop(stop), batch_size=batch_size,
-                          add_special_tokens=template != "chat", **sampling_kwargs(temperature, top_p, seed, sample))
+                          add_special_tokens=template != "chat", schedule=schedule, window=window,
+                          **sampling_kwargs(temperature, top_p, seed, sample))
     spec = RunSpec(out=out, model=model, dataset=dataset, split=split, n=n, offset=offset, template=template,
                    system=system, decode=decode, layers=None if layers.strip().lower() == "none" else layers,
                    dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code,

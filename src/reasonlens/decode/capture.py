@@ -12,22 +12,21 @@ StateSink = Callable[[RowState, dict[str, torch.Tensor]], None]
 
 
 class _RowStates:
-    """One row's captured states, [T, n_layers, d] in the storage dtype; capacity doubles as the row grows."""
+    """One row's captured states, [n_layers, T, d] in the storage dtype (so each layer's [T, d] is contiguous);
+    capacity doubles as the row grows."""
 
-    def __init__(self, row: RowState, shape: torch.Size, dtype: torch.dtype):
+    def __init__(self, row: RowState, n_layers: int, width: int, dtype: torch.dtype):
         self.row = row
-        self.data = torch.empty((64, *shape), dtype=dtype)
+        self.data = torch.empty((n_layers, 64, width), dtype=dtype)
         self.n = 0
-        self.finite = True
 
-    def append(self, states: torch.Tensor, finite: bool) -> None:
-        if self.n == self.data.shape[0]:
-            grown = torch.empty((2 * self.n, *self.data.shape[1:]), dtype=self.data.dtype)
-            grown[:self.n] = self.data
+    def append(self, states: torch.Tensor) -> None:
+        if self.n == self.data.shape[1]:
+            grown = self.data.new_empty((self.data.shape[0], 2 * self.n, self.data.shape[2]))
+            grown[:, :self.n] = self.data
             self.data = grown
-        self.data[self.n] = states
+        self.data[:, self.n] = states
         self.n += 1
-        self.finite = self.finite and finite
 
 
 class HiddenStateCapture(Observer):
@@ -47,24 +46,23 @@ class HiddenStateCapture(Observer):
 
     def on_step(self, state: StepState, hidden: dict, tokens: torch.Tensor) -> None:
         states = torch.stack([hidden[key] for key in self.layers], dim=1).to(self.dtype).cpu()  # [B, L, d]
-        finite = torch.isfinite(states).flatten(1).all(1).tolist()
         active = state.active.tolist()
         for row in state.rows:
             if not active[row.row]:
                 continue
             buffer = self._rows.get(id(row))
             if buffer is None or buffer.row is not row:  # ids of rows from an aborted decode may be reused
-                buffer = self._rows[id(row)] = _RowStates(row, states.shape[1:], self.dtype)
-            buffer.append(states[row.row], finite[row.row])
+                buffer = self._rows[id(row)] = _RowStates(row, states.shape[1], states.shape[2], self.dtype)
+            buffer.append(states[row.row])
 
     def on_finish(self, row: RowState) -> None:
         buffer = self._rows.pop(id(row), None)
         if buffer is None or buffer.row is not row:
             raise RuntimeError(f"capture saw no step of sample {row.key!r}")
-        data = buffer.data[:row.n_generated]
-        tensors = {f"layer.{key}": data[:, j] for j, key in enumerate(self.layers)}
+        data = buffer.data[:, :row.n_generated]
+        tensors = {f"layer.{key}": data[j] for j, key in enumerate(self.layers)}
         tensors["token_ids"] = torch.tensor(row.token_ids, dtype=torch.long)
         tensors["forced"] = torch.tensor(row.forced, dtype=torch.bool).to(torch.uint8)
-        if not buffer.finite:
+        if not torch.isfinite(data).all():
             row.events.append({"type": "nonfinite_state"})
         self.sink(row, tensors)
