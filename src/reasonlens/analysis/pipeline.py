@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -426,10 +428,26 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
     run.acquire_lock()
     try:
         with publish_directory(out_dir) as staging:
+            _stage_golds(staging, out_dir, golds, encoded, config.gold_identity(model.spec))
             return _write_analysis(staging, run, manifest, layers, token_layer, samples, widths, model, golds, lm,
                                    config, quiet)
     finally:
         run.release_lock()
+
+
+def _stage_golds(staging: Path, previous: Path, golds: dict[int, dict[str, torch.Tensor]], encoded: bool,
+                 identity: dict[str, str]) -> None:
+    """The golds of the new analysis: the previous cache file carried over unchanged when nothing was encoded
+    (a hard link, else a copy), otherwise written anew."""
+    old = previous / "golds.safetensors"
+    if not encoded and old.is_file() and not old.is_symlink():
+        try:
+            os.link(old, staging / old.name)
+            return
+        except OSError:
+            shutil.copy2(old, staging / old.name)
+            return
+    save_golds(staging, golds, identity)
 
 
 def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: list[str], token_layer: str,
@@ -439,7 +457,6 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
     from reasonlens.runs.io import atomic_write_json
     from reasonlens.runs.progress import progress_bar
 
-    save_golds(out_dir, golds, config.gold_identity(model.spec))
     tokenizer = model.loaded.tokenizer if model.loaded is not None else None
 
     tables = _Tables(out_dir)
