@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -234,17 +235,6 @@ def _layer_arg(key: str) -> int | str:
 
 
 
-def _link_into(path: Path | None, folder: Path) -> bool:
-    """Hard-link `path` into `folder` under its name; False when there is nothing to link or linking fails."""
-    if path is None:
-        return False
-    try:
-        os.link(path, folder / path.name)
-    except OSError:
-        return False
-    return True
-
-
 def save_golds(out_dir: Path, golds: dict[int, dict[str, torch.Tensor]], identity: dict[str, str]) -> None:
     path = out_dir / "golds.safetensors"
     tensors = {f"{i}.{k}": v.contiguous() for i, by_layer in golds.items() for k, v in by_layer.items()}
@@ -417,29 +407,41 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
     model = _ModelHandle(config.model or str(manifest.get("model")), config.device)
     golds, encoded = collect_golds(out_dir, samples, layers, config, model)
     _check_gold_widths(run, samples, widths, golds, model.spec)
-    cached = out_dir / "golds.safetensors"
-    reusable = None if encoded or cached.is_symlink() or not cached.is_file() else cached
     lm = model.get() if config.decode_argmax else None
     # RUN/mi is published as one unit: written into a staging folder, then swapped in, so an interrupted or
     # failed analysis leaves the previous RUN/mi (or none) and never a mix of old and new files.
     run.acquire_lock()
     try:
         with publish_directory(out_dir) as staging:
+            _stage_golds(staging, out_dir, golds, encoded, config.gold_identity(model.spec))
             return _write_analysis(staging, run, manifest, layers, token_layer, samples, widths, model, golds, lm,
-                                   config, quiet, reusable)
+                                   config, quiet)
     finally:
         run.release_lock()
+
+
+def _stage_golds(staging: Path, previous: Path, golds: dict[int, dict[str, torch.Tensor]], encoded: bool,
+                 identity: dict[str, str]) -> None:
+    """The golds of the new analysis: the previous cache file carried over unchanged when nothing was encoded
+    (a hard link, else a copy), otherwise written anew."""
+    old = previous / "golds.safetensors"
+    if not encoded and old.is_file() and not old.is_symlink():
+        try:
+            os.link(old, staging / old.name)
+            return
+        except OSError:
+            shutil.copy2(old, staging / old.name)
+            return
+    save_golds(staging, golds, identity)
 
 
 def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: list[str], token_layer: str,
                     samples: list[Sample], widths: dict[str, int], model: _ModelHandle,
                     golds: dict[int, dict[str, torch.Tensor]], lm: Any, config: MIConfig,
-                    quiet: bool, reusable_golds: Path | None = None) -> dict[str, Any]:
+                    quiet: bool) -> dict[str, Any]:
     from reasonlens.runs.io import atomic_write_json
     from reasonlens.runs.progress import progress_bar
 
-    if not _link_into(reusable_golds, out_dir):  # an unchanged gold cache moves over as it is (same file)
-        save_golds(out_dir, golds, config.gold_identity(model.spec))
     tokenizer = model.loaded.tokenizer if model.loaded is not None else None
 
     tables = _Tables(out_dir)
