@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 from reasonlens.engines import EngineSpec, load_engine_model
 from reasonlens.errors import UserError
-from reasonlens.runs.io import atomic_write_bytes, encode_record, iter_records
+from reasonlens.runs.io import atomic_write_bytes, encode_record, iter_records, make_shared
 from reasonlens.runs.progress import progress_bar
 from reasonlens.runs.rundir import RunDir
 from reasonlens.runs.runner import (
@@ -425,7 +425,7 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
         if tensors and mismatch is None:  # golds of another width must never land in RUN/mi
             out_dir.mkdir(parents=True, exist_ok=True)
             save_file(tensors, str(path) + ".tmp", metadata=identity)
-            Path(str(path) + ".tmp").replace(path)
+            make_shared(Path(str(path) + ".tmp")).replace(path)
     if mismatch is not None:
         key, width, gold_width = mismatch
         raise UserError(f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but model "
