@@ -36,6 +36,8 @@ def tiny(argv: list[str]) -> list[str]:
     for path, extra in EXTRA.items():
         if tuple(out[:len(path)]) == path:
             out += extra
+    if out[0] in ("generate", "eval", "depth") and "--max-new-tokens" not in out:
+        out += ["--max-new-tokens", TINY["--max-new-tokens"]]
     return out
 
 
@@ -50,6 +52,7 @@ def test_tour_parses_and_uses_only_current_option_names():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # about 20 commands; minutes on an idle machine, longer on a shared one
 def test_readme_cli_tour_runs_as_written(tmp_path, monkeypatch):
     from reasonlens.cli import main
 

@@ -38,7 +38,8 @@ def test_hsic_and_cka_get_separate_axes_with_integer_bins(figures, tmp_path):
             for s, v in (("hsic", 1e-3), ("linear_cka", 0.8)) for b in range(3)]
     plots.plot_population(tmp_path / "p.png", rows)
     (fig,) = figures
-    assert [ax.get_title() for ax in fig.axes] == ["HSIC (Gaussian kernel)", "linear CKA"]
+    assert [ax.get_title() for ax in fig.axes] == ["HSIC (Gaussian kernel) with gold, across problems",
+                                                   "linear CKA with gold, across problems"]
     fig.canvas.draw()
     for ax in fig.axes:
         assert all(float(t).is_integer() for t in ax.get_xticks())

@@ -171,15 +171,19 @@ def test_run_files_follow_the_umask_not_mkstemp(tmp_path, tiny_llama, umask, fil
     from reasonlens.decode import DecodeConfig
     from reasonlens.runs import RunSpec, execute
 
+    from reasonlens.analysis.pipeline import MIConfig, analyze_run
+
     old = os.umask(umask)
     try:
         execute(RunSpec(out=tmp_path / "run", model="tiny-llama", dataset="gsm8k", n=2, layers="-1",
                         decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
+        analyze_run(tmp_path / "run", MIConfig(n_boot=20, population=False, plots=False), quiet=True)
     finally:
         os.umask(old)
     paths = [tmp_path / "run", *(tmp_path / "run").rglob("*")]
     files = [p for p in paths if p.is_file() and not p.name.endswith(".lock")]
-    assert {p.name for p in files} >= {"manifest.json", "results.jsonl", "summary.json", "000000.safetensors"}
+    assert {p.name for p in files} >= {"manifest.json", "results.jsonl", "summary.json", "000000.safetensors",
+                                       "golds.safetensors", "mi.parquet"}
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(file_mode)}
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in paths if p.is_dir()} == {oct(dir_mode)}
 

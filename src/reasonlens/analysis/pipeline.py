@@ -236,10 +236,12 @@ def _layer_arg(key: str) -> int | str:
 
 
 def save_golds(out_dir: Path, golds: dict[int, dict[str, torch.Tensor]], identity: dict[str, str]) -> None:
+    from reasonlens.runs.io import make_shared
+
     path = out_dir / "golds.safetensors"
     tensors = {f"{i}.{k}": v.contiguous() for i, by_layer in golds.items() for k, v in by_layer.items()}
     save_file(tensors, str(path) + ".tmp", metadata=identity)
-    Path(str(path) + ".tmp").replace(path)
+    make_shared(Path(str(path) + ".tmp")).replace(path)
 
 
 def collect_golds(

@@ -99,9 +99,9 @@ def plot_population(path: Path, rows: Sequence[dict[str, Any]]) -> str:
         for layer, points in sorted(series.items()):
             points.sort()
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"layer {layer}")
-        ax.set_title(POPULATION_LABELS.get(statistic, statistic), fontsize=11)
+        ax.set_title(f"{POPULATION_LABELS.get(statistic, statistic)} with gold, across problems", fontsize=10)
         ax.set_xlabel("relative position bin" if align == "relative" else "step")
-        ax.set_ylabel("dependence with gold across problems")
+        ax.set_ylabel(POPULATION_LABELS.get(statistic, statistic).split(" (")[0])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
         if len(series) > 1:

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from reasonlens.analysis.pipeline import _layer_arg, _layer_keys, _samples, check_shards, mi_dir
 from reasonlens.errors import UserError
 from reasonlens.runs.executors import RayExecutor, shard_chunks
+from reasonlens.runs.io import make_shared
 from reasonlens.runs.rundir import RunDir
 
 
@@ -55,7 +56,7 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
         if tensors and mismatch is None:  # golds of another width must never land in RUN/mi
             out_dir.mkdir(parents=True, exist_ok=True)
             save_file(tensors, str(path) + ".tmp", metadata=identity)
-            Path(str(path) + ".tmp").replace(path)
+            make_shared(Path(str(path) + ".tmp")).replace(path)
     if mismatch is not None:
         key, width, gold_width = mismatch
         raise UserError(f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but model "

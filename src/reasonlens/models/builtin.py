@@ -98,6 +98,8 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
         with console.status(f"writing {target}"), quiet_transformers():
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
+        for written in staging.iterdir():  # safetensors writes 0600
+            written.chmod(shared_mode(directory=written.is_dir()))
         try:
             staging.rename(target)
         except OSError:

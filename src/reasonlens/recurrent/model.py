@@ -577,6 +577,9 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         tensors = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()
                    if not (self.config.tie_embeddings and name == "lm_head.weight")}
         save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+        from reasonlens.runs.io import make_shared
+
+        make_shared(directory / "model.safetensors")  # save_file creates 0600
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | str | None = None,

@@ -196,7 +196,8 @@ def overview_section(sources: list[RunSource]) -> Section:
     inner = table(["run", "kind", "method", "model", "dataset", "template", "n", "accuracy [95% CI]", "mean tokens"],
                   rows, numeric=(6, 8))
     return section("summary", "Runs", "Every run directory in this report. Accuracy counts failed and ungradable "
-                   "samples as incorrect; the interval is a bootstrap 95% CI over problems.", inner)
+                   "samples as incorrect; the interval is the run's 95% CI (Wilson score; with several samples per "
+                   "problem a bootstrap over problems; older runs recorded a percentile bootstrap).", inner)
 
 
 def traces_section(payloads: list[dict[str, Any]]) -> Section:

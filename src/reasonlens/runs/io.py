@@ -119,6 +119,12 @@ def shared_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~current_umask()
 
 
+def make_shared(path: Path) -> Path:
+    """Give a file written by a library that creates 0600 files (safetensors' save_file) the umask's mode."""
+    os.chmod(path, shared_mode(directory=Path(path).is_dir()))
+    return Path(path)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a torn one.
 
