@@ -81,7 +81,7 @@ def test_cache_is_as_wide_as_the_longest_live_row(tiny_llama):
     widths, expected, last = [], [], {}
 
     def spy(module, args, kwargs, output):
-        cache = kwargs["past_key_values"]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))  # the keyword depends on the transformers version
         last["width"] = {layer.keys.shape[-2] for layer in cache.layers}
         last["mask"] = kwargs["attention_mask"].shape[1]
 

@@ -48,7 +48,7 @@ def test_rerun_keeps_one_kv_entry_per_position(tiny_llama):
     seen = {}
 
     def spy(module, args, kwargs, output):
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))  # the keyword depends on the transformers version
         seen["lengths"] = [layer.keys.shape[-2] for layer in cache.layers]
 
     handle = tiny_llama.model.register_forward_hook(spy, with_kwargs=True)
