@@ -234,3 +234,18 @@ def test_a_run_with_rows_joining_equals_a_static_run_record_for_record(tmp_path,
         mine, theirs = joined.load_states(index), static.load_states(index)
         assert mine.keys() == theirs.keys() and torch.equal(mine["token_ids"], theirs["token_ids"])
         torch.testing.assert_close(mine["layer.1"], theirs["layer.1"], atol=1e-4, rtol=1e-4)
+
+
+def test_one_token_prompts_join_with_nothing_to_prefill(tiny_llama):
+    """A one-token prompt has no prefix: it joins with an empty cache row, alone or beside longer prompts."""
+    prompts = [[5], [1, 72, 105, 33], [7], [9], [1, 50, 60, 70, 80, 90, 100]]
+    budgets = [4, 2, 6, 1, 3]
+
+    class Lengths(ContinuationPolicy):
+        def on_start(self, row):
+            row.budget = budgets[row.key]
+
+    for batch_size in (2, 3):
+        config = DecodeConfig(max_new_tokens=8, batch_size=batch_size, schedule="join")
+        same_rows(decode(tiny_llama, prompts, config, plugins=[Lengths()]),
+                  decode(tiny_llama, prompts, ONE, plugins=[Lengths()]))
