@@ -67,6 +67,8 @@ def register(app: typer.Typer) -> None:
                                              "(default: all captured)."),
         token_layer: Optional[str] = typer.Option(None, "--token-layer", help="Layer whose peaks give the thinking "
                                                   "tokens (default: deepest captured decoder layer)."),
+        estimator: str = typer.Option("paper_hsic", "--estimator", help="Per-trace MI estimator, by registered "
+                                      "name (reasonlens.mi.estimators; default: the paper's HSIC score)."),
         sigma: str = typer.Option("50", "--sigma", help="Kernel bandwidth of the paper score, or 'median'."),
         eps: float = typer.Option(1e-5, "--eps", help="Regulariser of the paper score."),
         peaks: str = typer.Option("iqr", "--peaks", help="iqr (paper) | topk (reference notebook)."),
@@ -98,7 +100,7 @@ def register(app: typer.Typer) -> None:
         """MI trajectories, peaks, statistics, thinking tokens and plots for a run (written to RUN/mi/)."""
         from reasonlens.analysis.pipeline import MIConfig, analyze_run, check_analysable
 
-        config = MIConfig(layers=_layers(layers), token_layer=token_layer, sigma=_sigma(sigma), eps=eps,
+        config = MIConfig(layers=_layers(layers), token_layer=token_layer, estimator=estimator, sigma=_sigma(sigma), eps=eps,
                           peaks=_peak_config(peaks, tau, k), gold_source=gold, model=model, device=device,
                           decode_argmax=argmax, alphabetic_only=not all_tokens, population=population, align=align, n_bins=bins, stride=stride,
                           n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit,

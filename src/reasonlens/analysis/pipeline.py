@@ -37,7 +37,7 @@ from reasonlens.analysis.peaks import PeakConfig, TraceStats, aggregate_stats, f
 from reasonlens.analysis.tokens import PeakToken, WordCounter, agreement_rate, peak_tokens, token_text, write_token_set
 from reasonlens.errors import UserError
 from reasonlens.eval.stats import correctness_auc
-from reasonlens.mi.paper import PaperHSIC
+from reasonlens.mi import get_estimator
 from reasonlens.mi.population import GramStatistic
 from reasonlens.mi.trajectory import AlignedStates
 
@@ -57,6 +57,7 @@ class MIConfig:
 
     layers: Sequence[str] | None = None
     token_layer: str | None = None
+    estimator: str = "paper_hsic"  # per-trace estimator, by its registered name (reasonlens.mi.estimators)
     sigma: float | str = 50.0
     eps: float = 1e-5
     peaks: PeakConfig = PeakConfig()
@@ -391,6 +392,7 @@ def check_analysable(run_path: str | Path, config: MIConfig = MIConfig(), reuse_
     check first). Does not load the model, so a states/model width mismatch is found only by the analysis."""
     from reasonlens.runs import RunDir
 
+    get_estimator(config.estimator)
     out_dir = mi_dir(run_path)
     if reuse_existing and all((out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")):
         RunDir(run_path).open_run()
@@ -403,6 +405,7 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
     from reasonlens.runs.io import publish_directory
 
     # Everything that can be wrong with the run is found before RUN/mi is created or changed.
+    get_estimator(config.estimator)
     run, manifest, layers, samples, widths = _preflight(run_path, config)
     token_layer = config.token_layer or default_token_layer(layers)
     out_dir = mi_dir(run.path)
@@ -444,6 +447,7 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
     from reasonlens.runs.io import atomic_write_json
     from reasonlens.runs.progress import progress_bar
 
+    estimator = get_estimator(config.estimator)
     tokenizer = model.loaded.tokenizer if model.loaded is not None else None
 
     tables = _Tables(out_dir)
@@ -475,7 +479,7 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
                 if h.shape[0] != token_ids.shape[0]:
                     raise UserError(f"{run.state_path(sample.index)}: layer.{key} has {h.shape[0]} rows but "
                                     f"token_ids has {token_ids.shape[0]}")
-                mi = PaperHSIC(golds[sample.index][key], sigma=config.sigma, eps=config.eps)(h).numpy()
+                mi = estimator.scorer(golds[sample.index][key], config.sigma, config.eps)(h).numpy()
                 steps = find_peaks(mi, config.peaks)
                 stats: TraceStats = trace_stats(mi, config.peaks, peaks=steps)
                 is_peak = np.zeros(mi.shape[0], dtype=bool)
@@ -552,7 +556,7 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
         "layers": layers,
         "token_layer": token_layer,
         "config": {**asdict(config), "peaks": asdict(config.peaks)},
-        "estimator": "paper_hsic (reference NOCCO score, coordinates as samples; float64, exact fast path)",
+        "estimator": estimator.describe(),
         "per_layer": per_layer,
         "population": population_rows,
         "thinking_tokens": [w.to_json() for w in words[:30]],

@@ -1,7 +1,8 @@
 """Generation engines: the HF decode loop (every method, hidden-state capture) and vLLM (generation-only methods).
 
 The HF engine is `reasonlens.decode` itself. The vLLM engine (`vllm_engine.py`, `pip install 'reasonlens[vllm]'`)
-runs the methods that only change which tokens are generated: baseline, suppression, TTTS and budget forcing.
+runs the methods that only change which tokens are generated (each method declares its engines,
+`Method.engines`: baseline, suppress, nowait, ttts, budget-force).
 Hidden-state capture, Representation Recycling and the MI analysis need the model's layers and stay on HF.
 """
 
@@ -13,7 +14,6 @@ from typing import Any, Callable
 from reasonlens.errors import UserError
 
 ENGINES = ("hf", "vllm")
-VLLM_METHODS = ("baseline", "suppress", "ttts", "budget-force")
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,23 @@ def check_engine_support(engine: str, method: str = "baseline", capture_layers: 
                         "for a generation-only run")
     if command == "mi":
         raise UserError("mi reads hidden states and runs on the HF engine only; drop --engine vllm")
-    if method not in VLLM_METHODS:
+    if engine not in method_engines(method):
         raise UserError(f"--method {method} needs the model's layers and runs on the HF engine only; "
-                        f"--engine vllm runs {', '.join(VLLM_METHODS)}")
+                        f"--engine vllm runs {', '.join(engine_methods('vllm'))}")
+
+
+def method_engines(method: str) -> tuple[str, ...]:
+    """The engines a registered method declares it runs on (`Method.engines`)."""
+    from reasonlens.interventions import get_method
+
+    return tuple(get_method(method).engines)
+
+
+def engine_methods(engine: str) -> list[str]:
+    """The registered methods that run on `engine`."""
+    from reasonlens.interventions import get_method, method_names
+
+    return [name for name in method_names() if engine in get_method(name).engines]
 
 
 def load_engine_model(engine: EngineSpec, model: str, dtype: str, device: str,
@@ -69,4 +83,4 @@ def load_engine_model(engine: EngineSpec, model: str, dtype: str, device: str,
     return load(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, revision=revision), None
 
 
-__all__ = ["ENGINES", "VLLM_METHODS", "EngineSpec", "check_engine_support", "load_engine_model"]
+__all__ = ["ENGINES", "engine_methods", "method_engines", "EngineSpec", "check_engine_support", "load_engine_model"]

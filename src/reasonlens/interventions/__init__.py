@@ -12,7 +12,8 @@ from reasonlens.interventions.evaluate import (
     run_sweep,
     suppression_variants,
 )
-from reasonlens.interventions.methods import build_plugins, method_names, register_method
+from reasonlens.interventions.methods import Method, ResolvedMethod, build_plugins, get_method, method_names, register_method
+from reasonlens.interventions.registry import parse_settings
 from reasonlens.interventions.recycle import RepresentationRecycling, default_layer, layer_sweep
 from reasonlens.interventions.scaling import BudgetForcing, EosBlocker, ThinkingTokenScaling, parse_budgets
 from reasonlens.interventions.suppress import ControlWord, TokenSuppressor, random_control_words, suppression_ids
@@ -26,7 +27,7 @@ from reasonlens.interventions.tokens import (
 )
 
 __all__ = [
-    "PAPER_THINKING_WORDS", "BudgetForcing", "ControlWord", "EosBlocker", "EvalSpec", "MethodOptions",
+    "PAPER_THINKING_WORDS", "BudgetForcing", "ControlWord", "EosBlocker", "EvalSpec", "Method", "MethodOptions", "ResolvedMethod", "get_method", "parse_settings",
     "RepresentationRecycling", "ThinkingTokenScaling", "TokenSet", "TokenSuppressor", "build_plugins",
     "compare_runs", "default_layer", "evaluate", "layer_sweep", "leakage_warning", "load_eval_run",
     "load_token_set", "method_names", "paper_token_set", "parse_budgets", "random_control_words",

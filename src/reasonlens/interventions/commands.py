@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
                                               "file, ... (default for a model organism: its held-out test set)."),
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (re-running resumes it)."),
         method: str = typer.Option("baseline", "--method",
-                                   help="baseline | suppress | rr | ttts | budget-force."),
+                                   help="A registered method: baseline | suppress | rr | ttts | budget-force | "
+                                   "nowait | ... (an unknown name lists them)."),
         n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
         offset: int = typer.Option(0, "--offset"),
         split: str = typer.Option("test", "--split"),
@@ -72,12 +73,16 @@ def register(app: typer.Typer) -> None:
         workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
         tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per replica."),
+        settings: Optional[list[str]] = typer.Option(None, "--set", help="KEY=VALUE: any option of the method's "
+                                                     "options dataclass, typed by it (repeatable), e.g. "
+                                                     "--set p=0.5, --set words=Wait,Hmm."),
     ) -> None:
         """Evaluate a decoding method (resumable); prints accuracy (per budget for budget methods)."""
         from reasonlens.cli import echo_multi_sample, parse_stop
         from reasonlens.decode.escapes import parse_escapes
         from reasonlens.decode import DecodeConfig
         from reasonlens.interventions.evaluate import EvalSpec, MethodOptions, evaluate
+        from reasonlens.interventions.registry import parse_settings
         from reasonlens.models.builtin import default_dataset
 
         dataset = default_dataset(model, dataset)
@@ -94,7 +99,7 @@ def register(app: typer.Typer) -> None:
             layer=layer, p=p, repeats=repeats, budgets=parse_budgets(budgets) if budgets else None,
             min_fraction=min_fraction, block_eos=block_eos, max_waits=max_waits, wait=wait,
             answer_prompt=parse_escapes(answer_prompt, "--answer-prompt") if answer_prompt else ANSWER_PROMPT,
-            answer_tokens=answer_tokens)
+            answer_tokens=answer_tokens, settings=parse_settings(settings))
         decode = DecodeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=parse_stop(stop),
                               add_special_tokens=template != "chat", **sampling_kwargs(temperature, top_p, seed))
         spec = EvalSpec(out=out, model=model, dataset=dataset, method=method, options=options, split=split, n=n,
@@ -107,10 +112,12 @@ def register(app: typer.Typer) -> None:
         if "accuracy_by_budget" in summary:
             for budget, acc in summary["accuracy_by_budget"].items():
                 lo, hi = summary["accuracy_ci95_by_budget"][budget]
-                typer.echo(f"budget {budget}: accuracy {acc:.3f} 95% CI [{lo:.3f}, {hi:.3f}]")
+                typer.echo(f"budget {budget}: accuracy {acc:.3f} 95% CI [{lo:.3f}, {hi:.3f}], mean "
+                           f"{summary['mean_tokens_by_budget'][budget]:.1f} tokens")
         else:
             typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n_graded']}) "
                        f"95% CI [{summary['accuracy_ci95'][0]:.3f}, {summary['accuracy_ci95'][1]:.3f}]")
+            typer.echo(f"mean completion length {summary['mean_tokens']:.1f} tokens")
             echo_multi_sample(summary)
         typer.echo(f"run: {out}")
 

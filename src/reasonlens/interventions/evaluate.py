@@ -15,27 +15,19 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
-from reasonlens.analysis.tokens import WordTokenId, word_token_ids
 from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
-from reasonlens.interventions.methods import build_plugins, method_info
-from reasonlens.interventions.recycle import default_layer
-from reasonlens.interventions.scaling import ANSWER_PROMPT, ANSWER_TOKENS, min_tokens_for
-from reasonlens.interventions.suppress import random_control_words
-from reasonlens.interventions.tokens import (
-    PAPER_THINKING_WORDS,
-    TokenSet,
-    leakage_warning,
-    load_token_set,
-    paper_token_set,
-)
+from reasonlens.interventions.methods import ResolvedMethod, build_plugins, get_method
+from reasonlens.interventions.methods.words import format_token_ids
+from reasonlens.interventions.scaling import ANSWER_PROMPT, ANSWER_TOKENS
 
 console = Console(stderr=True)
 
 
 @dataclass
 class MethodOptions:
-    """Every method option the CLI accepts; each method reads the ones it uses."""
+    """The method options the CLI has flags for; each registered method reads the fields its own options
+    dataclass has (by name), and `settings` (`--set key=value`) reaches any option of any method."""
 
     words: list[str] | None = None  # explicit word list (overrides --token-set)
     token_set: Path | None = None  # token-set file from the MI analysis (default: the paper's list)
@@ -58,6 +50,7 @@ class MethodOptions:
     prefix: str = " "  # text before an injected word
     answer_prompt: str = ANSWER_PROMPT
     answer_tokens: int = ANSWER_TOKENS
+    settings: dict[str, str] = field(default_factory=dict)  # --set key=value, typed by the method's options
 
 
 @dataclass
@@ -82,137 +75,13 @@ class EvalSpec:
     state_dtype: str = "fp32"
 
 
-@dataclass
-class ResolvedMethod:
-    identity: dict[str, Any]  # the run's `method` field
-    provenance: dict[str, Any]  # recorded in the manifest, not part of the identity
-    warnings: list[str]
-    token_ids: list[WordTokenId] = field(default_factory=list)  # suppress/rr: every banned/trigger id
-
-
-def _resolve_token_ids(lm, words: list[str], split_starts: bool, identity: dict[str, Any],
-                       provenance: dict[str, Any], warnings: list[str]) -> list[WordTokenId]:
-    """Fix the ids a suppress/rr run acts on: recorded with their text in the manifest (`token_ids`), their
-    list in the identity (a resumed run whose words now map to other ids is refused)."""
-    entries = word_token_ids(lm.tokenizer, words, include_split_starts=split_starts)
-    identity["token_ids"] = sorted(t.token_id for t in entries)
-    if split_starts:
-        identity["split_starts"] = True
-        pieces = [f"{t.word}->{t.text!r}" for t in entries if not t.whole]
-        if pieces:
-            warnings.append("--split-starts also bans the first piece of split words, which starts other words "
-                            f"too: {', '.join(pieces)}")
-    provenance["token_ids"] = [t.to_json() for t in entries]
-    covered = {t.word for t in entries}
-    missing = [w for w in words if w not in covered]
-    if missing:
-        warnings.append(f"no single token spells {', '.join(missing)}: nothing of {'it' if len(missing) == 1 else 'them'}"
-                        " is banned (the tokenizer splits every form)")
-    return entries
-
-
-def format_token_ids(entries: Sequence[WordTokenId]) -> str:
-    """`So: 'So'(1234) ' So'(2055); Then: ...` (split first pieces marked with *)."""
-    by_word: dict[str, list[str]] = {}
-    for t in entries:
-        by_word.setdefault(t.word, []).append(f"{t.text!r}({t.token_id}){'' if t.whole else '*'}")
-    return "; ".join(f"{word}: {' '.join(ids)}" for word, ids in by_word.items()) or "(none)"
-
-
-def _token_set(options: MethodOptions) -> TokenSet:
-    if options.words:
-        return TokenSet(list(options.words), {"kind": "command line"})
-    if options.token_set is not None:
-        return load_token_set(options.token_set, options.token_set_dataset, options.token_set_split)
-    return paper_token_set()
-
-
-def _control_traces(options: MethodOptions, dataset: str, split: str) -> tuple[list[str], dict[str, Any], list[str]]:
-    from reasonlens.runs import RunDir
-
-    if options.control_run is None:
-        raise UserError("--control random needs --control-run RUN_DIR (a generate run of this model) for word "
-                        "frequencies")
-    run = RunDir(options.control_run)
-    manifest = run.open_run()
-    traces = [r.get("completion", "") for r in run.results()]
-    if not traces:
-        raise UserError(f"--control-run {options.control_run}: the run has no results")
-    source = {"path": str(options.control_run), "dataset": manifest.get("dataset"), "split": manifest.get("split"),
-              "model": manifest.get("model"), "n_traces": len(traces)}
-    warning = leakage_warning({"kind": "run", **source}, dataset, split)
-    return traces, source, [f"control run: {warning}"] if warning else []
-
-
 def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: str) -> ResolvedMethod:
-    """Fix every choice a method makes (words, layer, ...) so the result is the run's identity."""
-    info = method_info(name)
-    if name == "baseline":
-        return ResolvedMethod({"name": name}, {}, [])
-    if info.budgeted and not options.budgets:
+    """Fix every choice a method makes (words, layer, ...) so the result is the run's identity: the registered
+    method reads its typed options from `options` (and `options.settings`, the `--set key=value` pairs)."""
+    method = get_method(name)
+    if method.budgeted and not options.budgets:
         raise UserError(f"--method {name} needs --budgets (e.g. --budgets 64,128,256,512)")
-    warnings: list[str] = []
-    provenance: dict[str, Any] = {}
-    if name in ("suppress", "rr"):
-        token_set = _token_set(options)
-        if options.k is not None:
-            token_set = token_set.top(options.k)
-        provenance["token_set"] = token_set.describe()
-        leak = leakage_warning(token_set.source, dataset, split)
-        if leak:
-            warnings.append(leak)
-    if name == "suppress":
-        if options.control not in ("thinking", "random"):
-            raise UserError(f"--control must be 'thinking' or 'random', got '{options.control}'")
-        words = list(token_set.words)
-        identity: dict[str, Any] = {"name": name, "control": options.control, "k": len(words)}
-        if options.control == "random":
-            traces, source, more = _control_traces(options, dataset, split)
-            warnings += more
-            control = random_control_words(words, traces, options.seed, lm.tokenizer, band=options.band)
-            provenance["control_run"] = source
-            provenance["control_words"] = [c.__dict__ for c in control]
-            identity.update(seed=options.seed, band=options.band, thinking_words=words)
-            words = [c.word for c in control]
-        identity["words"] = words
-        entries = _resolve_token_ids(lm, words, options.split_starts, identity, provenance, warnings)
-        return ResolvedMethod(identity, provenance, warnings, entries)
-    if name == "rr":
-        # Checked here, before the run directory exists (the plugin checks again when it is built).
-        if not 0.0 <= options.p <= 1.0:
-            raise UserError(f"--p must be in [0, 1], got {options.p}")
-        if options.repeats < 1:
-            raise UserError(f"--repeats must be >= 1, got {options.repeats}")
-        num_layers = lm.layers.num_layers if lm.layers is not None else 0
-        if lm.layers is None:
-            raise UserError(f"--method rr: model '{lm.name}' has no decoder layer stack to recycle")
-        layer = default_layer(num_layers) if options.layer is None else options.layer
-        if layer < 0:
-            layer += num_layers
-        if not 0 <= layer < num_layers:
-            raise UserError(f"--rr-layer {options.layer}: model has {num_layers} decoder layers")
-        identity = {"name": name, "words": list(token_set.words), "layer": layer, "p": options.p,
-                    "repeats": options.repeats, "seed": options.seed}
-        entries = _resolve_token_ids(lm, identity["words"], options.split_starts, identity, provenance, warnings)
-        return ResolvedMethod(identity, provenance, warnings, entries)
-    if name in ("ttts", "budget-force") and options.answer_tokens < 1:
-        raise UserError(f"--answer-tokens must be >= 1, got {options.answer_tokens}")
-    if name == "ttts":
-        words = list(options.words) if options.words else list(PAPER_THINKING_WORDS)
-        identity = {"name": name, "words": words, "prefix": options.prefix, "answer_prompt": options.answer_prompt,
-                    "answer_tokens": options.answer_tokens}
-        return ResolvedMethod(identity, provenance, warnings)
-    if name == "budget-force":
-        min_tokens_for(1, options.min_fraction)  # validates the fraction
-        identity = {"name": name, "min_fraction": options.min_fraction, "block_eos": options.block_eos,
-                    "wait": options.wait, "prefix": options.prefix, "answer_prompt": options.answer_prompt,
-                    "answer_tokens": options.answer_tokens}
-        if options.max_waits is not None:
-            if options.max_waits < 1:
-                raise UserError(f"--max-waits must be >= 1, got {options.max_waits}")
-            identity["max_waits"] = options.max_waits
-        return ResolvedMethod(identity, provenance, warnings)
-    raise UserError(f"--method {name}: no option resolver")  # a registered method without one
+    return method.resolve(lm, method.options(options, options.settings), dataset, split)
 
 
 def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dict[str, Any]:
@@ -222,7 +91,7 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     from reasonlens.models import load
     from reasonlens.runs import RunSpec, execute
 
-    info = method_info(spec.method)
+    info = get_method(spec.method)
     if lm is None and executor is not None:
         lm = executor.driver_model(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code, spec.revision)
     elif lm is None:
@@ -233,8 +102,7 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     for warning in resolved.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     if resolved.token_ids and not quiet:
-        action = "suppressing" if spec.method == "suppress" else "triggers"
-        console.print(f"{action} {len(resolved.token_ids)} token ids: {format_token_ids(resolved.token_ids)}",
+        console.print(f"{info.token_action} {len(resolved.token_ids)} token ids: {format_token_ids(resolved.token_ids)}",
                       highlight=False, markup=False)
     base = RunSpec(out=spec.out, model=spec.model, dataset=spec.dataset, command="eval", split=spec.split, n=spec.n,
                    offset=spec.offset, template=spec.template, system=spec.system, decode=spec.decode,
@@ -321,9 +189,19 @@ def load_eval_run(path: str | Path) -> EvalRun:
     return EvalRun(Path(path), manifest, {None: run.results()})
 
 
-def _paired(a: list[dict], b: list[dict], where: str) -> tuple[list[float], list[float]]:
+@dataclass
+class Paired:
+    """Correctness (1/0) and completion length (tokens) of two runs on the problems both graded."""
+
+    reference_correct: list[float] = field(default_factory=list)
+    correct: list[float] = field(default_factory=list)
+    reference_tokens: list[float] = field(default_factory=list)
+    tokens: list[float] = field(default_factory=list)
+
+
+def _paired(a: list[dict], b: list[dict], where: str) -> Paired:
     by_index = {r["index"]: r for r in b}
-    xs, ys = [], []
+    paired = Paired()
     for record in a:
         other = by_index.get(record["index"])
         if other is None or record.get("status") != "ok" or other.get("status") != "ok":
@@ -331,9 +209,11 @@ def _paired(a: list[dict], b: list[dict], where: str) -> tuple[list[float], list
         if record.get("id") != other.get("id"):
             raise UserError(f"{where}: problem {record['index']} has id {record.get('id')!r} in one run and "
                             f"{other.get('id')!r} in the other (runs are not on the same problems)")
-        xs.append(1.0 if record.get("correct") else 0.0)
-        ys.append(1.0 if other.get("correct") else 0.0)
-    return xs, ys
+        paired.reference_correct.append(1.0 if record.get("correct") else 0.0)
+        paired.correct.append(1.0 if other.get("correct") else 0.0)
+        paired.reference_tokens.append(float(record.get("n_tokens", 0)))
+        paired.tokens.append(float(other.get("n_tokens", 0)))
+    return paired
 
 
 def _budget_pairs(reference: EvalRun, run: EvalRun) -> list[tuple[int | None, int | None]]:
@@ -347,8 +227,9 @@ def _budget_pairs(reference: EvalRun, run: EvalRun) -> list[tuple[int | None, in
 
 
 def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Accuracy of every run (per budget for budget runs) and, for each run after the first, the paired
-    bootstrap 95% CI of its accuracy minus the first run's on the problems both graded."""
+    """Accuracy and mean completion length of every run (per budget for budget runs) and, for each run after
+    the first, paired bootstrap 95% CIs of its accuracy minus the first run's and of the tokens it saves per
+    problem (first run's length minus its own) on the problems both graded."""
     from reasonlens.eval import paired_bootstrap_diff, proportion_ci
 
     if len(paths) < 2:
@@ -365,21 +246,29 @@ def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0)
         for budget, results in run.results.items():
             graded = [1.0 if r.get("correct") else 0.0 for r in results if r.get("status") == "ok"]
             acc = proportion_ci(graded) if graded else None  # Wilson: a proportion's bootstrap collapses at 0 and 1
+            tokens = [float(r.get("n_tokens", 0)) for r in results]
             rows.append({"run": str(run.path), "method": run.manifest.get("method"), "budget": budget,
                          "n": len(results), "n_graded": len(graded),
-                         "accuracy": acc.estimate if acc else None, "ci95": [acc.lo, acc.hi] if acc else None})
+                         "accuracy": acc.estimate if acc else None, "ci95": [acc.lo, acc.hi] if acc else None,
+                         "mean_tokens": sum(tokens) / len(tokens) if tokens else None})
     comparisons = []
     for run in runs[1:]:
         for ref_budget, budget in _budget_pairs(reference, run):
-            xs, ys = _paired(reference.results[ref_budget], run.results[budget], str(run.path))
+            pairs = _paired(reference.results[ref_budget], run.results[budget], str(run.path))
+            xs, ys = pairs.reference_correct, pairs.correct
             if not xs:
                 continue
             diff = paired_bootstrap_diff(ys, xs, n_boot=n_boot, seed=seed)
+            # NoWait's metric (SPEC A10): tokens the run saves per problem, reference - run, paired by problem.
+            saved = paired_bootstrap_diff(pairs.reference_tokens, pairs.tokens, n_boot=n_boot, seed=seed)
             comparisons.append({
                 "reference": str(reference.path), "reference_budget": ref_budget, "run": str(run.path),
                 "budget": budget, "n_paired": len(xs), "reference_accuracy": sum(xs) / len(xs),
                 "accuracy": sum(ys) / len(ys), "difference": diff.estimate, "difference_ci95": [diff.lo, diff.hi],
                 "significant": not (diff.lo <= 0.0 <= diff.hi),
+                "reference_mean_tokens": sum(pairs.reference_tokens) / len(xs),
+                "mean_tokens": sum(pairs.tokens) / len(xs), "tokens_saved": saved.estimate,
+                "tokens_saved_ci95": [saved.lo, saved.hi],
             })
     return {"runs": rows, "comparisons": comparisons, "n_boot": n_boot, "seed": seed}
 
@@ -390,23 +279,26 @@ def print_comparison(report: dict[str, Any], out: Console | None = None) -> None
     from reasonlens.runs.progress import table_console
 
     out = out or table_console()
-    table = Table(title="accuracy (95% Wilson CI)")
-    for column in ("run", "method", "budget", "n graded", "accuracy", "95% CI"):
+    table = Table(title="accuracy (95% Wilson CI) and mean completion length")
+    for column in ("run", "method", "budget", "n graded", "accuracy", "95% CI", "mean tokens"):
         table.add_column(column)
     for row in report["runs"]:
         method = row["method"] or {}
         acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
         ci = "-" if row["ci95"] is None else f"[{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]"
+        tokens = "-" if row.get("mean_tokens") is None else f"{row['mean_tokens']:.1f}"
         table.add_row(row["run"], str(method.get("name", "?")), str(row["budget"] or "-"), str(row["n_graded"]), acc,
-                      ci)
+                      ci, tokens)
     out.print(table)
     table = Table(title="paired difference vs the first run (run - reference)")
-    for column in ("run", "budget", "vs budget", "n paired", "difference", "95% CI", "significant"):
+    for column in ("run", "budget", "vs budget", "n paired", "difference", "95% CI", "significant",
+                   "tokens saved", "95% CI (tokens)"):
         table.add_column(column)
     for c in report["comparisons"]:
         table.add_row(c["run"], str(c["budget"] or "-"), str(c["reference_budget"] or "-"), str(c["n_paired"]),
                       f"{c['difference']:+.3f}", f"[{c['difference_ci95'][0]:+.3f}, {c['difference_ci95'][1]:+.3f}]",
-                      "yes" if c["significant"] else "no")
+                      "yes" if c["significant"] else "no", f"{c['tokens_saved']:+.1f}",
+                      f"[{c['tokens_saved_ci95'][0]:+.1f}, {c['tokens_saved_ci95'][1]:+.1f}]")
     out.print(table)
 
 

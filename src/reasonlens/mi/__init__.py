@@ -1,4 +1,10 @@
-"""MI estimators: the paper's single-vector HSIC score and population dependence measures."""
+"""MI estimators: the paper's single-vector HSIC score and population dependence measures.
+
+Per-trace estimators are registered by name (`reasonlens.mi.estimators`); importing a module registers its
+estimators, so the import of `reasonlens.mi.paper` below is the paper HSIC's registration line.
+"""
+
+from reasonlens.mi.estimators import Estimator, estimator_names, get_estimator, register_estimator
 
 from reasonlens.mi.paper import (
     PAPER_EPS,
@@ -25,6 +31,10 @@ from reasonlens.mi.population import (
 from reasonlens.mi.trajectory import AlignedStates, TrajectoryPoint, population_trajectory
 
 __all__ = [
+    "Estimator",
+    "estimator_names",
+    "get_estimator",
+    "register_estimator",
     "AlignedStates",
     "GramStatistic",
     "PermutationResult",

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from reasonlens.errors import UserError
+from reasonlens.mi.estimators import register_estimator
 
 PAPER_SIGMA = 50.0
 PAPER_EPS = 1e-5
@@ -177,6 +178,7 @@ def _bandwidths(values: torch.Tensor, sigma: Bandwidth) -> torch.Tensor:
     return torch.full((values.shape[0],), float(sigma), dtype=torch.float64)
 
 
+@register_estimator("paper_hsic", "reference NOCCO score, coordinates as samples; float64, exact fast path")
 class PaperHSIC:
     """The paper score against one fixed gold vector ``y``; the ``y`` side is computed once.
 

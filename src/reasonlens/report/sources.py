@@ -165,14 +165,7 @@ def method_label(method: dict[str, Any] | None, command: str | None = None) -> s
         if kwargs.get("exit_criterion"):
             return f"adaptive exit ({kwargs['exit_criterion']})"
         return f"r={kwargs.get('num_steps')}"
+    from reasonlens.interventions import get_method, method_names
+
     name = str(method.get("name", command or "?"))
-    details = []
-    if name == "suppress":
-        details += [str(method.get("control", "thinking")), f"k={method.get('k', len(method.get('words') or []))}"]
-    elif name == "rr":
-        details += [f"layer {method.get('layer')}"]
-        if method.get("p", 1.0) != 1.0:
-            details.append(f"p={method.get('p')}")
-    elif name == "budget-force":
-        details.append(f"min {method.get('min_fraction')}")
-    return f"{name} ({', '.join(details)})" if details else name
+    return get_method(name).label(method) if name in method_names() else name

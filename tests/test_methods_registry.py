@@ -1,0 +1,94 @@
+"""The method registry: one registered object drives evaluate, `--set`, the engine check and the report."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reasonlens.decode import DecodeConfig
+from reasonlens.errors import UserError
+from reasonlens.interventions import EvalSpec, MethodOptions, evaluate, get_method, method_names
+from reasonlens.interventions.registry import Method, ResolvedMethod, parse_settings, parse_value, register_method
+from reasonlens.runs import RunDir
+
+
+def test_builtin_methods_are_registered_with_their_engines():
+    assert {"baseline", "suppress", "rr", "ttts", "budget-force", "nowait"} <= set(method_names())
+    assert get_method("rr").engines == ("hf",) and "vllm" in get_method("ttts").engines
+    assert get_method("ttts").budgeted and not get_method("suppress").budgeted
+    with pytest.raises(UserError, match="unknown --method 'nope'"):
+        get_method("nope")
+
+
+def test_settings_are_typed_by_the_options_dataclass():
+    assert parse_settings(["p=0.5", "words = Wait,Hmm"]) == {"p": "0.5", "words": "Wait,Hmm"}
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        parse_settings(["p"])
+    rr = get_method("rr").options(MethodOptions(seed=3), {"p": "0.25", "layer": "-1", "words": "So,Then"})
+    assert (rr.p, rr.layer, rr.words, rr.seed, rr.repeats) == (0.25, -1, ["So", "Then"], 3, 1)
+    @dataclass
+    class OwnDefaults:
+        p: float = 0.3  # differs from the shared --p default (1.0)
+        seed: int = 7
+
+    class Own(Method):
+        options_type = OwnDefaults
+
+    assert Own().options(MethodOptions()) == OwnDefaults(0.3, 7)  # shared flags at their defaults: method's own
+    assert Own().options(MethodOptions(p=0.9, seed=0)) == OwnDefaults(0.9, 7)  # a flag the user set is passed on
+    assert parse_value("none", int | None, "x") is None and parse_value("a.json", Path, "x") == Path("a.json")
+    with pytest.raises(UserError, match="--set p: 'high' is not a valid float"):
+        get_method("rr").options(MethodOptions(), {"p": "high"})
+
+
+def test_a_method_registered_elsewhere_runs_through_evaluate(tmp_path):
+    """What a new method needs: a class, its decorator; evaluate and the report take it from there."""
+    from reasonlens.models import load
+
+    lm = load("organism-cot")  # word-level tokenizer: completions re-encode to the generated ids
+    from reasonlens.decode.plugins import LogitsProcessor
+    from reasonlens.report.sources import method_label
+
+    class BanIds(LogitsProcessor):
+        def __init__(self, ids):
+            self.ids = ids
+
+        def __call__(self, logits, state):
+            logits[..., self.ids] = float("-inf")
+            return logits
+
+    @dataclass
+    class Options:
+        ban: list[int] | None = None
+
+    @register_method("test-ban-ids", "bans token ids given with --set ban=...")
+    class BanMethod(Method):
+        options_type = Options
+
+        def resolve(self, lm, options, dataset, split):
+            return ResolvedMethod({"name": self.name, "ban": sorted(options.ban or [])}, {}, [])
+
+        def build(self, lm, identity, budget=None):
+            return [BanIds(identity["ban"])]
+
+        def label_details(self, identity):
+            return [f"{len(identity['ban'])} ids"]
+
+    base = EvalSpec(out=tmp_path / "base", model="organism-cot", dataset="synthetic-arith", n=2,
+                    decode=DecodeConfig(max_new_tokens=4, batch_size=2))
+    evaluate(base, lm=lm, quiet=True)
+    first = RunDir(tmp_path / "base").results()[0]
+    generated = lm.tokenizer(first["completion"], add_special_tokens=False)["input_ids"]
+    assert generated, "the organism writes something in 4 tokens"
+    banned = generated[:1]
+    spec = EvalSpec(out=tmp_path / "ban", model="organism-cot", dataset="synthetic-arith", method="test-ban-ids",
+                    options=MethodOptions(settings={"ban": ",".join(map(str, banned))}), n=2,
+                    decode=DecodeConfig(max_new_tokens=4, batch_size=2))
+    evaluate(spec, lm=lm, quiet=True)
+    run = RunDir(tmp_path / "ban")
+    assert run.manifest["method"] == {"name": "test-ban-ids", "ban": banned}
+    again = lm.tokenizer(run.results()[0]["completion"], add_special_tokens=False)["input_ids"]
+    assert banned[0] not in again
+    assert method_label(run.manifest["method"]) == "test-ban-ids (1 ids)"
+    with pytest.raises(ValueError, match="registered twice"):
+        register_method("test-ban-ids")(BanMethod)
