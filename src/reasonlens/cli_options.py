@@ -84,7 +84,10 @@ def sampling_kwargs(temperature: float, top_p: float, seed: int, sample_flag: bo
     """DecodeConfig fields for the sampling options: temperature 0 is greedy (vLLM's and lm-eval's convention);
     the hidden old flag --sample means temperature 1 unless one is given."""
     from reasonlens.errors import UserError
+    from reasonlens.runs.runner import MAX_SEED
 
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be an integer in 0..{MAX_SEED}, got {seed}")  # also when greedy: never ignored
     if temperature < 0:
         raise UserError(f"--temperature must be >= 0 (0: greedy), got {temperature}")
     if sample_flag and temperature == 0:
