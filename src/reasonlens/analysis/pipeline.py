@@ -626,6 +626,8 @@ def build_token_set(
         raise UserError(f"--reading must be 'generated' or 'argmax', got {reading!r}")
     if top is not None and top < 1:
         raise UserError(f"--top-words must be >= 1, got {top}")
+    if Path(out).is_dir():  # the output is checked before any analysis runs
+        raise UserError(f"--out {out}: is a directory (give a file name such as tokens.jsonl)")
     run = RunDir(run_path)
     manifest = run.open_run()
     out_dir = ensure_analysis(run_path, config)
