@@ -11,8 +11,6 @@ import json
 import math
 import random
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 from reasonlens.data import synthetic
 from reasonlens.errors import UserError
 from reasonlens.organisms import ORGANISMS_DIR
+from reasonlens.organisms.artifacts import EvalResult, TrainResult, swap_into_place
 from reasonlens.organisms.tokenizer import build_tokenizer, save_tokenizer
 
 IGNORE_INDEX = -100
@@ -74,29 +73,6 @@ ORGANISMS: dict[str, OrganismConfig] = {
     "organism-reasoner-noreflect": OrganismConfig(name="organism-reasoner-noreflect", dataset=REASONER_DATASET,
                                                   target="noreflect", steps=1000, vocab_size=2048, threads=1),
 }
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    n: int
-    n_correct: int
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    by_level: dict[str, float]
-    outcomes: str = ""  # "1"/"0" per evaluated problem, in test-split order (tests re-check a prefix exactly)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    output_dir: Path
-    wall_seconds: float
-    n_parameters: int
-    losses: list[float]
-    evaluation: EvalResult | None
 
 
 # Organisms trained by code elsewhere (e.g. the recurrent-depth model) plug into `reasonlens organisms train`:
@@ -452,7 +428,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             "",
             f"- Dataset: `{card['dataset_spec']}`, trained on split `train`, evaluated on split `test` "
             "(splits are disjoint by problem signature)",
-            f"- Prompt: the raw question; the model answers after a newline and ends with `\\boxed{{N}}` and EOS",
+            "- Prompt: the raw question; the model answers after a newline and ends with `\\boxed{N}` and EOS",
             f"- Training command: `{card['training_command']}`",
             f"- Wall time: {card['wall_time_seconds']:.0f} s with torch threads = {card['torch_threads']}, "
             f"process CPU time {card['cpu_time_seconds']} s (shared machine; see docs/organisms.md)",
@@ -473,24 +449,6 @@ def card_markdown(card: dict[str, Any]) -> str:
     )
 
 
-def _swap_into_place(target: Path, fill: Callable[[Path], None]) -> Path:
-    """Let ``fill`` write a staging dir beside ``target``, make it world-readable, then swap it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        fill(staging)
-        # mkdtemp makes a private directory; a shipped checkpoint must be readable by every user.
-        staging.chmod(0o755)
-        for path in staging.iterdir():
-            path.chmod(0o644)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
 def write_organism(target: Path, model: Any, tokenizer: Any, card: dict[str, Any]) -> Path:
     """Save model, tokenizer and card into a staging dir, then swap it into place."""
 
@@ -500,21 +458,7 @@ def write_organism(target: Path, model: Any, tokenizer: Any, card: dict[str, Any
         (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         (staging / "README.md").write_text(card_markdown(card))
 
-    return _swap_into_place(target, fill)
-
-
-SHIPPED_SKIP = ("checkpoint", "optimizer.safetensors", "trainer_state.json")
-
-
-def write_recurrent_organism(source: Path, target: Path) -> Path:
-    """Copy a trained model directory (minus training checkpoints) into a staging dir, then swap it into place."""
-
-    def fill(staging: Path) -> None:
-        for path in sorted(Path(source).iterdir()):
-            if path.is_file() and path.name not in SHIPPED_SKIP:
-                shutil.copyfile(path, staging / path.name)
-
-    return _swap_into_place(target, fill)
+    return swap_into_place(target, fill)
 
 
 def read_card(directory: str | Path) -> dict[str, Any] | None:

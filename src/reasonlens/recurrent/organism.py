@@ -187,7 +187,7 @@ def train_recurrent_organism(output_dir: Path | None, overrides: dict[str, Any],
     once the model is trained and evaluated.
     """
     from reasonlens.organisms import ORGANISMS_DIR
-    from reasonlens.organisms.train import EvalResult, TrainResult, write_recurrent_organism
+    from reasonlens.organisms.artifacts import EvalResult, TrainResult, write_recurrent_organism
     from reasonlens.recurrent.model import RecurrentDepthLM
     from reasonlens.recurrent.train import train_recurrent
 
