@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.reasonlens-installed
 
-.PHONY: setup demo demo-quick test test-fast bench clean
+.PHONY: setup demo demo-quick lint test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,11 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(VENV)/bin/reasonlens demo --quick
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 test-fast: $(STAMP)

@@ -34,9 +34,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 from transformers import LogitsProcessor as HFLogitsProcessor
-from transformers import LogitsProcessorList
 
 from reasonlens.data import load_problems
 from reasonlens.decode import DecodeConfig, LogitsProcessor, decode
@@ -52,9 +51,19 @@ LAYERS = [1, 3, 4, "final"]
 def bench_model(seed: int = 0) -> LoadedModel:
     """A random Llama (d=256, 6 layers, GQA) on the byte-level tokenizer: tiny, but not trivially so."""
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=300, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
-                         num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=6,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(config).eval()
     return LoadedModel.wrap(model, byte_level_tokenizer(), name="bench-llama", spec="bench-llama")
 
@@ -63,7 +72,7 @@ def workload(kind: str, n: int = N_PROMPTS, seed: int = 0) -> tuple[list[str], l
     """Prompts (question openings of 24-96 characters) and the trace length of each sample."""
     rng = random.Random(seed)
     questions = [p.question for p in load_problems("gsm8k", n=n)]
-    prompts = [q[:rng.randint(24, 96)] for q in questions]
+    prompts = [q[: rng.randint(24, 96)] for q in questions]
     if kind == "uniform":
         lengths = [26] * n
     else:
@@ -103,13 +112,19 @@ def run_hf(lm, prompts, lengths, batch, capture) -> int:
     eos = lm.eos_token_ids()[0]
     count = 0
     for start in range(0, len(prompts), batch):
-        part, budget = prompts[start:start + batch], lengths[start:start + batch]
+        part, budget = prompts[start : start + batch], lengths[start : start + batch]
         enc = lm.tokenizer(part, return_tensors="pt", padding=True)
         width = enc["input_ids"].shape[1]
         with torch.inference_mode():
-            out = lm.model.generate(**enc, max_new_tokens=max(budget), do_sample=False, pad_token_id=0,
-                                    logits_processor=LogitsProcessorList([HFEosAtLength(budget, width, eos)]),
-                                    output_hidden_states=capture, return_dict_in_generate=True)
+            out = lm.model.generate(
+                **enc,
+                max_new_tokens=max(budget),
+                do_sample=False,
+                pad_token_id=0,
+                logits_processor=LogitsProcessorList([HFEosAtLength(budget, width, eos)]),
+                output_hidden_states=capture,
+                return_dict_in_generate=True,
+            )
         if capture:  # the 4 layers' state that predicted each token, on the CPU (index 0 of a step = embeddings)
             keep = [k + 1 if k != "final" else -1 for k in LAYERS]
             [torch.stack([step[k][:, -1] for k in keep], 1).cpu() for step in out.hidden_states]
@@ -124,9 +139,11 @@ def run_ours(lm, prompts, lengths, batch, schedule, capture, out_dir: Path, dtyp
     run = RunDir(out_dir)
     with BackgroundWriter() as writer:
         if capture:
+
             def sink(row, tensors):
                 size = sum(t.numel() * t.element_size() for t in tensors.values())
                 writer.submit(lambda: run.write_states(int(row.key), tensors, {"index": str(row.key)}), size)
+
             plugins.append(HiddenStateCapture(LAYERS, sink, DTYPES[dtype]))
         gens = decode(lm, prompts, config, plugins=plugins)
     return sum(g.n_tokens for g in gens)
@@ -144,27 +161,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the writer thread is extra)")
     parser.add_argument("--capture-dtype", choices=tuple(DTYPES), default="fp32")
     parser.add_argument("--clock", choices=CLOCKS, default="main", help="clock of the ratios (all are printed)")
-    parser.add_argument("--variants", default="hf,join,join+capture4",
-                        help=f"comma-separated, or 'all' ({ALL_VARIANTS})")
+    parser.add_argument(
+        "--variants", default="hf,join,join+capture4", help=f"comma-separated, or 'all' ({ALL_VARIANTS})"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lm = bench_model()
     prompts, lengths = workload(args.workload)
     total = sum(lengths)
-    print(f"workload {args.workload}: {len(prompts)} prompts, trace lengths min {min(lengths)} median "
-          f"{statistics.median(lengths):.0f} mean {total / len(lengths):.1f} max {max(lengths)}, {total} tokens; "
-          f"capture {len(LAYERS)} layers {args.capture_dtype}; {args.threads} torch thread(s); "
-          f"medians of {args.repeats} interleaved repeats")
+    print(
+        f"workload {args.workload}: {len(prompts)} prompts, trace lengths min {min(lengths)} median "
+        f"{statistics.median(lengths):.0f} mean {total / len(lengths):.1f} max {max(lengths)}, {total} tokens; "
+        f"capture {len(LAYERS)} layers {args.capture_dtype}; {args.threads} torch thread(s); "
+        f"medians of {args.repeats} interleaved repeats"
+    )
     wanted = (ALL_VARIANTS if args.variants == "all" else args.variants).split(",")
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         for batch in [int(b) for b in args.batches.split(",")]:
             fns = {
                 "hf": lambda c: run_hf(lm, prompts, lengths, batch, c),
-                "static": lambda c: run_ours(lm, prompts, lengths, batch, "static", c, Path(tmp) / "s",
-                                             args.capture_dtype),
-                "join": lambda c: run_ours(lm, prompts, lengths, batch, "join", c, Path(tmp) / "j",
-                                           args.capture_dtype),
+                "static": lambda c: run_ours(
+                    lm, prompts, lengths, batch, "static", c, Path(tmp) / "s", args.capture_dtype
+                ),
+                "join": lambda c: run_ours(lm, prompts, lengths, batch, "join", c, Path(tmp) / "j", args.capture_dtype),
             }
             variants = {name: (fns[name.split("+")[0]], name.endswith("+capture4")) for name in wanted}
             # warm-up: first calls allocate and initialise lazily
@@ -190,15 +210,19 @@ def main() -> None:
                 print(f"  {name:16s} {value:8.1f} {spread:>13s}{ratio}   {others}")
             for ours in ("static", "join"):
                 if ours in med and f"{ours}+capture4" in med:
-                    print(f"  capture4/no-capture ({ours}): " + ", ".join(
-                        f"{medians[c][f'{ours}+capture4'] / medians[c][ours]:.2f}x {c}" for c in CLOCKS))
+                    print(
+                        f"  capture4/no-capture ({ours}): "
+                        + ", ".join(f"{medians[c][f'{ours}+capture4'] / medians[c][ours]:.2f}x {c}" for c in CLOCKS)
+                    )
             if "static" in med and "join" in med:
                 print(f"  join/static (ours): {med['join'] / med['static']:.2f}x")
             summary[batch] = med
     med = summary.get(8)
     if med and "join" in med and "hf" in med and "join+capture4" in med:
-        print(f"{args.workload} batch 8: joining/static-hf {med['join'] / med['hf']:.2f}x; "
-              f"capture4/no-capture {med['join+capture4'] / med['join']:.2f}x")
+        print(
+            f"{args.workload} batch 8: joining/static-hf {med['join'] / med['hf']:.2f}x; "
+            f"capture4/no-capture {med['join+capture4'] / med['join']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -91,15 +91,21 @@ def _corpus(grader: Grader) -> None:
     cases = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
     cases = [c for c in cases if c["kind"] == "math"]  # the kind bare math-verify grades
     print(f"grading corpus, math kind ({len(cases)} cases); baseline = bare math-verify parse(completion) + verify")
-    for label, subset in (("boxed", [c for c in cases if "\\boxed" in c["completion"]]),
-                          ("unboxed", [c for c in cases if "\\boxed" not in c["completion"]])):
-        ours_s, ours_lat, ours_ok = _timed(lambda c: grader.grade(c["completion"], c["gold"], kind="math").correct, subset)
+    for label, subset in (
+        ("boxed", [c for c in cases if "\\boxed" in c["completion"]]),
+        ("unboxed", [c for c in cases if "\\boxed" not in c["completion"]]),
+    ):
+        ours_s, ours_lat, ours_ok = _timed(
+            lambda c: grader.grade(c["completion"], c["gold"], kind="math").correct, subset
+        )
         base_s, base_lat, base_ok = _timed(_bare_math_verify, subset)
-        print(f"  {label:8s} x{len(subset)}: reasonlens {len(subset) / ours_s:7.1f} cases/s, p50 "
-              f"{1e3 * statistics.median(ours_lat):6.2f} ms, p99 {1e3 * _percentile(ours_lat, 0.99):7.2f} ms, "
-              f"agreement {ours_ok}/{len(subset)} | math-verify {len(subset) / base_s:7.1f} cases/s, p50 "
-              f"{1e3 * statistics.median(base_lat):6.2f} ms, p99 {1e3 * _percentile(base_lat, 0.99):7.2f} ms, "
-              f"agreement {base_ok}/{len(subset)} | throughput reasonlens/math-verify {base_s / ours_s:.2f}x")
+        print(
+            f"  {label:8s} x{len(subset)}: reasonlens {len(subset) / ours_s:7.1f} cases/s, p50 "
+            f"{1e3 * statistics.median(ours_lat):6.2f} ms, p99 {1e3 * _percentile(ours_lat, 0.99):7.2f} ms, "
+            f"agreement {ours_ok}/{len(subset)} | math-verify {len(subset) / base_s:7.1f} cases/s, p50 "
+            f"{1e3 * statistics.median(base_lat):6.2f} ms, p99 {1e3 * _percentile(base_lat, 0.99):7.2f} ms, "
+            f"agreement {base_ok}/{len(subset)} | throughput reasonlens/math-verify {base_s / ours_s:.2f}x"
+        )
 
 
 def _bounded_from_a_thread(grader: Grader) -> None:
@@ -114,8 +120,10 @@ def _bounded_from_a_thread(grader: Grader) -> None:
     thread = threading.Thread(target=work)
     thread.start()
     thread.join(60)
-    print(f"hanging sympy from a worker thread, budget 1 s: {result['wall']:.2f} s, {result['grade'].status}, "
-          f"{result['grade'].reason}")
+    print(
+        f"hanging sympy from a worker thread, budget 1 s: {result['wall']:.2f} s, {result['grade'].status}, "
+        f"{result['grade'].reason}"
+    )
 
 
 def main() -> None:
@@ -145,7 +153,9 @@ def main() -> None:
             )
 
         gsm_s, gsm_ok = _ours(grader, [r["solution"] for r in gsm_rows], [r["answer"] for r in gsm_rows], "numeric")
-        print(f"GSM8K x{len(gsm_rows)} numeric: {gsm_s:.3f} s ({gsm_ok} correct), {1e3 * gsm_s / len(gsm_rows):.3f} ms/sample")
+        print(
+            f"GSM8K x{len(gsm_rows)} numeric: {gsm_s:.3f} s ({gsm_ok} correct), {1e3 * gsm_s / len(gsm_rows):.3f} ms/sample"
+        )
 
         print("adversarial predictions (gold '18', budget 5 s):")
         for kind in ("math", "numeric"):
@@ -153,7 +163,9 @@ def main() -> None:
                 started = time.perf_counter()
                 result = grader.grade(prediction, "18", kind=kind, timeout=5.0)
                 wall = time.perf_counter() - started
-                print(f"  {kind:7s} {name:20s} {wall:5.2f} s  {result.status:10s} correct={result.correct}  {result.reason or ''}")
+                print(
+                    f"  {kind:7s} {name:20s} {wall:5.2f} s  {result.status:10s} correct={result.correct}  {result.reason or ''}"
+                )
         print(f"worker restarts: {grader.restarts}")
 
 

@@ -51,10 +51,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     default_threads = torch.get_num_threads()
-    print(f"torch threads: {default_threads} (fast trace also timed with 1 thread: small ops suffer from "
-          "thread hand-offs on a busy machine)")
-    print(f"{'d':>6} {'dense s/step':>13} {'fast ms/step':>13} {'ratio':>9} {'trace s':>8} {'1-thr trace s':>14} {'(cpu s)':>8} "
-          f"{'rank x/y':>9} {'max rel err':>12}")
+    print(
+        f"torch threads: {default_threads} (fast trace also timed with 1 thread: small ops suffer from "
+        "thread hand-offs on a busy machine)"
+    )
+    print(
+        f"{'d':>6} {'dense s/step':>13} {'fast ms/step':>13} {'ratio':>9} {'trace s':>8} {'1-thr trace s':>14} {'(cpu s)':>8} "
+        f"{'rank x/y':>9} {'max rel err':>12}"
+    )
     for d in [int(v) for v in args.dims.split(",")]:
         h = llm_like(args.steps, d, seed=d)
         y = llm_like(1, d, seed=d + 1)[0]
@@ -73,10 +77,14 @@ def main() -> None:
         dense_s = (time.perf_counter() - start) / n_dense
         err = max(abs(float(fast[t]) - dense[t]) / abs(dense[t]) for t in range(n_dense))
         per_step = min(trace_s, single_s) / args.steps
-        print(f"{d:>6} {dense_s:>13.3f} {per_step * 1e3:>13.3f} {dense_s / per_step:>9.0f} {trace_s:>8.2f} "
-              f"{single_s:>14.2f} {single_cpu:>8.2f} {estimator.max_step_rank:>4}/{estimator.y_rank:<4} {err:>12.2e}")
-    print("ratio = dense s/step / fast s/step (wall clock, same run), fast taken as the better thread setting;"
-          " cpu s = process CPU time of the 1-thread trace (robust to a busy machine)")
+        print(
+            f"{d:>6} {dense_s:>13.3f} {per_step * 1e3:>13.3f} {dense_s / per_step:>9.0f} {trace_s:>8.2f} "
+            f"{single_s:>14.2f} {single_cpu:>8.2f} {estimator.max_step_rank:>4}/{estimator.y_rank:<4} {err:>12.2e}"
+        )
+    print(
+        "ratio = dense s/step / fast s/step (wall clock, same run), fast taken as the better thread setting;"
+        " cpu s = process CPU time of the 1-thread trace (robust to a busy machine)"
+    )
 
 
 if __name__ == "__main__":

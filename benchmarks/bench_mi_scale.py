@@ -38,9 +38,22 @@ def write_run(root: Path, n: int, steps: int, d: int, seed: int = 0) -> None:
     if len(problems) < n:
         raise SystemExit(f"--n {n}: gsm8k has only {len(problems)} problems")
     run = RunDir(root)
-    run.start({"command": "generate", "model": SYNTHETIC_MODEL, "dataset": "gsm8k", "split": "test", "offset": 0,
-               "n": n, "template": "raw", "decode": {"max_new_tokens": steps}, "layers": [31], "hidden_size": d,
-               "dtype": "fp16", "seed": seed})
+    run.start(
+        {
+            "command": "generate",
+            "model": SYNTHETIC_MODEL,
+            "dataset": "gsm8k",
+            "split": "test",
+            "offset": 0,
+            "n": n,
+            "template": "raw",
+            "decode": {"max_new_tokens": steps},
+            "layers": [31],
+            "hidden_size": d,
+            "dtype": "fp16",
+            "seed": seed,
+        }
+    )
     gen = torch.Generator().manual_seed(seed)
     massive = torch.randperm(d, generator=gen)[:6]
     golds = {}
@@ -53,12 +66,30 @@ def write_run(root: Path, n: int, steps: int, d: int, seed: int = 0) -> None:
             informative = torch.randperm(steps, generator=gen)[: max(1, steps // 40)]  # ~2.5% peak-like steps
             states[informative] = gold + 0.2 * torch.randn(len(informative), d, generator=gen)
             token_ids = torch.randint(0, 32000, (steps,), generator=gen)
-            run.write_states(i, {"token_ids": token_ids, "layer.31": states.half()},
-                             {"id": problem.id, "index": str(i), "layers": "31"})
+            run.write_states(
+                i,
+                {"token_ids": token_ids, "layer.31": states.half()},
+                {"id": problem.id, "index": str(i), "layers": "31"},
+            )
             golds[f"{i}.31"] = gold.float()
-            appender.append([{"index": i, "id": problem.id, "prompt": "", "completion": "", "extracted": None,
-                              "gold": problem.answer, "correct": bool(i % 3), "n_tokens": steps, "seconds": 0.0,
-                              "stop_reason": "budget", "status": "ok", "error": None}])
+            appender.append(
+                [
+                    {
+                        "index": i,
+                        "id": problem.id,
+                        "prompt": "",
+                        "completion": "",
+                        "extracted": None,
+                        "gold": problem.answer,
+                        "correct": bool(i % 3),
+                        "n_tokens": steps,
+                        "seconds": 0.0,
+                        "stop_reason": "budget",
+                        "status": "ok",
+                        "error": None,
+                    }
+                ]
+            )
     (root / "mi").mkdir(exist_ok=True)
     identity = MIConfig().gold_identity(SYNTHETIC_MODEL)
     save_file(golds, str(root / "mi" / "golds.safetensors"), metadata=identity)
@@ -76,8 +107,18 @@ def analyse(root: Path, limit: int | None) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak_mb = usage.ru_maxrss / 1024
     layer = summary["per_layer"]["31"]
-    print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak_mb, "n": summary["n"],
-                      "mean_mi": layer["stats"]["mean"]["mean"], "peaks_per_trace": layer["stats"]["n_peaks"]["mean"]}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "peak_rss_mb": peak_mb,
+                "n": summary["n"],
+                "mean_mi": layer["stats"]["mean"]["mean"],
+                "peaks_per_trace": layer["stats"]["n_peaks"]["mean"],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -87,8 +128,12 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=4096)
     parser.add_argument("--dir", type=Path, default=None, help="Run directory to create (default: a temp dir).")
     parser.add_argument("--keep", action="store_true", help="Keep the synthetic run directory.")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="Analyse only the first N traces of the run (memory is flat per trace; see docstring).")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="Analyse only the first N traces of the run (memory is flat per trace; see docstring).",
+    )
     parser.add_argument("--analyse-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.analyse_only is not None:
@@ -110,9 +155,11 @@ def main() -> None:
             sys.stderr.write(child.stderr)
             raise SystemExit(child.returncode)
         result = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"analysed {result['n']} traces in {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU "
-              f"({result['seconds'] / result['n']:.2f} s/trace wall), peak RSS {result['peak_rss_mb']:.0f} MB "
-              f"(limit 4096 MB: {'ok' if result['peak_rss_mb'] < 4096 else 'EXCEEDED'})")
+        print(
+            f"analysed {result['n']} traces in {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU "
+            f"({result['seconds'] / result['n']:.2f} s/trace wall), peak RSS {result['peak_rss_mb']:.0f} MB "
+            f"(limit 4096 MB: {'ok' if result['peak_rss_mb'] < 4096 else 'EXCEEDED'})"
+        )
         print(f"mean MI {result['mean_mi']:.4f}, peaks per trace {result['peaks_per_trace']:.2f}")
     finally:
         if not args.keep:

@@ -43,8 +43,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--layers", default="-1", help="captured layers ('none' for generation only)")
-    parser.add_argument("--local-threads", default="1", help="torch thread counts of the one-process baseline, "
-                        "e.g. 1,2 (on a loaded machine more threads than free cores is far slower)")
+    parser.add_argument(
+        "--local-threads",
+        default="1",
+        help="torch thread counts of the one-process baseline, "
+        "e.g. 1,2 (on a loaded machine more threads than free cores is far slower)",
+    )
     args = parser.parse_args()
     import ray
 
@@ -53,9 +57,14 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench_ray_"))
 
     def spec(out: Path) -> RunSpec:
-        return RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=args.n,
-                       layers=None if args.layers == "none" else args.layers,
-                       decode=DecodeConfig(max_new_tokens=args.tokens, batch_size=args.batch_size))
+        return RunSpec(
+            out=out,
+            model="tiny-llama",
+            dataset="gsm8k",
+            n=args.n,
+            layers=None if args.layers == "none" else args.layers,
+            decode=DecodeConfig(max_new_tokens=args.tokens, batch_size=args.batch_size),
+        )
 
     lm = load("tiny-llama")
     local = LocalExecutor()
@@ -85,17 +94,26 @@ def main() -> None:
 
     best = {k: min(v) for k, v in times.items()}
     baseline = min((n for n in names if n != "ray"), key=lambda n: best[n])
-    print(f"tiny-llama, n={args.n} x {args.tokens} tokens, batch {args.batch_size}, layers {args.layers}; "
-          f"{cores} cores, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"tiny-llama, n={args.n} x {args.tokens} tokens, batch {args.batch_size}, layers {args.layers}; "
+        f"{cores} cores, load average {os.getloadavg()[0]:.1f}"
+    )
     for name in names:
-        label = f"ray x{args.workers} workers (1 thread each)" if name == "ray" else \
-            f"one process ({name[5:]} thread{'s' if name[5:] != '1' else ''})"
-        print(f"{label}: best {best[name]:.2f} s (runs {', '.join(f'{t:.2f}' for t in times[name])}), "
-              f"{tokens / best[name]:.0f} tok/s")
+        label = (
+            f"ray x{args.workers} workers (1 thread each)"
+            if name == "ray"
+            else f"one process ({name[5:]} thread{'s' if name[5:] != '1' else ''})"
+        )
+        print(
+            f"{label}: best {best[name]:.2f} s (runs {', '.join(f'{t:.2f}' for t in times[name])}), "
+            f"{tokens / best[name]:.0f} tok/s"
+        )
     print(f"one-time ray cluster + replica start: {startup:.1f} s")
-    print(f"speed-up ray / fastest one process ({baseline}), warm replicas, best of {args.repeats}: "
-          f"{best[baseline] / best['ray']:.2f}x; median {statistics.median(times[baseline]) / statistics.median(times['ray']):.2f}x; "
-          f"including start-up once: {best[baseline] / (best['ray'] + startup):.2f}x")
+    print(
+        f"speed-up ray / fastest one process ({baseline}), warm replicas, best of {args.repeats}: "
+        f"{best[baseline] / best['ray']:.2f}x; median {statistics.median(times[baseline]) / statistics.median(times['ray']):.2f}x; "
+        f"including start-up once: {best[baseline] / (best['ray'] + startup):.2f}x"
+    )
     print(f"results identical to the one-process run: {identical}")
     if not identical:
         raise SystemExit("ray results differ from the one-process run")

@@ -31,16 +31,32 @@ GOAL_FRACTION = 0.8
 
 def build(seed: int = 0) -> RecurrentDepthLM:
     torch.manual_seed(seed)
-    config = RecurrentDepthConfig(n_embd=128, n_heads=4, vocab_size=300, intermediate_size=256, block_size=1024,
-                                  n_layers_in_prelude=2, n_layers_in_recurrent_block=4, n_layers_in_coda=2)
+    config = RecurrentDepthConfig(
+        n_embd=128,
+        n_heads=4,
+        vocab_size=300,
+        intermediate_size=256,
+        block_size=1024,
+        n_layers_in_prelude=2,
+        n_layers_in_recurrent_block=4,
+        n_layers_in_coda=2,
+    )
     return RecurrentDepthLM(config).eval()
 
 
 def build_wide(seed: int = 0) -> RecurrentDepthLM:
     """A wider random model: n_embd 512, 8 heads, prelude 1 / core 2 / coda 1 blocks."""
     torch.manual_seed(seed)
-    config = RecurrentDepthConfig(n_embd=512, n_heads=8, vocab_size=512, intermediate_size=1024, block_size=1024,
-                                  n_layers_in_prelude=1, n_layers_in_recurrent_block=2, n_layers_in_coda=1)
+    config = RecurrentDepthConfig(
+        n_embd=512,
+        n_heads=8,
+        vocab_size=512,
+        intermediate_size=1024,
+        block_size=1024,
+        n_layers_in_prelude=1,
+        n_layers_in_recurrent_block=2,
+        n_layers_in_coda=1,
+    )
     return RecurrentDepthLM(config).eval()
 
 
@@ -52,8 +68,8 @@ def left_pad(prompts: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torc
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(prompt)
-        mask[row, width - len(prompt):] = 1
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
     return ids, mask
 
 
@@ -90,7 +106,7 @@ def compare(label: str, model, prompts: list[list[int]], r_max: int, rule: dict,
     fixed, adaptive = [], []
     for repeat in range(repeats):  # alternate the order so that load drifts hit both alike
         pair = [("fixed", fixed_kwargs, fixed), ("adaptive", adaptive_kwargs, adaptive)]
-        for _, kwargs, sink in (pair if repeat % 2 == 0 else pair[::-1]):
+        for _, kwargs, sink in pair if repeat % 2 == 0 else pair[::-1]:
             sink.append(timed_decode(model, prompts, NEW_TOKENS, **kwargs))
     fixed_s = statistics.median(t.seconds_per_token for t in fixed)
     adaptive_s = statistics.median(t.seconds_per_token for t in adaptive)
@@ -98,17 +114,31 @@ def compare(label: str, model, prompts: list[list[int]], r_max: int, rule: dict,
     loop_iterations = statistics.median(t.loop_iterations for t in adaptive)
     speed_up = fixed_s / adaptive_s
     ideal = r_max / mean_iterations
-    row = {"model": label, "batch": len(prompts), "fixed_ms": 1e3 * fixed_s, "adaptive_ms": 1e3 * adaptive_s,
-           "mean_iterations": mean_iterations, "loop_iterations": loop_iterations, "speed_up": speed_up,
-           "ideal": ideal, "fraction": speed_up / ideal}
-    print(f"{label:22s} batch {len(prompts):3d}: fixed r={r_max} {row['fixed_ms']:8.2f} ms/token, adaptive "
-          f"{row['adaptive_ms']:8.2f} ms/token, mean iterations {mean_iterations:5.2f} (batch loop ran "
-          f"{loop_iterations:5.2f}/step) -> speed-up x{speed_up:.2f} (r_max/mean x{ideal:.2f}, "
-          f"{100 * row['fraction']:.0f}% of it; r_max/loop x{r_max / loop_iterations:.2f})", flush=True)
+    row = {
+        "model": label,
+        "batch": len(prompts),
+        "fixed_ms": 1e3 * fixed_s,
+        "adaptive_ms": 1e3 * adaptive_s,
+        "mean_iterations": mean_iterations,
+        "loop_iterations": loop_iterations,
+        "speed_up": speed_up,
+        "ideal": ideal,
+        "fraction": speed_up / ideal,
+    }
+    print(
+        f"{label:22s} batch {len(prompts):3d}: fixed r={r_max} {row['fixed_ms']:8.2f} ms/token, adaptive "
+        f"{row['adaptive_ms']:8.2f} ms/token, mean iterations {mean_iterations:5.2f} (batch loop ran "
+        f"{loop_iterations:5.2f}/step) -> speed-up x{speed_up:.2f} (r_max/mean x{ideal:.2f}, "
+        f"{100 * row['fraction']:.0f}% of it; r_max/loop x{r_max / loop_iterations:.2f})",
+        flush=True,
+    )
     if len(prompts) == 8:
         verdict = "met" if speed_up >= GOAL_FRACTION * ideal else "NOT met"
-        print(f"{'':22s} goal at batch 8: speed-up >= {GOAL_FRACTION} x {ideal:.2f} = {GOAL_FRACTION * ideal:.2f}: "
-              f"{verdict}", flush=True)
+        print(
+            f"{'':22s} goal at batch 8: speed-up >= {GOAL_FRACTION} x {ideal:.2f} = {GOAL_FRACTION * ideal:.2f}: "
+            f"{verdict}",
+            flush=True,
+        )
     return row
 
 
@@ -176,14 +206,18 @@ def cache_checks() -> None:
     greedy_cached(model, prompt, 2, num_steps=r, init_scale=0.0)  # warm-up
     recompute = greedy_recompute(model, prompt, new_tokens, num_steps=r, init_scale=0.0)
     cached, _ = greedy_cached(model, prompt, new_tokens, num_steps=r, init_scale=0.0)
-    print(f"decode {new_tokens} tokens at r={r}: cached {cached:.2f}s vs recompute {recompute:.2f}s "
-          f"-> speed-up x{recompute / cached:.2f}")
+    print(
+        f"decode {new_tokens} tokens at r={r}: cached {cached:.2f}s vs recompute {recompute:.2f}s "
+        f"-> speed-up x{recompute / cached:.2f}"
+    )
     r_max = 16
     full_cache, small_cache = model.make_cache(1), model.make_cache(1, slots=4)
     full_t, _ = greedy_cached(model, prompt, new_tokens, cache=full_cache, num_steps=r_max, init_scale=0.0)
     small_t, _ = greedy_cached(model, prompt, new_tokens, cache=small_cache, num_steps=r_max, init_scale=0.0)
-    print(f"cache memory with 4 slots/core layer vs full (r={r_max}): "
-          f"{small_cache.memory_bytes() / full_cache.memory_bytes():.2f}x, time ratio x{small_t / full_t:.2f}")
+    print(
+        f"cache memory with 4 slots/core layer vs full (r={r_max}): "
+        f"{small_cache.memory_bytes() / full_cache.memory_bytes():.2f}x, time ratio x{small_t / full_t:.2f}"
+    )
 
 
 def main() -> None:
@@ -193,8 +227,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch threads {args.threads}; medians of {3 if args.quick else args.repeats} alternating repeats; "
-          "wall times depend on machine load, the ratios within one run are what count")
+    print(
+        f"torch threads {args.threads}; medians of {3 if args.quick else args.repeats} alternating repeats; "
+        "wall times depend on machine load, the ratios within one run are what count"
+    )
     batches = (1, 8) if args.quick else (1, 8, 32)
     adaptive_vs_fixed(batches, 3 if args.quick else args.repeats)
     cache_checks()

@@ -81,8 +81,10 @@ def main() -> None:
     problems = load_problems("gsm8k", n=args.prompts)
     prompts = [render_prompt(p, "chat", lm.tokenizer) for p in problems]
     prompt_ids = [lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    print(f"SmolLM2-135M, {args.prompts} GSM8K prompts (chat), {args.tokens} new tokens, layer {layer}, "
-          f"{len(triggers)} trigger ids, torch threads {torch.get_num_threads()}")
+    print(
+        f"SmolLM2-135M, {args.prompts} GSM8K prompts (chat), {args.tokens} new tokens, layer {layer}, "
+        f"{len(triggers)} trigger ids, torch threads {torch.get_num_threads()}"
+    )
 
     times: dict[str, list[float]] = {"reference b1": [], "ours b1": [], "ours b8": []}
     outputs: dict[str, list[list[int]]] = {}
@@ -106,8 +108,10 @@ def main() -> None:
         n_tokens = sum(map(len, outputs[name]))
         rate = n_tokens / statistics.median(samples)
         agree = sum(a == b for a, b in zip(outputs[name], outputs["reference b1"]))
-        print(f"{name:16s} {n_tokens:7d} {statistics.median(samples):9.2f} {rate:8.1f} "
-              f"{rate / reference_rate:12.2f}x {agree:3d}/{len(prompt_ids)}")
+        print(
+            f"{name:16s} {n_tokens:7d} {statistics.median(samples):9.2f} {rate:8.1f} "
+            f"{rate / reference_rate:12.2f}x {agree:3d}/{len(prompt_ids)}"
+        )
 
 
 if __name__ == "__main__":

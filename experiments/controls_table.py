@@ -43,60 +43,104 @@ def main(out: Path) -> None:
     rows: list[tuple[str, str, str, str]] = []
     for run, label in (("r_test", "organism-reasoner"), ("n_test", "organism-reasoner-noreflect")):
         e = load(out / run / "mi" / "summary.json")["thinking_word_enrichment"]
-        rows.append((f"(a) MI peaks of {label} fall on thinking words more often than those words occur "
-                     "(enrichment > 1)", f"x{e['ratio']:.2f} (peak share {e['peak_share']:.3f} vs base rate "
-                     f"{e['base_rate']:.3f}, {e['n_traces']} held-out traces)",
-                     f"[{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]", verdict(e["ci95"][0], e["ci95"][1], ">1")))
+        rows.append(
+            (
+                f"(a) MI peaks of {label} fall on thinking words more often than those words occur (enrichment > 1)",
+                f"x{e['ratio']:.2f} (peak share {e['peak_share']:.3f} vs base rate "
+                f"{e['base_rate']:.3f}, {e['n_traces']} held-out traces)",
+                f"[{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]",
+                verdict(e["ci95"][0], e["ci95"][1], ">1"),
+            )
+        )
     compare = load(out / "r_test" / "compare" / "d_test" / "summary.json")
     for row in compare["table"] if "table" in compare else compare.get("rows", []):
         if row["metric"] in ("mean", "aom"):
             d = row.get("paired_diff") or {}
             if d.get("mean") is None:
                 continue
-            rows.append((f"(a) {row['metric']} MI: reasoner > direct twin (paired, reasoner - direct)",
-                         f"{d['mean']:+.4g} ({row['a']['mean']:.4g} vs {row['b']['mean']:.4g})",
-                         f"[{d['ci95'][0]:+.4g}, {d['ci95'][1]:+.4g}]", verdict(d["ci95"][0], d["ci95"][1], ">0")))
+            rows.append(
+                (
+                    f"(a) {row['metric']} MI: reasoner > direct twin (paired, reasoner - direct)",
+                    f"{d['mean']:+.4g} ({row['a']['mean']:.4g} vs {row['b']['mean']:.4g})",
+                    f"[{d['ci95'][0]:+.4g}, {d['ci95'][1]:+.4g}]",
+                    verdict(d["ci95"][0], d["ci95"][1], ">0"),
+                )
+            )
     for k in (5, 10, 20):
         thinking = comparison(out / f"cmp_sup{k}.json", f"sup{k}")
-        rows.append((f"(b) suppressing the top-{k} learnt words hurts the reasoner (vs baseline "
-                     f"{thinking['reference_accuracy']:.2f})", f"{thinking['difference']:+.3f}",
-                     ci(*thinking["difference_ci95"], 3), verdict(*thinking["difference_ci95"], "<0")))
+        rows.append(
+            (
+                f"(b) suppressing the top-{k} learnt words hurts the reasoner (vs baseline "
+                f"{thinking['reference_accuracy']:.2f})",
+                f"{thinking['difference']:+.3f}",
+                ci(*thinking["difference_ci95"], 3),
+                verdict(*thinking["difference_ci95"], "<0"),
+            )
+        )
         for seed in (0, 1, 2):
             try:
                 gap = comparison(out / f"cmp_thinking_vs_rand{k}_{seed}.json")
             except FileNotFoundError:
-                rows.append((f"(b) k={k}: thinking suppression hurts more than random, seed {seed}", "not run",
-                             "", "n/a"))
+                rows.append(
+                    (f"(b) k={k}: thinking suppression hurts more than random, seed {seed}", "not run", "", "n/a")
+                )
                 continue
             # compare-eval reports (random - thinking); the prediction is thinking < random
-            rows.append((f"(b) k={k}: thinking suppression hurts more than frequency-matched random words, "
-                         f"seed {seed} (random - thinking accuracy)",
-                         f"{gap['difference']:+.3f} (random {gap['accuracy']:.2f} vs thinking "
-                         f"{gap['reference_accuracy']:.2f})", ci(*gap["difference_ci95"], 3),
-                         verdict(*gap["difference_ci95"], ">0")))
-    scaling = [(f"cmp_{tag}_scaling.json", tag, label, expect) for tag, label, expect in
-               (("r", "reasoner", ">0"), ("n", "no-reflection twin", "<=0"))]
-    scaling += [(f"cmp_{tag}_wait1.json", tag, label, expect) for tag, label, expect in
-                (("r", "reasoner", ">0"), ("n", "no-reflection twin", "<=0"))]
+            rows.append(
+                (
+                    f"(b) k={k}: thinking suppression hurts more than frequency-matched random words, "
+                    f"seed {seed} (random - thinking accuracy)",
+                    f"{gap['difference']:+.3f} (random {gap['accuracy']:.2f} vs thinking "
+                    f"{gap['reference_accuracy']:.2f})",
+                    ci(*gap["difference_ci95"], 3),
+                    verdict(*gap["difference_ci95"], ">0"),
+                )
+            )
+    scaling = [
+        (f"cmp_{tag}_scaling.json", tag, label, expect)
+        for tag, label, expect in (("r", "reasoner", ">0"), ("n", "no-reflection twin", "<=0"))
+    ]
+    scaling += [
+        (f"cmp_{tag}_wait1.json", tag, label, expect)
+        for tag, label, expect in (("r", "reasoner", ">0"), ("n", "no-reflection twin", "<=0"))
+    ]
     for name, tag, label, expect in scaling:
         if not (out / name).is_file():
             continue
         for row in load(out / name)["comparisons"]:
-            method = {"ttts": "TTTS", "bf": "budget forcing (every stop -> Wait)",
-                      "wait1": "one forced Wait (budget forcing --max-waits 1, post hoc)"}[row["run"].rsplit("_", 1)[1]]
-            rows.append((f"(c) {method} at {row['budget']} tokens vs truncated baseline, {label} "
-                         f"({'helps' if expect == '>0' else 'no gain'})",
-                         f"{row['difference']:+.3f} ({row['reference_accuracy']:.2f} -> {row['accuracy']:.2f})",
-                         ci(*row["difference_ci95"], 3), verdict(*row["difference_ci95"], expect)))
+            method = {
+                "ttts": "TTTS",
+                "bf": "budget forcing (every stop -> Wait)",
+                "wait1": "one forced Wait (budget forcing --max-waits 1, post hoc)",
+            }[row["run"].rsplit("_", 1)[1]]
+            rows.append(
+                (
+                    f"(c) {method} at {row['budget']} tokens vs truncated baseline, {label} "
+                    f"({'helps' if expect == '>0' else 'no gain'})",
+                    f"{row['difference']:+.3f} ({row['reference_accuracy']:.2f} -> {row['accuracy']:.2f})",
+                    ci(*row["difference_ci95"], 3),
+                    verdict(*row["difference_ci95"], expect),
+                )
+            )
     for row in load(out / "cmp_twins.json")["comparisons"]:
         twin = "no-reflection twin" if row["run"].endswith("n_base") else "direct twin"
-        rows.append((f"twins: {twin} accuracy minus the reasoner's (greedy, {row['n_paired']} problems)",
-                     f"{row['difference']:+.3f} ({row['reference_accuracy']:.2f} -> {row['accuracy']:.2f})",
-                     ci(*row["difference_ci95"], 3), "reported"))
+        rows.append(
+            (
+                f"twins: {twin} accuracy minus the reasoner's (greedy, {row['n_paired']} problems)",
+                f"{row['difference']:+.3f} ({row['reference_accuracy']:.2f} -> {row['accuracy']:.2f})",
+                ci(*row["difference_ci95"], 3),
+                "reported",
+            )
+        )
     for row in load(out / "cmp_rr.json")["comparisons"]:
-        rows.append((f"(d) RR at layer {row['run'][-1]} (no prediction of direction: reported)",
-                     f"{row['difference']:+.3f}", ci(*row["difference_ci95"], 3),
-                     verdict(*row["difference_ci95"], "=0").replace("holds", "null").replace("fails", "effect")))
+        rows.append(
+            (
+                f"(d) RR at layer {row['run'][-1]} (no prediction of direction: reported)",
+                f"{row['difference']:+.3f}",
+                ci(*row["difference_ci95"], 3),
+                verdict(*row["difference_ci95"], "=0").replace("holds", "null").replace("fails", "effect"),
+            )
+        )
     print("| prediction | measured | 95% CI | verdict |")
     print("|---|---|---|---|")
     for row in rows:

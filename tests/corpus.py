@@ -111,10 +111,18 @@ def remote_code_model(case_dir: Path, scratch: Path, places: dict) -> None:
     code = f"from pathlib import Path\nPath({str(scratch / 'remote_code_ran')!r}).write_text('ran')\n"
     (model_dir / "configuration_custom.py").write_text(code)
     (model_dir / "modeling_custom.py").write_text(code)
-    (model_dir / "config.json").write_text(json.dumps({
-        "model_type": "custom-lm", "architectures": ["CustomForCausalLM"],
-        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig",
-                     "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}}))
+    (model_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "custom-lm",
+                "architectures": ["CustomForCausalLM"],
+                "auto_map": {
+                    "AutoConfig": "configuration_custom.CustomConfig",
+                    "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM",
+                },
+            }
+        )
+    )
 
 
 def _run_file(places: dict, rel: str) -> Path:
@@ -170,9 +178,19 @@ def _latent_run(folder: Path, figures: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / "0000_convergence.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
-    (folder / "summary.json").write_text(json.dumps({
-        "command": "latent", "model": "organism-recurrent", "n_samples": 1, "n_tokens": 1,
-        "label_counts": {"fixed-point": 1}, "figures": figures, "mean_dist_to_star_by_iteration": [1.0, 0.5]}))
+    (folder / "summary.json").write_text(
+        json.dumps(
+            {
+                "command": "latent",
+                "model": "organism-recurrent",
+                "n_samples": 1,
+                "n_tokens": 1,
+                "label_counts": {"fixed-point": 1},
+                "figures": figures,
+                "mean_dist_to_star_by_iteration": [1.0, 0.5],
+            }
+        )
+    )
 
 
 def latent_figure_absolute(case_dir, scratch, places):
@@ -250,8 +268,9 @@ def recurrent_model_index_escape(case_dir, scratch, places):
         if path.is_file() and path.name != "model.safetensors":
             shutil.copy(path, model / path.name)
     shutil.copy(organism_dir("organism-recurrent") / "model.safetensors", places["outside"] / "stolen.safetensors")
-    (model / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {"embed": "../../outside/stolen.safetensors"}}))
+    (model / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"embed": "../../outside/stolen.safetensors"}})
+    )
 
 
 def card_without_dataset(case_dir, scratch, places):
@@ -327,6 +346,7 @@ def mi_truncated(name: str) -> Callable:
     def generator(case_dir, scratch, places):
         target = places["run"] / "mi" / name
         target.write_bytes(target.read_bytes()[: max(8, target.stat().st_size // 3)])
+
     generator.__name__ = f"mi_truncated_{name}"
     return generator
 
@@ -336,8 +356,9 @@ def lone_surrogate_dataset(case_dir, scratch, places):
 
 
 def deep_dataset(case_dir, scratch, places):
-    (scratch / "problems.jsonl").write_text('{"id": "a", "question": "q", "answer": "2", "x": '
-                                            + "[" * 100000 + "]" * 100000 + "}\n")
+    (scratch / "problems.jsonl").write_text(
+        '{"id": "a", "question": "q", "answer": "2", "x": ' + "[" * 100000 + "]" * 100000 + "}\n"
+    )
 
 
 def big_int_dataset(case_dir, scratch, places):
@@ -349,8 +370,9 @@ def csv_huge_field(case_dir, scratch, places):
 
 
 def deep_token_set(case_dir, scratch, places):
-    (scratch / "tokens.jsonl").write_text('{"word": "wait", "frequency": 1, "token_ids": '
-                                          + "[" * 100000 + "]" * 100000 + "}\n")
+    (scratch / "tokens.jsonl").write_text(
+        '{"word": "wait", "frequency": 1, "token_ids": ' + "[" * 100000 + "]" * 100000 + "}\n"
+    )
 
 
 def big_int_token_set(case_dir, scratch, places):
@@ -383,15 +405,57 @@ def dataset_bom_csv(case_dir, scratch, places):
     (scratch / "problems.csv").write_bytes("\ufeffid,question,answer\nbom-1,What is 2+2?,4\n".encode("utf-8"))
 
 
-GENERATORS: dict[str, Callable] = {f.__name__: f for f in (
-    huge_line, corrupt_model, remote_code_model, fifo_manifest, fifo_results, fifo_mi_summary, fifo_dataset, fifo_out,
-    fifo_token_set, devzero_manifest, manifest_symlink_outside, latent_figure_absolute, latent_figure_dotdot,
-    latent_figure_relative_up, latent_figure_symlink, latent_figure_symlinked_dir, latent_figure_not_png,
-    latent_figure_fifo, latent_figure_not_string, latent_figure_nul, mi_plot_symlink, own_results_file,
-    huge_results_line, demo_depth_folder_taken, recurrent_model_index_escape, card_without_dataset, deep_manifest, deep_mi_summary, big_int_manifest, record_n_tokens_text, record_gold_nan,
-    record_index_huge, record_seconds_text, record_completion_number, nan_states,
-    lone_surrogate_dataset, deep_dataset, big_int_dataset, csv_huge_field, deep_token_set, big_int_token_set,
-    cache_is_file, out_parent_is_file, readonly_run, lost_manifest, dataset_bom_csv)}
+GENERATORS: dict[str, Callable] = {
+    f.__name__: f
+    for f in (
+        huge_line,
+        corrupt_model,
+        remote_code_model,
+        fifo_manifest,
+        fifo_results,
+        fifo_mi_summary,
+        fifo_dataset,
+        fifo_out,
+        fifo_token_set,
+        devzero_manifest,
+        manifest_symlink_outside,
+        latent_figure_absolute,
+        latent_figure_dotdot,
+        latent_figure_relative_up,
+        latent_figure_symlink,
+        latent_figure_symlinked_dir,
+        latent_figure_not_png,
+        latent_figure_fifo,
+        latent_figure_not_string,
+        latent_figure_nul,
+        mi_plot_symlink,
+        own_results_file,
+        huge_results_line,
+        demo_depth_folder_taken,
+        recurrent_model_index_escape,
+        card_without_dataset,
+        deep_manifest,
+        deep_mi_summary,
+        big_int_manifest,
+        record_n_tokens_text,
+        record_gold_nan,
+        record_index_huge,
+        record_seconds_text,
+        record_completion_number,
+        nan_states,
+        lone_surrogate_dataset,
+        deep_dataset,
+        big_int_dataset,
+        csv_huge_field,
+        deep_token_set,
+        big_int_token_set,
+        cache_is_file,
+        out_parent_is_file,
+        readonly_run,
+        lost_manifest,
+        dataset_bom_csv,
+    )
+}
 for _name in ("golds.safetensors", "stats.parquet", "mi.parquet", "peaks.parquet", "summary.json"):
     GENERATORS[f"mi_truncated_{_name.split('.')[0]}"] = mi_truncated(_name)
 
@@ -405,8 +469,9 @@ def edit_run(run: Path, edits: dict) -> None:
 
             with safe_open(shard, "pt") as handle:
                 metadata = handle.metadata()
-            tensors = {k: (v[:, :width].contiguous() if k.startswith("layer.") else v)
-                       for k, v in load_file(shard).items()}
+            tensors = {
+                k: (v[:, :width].contiguous() if k.startswith("layer.") else v) for k, v in load_file(shard).items()
+            }
             save_file(tensors, shard, metadata=metadata)
     if "manifest" in edits:
         manifest = json.loads((run / "manifest.json").read_text())
@@ -427,13 +492,24 @@ def make_base_run(out: Path, lm, analysed: bool = False) -> Path:
     from reasonlens.decode import DecodeConfig
     from reasonlens.runs import RunSpec, execute
 
-    execute(RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=3, layers="1,final",
-                    decode=DecodeConfig(max_new_tokens=6, batch_size=2)), lm=lm, quiet=True)
+    execute(
+        RunSpec(
+            out=out,
+            model="tiny-llama",
+            dataset="gsm8k",
+            n=3,
+            layers="1,final",
+            decode=DecodeConfig(max_new_tokens=6, batch_size=2),
+        ),
+        lm=lm,
+        quiet=True,
+    )
     if analysed:
         from reasonlens.analysis.pipeline import MIConfig, analyze_run
 
-        analyze_run(out, MIConfig(n_boot=20, n_permutations=0, population=False, plots=True, decode_argmax=False),
-                    quiet=True)
+        analyze_run(
+            out, MIConfig(n_boot=20, n_permutations=0, population=False, plots=True, decode_argmax=False), quiet=True
+        )
     return out
 
 
@@ -467,8 +543,12 @@ def prepare(corpus: Path, names: list[str], root: Path, base_runs: dict[str, Pat
     for name in names:
         argv, places = materialize(corpus, name, root / name, base_runs)
         hashed = {k: places[k] for k in HASHED if k in places}
-        prepared[name] = {"places": places, "before": {k: tree_hash(p) for k, p in hashed.items()}, "argv": argv,
-                          "spec": load_case(corpus, name)}
+        prepared[name] = {
+            "places": places,
+            "before": {k: tree_hash(p) for k, p in hashed.items()},
+            "argv": argv,
+            "spec": load_case(corpus, name),
+        }
     return prepared
 
 
@@ -480,14 +560,29 @@ def run_batch(prepared: dict[str, dict], root: Path) -> None:
         pending = [job for job in jobs if job["name"] not in results]
         (root / "jobs.json").write_text(json.dumps(pending))
         (root / "results.json").unlink(missing_ok=True)
-        proc = subprocess.run([sys.executable, str(TESTS / "bad_inputs" / "cli_batch.py"), str(root / "jobs.json"),
-                               str(root / "results.json")], env=ENV, capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(TESTS / "bad_inputs" / "cli_batch.py"),
+                str(root / "jobs.json"),
+                str(root / "results.json"),
+            ],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         if (root / "results.json").exists():
             results.update(json.loads((root / "results.json").read_text()))
         if proc.returncode != 0 and len(results) < len(jobs):
             crashed = next(job["name"] for job in jobs if job["name"] not in results)
-            results[crashed] = {"code": None, "timed_out": False, "stderr": proc.stderr[-3000:], "stdout": "",
-                                "exception": f"the helper process died (exit status {proc.returncode})"}
+            results[crashed] = {
+                "code": None,
+                "timed_out": False,
+                "stderr": proc.stderr[-3000:],
+                "stdout": "",
+                "exception": f"the helper process died (exit status {proc.returncode})",
+            }
     for name, info in prepared.items():
         info["result"] = results[name]
         info["after"] = {k: tree_hash(info["places"][k]) for k in info["before"]}
@@ -505,12 +600,19 @@ def run_process(info: dict, timeout: float = 300) -> None:
         _mount_tmpfs(places, options["tmpfs"])
     holder = None
     if "hold" in options:  # another process that holds the run lock while this case runs
-        holder = subprocess.Popen([sys.executable, "-c", _HOLDER, options["hold"].format(**fmt)], env=env,
-                                  stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, options["hold"].format(**fmt)], env=env, stdout=subprocess.PIPE, text=True
+        )
         assert holder.stdout.readline().strip() == "locked"
     started = time.monotonic()
-    proc = subprocess.Popen(["bash", "-c", f"{limits}exec {command}"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", f"{limits}exec {command}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     timed_out = False
     try:
         if "signal" in options:
@@ -524,8 +626,14 @@ def run_process(info: dict, timeout: float = 300) -> None:
         if holder is not None:
             holder.kill()
             holder.wait()
-    info["result"] = {"code": proc.returncode, "stderr": stderr, "stdout": stdout[-2000:], "exception": None,
-                      "timed_out": timed_out, "holder_pid": holder.pid if holder else None}
+    info["result"] = {
+        "code": proc.returncode,
+        "stderr": stderr,
+        "stdout": stdout[-2000:],
+        "exception": None,
+        "timed_out": timed_out,
+        "holder_pid": holder.pid if holder else None,
+    }
     info["after"] = {k: tree_hash(places[k]) for k in info["before"]}
 
 
@@ -538,8 +646,9 @@ def _mount_tmpfs(places: dict, options: dict) -> None:
     import pytest
 
     target = places["tmpfs"]
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={options['size']}", "tmpfs", str(target)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={options['size']}", "tmpfs", str(target)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()[:80]}); ulimit -f cases cover full disks")
     MOUNTS.append(target)
@@ -614,8 +723,7 @@ def check_failure(info: dict) -> None:
             return tree
         return {k: v for k, v in tree.items() if k != "out" and not k.startswith("out/")}
 
-    changed = {k for k in info["before"]
-               if without_out(k, info["after"][k]) != without_out(k, info["before"][k])}
+    changed = {k for k in info["before"] if without_out(k, info["after"][k]) != without_out(k, info["before"][k])}
     assert changed <= allowed, f"changed: {sorted(changed - allowed)}"
     if "out" not in allowed:
         assert not os.path.lexists(info["places"]["out"]), "a failing command created its output"
@@ -674,6 +782,11 @@ def check_holder_named(info: dict) -> None:
 
 
 CHECKS: dict[str, Callable] = {
-    "stop_utf8": check_stop_utf8, "bom_csv": check_bom_csv, "no_secret_in_report": check_no_secret_in_report,
-    "remote_code_not_run": check_remote_code_not_run, "interrupted_then_consistent": check_interrupted_then_consistent,
-    "mi_not_mixed": check_mi_not_mixed, "holder_named": check_holder_named}
+    "stop_utf8": check_stop_utf8,
+    "bom_csv": check_bom_csv,
+    "no_secret_in_report": check_no_secret_in_report,
+    "remote_code_not_run": check_remote_code_not_run,
+    "interrupted_then_consistent": check_interrupted_then_consistent,
+    "mi_not_mixed": check_mi_not_mixed,
+    "holder_named": check_holder_named,
+}

@@ -14,8 +14,9 @@ import torch
 from reasonlens.models.hooks import first_tensor
 
 
-def naive_rerun_greedy(lm, prompt_ids: list[int], layer: int, repeats: int, max_new_tokens: int,
-                       should_recycle: Callable[[int], bool]) -> list[int]:
+def naive_rerun_greedy(
+    lm, prompt_ids: list[int], layer: int, repeats: int, max_new_tokens: int, should_recycle: Callable[[int], bool]
+) -> list[int]:
     """Greedy tokens; `should_recycle(proposed_token)` decides (in step order) whether a position is recycled."""
     module = lm.layers.decoder_layers[layer]
     recycled: set[int] = set()
@@ -27,21 +28,21 @@ def naive_rerun_greedy(lm, prompt_ids: list[int], layer: int, repeats: int, max_
         hidden_in = args[0] if args else kwargs["hidden_states"]
         out = first_tensor(output).clone()
         for q in sorted(recycled):
-            current = out[:, q:q + 1]
+            current = out[:, q : q + 1]
             for _ in range(repeats):
                 kw = {k: v for k, v in kwargs.items() if k != "hidden_states"}
                 cos, sin = kw["position_embeddings"]
-                kw["position_embeddings"] = (cos[:, :q + 1], sin[:, :q + 1])
+                kw["position_embeddings"] = (cos[:, : q + 1], sin[:, : q + 1])
                 if kw.get("position_ids") is not None:
-                    kw["position_ids"] = kw["position_ids"][:, :q + 1]
+                    kw["position_ids"] = kw["position_ids"][:, : q + 1]
                 if isinstance(kw.get("attention_mask"), torch.Tensor):
-                    kw["attention_mask"] = kw["attention_mask"][..., :q + 1, :q + 1]
+                    kw["attention_mask"] = kw["attention_mask"][..., : q + 1, : q + 1]
                 inner["busy"] = True
                 try:
                     current = first_tensor(mod(torch.cat([hidden_in[:, :q], current], dim=1), **kw))[:, -1:]
                 finally:
                     inner["busy"] = False
-            out[:, q:q + 1] = current
+            out[:, q : q + 1] = current
         return out if not isinstance(output, tuple) else (out,) + tuple(output[1:])
 
     handle = module.register_forward_hook(hook, with_kwargs=True)

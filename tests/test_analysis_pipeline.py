@@ -22,8 +22,17 @@ from reasonlens.runs import RunDir, RunSpec, execute
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    execute(RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=4, layers="-1,final",
-                    decode=DecodeConfig(max_new_tokens=24, batch_size=4)), quiet=True)
+    execute(
+        RunSpec(
+            out=out,
+            model="tiny-llama",
+            dataset="gsm8k",
+            n=4,
+            layers="-1,final",
+            decode=DecodeConfig(max_new_tokens=24, batch_size=4),
+        ),
+        quiet=True,
+    )
     return out
 
 
@@ -34,8 +43,17 @@ def test_mi_outputs_match_direct_computation(run_dir):
     summary = analyze_run(run_dir, FAST, quiet=True)
     out = run_dir / "mi"
     assert json.loads((out / "summary.json").read_text())["n"] == 4
-    for name in ("mi.parquet", "stats.parquet", "peaks.parquet", "population.parquet", "tokens.jsonl",
-                 "trajectories.png", "peak_tokens.png", "cumulative_vs_correct.png", "golds.safetensors"):
+    for name in (
+        "mi.parquet",
+        "stats.parquet",
+        "peaks.parquet",
+        "population.parquet",
+        "tokens.jsonl",
+        "trajectories.png",
+        "peak_tokens.png",
+        "cumulative_vs_correct.png",
+        "golds.safetensors",
+    ):
         assert (out / name).is_file(), name
     assert summary["layers"] == ["3", "final"] and summary["token_layer"] == "3"
 
@@ -79,8 +97,26 @@ def test_gold_cache_is_reused(run_dir):
 
 def test_cli_mi_tokens_compare(run_dir, tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["mi", str(run_dir), "--n-boot", "100", "--permutations", "0", "--align", "step",
-                              "--stride", "8", "--peaks", "topk", "--num-peaks", "3", "--no-plots"])
+    res = runner.invoke(
+        app,
+        [
+            "mi",
+            str(run_dir),
+            "--n-boot",
+            "100",
+            "--permutations",
+            "0",
+            "--align",
+            "step",
+            "--stride",
+            "8",
+            "--peaks",
+            "topk",
+            "--num-peaks",
+            "3",
+            "--no-plots",
+        ],
+    )
     assert res.exit_code == 0, res.output
     population = pq.read_table(run_dir / "mi" / "population.parquet").to_pylist()
     assert {r["bin"] for r in population} <= {0, 8, 16} and {r["align"] for r in population} == {"step"}
@@ -99,8 +135,20 @@ def test_cli_mi_tokens_compare(run_dir, tmp_path):
         source = json.loads(line)["source"]
         assert (source["dataset"], source["split"], source["layer"]) == (manifest["dataset"], manifest["split"], "3")
 
-    res = runner.invoke(app, ["compare", str(run_dir), str(run_dir), "--out", str(tmp_path / "cmp"),
-                              "--layer-b", "final", "--n-boot", "100"])
+    res = runner.invoke(
+        app,
+        [
+            "compare",
+            str(run_dir),
+            str(run_dir),
+            "--out",
+            str(tmp_path / "cmp"),
+            "--layer-b",
+            "final",
+            "--n-boot",
+            "100",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     assert summary["n_shared"] == 4 and summary["layer_a"] == "3" and summary["layer_b"] == "final"

@@ -16,9 +16,19 @@ import subprocess
 import sys
 
 import pytest
-
-from corpus import ENV, HASHED, case_names, check_failure, load_case, make_base_run, materialize, prepare, run_batch, tree_hash
-from corpus import TESTS
+from corpus import (
+    ENV,
+    HASHED,
+    TESTS,
+    case_names,
+    check_failure,
+    load_case,
+    make_base_run,
+    materialize,
+    prepare,
+    run_batch,
+    tree_hash,
+)
 
 CORPUS = TESTS / "bad_inputs"
 CASES = case_names(CORPUS)
@@ -60,10 +70,20 @@ def test_entry_point_prints_one_line_and_exits_2(name, tmp_path, base_runs):
     argv, places = materialize(CORPUS, name, tmp_path, base_runs)
     hashed = {k: places[k] for k in HASHED if k in places}
     before = {k: tree_hash(p) for k, p in hashed.items()}
-    proc = subprocess.run([sys.executable, "-m", "reasonlens.cli", *argv], env=ENV, capture_output=True, text=True,
-                          timeout=600)
-    info = {"places": places, "before": before, "after": {k: tree_hash(p) for k, p in hashed.items()},
-            "spec": load_case(CORPUS, name),
-            "result": {"code": proc.returncode, "stderr": proc.stderr, "stdout": proc.stdout, "exception": None,
-                       "timed_out": False}}
+    proc = subprocess.run(
+        [sys.executable, "-m", "reasonlens.cli", *argv], env=ENV, capture_output=True, text=True, timeout=600
+    )
+    info = {
+        "places": places,
+        "before": before,
+        "after": {k: tree_hash(p) for k, p in hashed.items()},
+        "spec": load_case(CORPUS, name),
+        "result": {
+            "code": proc.returncode,
+            "stderr": proc.stderr,
+            "stdout": proc.stdout,
+            "exception": None,
+            "timed_out": False,
+        },
+    }
     check_failure(info)

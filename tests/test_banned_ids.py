@@ -69,11 +69,14 @@ def _foreign_pieces(tokenizer, words, frequent):
     return entries, found
 
 
-@pytest.mark.parametrize("name,words", [
-    ("smollm2-135m", PAPER_THINKING_WORDS),
-    ("organism-cot", ORGANISM_WORDS),
-    ("organism-direct", ORGANISM_WORDS),
-])
+@pytest.mark.parametrize(
+    "name,words",
+    [
+        ("smollm2-135m", PAPER_THINKING_WORDS),
+        ("organism-cot", ORGANISM_WORDS),
+        ("organism-direct", ORGANISM_WORDS),
+    ],
+)
 def test_banned_ids_spell_the_word_and_are_no_piece_of_another_frequent_word(name, words):
     tokenizer = _tokenizer(name)
     entries, foreign = _foreign_pieces(tokenizer, words, _frequent_words(_corpus(name)))
@@ -95,6 +98,10 @@ def test_split_first_pieces_only_on_request_and_marked():
     # the check of the test above catches such pieces: "H" starts "Hannah", " L" starts " Lisa"
     frequent = _frequent_words(_corpus("smollm2-135m"))
     split_ids = {e.token_id for e in opted if not e.whole}
-    hits = {o for o in frequent for form in (o, " " + o)
-            if split_ids.intersection(tokenizer.encode(form, add_special_tokens=False))}
+    hits = {
+        o
+        for o in frequent
+        for form in (o, " " + o)
+        if split_ids.intersection(tokenizer.encode(form, add_special_tokens=False))
+    }
     assert len(hits) > 5

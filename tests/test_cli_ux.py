@@ -23,9 +23,19 @@ def run(*args, cwd=None):
     return subprocess.run(BIN + list(args), capture_output=True, text=True, cwd=cwd, env=ENV, timeout=300)
 
 
-@pytest.mark.parametrize("spelling,canonical", [("bf16", "bf16"), ("bfloat16", "bf16"), ("BF16", "bf16"),
-                                                ("fp16", "fp16"), ("float16", "fp16"), ("fp32", "fp32"),
-                                                ("float32", "fp32"), (torch.bfloat16, "bf16")])
+@pytest.mark.parametrize(
+    "spelling,canonical",
+    [
+        ("bf16", "bf16"),
+        ("bfloat16", "bf16"),
+        ("BF16", "bf16"),
+        ("fp16", "fp16"),
+        ("float16", "fp16"),
+        ("fp32", "fp32"),
+        ("float32", "fp32"),
+        (torch.bfloat16, "bf16"),
+    ],
+)
 def test_every_dtype_spelling_maps_to_one_name(spelling, canonical):
     assert canonical_dtype(spelling) == canonical
     assert DTYPES[canonical] is DTYPES[canonical_dtype(spelling)]
@@ -51,11 +61,14 @@ def test_device_spellings():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.parametrize("command", [
-    ["generate", "-m", "tiny-llama", "-d", "gsm8k", "--limit", "1", "-o", "X", "--device", "cuda"],
-    ["eval", "-m", "tiny-llama", "-d", "gsm8k", "--limit", "1", "-o", "X", "--device", "gpu"],
-    ["mi", "X", "--device", "cuda"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "-m", "tiny-llama", "-d", "gsm8k", "--limit", "1", "-o", "X", "--device", "cuda"],
+        ["eval", "-m", "tiny-llama", "-d", "gsm8k", "--limit", "1", "-o", "X", "--device", "gpu"],
+        ["mi", "X", "--device", "cuda"],
+    ],
+)
 def test_cuda_on_cpu_torch_exits_2_with_one_line(command, tmp_path):
     result = run(*command, cwd=tmp_path)
     assert result.returncode == 2
@@ -66,8 +79,25 @@ def test_cuda_on_cpu_torch_exits_2_with_one_line(command, tmp_path):
 
 def test_dtype_is_the_weights_dtype_and_state_dtype_the_storage(tmp_path):
     out = tmp_path / "run"
-    result = run("generate", "-m", "tiny-llama", "-d", "gsm8k", "--limit", "1", "--max-new-tokens", "2",
-                 "--layers", "-1", "--dtype", "bfloat16", "--state-dtype", "float16", "--out", str(out))
+    result = run(
+        "generate",
+        "-m",
+        "tiny-llama",
+        "-d",
+        "gsm8k",
+        "--limit",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--layers",
+        "-1",
+        "--dtype",
+        "bfloat16",
+        "--state-dtype",
+        "float16",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_dtype"] == "bf16" and manifest["dtype"] == "fp16"
@@ -79,10 +109,24 @@ def test_dtype_is_the_weights_dtype_and_state_dtype_the_storage(tmp_path):
 
 def test_renamed_options_still_work_with_a_note():
     notes = []
-    argv = rewrite_renamed(["eval", "-m", "x", "--n", "3", "--k=5", "--model-dtype", "bf16", "--layer", "2",
-                            "--output-path", "o"], notes.append)
-    assert argv == ["eval", "-m", "x", "--limit", "3", "--top-words=5", "--dtype", "bf16", "--rr-layer", "2",
-                    "--out", "o"]
+    argv = rewrite_renamed(
+        ["eval", "-m", "x", "--n", "3", "--k=5", "--model-dtype", "bf16", "--layer", "2", "--output-path", "o"],
+        notes.append,
+    )
+    assert argv == [
+        "eval",
+        "-m",
+        "x",
+        "--limit",
+        "3",
+        "--top-words=5",
+        "--dtype",
+        "bf16",
+        "--rr-layer",
+        "2",
+        "--out",
+        "o",
+    ]
     assert len(notes) == 4 and "--n is now --limit" in notes[0]
     assert rewrite_renamed(["organisms", "train", "organism-cot", "--steps", "3"], notes.append)[-2] == "--max-steps"
     assert command_path(["organisms", "train", "x"]) == ("organisms", "train")
@@ -91,8 +135,9 @@ def test_renamed_options_still_work_with_a_note():
 
 
 def test_every_renamed_option_exists_under_its_new_name():
-    from reasonlens.cli import app
     import typer.main
+
+    from reasonlens.cli import app
 
     group = typer.main.get_command(app)
     for path, table in RENAMED.items():
@@ -106,8 +151,21 @@ def test_every_renamed_option_exists_under_its_new_name():
 
 
 def test_old_option_name_runs_end_to_end(tmp_path):
-    result = run("generate", "-m", "tiny-llama", "-d", "gsm8k", "--n", "1", "--max-new-tokens", "2",
-                 "--layers", "none", "--output-path", str(tmp_path / "r"))
+    result = run(
+        "generate",
+        "-m",
+        "tiny-llama",
+        "-d",
+        "gsm8k",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--layers",
+        "none",
+        "--output-path",
+        str(tmp_path / "r"),
+    )
     assert result.returncode == 0, result.stderr
     assert "generate --n is now --limit" in result.stderr
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["n"] == 1
@@ -123,8 +181,21 @@ def test_decode_loop_passes_the_cache_without_deprecation_warnings(tiny_llama):
 
 
 def test_console_has_no_library_noise_and_bars_say_method_and_budget(tmp_path):
-    result = run("eval", "--model", "organism-cot", "--limit", "1", "--max-new-tokens", "3", "--method", "suppress",
-                 "--words", "So", "--out", str(tmp_path / "sup"))
+    result = run(
+        "eval",
+        "--model",
+        "organism-cot",
+        "--limit",
+        "1",
+        "--max-new-tokens",
+        "3",
+        "--method",
+        "suppress",
+        "--words",
+        "So",
+        "--out",
+        str(tmp_path / "sup"),
+    )
     assert result.returncode == 0, result.stderr
     for noise in ("Warning", "warn(", "Loading weights", "past_key_values", "it/s]"):
         assert noise not in result.stderr, result.stderr
@@ -157,7 +228,9 @@ def _mi_summary(n_peaks: float, words: list) -> dict:
 def test_empty_mi_says_what_to_try_next():
     from reasonlens.analysis.commands import empty_mi_hint
 
-    assert empty_mi_hint(_mi_summary(0.0, []), "iqr") == "no IQR peaks at layer 29; try --peaks topk or --token-layer 20"
+    assert (
+        empty_mi_hint(_mi_summary(0.0, []), "iqr") == "no IQR peaks at layer 29; try --peaks topk or --token-layer 20"
+    )
     assert "--all-tokens" in empty_mi_hint(_mi_summary(2.0, []), "topk")
     assert empty_mi_hint(_mi_summary(2.0, [{"word": "So"}]), "iqr") is None
 
@@ -175,11 +248,18 @@ def test_resume_refusal_lists_each_differing_field(tmp_path):
     from reasonlens.runs import RunDir
 
     run = RunDir(tmp_path / "r")
-    base = {"command": "generate", "model": "m", "decode": {"max_new_tokens": 8, "seed": 0, "top_p": 1.0},
-            "system": "You are a careful assistant who always reasons step by step before answering."}
+    base = {
+        "command": "generate",
+        "model": "m",
+        "decode": {"max_new_tokens": 8, "seed": 0, "top_p": 1.0},
+        "system": "You are a careful assistant who always reasons step by step before answering.",
+    }
     run.start(base)
-    changed = {**base, "decode": {"max_new_tokens": 16, "seed": 1, "top_p": 1.0},
-               "system": "You are a careful assistant who always answers at once without any reasoning."}
+    changed = {
+        **base,
+        "decode": {"max_new_tokens": 16, "seed": 1, "top_p": 1.0},
+        "system": "You are a careful assistant who always answers at once without any reasoning.",
+    }
     with pytest.raises(UserError) as info:
         run.start(changed)
     message = str(info.value)

@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -157,16 +156,32 @@ for line in sys.stdin:
 
 
 def generate_argv(out: Path) -> list[str]:
-    return ["generate", "--model", "tiny-llama", "--dataset", "gsm8k", "--limit", str(N_SAMPLES), "--batch-size",
-            str(BATCH), "--max-new-tokens", str(MAX_NEW_TOKENS), "--layers", "1,-1,final", "--out", str(out)]
+    return [
+        "generate",
+        "--model",
+        "tiny-llama",
+        "--dataset",
+        "gsm8k",
+        "--limit",
+        str(N_SAMPLES),
+        "--batch-size",
+        str(BATCH),
+        "--max-new-tokens",
+        str(MAX_NEW_TOKENS),
+        "--layers",
+        "1,-1,final",
+        "--out",
+        str(out),
+    ]
 
 
 class Zygote:
     """A pre-imported interpreter that forks one `generate` attempt per job, optionally killing it."""
 
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=ENV, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV, text=True
+        )
         self.ready = False
 
     def wait_ready(self) -> None:
@@ -189,9 +204,15 @@ class Zygote:
 
 def draw_plan(kind: str, rng: random.Random) -> dict:
     """A kill point early in the remaining work, so that most attempts die with work still to do."""
-    n = {"timer": 0, "step": rng.randint(1, 2 * MAX_NEW_TOKENS), "tmp-write": rng.randint(1, 3),
-         "fsync": rng.randint(1, 6), "before-replace": rng.randint(1, 3), "after-replace": rng.randint(1, 3),
-         "torn-append": rng.randint(1, 2)}[kind]
+    n = {
+        "timer": 0,
+        "step": rng.randint(1, 2 * MAX_NEW_TOKENS),
+        "tmp-write": rng.randint(1, 3),
+        "fsync": rng.randint(1, 6),
+        "before-replace": rng.randint(1, 3),
+        "after-replace": rng.randint(1, 3),
+        "torn-append": rng.randint(1, 2),
+    }[kind]
     plan = {"kind": kind, "n": n, "cut": rng.uniform(0.05, 0.95)}
     if kind == "timer":
         plan["delay"] = rng.uniform(0.05, 0.6)
@@ -200,8 +221,11 @@ def draw_plan(kind: str, rng: random.Random) -> dict:
 
 def shard_names(run: Path) -> list[str]:
     states = run / "states"
-    return sorted(p.name for p in states.iterdir() if re.fullmatch(r"\d{6}\.safetensors", p.name)) \
-        if states.is_dir() else []
+    return (
+        sorted(p.name for p in states.iterdir() if re.fullmatch(r"\d{6}\.safetensors", p.name))
+        if states.is_dir()
+        else []
+    )
 
 
 def assert_consistent(run_path: Path) -> int:
@@ -228,8 +252,13 @@ def comparable(record: dict) -> dict:
 
 def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
-    ref_proc = subprocess.Popen([sys.executable, "-m", "reasonlens.cli", *generate_argv(reference)], env=ENV,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ref_proc = subprocess.Popen(
+        [sys.executable, "-m", "reasonlens.cli", *generate_argv(reference)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_path = tmp_path / "run"
     argv = generate_argv(run_path)
     rng = random.Random(8)
@@ -238,8 +267,9 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path)
 
     # One attempt through a fresh `python -m reasonlens.cli`, killed once it has written its first result.
     fresh_log = open(tmp_path / "fresh.log", "wb")
-    fresh = subprocess.Popen([sys.executable, "-m", "reasonlens.cli", *argv], env=ENV, stdout=fresh_log,
-                             stderr=subprocess.STDOUT)
+    fresh = subprocess.Popen(
+        [sys.executable, "-m", "reasonlens.cli", *argv], env=ENV, stdout=fresh_log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 240
     while fresh.poll() is None and time.monotonic() < deadline:
         if (run_path / "results.jsonl").exists() and (run_path / "results.jsonl").stat().st_size > 0:
@@ -310,8 +340,18 @@ def test_every_shard_matches_a_teacher_forced_recompute(tmp_path, tiny_llama):
     from reasonlens.runs import RunSpec, execute
 
     out = tmp_path / "run"
-    execute(RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=8, layers="1,final",
-                    decode=DecodeConfig(max_new_tokens=6, batch_size=2)), lm=tiny_llama, quiet=True)
+    execute(
+        RunSpec(
+            out=out,
+            model="tiny-llama",
+            dataset="gsm8k",
+            n=8,
+            layers="1,final",
+            decode=DecodeConfig(max_new_tokens=6, batch_size=2),
+        ),
+        lm=tiny_llama,
+        quiet=True,
+    )
     run = RunDir(out)
     for record in run.results():
         states = run.load_states(record["index"])
@@ -322,5 +362,5 @@ def test_every_shard_matches_a_teacher_forced_recompute(tmp_path, tiny_llama):
             tiny_llama.model(input_ids=torch.tensor([ids]))
         start = len(ids) - len(generated) - 1  # the state at position p predicts token p + 1
         for key in (1, "final"):
-            expected = store[key][0, start:len(ids) - 1]
+            expected = store[key][0, start : len(ids) - 1]
             assert torch.allclose(states[f"layer.{key}"], expected, atol=1e-4), (record["index"], key)

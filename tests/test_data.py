@@ -6,8 +6,10 @@ from reasonlens.data import Problem, grader_kind, load_problems, render_prompt
 from reasonlens.errors import UserError
 
 
-@pytest.mark.parametrize("name,count,first_answer", [("gsm8k", 1319, "18"), ("math500", 500, None),
-                                                     ("aime24", 30, "204"), ("aime25", 30, "70")])
+@pytest.mark.parametrize(
+    "name,count,first_answer",
+    [("gsm8k", 1319, "18"), ("math500", 500, None), ("aime24", 30, "204"), ("aime25", 30, "70")],
+)
 def test_bundled_datasets(name, count, first_answer):
     problems = load_problems(name)
     assert len(problems) == count
@@ -34,15 +36,18 @@ def test_local_files_with_field_map(tmp_path):
     assert load_problems(str(csv))[0].answer == "3"
 
 
-@pytest.mark.parametrize("content,match", [
-    (b'{"question": "a", "answer": "1"}\n{"question": "b", "answer"\n', r"d.jsonl:2: invalid JSON"),
-    (b'{"answer": "1"}\n', r"d.jsonl:1: missing field 'question'"),
-    (b'{"question": "  ", "answer": "1"}\n', r"d.jsonl:1: field 'question' is empty"),
-    (b'{"question": ["x"], "answer": "1"}\n', r"d.jsonl:1: field 'question' must be a string"),
-    (b'{"question": "q", "answer": "1"}\n\xff\xfe\n', r"d.jsonl:2: line is not valid UTF-8"),
-    (b'[1, 2]\n', r"d.jsonl:1: expected a JSON object"),
-    (b'', r"no rows"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b'{"question": "a", "answer": "1"}\n{"question": "b", "answer"\n', r"d.jsonl:2: invalid JSON"),
+        (b'{"answer": "1"}\n', r"d.jsonl:1: missing field 'question'"),
+        (b'{"question": "  ", "answer": "1"}\n', r"d.jsonl:1: field 'question' is empty"),
+        (b'{"question": ["x"], "answer": "1"}\n', r"d.jsonl:1: field 'question' must be a string"),
+        (b'{"question": "q", "answer": "1"}\n\xff\xfe\n', r"d.jsonl:2: line is not valid UTF-8"),
+        (b"[1, 2]\n", r"d.jsonl:1: expected a JSON object"),
+        (b"", r"no rows"),
+    ],
+)
 def test_malformed_rows_name_the_line(tmp_path, content, match):
     path = tmp_path / "d.jsonl"
     path.write_bytes(content)
@@ -60,7 +65,8 @@ def test_unknown_dataset_and_template():
 def test_templates(smollm2):
     p = Problem("i", "What is 2+3?", "", "5")
     assert render_prompt(p, "raw") == "What is 2+3?"
-    assert render_prompt(p, "deepseek-math") == ("User: What is 2+3?\nPlease reason step by step, and put your final "
-                                                  "answer within \\boxed{}.\n\nAssistant:")
+    assert render_prompt(p, "deepseek-math") == (
+        "User: What is 2+3?\nPlease reason step by step, and put your final answer within \\boxed{}.\n\nAssistant:"
+    )
     chat = render_prompt(p, "chat", smollm2.tokenizer, system="Be brief.")
     assert "Be brief." in chat and "What is 2+3?" in chat and chat.rstrip().endswith("assistant")

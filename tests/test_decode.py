@@ -14,11 +14,12 @@ PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by
 def hf_greedy(lm, prompts, max_new_tokens):
     """Reference: transformers' own generate, greedy, trimmed after the first EOS."""
     enc = lm.tokenizer(prompts, return_tensors="pt", padding=True)
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                            pad_token_id=lm.tokenizer.pad_token_id)
+    out = lm.model.generate(
+        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id
+    )
     eos = set(lm.eos_token_ids())
     result = []
-    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+    for row in out[:, enc["input_ids"].shape[1] :].tolist():
         cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
         result.append(row[:cut])
     return result
@@ -64,8 +65,9 @@ class ForceEosAfter(LogitsProcessor):
 
 def test_eos_stops_each_row_and_is_kept(tiny_llama):
     eos = tiny_llama.eos_token_ids()[0]
-    gens = decode(tiny_llama, PROMPTS[:3], DecodeConfig(max_new_tokens=30, batch_size=3),
-                  plugins=[ForceEosAfter(5, eos)])
+    gens = decode(
+        tiny_llama, PROMPTS[:3], DecodeConfig(max_new_tokens=30, batch_size=3), plugins=[ForceEosAfter(5, eos)]
+    )
     for g in gens:
         assert g.stop_reason == "eos"
         assert len(g.token_ids) == 6 and g.token_ids[-1] == eos
@@ -84,8 +86,12 @@ class WaitOnEos(ContinuationPolicy):
 def test_continuation_injects_tokens_instead_of_eos(tiny_llama):
     eos = tiny_llama.eos_token_ids()[0]
     inject = [87, 97, 105]  # "Wai" in byte ids of the tiny tokenizer
-    gens = decode(tiny_llama, PROMPTS[:2], DecodeConfig(max_new_tokens=40, batch_size=2),
-                  plugins=[ForceEosAfter(3, eos), WaitOnEos(inject, times=1)])
+    gens = decode(
+        tiny_llama,
+        PROMPTS[:2],
+        DecodeConfig(max_new_tokens=40, batch_size=2),
+        plugins=[ForceEosAfter(3, eos), WaitOnEos(inject, times=1)],
+    )
     for g in gens:
         # 3 chosen tokens, the EOS replaced by the injection (all forced), then EOS is chosen again.
         assert g.token_ids[3:6] == inject
@@ -104,7 +110,7 @@ def test_budget_stop_and_stop_strings(tiny_llama):
     cut = decode(tiny_llama, PROMPTS[:1], DecodeConfig(max_new_tokens=30, stop_strings=(stop,)))[0]
     assert cut.stop_reason == "stop"
     assert stop in cut.text and cut.n_tokens < full.n_tokens
-    assert cut.token_ids == full.token_ids[:cut.n_tokens]
+    assert cut.token_ids == full.token_ids[: cut.n_tokens]
 
 
 def test_sampling_is_seeded_and_batch_independent(tiny_llama):
@@ -128,10 +134,10 @@ def test_capture_is_the_state_that_predicts_each_token(tiny_llama):
         full = torch.tensor([g.prompt_ids + g.token_ids])
         store = {}
         with torch.no_grad(), record_layers(tiny_llama.layers, layers, store, last_only=False):
-            logits = tiny_llama.model(full).logits
+            tiny_llama.model(full)
         start = len(g.prompt_ids) - 1
         for key in layers:
-            expected = store[key][0, start:start + g.n_tokens]
+            expected = store[key][0, start : start + g.n_tokens]
             assert t[f"layer.{key}"].shape == (g.n_tokens, 64)
             torch.testing.assert_close(t[f"layer.{key}"], expected, atol=1e-4, rtol=1e-4)
         # and the LM head on the final-normed state gives the greedy token
@@ -206,6 +212,16 @@ def test_no_double_bos_when_a_chat_template_already_has_one(tmp_path):
     assert api.prompt_ids[:2] != [bos, bos] and api.prompt_ids == cli.prompt_ids
     (plain,) = decode(lm, ["hi"], DecodeConfig(max_new_tokens=2), show_progress=False)
     assert plain.prompt_ids[0] == bos  # raw prompts still get their BOS
-    execute(RunSpec(out=tmp_path / "r", model="tiny-llama", dataset="gsm8k", n=1, template="chat",
-                    decode=DecodeConfig(max_new_tokens=2)), lm=lm, quiet=True)
+    execute(
+        RunSpec(
+            out=tmp_path / "r",
+            model="tiny-llama",
+            dataset="gsm8k",
+            n=1,
+            template="chat",
+            decode=DecodeConfig(max_new_tokens=2),
+        ),
+        lm=lm,
+        quiet=True,
+    )
     assert RunDir(tmp_path / "r").results()[0]["prompt"].startswith("<s>")

@@ -3,6 +3,7 @@ expected one, the KV cache stays as wide as the longest live row, and every kind
 
 import pytest
 import torch
+from naive_rerun import naive_rerun_greedy
 
 from reasonlens.decode import ContinuationPolicy, DecodeConfig, LayerRerun, LogitsProcessor, Observer, decode
 from reasonlens.decode.capture import HiddenStateCapture
@@ -13,11 +14,16 @@ from reasonlens.interventions.suppress import TokenSuppressor
 from reasonlens.models import record_layers
 from reasonlens.models.tiny import tiny_gpt2, tiny_llama, tiny_qwen2
 
-from naive_rerun import naive_rerun_greedy
-
 # Ragged prompts (one of a single token: nothing to prefill before it joins) and long-tailed budgets.
-PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by step about this.", "2+2=",
-           "Why is the sky blue? Explain.", "ok"]
+PROMPTS = [
+    "Hello world",
+    "The answer is 42 because",
+    "x",
+    "Let me think step by step about this.",
+    "2+2=",
+    "Why is the sky blue? Explain.",
+    "ok",
+]
 BUDGETS = [3, 17, 1, 9, 25, 2, 12]
 JOIN = DecodeConfig(max_new_tokens=32, batch_size=3, schedule="join")
 ONE = DecodeConfig(max_new_tokens=32, batch_size=1, schedule="static")
@@ -116,7 +122,7 @@ def test_capture_with_join_is_the_state_that_predicts_each_token(tiny_llama):
             tiny_llama.model(torch.tensor([g.prompt_ids + g.token_ids]))
         start = len(g.prompt_ids) - 1
         for key in layers:
-            expected = store[key][0, start:start + g.n_tokens]
+            expected = store[key][0, start : start + g.n_tokens]
             assert t[f"layer.{key}"].shape == (g.n_tokens, 64)
             torch.testing.assert_close(t[f"layer.{key}"], expected, atol=1e-4, rtol=1e-4)
             assert halves[g.key][f"layer.{key}"].dtype == torch.float16
@@ -174,8 +180,11 @@ def test_continuation_policies_and_logits_processors_with_join(tiny_llama):
         return [EosAt(eos, at), EosBlocker([eos], 4), BudgetForcing(tok, 18, min_tokens=6, answer_tokens=3)]
 
     def ttts():
-        return [EosAt(eos, at), ThinkingTokenScaling(tok, 16, words=["Wait", "Hmm"], answer_tokens=2),
-                TokenSuppressor(range(100, 140))]
+        return [
+            EosAt(eos, at),
+            ThinkingTokenScaling(tok, 16, words=["Wait", "Hmm"], answer_tokens=2),
+            TokenSuppressor(range(100, 140)),
+        ]
 
     for plugins in (budget_forcing, ttts):
         joined = decode(tiny_llama, PROMPTS, JOIN, plugins=plugins())
@@ -199,8 +208,13 @@ def test_windows_are_the_unit_and_settings_are_checked(tiny_llama):
     assert DecodeConfig(schedule="static").to_dict()["schedule"] == "static"
     assert DecodeConfig(window=5).to_dict()["window"] == 5
     units = []
-    windowed = decode(tiny_llama, PROMPTS, DecodeConfig(**{**JOIN.__dict__, "window": 1}), plugins=[Budgets()],
-                      on_batch=lambda gens: units.append([g.key for g in gens]))
+    windowed = decode(
+        tiny_llama,
+        PROMPTS,
+        DecodeConfig(**{**JOIN.__dict__, "window": 1}),
+        plugins=[Budgets()],
+        on_batch=lambda gens: units.append([g.key for g in gens]),
+    )
     assert units == [[0, 1, 2], [3, 4, 5], [6]]
     same_rows(windowed, decode(tiny_llama, PROMPTS, ONE, plugins=[Budgets()]))
     with pytest.raises(UserError, match="--schedule"):
@@ -218,9 +232,19 @@ def test_a_run_with_rows_joining_equals_a_static_run_record_for_record(tmp_path,
 
     def run(schedule):
         out = tmp_path / schedule
-        execute(RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=7, layers="1,final",
-                        decode=DecodeConfig(max_new_tokens=12, batch_size=3, schedule=schedule, window=2)),
-                lm=tiny_llama, plugins=lambda lm: [EosAt(eos, [{1}, {9}, {4}, {0}, {11}])], quiet=True)
+        execute(
+            RunSpec(
+                out=out,
+                model="tiny-llama",
+                dataset="gsm8k",
+                n=7,
+                layers="1,final",
+                decode=DecodeConfig(max_new_tokens=12, batch_size=3, schedule=schedule, window=2),
+            ),
+            lm=tiny_llama,
+            plugins=lambda lm: [EosAt(eos, [{1}, {9}, {4}, {0}, {11}])],
+            quiet=True,
+        )
         return RunDir(out)
 
     joined, static = run("join"), run("static")
@@ -247,5 +271,7 @@ def test_one_token_prompts_join_with_nothing_to_prefill(tiny_llama):
 
     for batch_size in (2, 3):
         config = DecodeConfig(max_new_tokens=8, batch_size=batch_size, schedule="join")
-        same_rows(decode(tiny_llama, prompts, config, plugins=[Lengths()]),
-                  decode(tiny_llama, prompts, ONE, plugins=[Lengths()]))
+        same_rows(
+            decode(tiny_llama, prompts, config, plugins=[Lengths()]),
+            decode(tiny_llama, prompts, ONE, plugins=[Lengths()]),
+        )

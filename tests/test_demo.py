@@ -17,11 +17,34 @@ from reasonlens.errors import UserError
 
 
 def tiny_config(out: Path) -> DemoConfig:
-    return DemoConfig(out=out, quick=True, model="tiny-llama", template="raw", layers="-1", n_traces=2, n_eval=2,
-                      max_new_tokens=10, batch_size=2, suppress_k=3, budgets=(5, 10), n_organism=2, organism_tokens=8,
-                      depth_steps=(1, 2), n_depth=2, depth_tokens=3, n_latent=1, n_boot=50, n_permutations=5,
-                      n_control_train=6, n_control_eval=4, control_k=2, control_seeds=(0,), control_tokens=60,
-                      control_budget=60, control_batch_size=6)
+    return DemoConfig(
+        out=out,
+        quick=True,
+        model="tiny-llama",
+        template="raw",
+        layers="-1",
+        n_traces=2,
+        n_eval=2,
+        max_new_tokens=10,
+        batch_size=2,
+        suppress_k=3,
+        budgets=(5, 10),
+        n_organism=2,
+        organism_tokens=8,
+        depth_steps=(1, 2),
+        n_depth=2,
+        depth_tokens=3,
+        n_latent=1,
+        n_boot=50,
+        n_permutations=5,
+        n_control_train=6,
+        n_control_eval=4,
+        control_k=2,
+        control_seeds=(0,),
+        control_tokens=60,
+        control_budget=60,
+        control_batch_size=6,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +71,11 @@ def test_every_stage_runs_or_says_why_not(finished):
         assert controls.status == "done", controls.note
         suppression = [line for line in controls.findings if "thinking suppression" in line]
         assert len(suppression) == 1
-        assert re.search(r"thinking suppression [+-]\d\.\d\d \[[+-]\d\.\d\d,[+-]\d\.\d\d\] vs random "
-                         r"[+-]\d\.\d\d \[[+-]\d\.\d\d,[+-]\d\.\d\d\]", suppression[0]), suppression[0]
+        assert re.search(
+            r"thinking suppression [+-]\d\.\d\d \[[+-]\d\.\d\d,[+-]\d\.\d\d\] vs random "
+            r"[+-]\d\.\d\d \[[+-]\d\.\d\d,[+-]\d\.\d\d\]",
+            suppression[0],
+        ), suppression[0]
         manifest = json.loads((config.out / "controls" / "suppress-thinking-k2" / "manifest.json").read_text())
         assert manifest["split"] == "test"
         assert "train" in json.dumps(manifest)  # the words were learnt on the train split
@@ -60,7 +86,8 @@ def test_every_stage_runs_or_says_why_not(finished):
     # the random control needs enough distinct words in the traces; when it cannot run, the demo says why
     random_ran = (config.out / "eval" / "suppress-random" / "summary.json").is_file()
     assert ("random control" in by_name["suppress"].note) and (
-        random_ran or any(p.startswith("suppress-random (") for p in log["skipped_parts"]))
+        random_ran or any(p.startswith("suppress-random (") for p in log["skipped_parts"])
+    )
 
 
 @pytest.mark.slow

@@ -18,8 +18,14 @@ from reasonlens.runs.runner import chunk_indices, worker_results_path
 
 
 def spec(out, **kw):
-    base = dict(out=out, model="tiny-llama", dataset="gsm8k", n=5, layers="-1",
-                decode=DecodeConfig(max_new_tokens=5, batch_size=2, window=1))  # chunks of one batch
+    base = dict(
+        out=out,
+        model="tiny-llama",
+        dataset="gsm8k",
+        n=5,
+        layers="-1",
+        decode=DecodeConfig(max_new_tokens=5, batch_size=2, window=1),
+    )  # chunks of one batch
     base.update(kw)
     return RunSpec(**base)
 
@@ -69,8 +75,10 @@ def test_worker_shards_into_one_layout_equal_the_single_process_run(tmp_path, ti
     merge_worker_results(run)
     assert comparable(out) == comparable(tmp_path / "single")
     for r in run.results():
-        assert run.load_states(r["index"])["token_ids"].tolist() == \
-            RunDir(tmp_path / "single").load_states(r["index"])["token_ids"].tolist()
+        assert (
+            run.load_states(r["index"])["token_ids"].tolist()
+            == RunDir(tmp_path / "single").load_states(r["index"])["token_ids"].tolist()
+        )
 
 
 def test_cut_off_sharded_run_resumes_locally_and_reports_pending_chunks(tmp_path, tiny_llama):

@@ -25,8 +25,14 @@ def comparable(path):
 
 
 def spec(out, **kw):
-    base = dict(out=out, model="tiny-llama", dataset="gsm8k", n=6, layers="-1",
-                decode=DecodeConfig(max_new_tokens=6, batch_size=2))
+    base = dict(
+        out=out,
+        model="tiny-llama",
+        dataset="gsm8k",
+        n=6,
+        layers="-1",
+        decode=DecodeConfig(max_new_tokens=6, batch_size=2),
+    )
     base.update(kw)
     return RunSpec(**base)
 
@@ -76,9 +82,15 @@ def test_ray_refuses_a_different_spec_in_one_line(tmp_path, executor):
 @pytest.mark.slow  # a second run kind on the same cluster; the core check is the generate test
 def test_ray_budgeted_eval_equals_single_process(tmp_path, tiny_llama, executor):
     def eval_spec(out):
-        return EvalSpec(out=out, model="tiny-llama", dataset="gsm8k", method="budget-force", n=4,
-                        options=MethodOptions(budgets=[4, 8], answer_tokens=2),
-                        decode=DecodeConfig(max_new_tokens=8, batch_size=2))
+        return EvalSpec(
+            out=out,
+            model="tiny-llama",
+            dataset="gsm8k",
+            method="budget-force",
+            n=4,
+            options=MethodOptions(budgets=[4, 8], answer_tokens=2),
+            decode=DecodeConfig(max_new_tokens=8, batch_size=2),
+        )
 
     local = evaluate(eval_spec(tmp_path / "local"), lm=tiny_llama, quiet=True)
     sharded = evaluate(eval_spec(tmp_path / "ray"), quiet=True, executor=executor)
@@ -93,16 +105,37 @@ def test_cli_generate_and_mi_gold_encoding_on_ray(tmp_path, tiny_llama, executor
     from typer.testing import CliRunner
 
     from reasonlens.analysis.pipeline import MIConfig
+    from reasonlens.analysis.ray_golds import prepare_golds
     from reasonlens.cli import app
     from reasonlens.data import load_problems
     from reasonlens.models import encode_gold
-    from reasonlens.analysis.ray_golds import prepare_golds
 
     executor._kill_actors()  # the cluster has 2 CPUs: free them for the CLI's own executor
     out = tmp_path / "cli"
-    result = CliRunner().invoke(app, ["generate", "-m", "tiny-llama", "-d", "gsm8k", "--limit", "4", "--max-new-tokens",
-                                      "6", "--batch-size", "2", "--layers", "-1", "--executor", "ray", "--workers",
-                                      "2", "-o", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "-m",
+            "tiny-llama",
+            "-d",
+            "gsm8k",
+            "--limit",
+            "4",
+            "--max-new-tokens",
+            "6",
+            "--batch-size",
+            "2",
+            "--layers",
+            "-1",
+            "--executor",
+            "ray",
+            "--workers",
+            "2",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     execute(spec(tmp_path / "single", n=4), lm=tiny_llama, quiet=True)
     assert comparable(out) == comparable(tmp_path / "single")
@@ -119,8 +152,8 @@ def test_ray_gold_encoding_refuses_states_of_another_width_and_writes_nothing(tm
     from safetensors.torch import load_file, save_file
 
     from reasonlens.analysis.pipeline import MIConfig
-    from reasonlens.errors import UserError
     from reasonlens.analysis.ray_golds import prepare_golds
+    from reasonlens.errors import UserError
 
     out = tmp_path / "narrow"
     execute(spec(out, n=2), lm=tiny_llama, quiet=True)

@@ -104,7 +104,10 @@ def test_unicode_lookalike_digits_are_not_numbers():
     [
         ("1" * MEGABYTE, "1" * MEGABYTE),
         ("\\boxed{" * (MEGABYTE // 7), None),
-        ("\\boxed{" + "{" * (MEGABYTE // 2) + "7" + "}" * (MEGABYTE // 2) + "}", "{" * (MEGABYTE // 2) + "7" + "}" * (MEGABYTE // 2)),
+        (
+            "\\boxed{" + "{" * (MEGABYTE // 2) + "7" + "}" * (MEGABYTE // 2) + "}",
+            "{" * (MEGABYTE // 2) + "7" + "}" * (MEGABYTE // 2),
+        ),
         ("{" * MEGABYTE + "4", "4"),
         ("answer" + " " * MEGABYTE, None),
         ("the answer is " * (MEGABYTE // 14), "the answer is"),
@@ -113,7 +116,18 @@ def test_unicode_lookalike_digits_are_not_numbers():
         ("\\" * MEGABYTE, None),
         ("9^{" * (MEGABYTE // 3) + "9" + "}" * (MEGABYTE // 3), "9"),
     ],
-    ids=["digits", "unclosed-boxes", "nested-box", "open-braces", "spaces", "phrases", "minuses", "commas", "backslashes", "tower"],
+    ids=[
+        "digits",
+        "unclosed-boxes",
+        "nested-box",
+        "open-braces",
+        "spaces",
+        "phrases",
+        "minuses",
+        "commas",
+        "backslashes",
+        "tower",
+    ],
 )
 def test_megabyte_adversarial_inputs_extract_without_stalling(text, expected):
     assert extract_answer(text) == expected
@@ -155,7 +169,15 @@ def test_read_final_number_is_exact(answer, expected):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "answer",
-    ["10^10^10", "10^{10^{10}}", "9^{9^{9^{9}}}", "1e99999999999", "7" * 5000, "1." + "3" * MEGABYTE, "2^{2^{2^{2^{2^{2}}}}}"],
+    [
+        "10^10^10",
+        "10^{10^{10}}",
+        "9^{9^{9^{9}}}",
+        "1e99999999999",
+        "7" * 5000,
+        "1." + "3" * MEGABYTE,
+        "2^{2^{2^{2^{2^{2}}}}}",
+    ],
     ids=["tower", "braced-tower", "nines", "huge-exponent", "many-digits", "megabyte-decimal", "twos"],
 )
 def test_huge_numbers_are_out_of_range_without_being_computed(answer):
@@ -260,9 +282,18 @@ def test_letter_extraction(text, letter):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "text",
-    ["$" * MEGABYTE, "**" * (MEGABYTE // 2), "\\(" * (MEGABYTE // 2), "1 " * (MEGABYTE // 2), "$a$, " * (MEGABYTE // 5),
-     "\\boxed{1}, " * (MEGABYTE // 11), "x<3\n" * (MEGABYTE // 4), "final answer " * (MEGABYTE // 13),
-     "Let me check: 1 " * (MEGABYTE // 16), "B " * (MEGABYTE // 2)],
+    [
+        "$" * MEGABYTE,
+        "**" * (MEGABYTE // 2),
+        "\\(" * (MEGABYTE // 2),
+        "1 " * (MEGABYTE // 2),
+        "$a$, " * (MEGABYTE // 5),
+        "\\boxed{1}, " * (MEGABYTE // 11),
+        "x<3\n" * (MEGABYTE // 4),
+        "final answer " * (MEGABYTE // 13),
+        "Let me check: 1 " * (MEGABYTE // 16),
+        "B " * (MEGABYTE // 2),
+    ],
     ids=["dollars", "bold", "parens", "spaced-digits", "items", "boxes", "lines", "final-phrases", "checks", "letters"],
 )
 def test_megabyte_inputs_for_math_and_letter_extraction(text):

@@ -48,7 +48,9 @@ def test_numeric_grading_is_exact(prediction, gold, correct):
 
 
 def test_numeric_no_answer_and_unreadable_gold():
-    assert grade("I do not know.", "18", kind="numeric") == Grade(False, None, "no_answer", "no answer found in the completion")
+    assert grade("I do not know.", "18", kind="numeric") == Grade(
+        False, None, "no_answer", "no answer found in the completion"
+    )
     unreadable = grade("\\boxed{5}", "five", kind="numeric")
     assert unreadable.status == "ungradable"
     assert unreadable.correct is None
@@ -84,7 +86,10 @@ def test_string_equal_answers_never_start_a_worker():
     fresh = Grader()
     try:
         assert fresh.grade("\\boxed{\\dfrac{14}{3}}", "\\frac{14}{3}").correct is True
-        assert fresh.grade("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left(3,\\frac{\\pi}{2}\\right)").correct is True
+        assert (
+            fresh.grade("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left(3,\\frac{\\pi}{2}\\right)").correct
+            is True
+        )
         assert fresh.grade("\\boxed{90}", "90^\\circ").correct is True
         assert fresh.grade("\\boxed{2^{10}}", "1024").correct is True
         assert fresh._worker is None
@@ -236,7 +241,9 @@ def test_a_worker_orphaned_mid_request_exits_on_its_own():
     import sys
     import time
 
-    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, HANGING_FACTORIAL], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT, HANGING_FACTORIAL], stdout=subprocess.PIPE, text=True
+    )
     worker_pid = int(parent.stdout.readline())
     time.sleep(1.0)  # let the hanging request reach the worker
     parent.kill()

@@ -33,8 +33,15 @@ def test_corpus_is_well_formed():
         assert isinstance(row["expected"], bool)
     unboxed = [row for row in rows if "\\boxed" not in row["completion"]]
     assert len(unboxed) >= 100
-    assert {row["style"] for row in rows} >= {"boxed", "final-answer", "answer-bold", "markdown-bold", "prose",
-                                                "answer-then-check", "truncated"}
+    assert {row["style"] for row in rows} >= {
+        "boxed",
+        "final-answer",
+        "answer-bold",
+        "markdown-bold",
+        "prose",
+        "answer-then-check",
+        "truncated",
+    }
 
 
 @pytest.mark.timeout(600)
@@ -52,7 +59,9 @@ def test_agreement_by_category(capsys):
                 tallies[group][1] += 1
             if not agrees:
                 misses.append(f"{row['category']}/{row['style']}: gold {row['gold']!r} -> {verdict}")
-    report = "\n".join(f"{group:12s} {agree:4d}/{total:<4d} {agree / total:.1%}" for group, (agree, total) in sorted(tallies.items()))
+    report = "\n".join(
+        f"{group:12s} {agree:4d}/{total:<4d} {agree / total:.1%}" for group, (agree, total) in sorted(tallies.items())
+    )
     with capsys.disabled():
         print("\ngrading corpus agreement\n" + report + ("\nmisses:\n" + "\n".join(misses) if misses else ""))
     low = {group: agree / total for group, (agree, total) in tallies.items() if agree / total < MIN_AGREEMENT}

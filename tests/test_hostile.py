@@ -13,15 +13,27 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from corpus import TESTS, case_names, check_failure, load_case, make_base_run, prepare, run_batch, run_process, unmount_all
+from corpus import (
+    TESTS,
+    case_names,
+    check_failure,
+    load_case,
+    make_base_run,
+    prepare,
+    run_batch,
+    run_process,
+    unmount_all,
+)
 
 CORPUS = TESTS / "hostile"
 CASES = case_names(CORPUS)
 SPECS = {name: load_case(CORPUS, name) for name in CASES}
 BATCH = [n for n in CASES if "process" not in SPECS[n]]
-PROCESS = [pytest.param(n, marks=[pytest.mark.slow] if SPECS[n].get("slow") else [], id=n)
-           for n in CASES if "process" in SPECS[n]]
+PROCESS = [
+    pytest.param(n, marks=[pytest.mark.slow] if SPECS[n].get("slow") else [], id=n)
+    for n in CASES
+    if "process" in SPECS[n]
+]
 
 
 @pytest.fixture(scope="module")

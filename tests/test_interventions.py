@@ -24,8 +24,15 @@ def organism():
 
 
 def spec(tmp_path, name, method="baseline", model="tiny-llama", **options):
-    return EvalSpec(out=tmp_path / name, model=model, dataset=DATASET, method=method,
-                    options=MethodOptions(**options), n=3, decode=DecodeConfig(max_new_tokens=6, batch_size=3))
+    return EvalSpec(
+        out=tmp_path / name,
+        model=model,
+        dataset=DATASET,
+        method=method,
+        options=MethodOptions(**options),
+        n=3,
+        decode=DecodeConfig(max_new_tokens=6, batch_size=3),
+    )
 
 
 def test_eval_writes_a_resumable_run_with_the_method_as_identity(tmp_path, organism, capsys):
@@ -37,8 +44,13 @@ def test_eval_writes_a_resumable_run_with_the_method_as_identity(tmp_path, organ
     assert {e["text"] for e in listed} == {"So", " So", " so", "Wait", " Wait"} and all(e["whole"] for e in listed)
     vocab = organism.tokenizer.get_vocab()
     assert sorted(e["id"] for e in listed) == sorted(vocab[e["text"]] for e in listed)
-    assert run.manifest["method"] == {"name": "suppress", "control": "thinking", "k": 2, "words": ["So", "Wait"],
-                                      "token_ids": sorted(e["id"] for e in listed)}
+    assert run.manifest["method"] == {
+        "name": "suppress",
+        "control": "thinking",
+        "k": 2,
+        "words": ["So", "Wait"],
+        "token_ids": sorted(e["id"] for e in listed),
+    }
     assert "suppressing 5 token ids: So: " in capsys.readouterr().err.replace("\n", " ")
     assert run.manifest["token_set"]["source_kind"] == "command line"
     lines = (tmp_path / "sup" / "results.jsonl").read_text().splitlines()
@@ -80,35 +92,62 @@ def test_budgeted_eval_writes_one_sub_run_per_budget(tmp_path, tiny_llama):
         evaluate(spec(tmp_path, "bf", "budget-force"), lm=tiny_llama)
 
 
-TRACES = ["So we add apples. Then we add more apples and count the apples. So the total is 5.",
-          "Let us count marbles. Then marbles go. So marbles are 3. Therefore the answer is 3 marbles.",
-          "First find cookies. Then cookies. Hmm, cookies again. So we get 7 cookies. The answer is 7."]
+TRACES = [
+    "So we add apples. Then we add more apples and count the apples. So the total is 5.",
+    "Let us count marbles. Then marbles go. So marbles are 3. Therefore the answer is 3 marbles.",
+    "First find cookies. Then cookies. Hmm, cookies again. So we get 7 cookies. The answer is 7.",
+]
 
 
 def make_run(path, correct, ids=None, dataset=DATASET, split="test", method=None, completions=None):
     run = RunDir(path)
-    run.start({"command": "generate", "model": "m", "dataset": dataset, "split": split,
-               "method": method or {"name": "baseline"}})
+    run.start(
+        {
+            "command": "generate",
+            "model": "m",
+            "dataset": dataset,
+            "split": split,
+            "method": method or {"name": "baseline"},
+        }
+    )
     ids = ids or [f"p{i}" for i in range(len(correct))]
     with run.appender() as appender:
-        appender.append([{"index": i, "id": ids[i], "completion": (completions or [""] * len(correct))[i],
-                          "correct": bool(c), "status": "ok"} for i, c in enumerate(correct)])
+        appender.append(
+            [
+                {
+                    "index": i,
+                    "id": ids[i],
+                    "completion": (completions or [""] * len(correct))[i],
+                    "correct": bool(c),
+                    "status": "ok",
+                }
+                for i, c in enumerate(correct)
+            ]
+        )
     return path
 
 
 def test_random_control_suppression_uses_the_control_runs_traces(tmp_path, organism):
     control = make_run(tmp_path / "gen", [0, 0, 0], completions=TRACES, split="train")
-    resolved = resolve_method(organism, "suppress",
-                              MethodOptions(words=["So", "Then"], control="random", control_run=control, seed=4),
-                              DATASET, "test")
+    resolved = resolve_method(
+        organism,
+        "suppress",
+        MethodOptions(words=["So", "Then"], control="random", control_run=control, seed=4),
+        DATASET,
+        "test",
+    )
     identity = resolved.identity
     assert identity["thinking_words"] == ["So", "Then"] and len(identity["words"]) == 2
     assert {w.lower() for w in identity["words"]}.isdisjoint({"so", "then"})
     assert resolved.provenance["control_run"]["split"] == "train" and resolved.warnings == []
     assert identity["token_ids"] and all(e["whole"] for e in resolved.provenance["token_ids"])
-    again = resolve_method(organism, "suppress",
-                           MethodOptions(words=["So", "Then"], control="random", control_run=control, seed=4),
-                           DATASET, "test")
+    again = resolve_method(
+        organism,
+        "suppress",
+        MethodOptions(words=["So", "Then"], control="random", control_run=control, seed=4),
+        DATASET,
+        "test",
+    )
     assert again.identity == identity
     with pytest.raises(UserError, match="--control-run"):
         resolve_method(organism, "suppress", MethodOptions(control="random"), DATASET, "test")
@@ -118,14 +157,16 @@ def test_token_set_provenance_and_leakage_warning(tmp_path, organism):
     run = tmp_path / "run"
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps({"dataset": DATASET, "split": "test", "model": "m"}))
-    path = write_token_set(run / "tokens.jsonl", [WordCount("Wait", 9, [1]), WordCount("So", 12, [2]),
-                                                   WordCount("Hmm", 3, [3])])
+    path = write_token_set(
+        run / "tokens.jsonl", [WordCount("Wait", 9, [1]), WordCount("So", 12, [2]), WordCount("Hmm", 3, [3])]
+    )
     resolved = resolve_method(organism, "suppress", MethodOptions(token_set=path, k=2), DATASET, "test")
     assert resolved.identity["words"] == ["So", "Wait"]  # most frequent first, top-2
     assert resolved.provenance["token_set"]["source_split"] == "test"
     assert any("split being evaluated" in w for w in resolved.warnings)
-    clean = resolve_method(organism, "suppress", MethodOptions(token_set=path, token_set_split="train"),
-                           DATASET, "test")
+    clean = resolve_method(
+        organism, "suppress", MethodOptions(token_set=path, token_set_split="train"), DATASET, "test"
+    )
     assert clean.warnings == [] and clean.provenance["token_set"]["source_split"] == "train"
     loose = tmp_path / "loose.jsonl"
     write_token_set(loose, [WordCount("So", 1, [2])])
@@ -137,12 +178,16 @@ def test_token_set_provenance_and_leakage_warning(tmp_path, organism):
 
 
 def test_token_set_file_carries_its_source_split(tmp_path, organism):
-    learnt_on_train = write_token_set(tmp_path / "anywhere" / "words.jsonl", [WordCount("So", 5, [2])],
-                                      source={"dataset": DATASET, "split": "train", "model": "m"})
+    learnt_on_train = write_token_set(
+        tmp_path / "anywhere" / "words.jsonl",
+        [WordCount("So", 5, [2])],
+        source={"dataset": DATASET, "split": "train", "model": "m"},
+    )
     resolved = resolve_method(organism, "rr", MethodOptions(token_set=learnt_on_train), DATASET, "test")
     assert resolved.warnings == [] and resolved.provenance["token_set"]["source_split"] == "train"
-    learnt_on_test = write_token_set(tmp_path / "t.jsonl", [WordCount("So", 5, [2])],
-                                     source={"dataset": DATASET, "split": "test", "model": "m"})
+    learnt_on_test = write_token_set(
+        tmp_path / "t.jsonl", [WordCount("So", 5, [2])], source={"dataset": DATASET, "split": "test", "model": "m"}
+    )
     leaky = resolve_method(organism, "rr", MethodOptions(token_set=learnt_on_test), DATASET, "test")
     assert any("split being evaluated" in w for w in leaky.warnings)
 
@@ -169,8 +214,16 @@ def test_compare_budget_run_against_plain_and_budget_runs(tmp_path):
 
     def budget_run(name, results):
         top = RunDir(tmp_path / name)
-        top.start({"command": "eval", "model": "m", "dataset": DATASET, "split": "test",
-                   "method": {"name": "ttts"}, "budgets": sorted(results)})
+        top.start(
+            {
+                "command": "eval",
+                "model": "m",
+                "dataset": DATASET,
+                "split": "test",
+                "method": {"name": "ttts"},
+                "budgets": sorted(results),
+            }
+        )
         for budget, correct in results.items():
             make_run(tmp_path / name / f"budget-{budget}", correct)
         return tmp_path / name
@@ -178,14 +231,18 @@ def test_compare_budget_run_against_plain_and_budget_runs(tmp_path):
     tt = budget_run("tt", {8: [1, 0, 1, 0], 16: [1, 1, 1, 1]})
     report = compare_runs([plain, tt], n_boot=200)
     assert {(c["budget"], c["reference_budget"]) for c in report["comparisons"]} == {(8, None), (16, None)}
-    assert {c["budget"]: c["difference"] for c in report["comparisons"]} == {8: pytest.approx(0.25),
-                                                                               16: pytest.approx(0.75)}
+    assert {c["budget"]: c["difference"] for c in report["comparisons"]} == {
+        8: pytest.approx(0.25),
+        16: pytest.approx(0.75),
+    }
     bf = budget_run("bf", {8: [0, 0, 0, 0], 32: [1, 1, 1, 1]})
     report = compare_runs([tt, bf], n_boot=200)
     assert [(c["budget"], c["reference_budget"]) for c in report["comparisons"]] == [(8, 8)]  # only shared budgets
     report = compare_runs([tt, plain], n_boot=200)  # a plain run against a budget reference: every budget
-    assert {c["reference_budget"]: c["difference"] for c in report["comparisons"]} == {8: pytest.approx(-0.25),
-                                                                                         16: pytest.approx(-0.75)}
+    assert {c["reference_budget"]: c["difference"] for c in report["comparisons"]} == {
+        8: pytest.approx(-0.25),
+        16: pytest.approx(-0.75),
+    }
 
 
 def test_cli_compare_eval_and_bad_method(tmp_path, capsys):
@@ -208,8 +265,15 @@ def test_suppression_sweep_writes_one_run_per_variant_and_a_table(tmp_path, orga
     from reasonlens.interventions import run_sweep, suppression_variants
 
     names = [v.name for v in suppression_variants([0, 1, 2], [0, 1])]
-    assert names == ["baseline", "thinking-k1", "random-k1-s0", "random-k1-s1", "thinking-k2", "random-k2-s0",
-                     "random-k2-s1"]
+    assert names == [
+        "baseline",
+        "thinking-k1",
+        "random-k1-s0",
+        "random-k1-s1",
+        "thinking-k2",
+        "random-k2-s0",
+        "random-k2-s1",
+    ]
     control = make_run(tmp_path / "gen", [0, 0, 0], completions=TRACES, split="train")
     base = spec(tmp_path, "sweep", model="organism-cot", words=["So", "Then"], control_run=control)
     rows = run_sweep(base, suppression_variants([0, 1], [0]), lm=organism)

@@ -26,6 +26,7 @@ def test_settings_are_typed_by_the_options_dataclass():
         parse_settings(["p"])
     rr = get_method("rr").options(MethodOptions(seed=3), {"p": "0.25", "layer": "-1", "words": "So,Then"})
     assert (rr.p, rr.layer, rr.words, rr.seed, rr.repeats) == (0.25, -1, ["So", "Then"], 3, 1)
+
     @dataclass
     class OwnDefaults:
         p: float = 0.3  # differs from the shared --p default (1.0)
@@ -74,16 +75,27 @@ def test_a_method_registered_elsewhere_runs_through_evaluate(tmp_path):
         def label_details(self, identity):
             return [f"{len(identity['ban'])} ids"]
 
-    base = EvalSpec(out=tmp_path / "base", model="organism-cot", dataset="synthetic-arith", n=2,
-                    decode=DecodeConfig(max_new_tokens=4, batch_size=2))
+    base = EvalSpec(
+        out=tmp_path / "base",
+        model="organism-cot",
+        dataset="synthetic-arith",
+        n=2,
+        decode=DecodeConfig(max_new_tokens=4, batch_size=2),
+    )
     evaluate(base, lm=lm, quiet=True)
     first = RunDir(tmp_path / "base").results()[0]
     generated = lm.tokenizer(first["completion"], add_special_tokens=False)["input_ids"]
     assert generated, "the organism writes something in 4 tokens"
     banned = generated[:1]
-    spec = EvalSpec(out=tmp_path / "ban", model="organism-cot", dataset="synthetic-arith", method="test-ban-ids",
-                    options=MethodOptions(settings={"ban": ",".join(map(str, banned))}), n=2,
-                    decode=DecodeConfig(max_new_tokens=4, batch_size=2))
+    spec = EvalSpec(
+        out=tmp_path / "ban",
+        model="organism-cot",
+        dataset="synthetic-arith",
+        method="test-ban-ids",
+        options=MethodOptions(settings={"ban": ",".join(map(str, banned))}),
+        n=2,
+        decode=DecodeConfig(max_new_tokens=4, batch_size=2),
+    )
     evaluate(spec, lm=lm, quiet=True)
     run = RunDir(tmp_path / "ban")
     assert run.manifest["method"] == {"name": "test-ban-ids", "ban": banned}

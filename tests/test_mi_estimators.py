@@ -19,8 +19,17 @@ QUICK = MIConfig(n_boot=20, population=False, plots=False, decode_argmax=False)
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    execute(RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=2, layers="-1",
-                    decode=DecodeConfig(max_new_tokens=10, batch_size=2)), quiet=True)
+    execute(
+        RunSpec(
+            out=out,
+            model="tiny-llama",
+            dataset="gsm8k",
+            n=2,
+            layers="-1",
+            decode=DecodeConfig(max_new_tokens=10, batch_size=2),
+        ),
+        quiet=True,
+    )
     return out
 
 
@@ -28,7 +37,9 @@ def test_the_paper_hsic_is_the_registered_default():
     assert MIConfig().estimator == "paper_hsic" and "paper_hsic" in estimator_names()
     estimator = get_estimator("paper_hsic")
     assert estimator.factory is PaperHSIC
-    assert estimator.describe() == "paper_hsic (reference NOCCO score, coordinates as samples; float64, exact fast path)"
+    assert (
+        estimator.describe() == "paper_hsic (reference NOCCO score, coordinates as samples; float64, exact fast path)"
+    )
     y, h = torch.randn(16, dtype=torch.float64), torch.randn(5, 16, dtype=torch.float64)
     torch.testing.assert_close(estimator.scorer(y, 50.0, 1e-5)(h), PaperHSIC(y, sigma=50.0, eps=1e-5)(h))
     with pytest.raises(UserError, match="unknown --estimator 'nope'"):
@@ -43,8 +54,11 @@ def cosine_to_gold(y, sigma, eps):
 def test_a_registered_estimator_drives_the_analysis(run_dir):
     paper = analyze_run(run_dir, QUICK, quiet=True)
     paper_mi = pq.read_table(run_dir / "mi" / "mi.parquet").to_pylist()
-    summary = analyze_run(run_dir, MIConfig(n_boot=20, population=False, plots=False, decode_argmax=False,
-                                            estimator="test-cosine"), quiet=True)
+    summary = analyze_run(
+        run_dir,
+        MIConfig(n_boot=20, population=False, plots=False, decode_argmax=False, estimator="test-cosine"),
+        quiet=True,
+    )
     assert paper["estimator"].startswith("paper_hsic (") and summary["estimator"].startswith("test-cosine (")
     assert json.loads((run_dir / "mi" / "summary.json").read_text())["config"]["estimator"] == "test-cosine"
     mi = pq.read_table(run_dir / "mi" / "mi.parquet").to_pylist()

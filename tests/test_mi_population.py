@@ -7,10 +7,10 @@ import torch
 
 from reasonlens.errors import UserError
 from reasonlens.mi.population import (
-    hsic_from_grams,
     GramStatistic,
     gram,
     hsic,
+    hsic_from_grams,
     linear_cka,
     median_heuristic,
     permutation_test,
@@ -23,7 +23,9 @@ def sample_pair(n=40, d=6, dependent=True, seed=0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=gen, dtype=torch.float64)
     if dependent:
-        y = x @ torch.randn(d, 3, generator=gen, dtype=torch.float64) + 0.1 * torch.randn(n, 3, generator=gen, dtype=torch.float64)
+        y = x @ torch.randn(d, 3, generator=gen, dtype=torch.float64) + 0.1 * torch.randn(
+            n, 3, generator=gen, dtype=torch.float64
+        )
     else:
         y = torch.randn(n, 3, generator=gen, dtype=torch.float64)
     return x, y

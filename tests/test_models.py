@@ -10,7 +10,9 @@ from reasonlens.models import encode_gold, load, record_layers
 from reasonlens.models.tiny import tiny_gpt2, tiny_llama, tiny_qwen2
 
 
-@pytest.mark.parametrize("factory,family,n", [(tiny_llama, "llama", 4), (tiny_qwen2, "qwen2", 3), (tiny_gpt2, "gpt2", 3)])
+@pytest.mark.parametrize(
+    "factory,family,n", [(tiny_llama, "llama", 4), (tiny_qwen2, "qwen2", 3), (tiny_gpt2, "gpt2", 3)]
+)
 def test_adapter_finds_the_stack(factory, family, n):
     lm = factory()
     assert lm.layers.family == family and lm.layers.num_layers == n and lm.hidden_size == 64
@@ -73,16 +75,24 @@ def test_smollm2_builtin_loads_from_the_cached_conversion(smollm2):
     assert (cache_root() / "smollm2-135m" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ("all", [0, 1, 2, 3]), ("1-2", [1, 2]), ("-2:-1", [2, 3]), ("embed,0,final", ["embed", 0, "final"]),
-    ("0-3,final,2", [0, 1, 2, 3, "final"]), ("-1", [3]),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("all", [0, 1, 2, 3]),
+        ("1-2", [1, 2]),
+        ("-2:-1", [2, 3]),
+        ("embed,0,final", ["embed", 0, "final"]),
+        ("0-3,final,2", [0, 1, 2, 3, "final"]),
+        ("-1", [3]),
+    ],
+)
 def test_layer_specs_all_ranges_embed(tiny_llama, spec, expected):
     assert tiny_llama.layers.resolve_many(spec) == expected
 
 
-@pytest.mark.parametrize("spec,needle", [("3-1", "invalid layer range '3-1'"), ("x", "invalid layer 'x'"),
-                                         ("4", "invalid layer 4")])
+@pytest.mark.parametrize(
+    "spec,needle", [("3-1", "invalid layer range '3-1'"), ("x", "invalid layer 'x'"), ("4", "invalid layer 4")]
+)
 def test_bad_layer_specs(tiny_llama, spec, needle):
     with pytest.raises(UserError, match=needle):
         tiny_llama.layers.resolve_many(spec)

@@ -26,8 +26,15 @@ def organism():
 
 
 def eval_spec(out, method, model, n=4, max_new_tokens=12, **options):
-    return EvalSpec(out=out, model=model, dataset=DATASET, method=method, options=MethodOptions(**options), n=n,
-                    decode=DecodeConfig(max_new_tokens=max_new_tokens, batch_size=n))
+    return EvalSpec(
+        out=out,
+        model=model,
+        dataset=DATASET,
+        method=method,
+        options=MethodOptions(**options),
+        n=n,
+        decode=DecodeConfig(max_new_tokens=max_new_tokens, batch_size=n),
+    )
 
 
 def test_nowait_resolves_the_paper_words_to_every_whole_token_variant(organism):
@@ -57,29 +64,64 @@ def test_nowait_never_emits_a_banned_token_and_compare_reports_tokens_saved(tmp_
     (comparison,) = report["comparisons"]
     ref = {r["index"]: r["n_tokens"] for r in RunDir(tmp_path / "base").results()}
     run = {r["index"]: r["n_tokens"] for r in records}
-    expected = paired_bootstrap_diff([ref[i] for i in sorted(ref)], [run[i] for i in sorted(ref)], n_boot=300,
-                                     seed=2)
+    expected = paired_bootstrap_diff([ref[i] for i in sorted(ref)], [run[i] for i in sorted(ref)], n_boot=300, seed=2)
     assert comparison["tokens_saved"] == pytest.approx(expected.estimate)
     assert comparison["tokens_saved_ci95"] == [expected.lo, expected.hi]
     assert comparison["reference_mean_tokens"] - comparison["mean_tokens"] == pytest.approx(expected.estimate)
-    assert [r["mean_tokens"] for r in report["runs"]] == [pytest.approx(base["mean_tokens"]),
-                                                          pytest.approx(cut["mean_tokens"])]
+    assert [r["mean_tokens"] for r in report["runs"]] == [
+        pytest.approx(base["mean_tokens"]),
+        pytest.approx(cut["mean_tokens"]),
+    ]
 
 
 def test_nowait_options_come_in_through_set_on_a_tiny_random_model(tmp_path, capsys):
     from reasonlens.cli import main
 
     out = tmp_path / "nw"
-    main(["eval", "-m", "tiny-llama", "-d", DATASET, "--limit", "2", "--max-new-tokens", "5", "--method", "nowait",
-          "--set", "words=Wait,Hmm", "--set", "split_starts=true", "-o", str(out)])
+    main(
+        [
+            "eval",
+            "-m",
+            "tiny-llama",
+            "-d",
+            DATASET,
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "5",
+            "--method",
+            "nowait",
+            "--set",
+            "words=Wait,Hmm",
+            "--set",
+            "split_starts=true",
+            "-o",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr()
     assert "mean completion length" in printed.out
     method = json.loads((out / "manifest.json").read_text())["method"]
     # byte-level tokenizer: no token spells "Wait" whole, so only the split first pieces are banned (on request)
     assert method["words"] == ["Wait", "Hmm"] and method["split_starts"] is True and method["token_ids"]
     with pytest.raises(SystemExit) as info:
-        main(["eval", "-m", "tiny-llama", "-d", DATASET, "--limit", "1", "--method", "nowait", "--set", "layer=2",
-              "-o", str(tmp_path / "bad")])
+        main(
+            [
+                "eval",
+                "-m",
+                "tiny-llama",
+                "-d",
+                DATASET,
+                "--limit",
+                "1",
+                "--method",
+                "nowait",
+                "--set",
+                "layer=2",
+                "-o",
+                str(tmp_path / "bad"),
+            ]
+        )
     assert info.value.code == 2 and "method 'nowait' has no option 'layer'" in capsys.readouterr().err
 
 

@@ -43,8 +43,14 @@ def poisoned(module: torch.nn.Module, edit):
 
 
 def spec(out, **kw) -> RunSpec:
-    base = dict(out=out, model="tiny-llama", dataset="gsm8k", n=N, layers="1,final",
-                decode=DecodeConfig(max_new_tokens=8, batch_size=2, schedule=SCHEDULE))
+    base = dict(
+        out=out,
+        model="tiny-llama",
+        dataset="gsm8k",
+        n=N,
+        layers="1,final",
+        decode=DecodeConfig(max_new_tokens=8, batch_size=2, schedule=SCHEDULE),
+    )
     base.update(kw)
     return RunSpec(**base)
 
@@ -67,11 +73,13 @@ def one_entry(value: float):
         row = row.clone()
         row[..., 7] = value
         return row
+
     return edit
 
 
-@pytest.mark.parametrize("edit,label", [(fill(math.nan), "all NaN"), (one_entry(math.inf), "one +Inf"),
-                                        (one_entry(math.nan), "one NaN")])
+@pytest.mark.parametrize(
+    "edit,label", [(fill(math.nan), "all NaN"), (one_entry(math.inf), "one +Inf"), (one_entry(math.nan), "one NaN")]
+)
 def test_nonfinite_logits_fail_the_sample_and_the_run_goes_on(tmp_path, tiny_llama, clean_run, edit, label):
     out = tmp_path / "run"
     with poisoned(tiny_llama.layers.lm_head, edit) as calls:
@@ -105,7 +113,7 @@ def test_nonfinite_captured_state_fails_the_sample(tmp_path, tiny_llama, clean_r
     assert bad["stop_reason"] != "numerical"  # the logits stayed finite: generation was not cut short
     assert {"type": "nonfinite_state"} in bad["events"]
     states = RunDir(out).load_states(POISON_ROW)["layer.1"]
-    assert not torch.isfinite(states[POISON_CALL - 1]).all() and torch.isfinite(states[:POISON_CALL - 1]).all()
+    assert not torch.isfinite(states[POISON_CALL - 1]).all() and torch.isfinite(states[: POISON_CALL - 1]).all()
     assert all(r["status"] != "failed" for r in results if r["index"] != POISON_ROW)
     assert summary["n_failed"] == 1 and summary["accuracy"] == summary["n_correct"] / N
 
@@ -127,6 +135,6 @@ def test_decode_loop_stops_only_the_poisoned_row(tiny_llama):
     with poisoned(tiny_llama.layers.lm_head, fill(math.inf)):
         hit = decode(tiny_llama, prompts, config)
     assert hit[POISON_ROW].stop_reason == "numerical"
-    assert hit[POISON_ROW].token_ids[:POISON_CALL - 1] == clean[POISON_ROW].token_ids[:POISON_CALL - 1]
+    assert hit[POISON_ROW].token_ids[: POISON_CALL - 1] == clean[POISON_ROW].token_ids[: POISON_CALL - 1]
     for row in (0, 2):
         assert hit[row].token_ids == clean[row].token_ids and hit[row].stop_reason == clean[row].stop_reason

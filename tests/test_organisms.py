@@ -109,8 +109,17 @@ def test_few_step_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
 
 def test_training_is_reproducible_from_the_seed():
     config = organism_train.OrganismConfig(
-        name="organism-repro", dataset="synthetic-hops:1", target="direct", hidden_size=16, num_layers=1,
-        num_heads=2, intermediate_size=32, n_train=64, steps=4, batch_size=8, warmup_steps=1,
+        name="organism-repro",
+        dataset="synthetic-hops:1",
+        target="direct",
+        hidden_size=16,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=32,
+        n_train=64,
+        steps=4,
+        batch_size=8,
+        warmup_steps=1,
     )
     _, _, first = organism_train.train_model(config, show_progress=False)
     _, _, again = organism_train.train_model(config, show_progress=False)
@@ -186,8 +195,9 @@ def test_reasoner_organism_reproduces_its_card_on_a_test_slice(name):
     assert sum(p.stat().st_size for p in directory.iterdir()) <= 20 * 1024 * 1024
     model = AutoModelForCausalLM.from_pretrained(directory)
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    result = organism_train.evaluate(model, tokenizer, card["eval_dataset"], REASONER_SLICE,
-                                     card["decoding"]["max_new_tokens"])
+    result = organism_train.evaluate(
+        model, tokenizer, card["eval_dataset"], REASONER_SLICE, card["decoding"]["max_new_tokens"]
+    )
     recorded = card["test_accuracy"]["outcomes"][:REASONER_SLICE]
     # greedy decoding is deterministic; another CPU type may flip a near-tie, so allow one problem of slack
     assert sum(a != b for a, b in zip(result.outcomes, recorded)) <= 1, (result.outcomes, recorded)

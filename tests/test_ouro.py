@@ -185,8 +185,27 @@ def test_depth_command_on_ouro_with_gate_exit(tmp_path):
     from reasonlens.cli import main
 
     out = tmp_path / "depth"
-    main(["depth", "--model", str(FIXTURE), "--dataset", "synthetic-hops:2", "--n", "3", "--steps", "1,4",
-          "--exit", "ouro-gate", "--threshold", "0.6", "--max-new-tokens", "4", "--out", str(out)])
+    main(
+        [
+            "depth",
+            "--model",
+            str(FIXTURE),
+            "--dataset",
+            "synthetic-hops:2",
+            "--n",
+            "3",
+            "--steps",
+            "1,4",
+            "--exit",
+            "ouro-gate",
+            "--threshold",
+            "0.6",
+            "--max-new-tokens",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"]["4"]["mean_iterations_per_token"] == 4.0
     assert summary["steps"]["1"]["mean_iterations_per_token"] == 1.0

@@ -10,8 +10,14 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # tiny settings: (option, value) replacements; the commands and every other option stay as written
-TINY = {"--limit": "2", "--max-new-tokens": "8", "--budgets": "4,8", "--recurrence": "1,2", "--num-peaks": "3",
-        "--top-words": "1"}
+TINY = {
+    "--limit": "2",
+    "--max-new-tokens": "8",
+    "--budgets": "4,8",
+    "--recurrence": "1,2",
+    "--num-peaks": "3",
+    "--top-words": "1",
+}
 EXTRA = {("organisms", "train"): ["--max-steps", "2", "--eval-n", "2"]}
 SKIP = {("demo",)}  # the demo has its own test (tests/test_demo.py)
 
@@ -34,7 +40,7 @@ def tiny(argv: list[str]) -> list[str]:
         if token in TINY:
             out[i + 1] = TINY[token]
     for path, extra in EXTRA.items():
-        if tuple(out[:len(path)]) == path:
+        if tuple(out[: len(path)]) == path:
             out += extra
     if out[0] in ("generate", "eval", "depth") and "--max-new-tokens" not in out:
         out += ["--max-new-tokens", TINY["--max-new-tokens"]]

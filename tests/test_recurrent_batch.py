@@ -28,8 +28,8 @@ def _left_pad(prompts: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, tor
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(prompt)
-        mask[row, width - len(prompt):] = 1
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
     return ids, mask
 
 
@@ -62,10 +62,11 @@ def assert_rows_equal_batch_one(model, prompts: list[list[int]], new_tokens: int
 
 TINY_CONFIGS = {  # name: (seed, config fields)
     "linear-2core": (12, dict(n_layers_in_prelude=1, n_layers_in_recurrent_block=2, n_layers_in_coda=1)),
-    "1core-no-prelude": (1, dict(n_embd=64, n_layers_in_prelude=0, n_layers_in_recurrent_block=1,
-                                 n_layers_in_coda=2)),
-    "linear-3core-wide": (17, dict(n_embd=48, n_heads=6, n_layers_in_prelude=2, n_layers_in_recurrent_block=3,
-                                   n_layers_in_coda=1)),
+    "1core-no-prelude": (1, dict(n_embd=64, n_layers_in_prelude=0, n_layers_in_recurrent_block=1, n_layers_in_coda=2)),
+    "linear-3core-wide": (
+        17,
+        dict(n_embd=48, n_heads=6, n_layers_in_prelude=2, n_layers_in_recurrent_block=3, n_layers_in_coda=1),
+    ),
 }
 
 
@@ -88,8 +89,9 @@ def test_batched_adaptive_equals_each_row_alone_on_random_configs(config_name, c
     generator = torch.Generator().manual_seed(7)
     lengths = [3, 9, 5, 1, 7]  # ragged: left padding up to 8 positions
     prompts = [torch.randint(1, 61, (n,), generator=generator).tolist() for n in lengths]
-    iterations = assert_rows_equal_batch_one(model, prompts, 6, num_steps=12, init_scale=0.0,
-                                             exit_criterion=criterion, exit_threshold=threshold)
+    iterations = assert_rows_equal_batch_one(
+        model, prompts, 6, num_steps=12, init_scale=0.0, exit_criterion=criterion, exit_threshold=threshold
+    )
     # the test means something only when rows really leave the batch at different iterations
     assert any(len(set(column.tolist())) > 1 for column in iterations.T), iterations
     assert int(iterations.min()) < 12
@@ -98,8 +100,17 @@ def test_batched_adaptive_equals_each_row_alone_on_random_configs(config_name, c
 def test_warm_start_and_min_steps_batched_equal_alone():
     model = tiny("linear-2core")
     prompts = [[5, 9, 11], [7], [2, 3, 4, 5, 6, 8]]
-    assert_rows_equal_batch_one(model, prompts, 5, num_steps=10, init_scale=0.0, exit_criterion="latent-diff",
-                                exit_threshold=0.25, exit_min_steps=3, warm_start=True)
+    assert_rows_equal_batch_one(
+        model,
+        prompts,
+        5,
+        num_steps=10,
+        init_scale=0.0,
+        exit_criterion="latent-diff",
+        exit_threshold=0.25,
+        exit_min_steps=3,
+        warm_start=True,
+    )
 
 
 def test_exited_rows_cost_nothing():
@@ -112,14 +123,30 @@ def test_exited_rows_cost_nothing():
         ids, mask = _left_pad(prompts)
         with torch.no_grad():
             cache = model.make_cache(4)
-            out = model(ids, attention_mask=mask, past_key_values=cache, use_cache=True, num_steps=16, init_scale=0.0,
-                        exit_criterion="latent-diff", exit_threshold=0.2)
+            out = model(
+                ids,
+                attention_mask=mask,
+                past_key_values=cache,
+                use_cache=True,
+                num_steps=16,
+                init_scale=0.0,
+                exit_criterion="latent-diff",
+                exit_threshold=0.2,
+            )
             assert rows_seen and sum(rows_seen) == int(out.iterations_used.sum())
             rows_seen.clear()
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             mask = torch.cat([mask, torch.ones_like(nxt)], 1)
-            out = model(nxt, attention_mask=mask, past_key_values=cache, use_cache=True, num_steps=16,
-                        init_scale=0.0, exit_criterion="latent-diff", exit_threshold=0.2)
+            out = model(
+                nxt,
+                attention_mask=mask,
+                past_key_values=cache,
+                use_cache=True,
+                num_steps=16,
+                init_scale=0.0,
+                exit_criterion="latent-diff",
+                exit_threshold=0.2,
+            )
         assert sum(rows_seen) == int(out.iterations_used.sum())
         assert len(set(out.iterations_used.tolist())) > 1 and sum(rows_seen) < 4 * len(rows_seen)
     finally:
@@ -131,8 +158,9 @@ def test_fixed_depth_is_untouched_by_the_sub_batch_path():
     model = tiny("linear-3core-wide")
     prompts = [[3, 1, 4, 1, 5], [9, 2], [6, 5, 3, 5, 8, 9, 7]]
     fixed_tokens, fixed_iterations, fixed_logits = greedy(model, prompts, 4, num_steps=6, init_scale=0.0)
-    tokens, iterations, logits = greedy(model, prompts, 4, num_steps=6, init_scale=0.0, exit_criterion="latent-diff",
-                                        exit_threshold=0.0)
+    tokens, iterations, logits = greedy(
+        model, prompts, 4, num_steps=6, init_scale=0.0, exit_criterion="latent-diff", exit_threshold=0.0
+    )
     assert torch.equal(tokens, fixed_tokens) and bool((iterations == 6).all()) and bool((fixed_iterations == 6).all())
     assert torch.allclose(logits, fixed_logits, atol=1e-6)
 
@@ -170,9 +198,12 @@ def test_organism_decode_loop_batched_equals_batch_one(organism, flips_prompts, 
 
     def run(size: int):
         accounting = IterationAccounting()
-        generations = decode(organism, flips_prompts, DecodeConfig(max_new_tokens=12, batch_size=size,
-                                                                   forward_kwargs=ORGANISM_RULE),
-                             plugins=[accounting])
+        generations = decode(
+            organism,
+            flips_prompts,
+            DecodeConfig(max_new_tokens=12, batch_size=size, forward_kwargs=ORGANISM_RULE),
+            plugins=[accounting],
+        )
         return [g.token_ids for g in generations], [accounting.per_key[key] for key in range(len(flips_prompts))]
 
     alone_tokens, alone_iterations = run(1)

@@ -25,12 +25,21 @@ def _single_thread():
 @pytest.fixture(scope="module")
 def lm() -> LoadedModel:
     torch.manual_seed(0)
-    config = RecurrentDepthConfig(n_embd=32, n_heads=4, vocab_size=300, intermediate_size=48, block_size=256,
-                                  mean_recurrence=4, n_layers_in_prelude=1, n_layers_in_recurrent_block=2,
-                                  n_layers_in_coda=1)
+    config = RecurrentDepthConfig(
+        n_embd=32,
+        n_heads=4,
+        vocab_size=300,
+        intermediate_size=48,
+        block_size=256,
+        mean_recurrence=4,
+        n_layers_in_prelude=1,
+        n_layers_in_recurrent_block=2,
+        n_layers_in_coda=1,
+    )
     tokenizer = byte_level_tokenizer(300)
-    return LoadedModel(model=RecurrentDepthLM(config).eval(), tokenizer=tokenizer, layers=None, name="tiny-rec",
-                       spec="tiny-rec")
+    return LoadedModel(
+        model=RecurrentDepthLM(config).eval(), tokenizer=tokenizer, layers=None, name="tiny-rec", spec="tiny-rec"
+    )
 
 
 def _greedy_alone(model, ids: list[int], n: int, **kwargs) -> list[int]:
@@ -58,32 +67,59 @@ def test_decode_loop_batched_left_padded_equals_unbatched_full_forward(lm):
 def test_iteration_accounting_fixed_and_adaptive(lm):
     prompts = ["abc", "xyz!"]
     fixed = IterationAccounting()
-    decode(lm, prompts, DecodeConfig(max_new_tokens=5, batch_size=2,
-                                     forward_kwargs={"num_steps": 4, "init_scale": 0.0}), plugins=[fixed])
+    decode(
+        lm,
+        prompts,
+        DecodeConfig(max_new_tokens=5, batch_size=2, forward_kwargs={"num_steps": 4, "init_scale": 0.0}),
+        plugins=[fixed],
+    )
     assert all(v == [4] * 5 for v in fixed.per_key.values()) and set(fixed.per_key) == {0, 1}
     adaptive = IterationAccounting()
-    decode(lm, prompts, DecodeConfig(max_new_tokens=5, batch_size=2,
-                                     forward_kwargs={"num_steps": 12, "init_scale": 0.0, "exit_criterion": "latent-diff",
-                                                     "exit_threshold": 0.3}), plugins=[adaptive])
+    decode(
+        lm,
+        prompts,
+        DecodeConfig(
+            max_new_tokens=5,
+            batch_size=2,
+            forward_kwargs={"num_steps": 12, "init_scale": 0.0, "exit_criterion": "latent-diff", "exit_threshold": 0.3},
+        ),
+        plugins=[adaptive],
+    )
     used = [i for v in adaptive.per_key.values() for i in v]
     assert len(used) == 10 and all(1 <= i <= 12 for i in used) and min(used) < 12
 
 
 def test_adaptive_threshold_zero_in_decode_loop_equals_fixed(lm):
     prompts = ["hello", "hi"]
-    fixed = decode(lm, prompts, DecodeConfig(max_new_tokens=5, batch_size=2,
-                                             forward_kwargs={"num_steps": 5, "init_scale": 0.0}))
-    zero = decode(lm, prompts, DecodeConfig(max_new_tokens=5, batch_size=2,
-                                            forward_kwargs={"num_steps": 5, "init_scale": 0.0, "exit_criterion": "kl",
-                                                            "exit_threshold": 0.0}))
+    fixed = decode(
+        lm, prompts, DecodeConfig(max_new_tokens=5, batch_size=2, forward_kwargs={"num_steps": 5, "init_scale": 0.0})
+    )
+    zero = decode(
+        lm,
+        prompts,
+        DecodeConfig(
+            max_new_tokens=5,
+            batch_size=2,
+            forward_kwargs={"num_steps": 5, "init_scale": 0.0, "exit_criterion": "kl", "exit_threshold": 0.0},
+        ),
+    )
     assert [g.token_ids for g in fixed] == [g.token_ids for g in zero]
 
 
 def test_depth_command_writes_summary(lm, tmp_path):
     from reasonlens.recurrent.depth import DepthSpec, run_depth
 
-    spec = DepthSpec(model="tiny-rec", dataset="synthetic-hops", out=tmp_path / "depth", steps=(1, 3), n=3,
-                     exit_criterion="latent-diff", threshold=0.3, max_new_tokens=4, batch_size=3)
+    spec = DepthSpec(
+        model="tiny-rec",
+        dataset="synthetic-hops",
+        out=tmp_path / "depth",
+        steps=(1, 3),
+        n=3,
+        exit_criterion="latent-diff",
+        threshold=0.3,
+        max_new_tokens=4,
+        batch_size=3,
+    )
     summary = run_depth(spec, lm=lm, quiet=True)
     on_disk = json.loads((tmp_path / "depth" / "summary.json").read_text())
     assert on_disk["steps"].keys() == {"1", "3"}
@@ -102,8 +138,19 @@ def test_latent_items_from_a_depth_run_directory(lm, tmp_path):
     from reasonlens.recurrent.latent import items_from_source
     from reasonlens.runs.rundir import RunDir
 
-    run_depth(DepthSpec(model="tiny-rec", dataset="synthetic-hops:2", out=tmp_path / "d", steps=(2,), n=2,
-                        max_new_tokens=3, batch_size=2), lm=lm, quiet=True)
+    run_depth(
+        DepthSpec(
+            model="tiny-rec",
+            dataset="synthetic-hops:2",
+            out=tmp_path / "d",
+            steps=(2,),
+            n=2,
+            max_new_tokens=3,
+            batch_size=2,
+        ),
+        lm=lm,
+        quiet=True,
+    )
     model, items = items_from_source(str(tmp_path / "d" / "r2"))
     results = RunDir(tmp_path / "d" / "r2").results()
     assert model == "tiny-rec" and len(items) == 2

@@ -57,10 +57,23 @@ def test_convergence_and_pca_shapes():
 
 def test_analyze_latents_writes_tables_figures_and_mi(tmp_path):
     torch.manual_seed(0)
-    config = RecurrentDepthConfig(n_embd=32, n_heads=4, vocab_size=300, intermediate_size=48, block_size=128,
-                                  n_layers_in_prelude=1, n_layers_in_recurrent_block=1, n_layers_in_coda=1)
-    lm = LoadedModel(model=RecurrentDepthLM(config).eval(), tokenizer=byte_level_tokenizer(300), layers=None,
-                     name="tiny-rec", spec="tiny-rec")
+    config = RecurrentDepthConfig(
+        n_embd=32,
+        n_heads=4,
+        vocab_size=300,
+        intermediate_size=48,
+        block_size=128,
+        n_layers_in_prelude=1,
+        n_layers_in_recurrent_block=1,
+        n_layers_in_coda=1,
+    )
+    lm = LoadedModel(
+        model=RecurrentDepthLM(config).eval(),
+        tokenizer=byte_level_tokenizer(300),
+        layers=None,
+        name="tiny-rec",
+        spec="tiny-rec",
+    )
     items = [LatentItem("a", "x = 3. y = x + 1.", gold="4"), LatentItem("b", "hello")]
     summary = analyze_latents(lm, items, tmp_path, LatentConfig(max_steps=6, star_steps=10, max_tokens=8), quiet=True)
     table = pq.read_table(tmp_path / "latents.parquet").to_pylist()

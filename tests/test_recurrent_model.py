@@ -30,8 +30,18 @@ def _single_thread():
 
 
 def tiny_config(**overrides) -> RecurrentDepthConfig:
-    fields = dict(n_embd=32, n_heads=4, vocab_size=61, intermediate_size=48, block_size=64, mean_recurrence=4,
-                  mean_backprop_depth=2, n_layers_in_prelude=1, n_layers_in_recurrent_block=2, n_layers_in_coda=1)
+    fields = dict(
+        n_embd=32,
+        n_heads=4,
+        vocab_size=61,
+        intermediate_size=48,
+        block_size=64,
+        mean_recurrence=4,
+        mean_backprop_depth=2,
+        n_layers_in_prelude=1,
+        n_layers_in_recurrent_block=2,
+        n_layers_in_coda=1,
+    )
     fields.update(overrides)
     return RecurrentDepthConfig(**fields)
 
@@ -75,8 +85,11 @@ def test_cached_decode_matches_reference_cache(huginn, reference):
     with torch.no_grad():
         steps = [huginn(row[:, :8], num_steps=4, init_scale=0.0, past_key_values=cache, use_cache=True).logits[:, -1]]
         for t in range(8, 12):
-            steps.append(huginn(row[:, t:t + 1], num_steps=4, init_scale=0.0, past_key_values=cache,
-                                use_cache=True).logits[:, -1])
+            steps.append(
+                huginn(row[:, t : t + 1], num_steps=4, init_scale=0.0, past_key_values=cache, use_cache=True).logits[
+                    :, -1
+                ]
+            )
     assert torch.allclose(torch.stack(steps, 1), reference["cached_logits_r4_row0"], atol=1e-5, rtol=0)
 
 
@@ -93,10 +106,18 @@ def test_huginn_dir_detection_and_loading(tmp_path):
 
 def test_reference_parameter_names(huginn):
     names = set(huginn.state_dict())
-    for expected in ("transformer.wte.weight", "transformer.adapter.weight", "transformer.ln_f.weight",
-                     "transformer.prelude.0.norm_1.weight", "transformer.core_block.3.attn.Wqkv.weight",
-                     "transformer.core_block.0.attn.qk_bias", "transformer.coda.1.mlp.fc.weight",
-                     "transformer.coda.1.mlp.proj.weight", "transformer.prelude.1.norm_4.weight", "lm_head.weight"):
+    for expected in (
+        "transformer.wte.weight",
+        "transformer.adapter.weight",
+        "transformer.ln_f.weight",
+        "transformer.prelude.0.norm_1.weight",
+        "transformer.core_block.3.attn.Wqkv.weight",
+        "transformer.core_block.0.attn.qk_bias",
+        "transformer.coda.1.mlp.fc.weight",
+        "transformer.coda.1.mlp.proj.weight",
+        "transformer.prelude.1.norm_4.weight",
+        "lm_head.weight",
+    ):
         assert expected in names
 
 
@@ -137,8 +158,9 @@ def test_save_load_round_trip(model, tmp_path):
     loaded = RecurrentDepthLM.from_pretrained(tmp_path / "m")
     ids = torch.randint(0, 61, (2, 7))
     with torch.no_grad():
-        assert torch.equal(model(ids, num_steps=3, init_scale=0.0).logits,
-                           loaded(ids, num_steps=3, init_scale=0.0).logits)
+        assert torch.equal(
+            model(ids, num_steps=3, init_scale=0.0).logits, loaded(ids, num_steps=3, init_scale=0.0).logits
+        )
     assert is_recurrent_dir(tmp_path / "m")
     assert loaded.config == model.config
 
@@ -208,18 +230,26 @@ def test_adaptive_exit_threshold_zero_equals_fixed_depth(model, criterion):
         fixed_tokens, fixed_logits = _greedy_incremental(model, prompt, 5, num_steps=6, init_scale=0.0)
         cache = model.make_cache(1)
         adaptive_tokens, adaptive_logits = _greedy_incremental(
-            model, prompt, 5, num_steps=6, init_scale=0.0, exit_criterion=criterion, exit_threshold=0.0, cache=cache)
+            model, prompt, 5, num_steps=6, init_scale=0.0, exit_criterion=criterion, exit_threshold=0.0, cache=cache
+        )
     assert adaptive_tokens == fixed_tokens
     assert torch.allclose(torch.stack(adaptive_logits), torch.stack(fixed_logits), atol=1e-5)
-    assert cache.depth[0, :len(cache)].tolist() == [6] * len(cache)
+    assert cache.depth[0, : len(cache)].tolist() == [6] * len(cache)
 
 
 def test_adaptive_exit_saves_iterations_and_reads_deepest_entry(model):
     prompt = torch.randint(0, 61, (1, 4))
     with torch.no_grad():
         cache = model.make_cache(1)
-        out = model(prompt, num_steps=8, init_scale=0.0, exit_criterion="latent-diff", exit_threshold=0.5,
-                    past_key_values=cache, use_cache=True)
+        out = model(
+            prompt,
+            num_steps=8,
+            init_scale=0.0,
+            exit_criterion="latent-diff",
+            exit_threshold=0.5,
+            past_key_values=cache,
+            use_cache=True,
+        )
         used = int(out.iterations_used[0])
         assert 1 <= used < 8
         assert out.exit_values.shape[1] == 1 and out.exit_values.shape[0] == used
@@ -241,8 +271,9 @@ def test_batched_adaptive_rows_exit_independently(model):
     with torch.no_grad():
         batched = model(prompts, num_steps=10, init_scale=0.0, exit_criterion="latent-diff", exit_threshold=0.2)
         for row in range(3):
-            alone = model(prompts[row:row + 1], num_steps=10, init_scale=0.0, exit_criterion="latent-diff",
-                          exit_threshold=0.2)
+            alone = model(
+                prompts[row : row + 1], num_steps=10, init_scale=0.0, exit_criterion="latent-diff", exit_threshold=0.2
+            )
             assert int(alone.iterations_used[0]) == int(batched.iterations_used[row])
             assert torch.allclose(alone.logits[0], batched.logits[row], atol=1e-5)
 
@@ -281,8 +312,9 @@ def test_warm_start_uses_previous_final_state(model):
         warm = model(nxt, num_steps=3, init_scale=0.0, past_key_values=cache, use_cache=True, warm_start=True)
         cache2 = model.make_cache(1)
         model(prompt, num_steps=3, init_scale=0.0, past_key_values=cache2, use_cache=True)
-        explicit = model(nxt, num_steps=3, input_states=warm_cache_copy[:, None], past_key_values=cache2,
-                         use_cache=True)
+        explicit = model(
+            nxt, num_steps=3, input_states=warm_cache_copy[:, None], past_key_values=cache2, use_cache=True
+        )
     assert torch.allclose(warm.logits, explicit.logits, atol=1e-6)
 
 
@@ -300,8 +332,14 @@ def test_models_load_and_layer_capture(huginn, reference):
     store: dict = {}
     for criterion in (None, "latent-diff"):
         with torch.no_grad(), record_layers(lm.layers, [1, 2, 4, "final"], store):
-            out = lm.model(ids, num_steps=6, init_scale=0.0, output_hidden_states=True, exit_criterion=criterion,
-                           exit_threshold=0.2)
+            out = lm.model(
+                ids,
+                num_steps=6,
+                init_scale=0.0,
+                output_hidden_states=True,
+                exit_criterion=criterion,
+                exit_threshold=0.2,
+            )
         assert torch.equal(store[2], out.final_state[:, -1])  # layer P = final core state
         assert torch.allclose(store[1], out.hidden_states[2][:, -1])  # last prelude block
         assert torch.allclose(store[4], out.hidden_states[5][:, -1])  # last coda block
@@ -309,8 +347,15 @@ def test_models_load_and_layer_capture(huginn, reference):
 
 
 def test_config_accepts_huginn_spellings_and_round_trips():
-    data = {"n_embd": 32, "num_attention_heads": 4, "vocab_size": 10, "intermediate_size": 8, "eos_token_id": 5,
-            "auto_map": {"AutoConfig": "x"}, "hf_config": {"org": "y"}}
+    data = {
+        "n_embd": 32,
+        "num_attention_heads": 4,
+        "vocab_size": 10,
+        "intermediate_size": 8,
+        "eos_token_id": 5,
+        "auto_map": {"AutoConfig": "x"},
+        "hf_config": {"org": "y"},
+    }
     config = RecurrentDepthConfig.from_dict(data)
     assert config.n_heads == 4 and config.eos_token_id == 5 and config.rope_base == 50000.0
     assert config.n_layers == 2 + 4 + 2

@@ -16,8 +16,12 @@ def _record(item_id: str, correct: bool, iterations: list[int]) -> dict:
 
 def test_level_breakdown_groups_accuracy_and_iterations_by_level():
     levels = {"a": 1.0, "b": 1.0, "c": 3.0}
-    results = [_record("a", True, [1, 3]), _record("b", False, [2, 2]), _record("c", True, [4, 8, 6]),
-               _record("unknown", True, [9])]
+    results = [
+        _record("a", True, [1, 3]),
+        _record("b", False, [2, 2]),
+        _record("c", True, [4, 8, 6]),
+        _record("unknown", True, [9]),
+    ]
     breakdown = level_breakdown(results, levels)
     assert list(breakdown) == ["1", "3"]
     assert breakdown["1"] == {"n": 2, "accuracy": 0.5, "mean_iterations_per_token": 2.0, "mean_max_iterations": 2.5}
@@ -67,9 +71,20 @@ def test_shipped_organism_recurrent_gains_accuracy_with_depth_and_spends_more_on
     card = json.loads((ORGANISMS_DIR / "organism-recurrent" / "card.json").read_text())
     assert card["eval_dataset"] == "synthetic-flips:1-8" and card["training_command"].startswith("reasonlens organisms")
     rule = card["adaptive_exit"]
-    summary = run_depth(DepthSpec(model="organism-recurrent", dataset=card["eval_dataset"], out=tmp_path / "d",
-                                  steps=(1, 8), n=64, max_new_tokens=16, batch_size=64,
-                                  exit_criterion=rule["criterion"], threshold=rule["threshold"]), quiet=True)
+    summary = run_depth(
+        DepthSpec(
+            model="organism-recurrent",
+            dataset=card["eval_dataset"],
+            out=tmp_path / "d",
+            steps=(1, 8),
+            n=64,
+            max_new_tokens=16,
+            batch_size=64,
+            exit_criterion=rule["criterion"],
+            threshold=rule["threshold"],
+        ),
+        quiet=True,
+    )
     at_1, at_8 = summary["steps"]["1"]["accuracy"], summary["steps"]["8"]["accuracy"]
     # measured on these 64 problems (8 per level): 0.297 at r=1, 0.938 at r=8, 0.922 under the card's exit rule
     # with Spearman rho(level, mean iterations) = +0.85 (the card has the 300-problem figures)

@@ -12,11 +12,11 @@ from reasonlens.errors import UserError
 from reasonlens.models.loaded import byte_level_tokenizer
 from reasonlens.recurrent import RecurrentDepthConfig, RecurrentDepthLM
 from reasonlens.recurrent.train import (
+    Example,
     TrainConfig,
+    load_train_file,
     lr_factor,
     make_batch,
-    Example,
-    load_train_file,
     sample_depth,
     split_depth,
     train_recurrent,
@@ -33,9 +33,18 @@ def _single_thread():
 
 
 def tiny_config(vocab: int = 61) -> RecurrentDepthConfig:
-    return RecurrentDepthConfig(n_embd=32, n_heads=4, vocab_size=vocab, intermediate_size=48, block_size=128,
-                                mean_recurrence=4, mean_backprop_depth=2, n_layers_in_prelude=1,
-                                n_layers_in_recurrent_block=2, n_layers_in_coda=1)
+    return RecurrentDepthConfig(
+        n_embd=32,
+        n_heads=4,
+        vocab_size=vocab,
+        intermediate_size=48,
+        block_size=128,
+        mean_recurrence=4,
+        mean_backprop_depth=2,
+        n_layers_in_prelude=1,
+        n_layers_in_recurrent_block=2,
+        n_layers_in_coda=1,
+    )
 
 
 def test_depth_sampler_mean_and_support():
@@ -79,8 +88,9 @@ def test_truncated_backprop_flows_only_through_last_k_iterations_and_into_prelud
     model.zero_grad()
     model(ids, num_steps=(0, n + k), labels=labels, init_scale=0.0).loss.backward()
     full = _grads(model)
-    assert not torch.allclose(full["transformer.core_block.0.mlp.fc.weight"],
-                              truncated["transformer.core_block.0.mlp.fc.weight"], atol=1e-6)
+    assert not torch.allclose(
+        full["transformer.core_block.0.mlp.fc.weight"], truncated["transformer.core_block.0.mlp.fc.weight"], atol=1e-6
+    )
 
 
 def test_int_num_steps_runs_without_gradient_like_the_reference():
@@ -113,8 +123,17 @@ def data_file(tmp_path):
 
 
 def test_training_reduces_loss_and_writes_loadable_model(tmp_path, data_file):
-    config = TrainConfig(steps=24, batch_size=8, seq_len=16, lr=1e-2, warmup_steps=5, checkpoint_every=20,
-                         log_every=5, mean_recurrence=3, backprop_depth=2)
+    config = TrainConfig(
+        steps=24,
+        batch_size=8,
+        seq_len=16,
+        lr=1e-2,
+        warmup_steps=5,
+        checkpoint_every=20,
+        log_every=5,
+        mean_recurrence=3,
+        backprop_depth=2,
+    )
     result = train_recurrent(tiny_config(300), config, str(data_file), tmp_path / "run", quiet=True)
     losses = [h["loss"] for h in result.history]
     assert result.steps == 24 and losses[-1] < losses[0]
@@ -126,8 +145,17 @@ def test_training_reduces_loss_and_writes_loadable_model(tmp_path, data_file):
 
 
 def test_resume_continues_exactly(tmp_path, data_file):
-    config = TrainConfig(steps=8, batch_size=4, seq_len=16, lr=1e-2, warmup_steps=2, checkpoint_every=4,
-                         log_every=1, mean_recurrence=3, backprop_depth=2)
+    config = TrainConfig(
+        steps=8,
+        batch_size=4,
+        seq_len=16,
+        lr=1e-2,
+        warmup_steps=2,
+        checkpoint_every=4,
+        log_every=1,
+        mean_recurrence=3,
+        backprop_depth=2,
+    )
     straight = train_recurrent(tiny_config(300), config, str(data_file), tmp_path / "a", quiet=True)
     first = train_recurrent(tiny_config(300), config, str(data_file), tmp_path / "b", quiet=True, max_steps_this_call=5)
     assert first.steps == 5 and not (tmp_path / "b" / "model.safetensors").exists()

@@ -4,12 +4,11 @@ import random
 from collections import Counter
 
 import pytest
+from naive_rerun import naive_rerun_greedy
 
 from reasonlens.decode import DecodeConfig, decode
 from reasonlens.interventions import RepresentationRecycling, default_layer, layer_sweep, word_variant_ids
 from reasonlens.models.tiny import tiny_llama, tiny_qwen2
-
-from naive_rerun import naive_rerun_greedy
 
 PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by step."]
 WORDS = ["So", "Wait", "Then", "a", "e"]
@@ -28,15 +27,24 @@ def naive_recycling_greedy(lm, prompt_ids, key, triggers, layer, repeats, p, see
     recycled with probability p, one uniform per trigger from random.Random(f"{seed}:{key}") (the plug-in's
     documented seeding)."""
     rng = random.Random(f"{seed}:{key}")
-    return naive_rerun_greedy(lm, prompt_ids, layer, repeats, max_new_tokens,
-                              lambda token: token in triggers and (p >= 1.0 or rng.random() < p))
+    return naive_rerun_greedy(
+        lm,
+        prompt_ids,
+        layer,
+        repeats,
+        max_new_tokens,
+        lambda token: token in triggers and (p >= 1.0 or rng.random() < p),
+    )
 
 
-@pytest.mark.parametrize("factory,layer,repeats,p,batch_size", [
-    (tiny_llama, 2, 1, 1.0, 4),
-    (tiny_llama, 0, 2, 1.0, 1),
-    (tiny_qwen2, 1, 1, 0.5, 4),
-])
+@pytest.mark.parametrize(
+    "factory,layer,repeats,p,batch_size",
+    [
+        (tiny_llama, 2, 1, 1.0, 4),
+        (tiny_llama, 0, 2, 1.0, 1),
+        (tiny_qwen2, 1, 1, 0.5, 4),
+    ],
+)
 def test_recycling_equals_naive_no_cache(factory, layer, repeats, p, batch_size):
     lm = factory()
     triggers = trigger_ids(lm)

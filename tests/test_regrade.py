@@ -24,12 +24,35 @@ CASES = [
 
 def make_run(path) -> RunDir:
     run = RunDir(path)
-    run.start({"command": "eval", "model": "m", "dataset": "gsm8k", "split": "test", "n": len(CASES),
-               "grader": "numeric", "method": {"name": "baseline"}})
+    run.start(
+        {
+            "command": "eval",
+            "model": "m",
+            "dataset": "gsm8k",
+            "split": "test",
+            "n": len(CASES),
+            "grader": "numeric",
+            "method": {"name": "baseline"},
+        }
+    )
     with run.appender() as appender:
-        appender.append([{"index": i, "id": f"p{i}", "completion": text, "gold": gold, "extracted": None,
-                          "correct": old, "status": "ok", "error": None, "n_tokens": 3, "seconds": 0.1}
-                         for i, (text, gold, old, _) in enumerate(CASES)])
+        appender.append(
+            [
+                {
+                    "index": i,
+                    "id": f"p{i}",
+                    "completion": text,
+                    "gold": gold,
+                    "extracted": None,
+                    "correct": old,
+                    "status": "ok",
+                    "error": None,
+                    "n_tokens": 3,
+                    "seconds": 0.1,
+                }
+                for i, (text, gold, old, _) in enumerate(CASES)
+            ]
+        )
     getattr(run, "release_lock", lambda: None)()  # the "generation" is over: its writer lock goes
     return run
 

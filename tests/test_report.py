@@ -29,38 +29,86 @@ def runs(tmp_path_factory) -> Path:
     from reasonlens.models import load
 
     root = tmp_path_factory.mktemp("report") / "runs"
-    execute(RunSpec(out=root / "traces", model="tiny-llama", dataset="gsm8k", n=4, layers="-1,final",
-                    decode=DecodeConfig(max_new_tokens=20, batch_size=4)), quiet=True)
+    execute(
+        RunSpec(
+            out=root / "traces",
+            model="tiny-llama",
+            dataset="gsm8k",
+            n=4,
+            layers="-1,final",
+            decode=DecodeConfig(max_new_tokens=20, batch_size=4),
+        ),
+        quiet=True,
+    )
     analyze_run(root / "traces", MIConfig(n_boot=100, population=False, plot_traces=2), quiet=True)
     lm = load("tiny-llama")
     decode = DecodeConfig(max_new_tokens=12, batch_size=4)
-    for name, method, options in (("baseline", "baseline", MethodOptions()),
-                                  ("suppress", "suppress", MethodOptions(words=["So", "Let"])),
-                                  ("ttts", "ttts", MethodOptions(budgets=[6, 12]))):
-        evaluate(EvalSpec(out=root / "eval" / name, model="tiny-llama", dataset="gsm8k", method=method,
-                          options=options, n=4, decode=decode), lm=lm, quiet=True)
+    for name, method, options in (
+        ("baseline", "baseline", MethodOptions()),
+        ("suppress", "suppress", MethodOptions(words=["So", "Let"])),
+        ("ttts", "ttts", MethodOptions(budgets=[6, 12])),
+    ):
+        evaluate(
+            EvalSpec(
+                out=root / "eval" / name,
+                model="tiny-llama",
+                dataset="gsm8k",
+                method=method,
+                options=options,
+                n=4,
+                decode=decode,
+            ),
+            lm=lm,
+            quiet=True,
+        )
     _recurrent_runs(root)
     return root
 
 
 def _recurrent_runs(root: Path) -> None:
+    from reasonlens.models import load
     from reasonlens.recurrent import RecurrentDepthConfig
     from reasonlens.recurrent.depth import DepthSpec, run_depth
     from reasonlens.recurrent.latent import LatentConfig, LatentItem, analyze_latents
     from reasonlens.recurrent.train import TrainConfig, train_recurrent
-    from reasonlens.models import load
 
     model_dir = root.parent / "recurrent-model"
-    config = RecurrentDepthConfig(n_embd=32, n_heads=4, vocab_size=300, intermediate_size=48, block_size=128,
-                                  n_layers_in_prelude=1, n_layers_in_recurrent_block=1, n_layers_in_coda=1,
-                                  mean_recurrence=3, mean_backprop_depth=2)
-    train_recurrent(config, TrainConfig(steps=2, batch_size=2, seq_len=16, warmup_steps=1), "synthetic-hops:1",
-                    model_dir, quiet=True)
+    config = RecurrentDepthConfig(
+        n_embd=32,
+        n_heads=4,
+        vocab_size=300,
+        intermediate_size=48,
+        block_size=128,
+        n_layers_in_prelude=1,
+        n_layers_in_recurrent_block=1,
+        n_layers_in_coda=1,
+        mean_recurrence=3,
+        mean_backprop_depth=2,
+    )
+    train_recurrent(
+        config,
+        TrainConfig(steps=2, batch_size=2, seq_len=16, warmup_steps=1),
+        "synthetic-hops:1",
+        model_dir,
+        quiet=True,
+    )
     lm = load(str(model_dir))
-    run_depth(DepthSpec(model=str(model_dir), dataset="synthetic-hops:1", out=root / "depth", steps=(1, 2),
-                        exit_criterion="kl", n=2, max_new_tokens=3), lm=lm, quiet=True)
-    analyze_latents(lm, [LatentItem("s0", "3 + 1 = 4", "4")], root / "latent",
-                    LatentConfig(max_steps=4, star_steps=6), quiet=True)
+    run_depth(
+        DepthSpec(
+            model=str(model_dir),
+            dataset="synthetic-hops:1",
+            out=root / "depth",
+            steps=(1, 2),
+            exit_criterion="kl",
+            n=2,
+            max_new_tokens=3,
+        ),
+        lm=lm,
+        quiet=True,
+    )
+    analyze_latents(
+        lm, [LatentItem("s0", "3 + 1 = 4", "4")], root / "latent", LatentConfig(max_steps=4, star_steps=6), quiet=True
+    )
 
 
 def trace_data(html: str) -> list[dict]:
@@ -75,8 +123,14 @@ def trace_data(html: str) -> list[dict]:
 def test_kinds_are_detected_and_folders_expanded(runs):
     sources = collect_sources([runs])
     kinds = {s.label: s.kind for s in sources}
-    assert kinds == {"traces": "trace", "eval/baseline": "eval", "eval/suppress": "eval", "eval/ttts": "eval",
-                     "depth": "depth", "latent": "latent"}
+    assert kinds == {
+        "traces": "trace",
+        "eval/baseline": "eval",
+        "eval/suppress": "eval",
+        "eval/ttts": "eval",
+        "depth": "depth",
+        "latent": "latent",
+    }
     # RUN/mi given directly counts as its run; the same run twice is listed once
     assert [s.label for s in collect_sources([runs / "traces" / "mi", runs / "traces"])] == ["traces"]
 
@@ -93,7 +147,9 @@ def test_trace_payload_matches_the_run_files(runs):
         ids = run.load_states(trace["i"])["token_ids"].tolist()
         assert trace["t"] == ids
         for layer in ("3", "final"):
-            rows = sorted((r for r in mi_rows if r["index"] == trace["i"] and r["layer"] == layer), key=lambda r: r["step"])
+            rows = sorted(
+                (r for r in mi_rows if r["index"] == trace["i"] and r["layer"] == layer), key=lambda r: r["step"]
+            )
             np.testing.assert_allclose(trace["m"][layer], [r["mi"] for r in rows], rtol=1e-4)
             assert trace["k"][layer] == [r["step"] for r in rows if r["is_peak"]]
         assert all(payload["vocab"][str(i)] == tokenizer.decode([i], skip_special_tokens=False) for i in ids)
@@ -112,10 +168,10 @@ def test_full_report_sections_and_values(runs, tmp_path):
         assert f'<section id="{anchor}">' in html, anchor
     ttts = json.loads((runs / "eval" / "ttts" / "summary.json").read_text())
     # the budget curve has one point per budget, and each accuracy appears in the comparison table
-    chart = html[html.index("Accuracy vs token budget"):]
+    chart = html[html.index("Accuracy vs token budget") :]
     assert len(re.findall(r"ttts[^<]*: x=", chart)) == len(ttts["budgets"]) == 2
     depth = json.loads((runs / "depth" / "summary.json").read_text())
-    assert f"core iterations / token" in html and "exit kl" in html
+    assert "core iterations / token" in html and "exit kl" in html
     adaptive_hist = depth["adaptive"]["iterations_histogram"]
     assert html.count("</title></rect>") >= len(adaptive_hist)  # histogram bars
     assert html.count("data:image/png;base64,") >= 3  # MI plots and latent figures are inline
@@ -126,7 +182,7 @@ def test_full_report_sections_and_values(runs, tmp_path):
 
 def test_paired_comparison_uses_the_baseline_as_reference(runs):
     html = render_report([runs / "eval"], ReportConfig(n_boot=200))
-    table = html[html.index('<section id="interventions">'):]
+    table = html[html.index('<section id="interventions">') :]
     assert "reference" in table and "suppress (thinking, k=2)" in table
     assert "Δ vs reference" in table
 
@@ -171,19 +227,31 @@ def chromium() -> str:
 
 def _synthetic_run(root: Path, n: int, length: int) -> Path:
     """A run of `n` traces with token ids and MI tables written directly (paging does not need a model)."""
-    from reasonlens.analysis.pipeline import MI_SCHEMA
     import pyarrow as pa
 
+    from reasonlens.analysis.pipeline import MI_SCHEMA
+
     run = RunDir(root)
-    run.start({"command": "generate", "model": "tiny-llama", "dataset": "gsm8k", "split": "test", "n": n,
-               "layers": ["3"], "decode": {"max_new_tokens": length}})
+    run.start(
+        {
+            "command": "generate",
+            "model": "tiny-llama",
+            "dataset": "gsm8k",
+            "split": "test",
+            "n": n,
+            "layers": ["3"],
+            "decode": {"max_new_tokens": length},
+        }
+    )
     rng = np.random.default_rng(0)
     rows = {k: [] for k in ("index", "layer", "step", "mi", "token_id", "is_peak")}
     with run.appender() as appender:
         records = []
         for i in range(n):
             ids = rng.integers(32, 120, size=length - i % 5)
-            run.write_states(i, {"token_ids": torch.tensor(ids), "layer.3": torch.zeros(len(ids), 4)}, {"index": str(i)})
+            run.write_states(
+                i, {"token_ids": torch.tensor(ids), "layer.3": torch.zeros(len(ids), 4)}, {"index": str(i)}
+            )
             mi = rng.random(len(ids))
             rows["index"] += [i] * len(ids)
             rows["layer"] += ["3"] * len(ids)
@@ -191,13 +259,27 @@ def _synthetic_run(root: Path, n: int, length: int) -> Path:
             rows["mi"] += mi.tolist()
             rows["token_id"] += ids.tolist()
             rows["is_peak"] += (mi > 0.95).tolist()
-            records.append({"index": i, "id": f"p{i}", "prompt": "Q", "completion": "", "gold": "1", "extracted": None,
-                            "correct": i % 3 == 0, "status": "ok", "n_tokens": len(ids)})
+            records.append(
+                {
+                    "index": i,
+                    "id": f"p{i}",
+                    "prompt": "Q",
+                    "completion": "",
+                    "gold": "1",
+                    "extracted": None,
+                    "correct": i % 3 == 0,
+                    "status": "ok",
+                    "n_tokens": len(ids),
+                }
+            )
         appender.append(records)
     (root / "mi").mkdir()
     pq.write_table(pa.table(rows, schema=MI_SCHEMA), root / "mi" / "mi.parquet")
-    (root / "mi" / "summary.json").write_text(json.dumps({"command": "mi", "layers": ["3"], "token_layer": "3",
-                                                          "model": "tiny-llama", "n": n, "per_layer": {}}))
+    (root / "mi" / "summary.json").write_text(
+        json.dumps(
+            {"command": "mi", "layers": ["3"], "token_layer": "3", "model": "tiny-llama", "n": n, "per_layer": {}}
+        )
+    )
     return root
 
 
@@ -236,7 +318,9 @@ def test_browser_follows_the_url_fragment(runs, chromium, tmp_path):
     expected = RunDir(runs / "traces").load_states(2)["token_ids"].shape[0]
     assert 'data-rendered="2"' in dom and 'data-layer="final"' in dom and _tokens_in(dom) == expected
     peaks = pq.read_table(runs / "traces" / "mi" / "mi.parquet").to_pylist()
-    assert dom.count('class="tok peak"') == sum(r["is_peak"] for r in peaks if r["index"] == 2 and r["layer"] == "final")
+    assert dom.count('class="tok peak"') == sum(
+        r["is_peak"] for r in peaks if r["index"] == 2 and r["layer"] == "final"
+    )
 
 
 def test_browser_pages_through_many_traces(chromium, tmp_path):

@@ -34,12 +34,17 @@ def test_no_thinking_words_is_a_message_not_empty_axes(figures, tmp_path):
 
 
 def test_hsic_and_cka_get_separate_axes_with_integer_bins(figures, tmp_path):
-    rows = [{"layer": "29", "statistic": s, "align": "relative", "bin": b, "n": 30, "value": v * (b + 1)}
-            for s, v in (("hsic", 1e-3), ("linear_cka", 0.8)) for b in range(3)]
+    rows = [
+        {"layer": "29", "statistic": s, "align": "relative", "bin": b, "n": 30, "value": v * (b + 1)}
+        for s, v in (("hsic", 1e-3), ("linear_cka", 0.8))
+        for b in range(3)
+    ]
     plots.plot_population(tmp_path / "p.png", rows)
     (fig,) = figures
-    assert [ax.get_title() for ax in fig.axes] == ["HSIC (Gaussian kernel) with gold, across problems",
-                                                   "linear CKA with gold, across problems"]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "HSIC (Gaussian kernel) with gold, across problems",
+        "linear CKA with gold, across problems",
+    ]
     fig.canvas.draw()
     for ax in fig.axes:
         assert all(float(t).is_integer() for t in ax.get_xticks())

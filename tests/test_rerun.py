@@ -1,11 +1,10 @@
 """Layer re-run with cache rollback equals a naive, obviously correct implementation."""
 
 import pytest
+from naive_rerun import naive_rerun_greedy
 
 from reasonlens.decode import DecodeConfig, LayerRerun, decode
 from reasonlens.models.tiny import tiny_llama, tiny_qwen2
-
-from naive_rerun import naive_rerun_greedy
 
 PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by step."]
 
@@ -23,8 +22,9 @@ class RerunWhenDivisible(LayerRerun):
 @pytest.mark.parametrize("factory,layer,repeats", [(tiny_llama, 1, 1), (tiny_llama, 0, 2), (tiny_qwen2, 2, 1)])
 def test_rerun_equals_naive_full_forward(factory, layer, repeats):
     lm = factory()
-    gens = decode(lm, PROMPTS, DecodeConfig(max_new_tokens=16, batch_size=1),
-                  plugins=[RerunWhenDivisible(layer, repeats=repeats)])
+    gens = decode(
+        lm, PROMPTS, DecodeConfig(max_new_tokens=16, batch_size=1), plugins=[RerunWhenDivisible(layer, repeats=repeats)]
+    )
     n_reruns = 0
     for g in gens:
         assert g.token_ids == naive_rerun_greedy(lm, g.prompt_ids, layer, repeats, 16, lambda token: token % 3 == 0)

@@ -12,8 +12,7 @@ import torch
 from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
 from reasonlens.runs import RunDir, RunSpec, execute
-from reasonlens.runs.io import CheckedAppender, encode_record, read_checked_jsonl, record_crc
-from reasonlens.runs.io import _host_tag, _temp_prefix
+from reasonlens.runs.io import CheckedAppender, _host_tag, _temp_prefix, encode_record, read_checked_jsonl, record_crc
 
 
 def test_checked_jsonl_drops_torn_and_corrupt_tail(tmp_path):
@@ -37,8 +36,14 @@ def test_checked_jsonl_drops_torn_and_corrupt_tail(tmp_path):
 
 
 def spec(out, **kw):
-    base = dict(out=out, model="tiny-llama", dataset="gsm8k", n=5, layers="-1,final",
-                decode=DecodeConfig(max_new_tokens=6, batch_size=2))
+    base = dict(
+        out=out,
+        model="tiny-llama",
+        dataset="gsm8k",
+        n=5,
+        layers="-1,final",
+        decode=DecodeConfig(max_new_tokens=6, batch_size=2),
+    )
     base.update(kw)
     return RunSpec(**base)
 
@@ -118,8 +123,9 @@ io.atomic_write_bytes(sys.argv[1], b"new contents that never land")
 
 
 def kill_writer_of(target) -> int:
-    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     return int(proc.stdout.split()[0])
 
@@ -153,8 +159,9 @@ def test_resume_removes_temp_files_of_killed_writers_and_nothing_else(tmp_path, 
 
 def test_a_checksummed_record_with_a_wrong_type_is_refused(tmp_path):
     run = RunDir(tmp_path)
-    run.results_path.write_bytes(encode_record({"index": 0, "correct": True}) +
-                                 encode_record({"index": 1, "correct": "no"}))
+    run.results_path.write_bytes(
+        encode_record({"index": 0, "correct": True}) + encode_record({"index": 1, "correct": "no"})
+    )
     with pytest.raises(UserError, match=r"results.jsonl: line 2: field 'correct'"):
         run.results()
     run.results_path.write_bytes(encode_record({"index": True, "correct": False}))
@@ -165,25 +172,39 @@ def test_a_checksummed_record_with_a_wrong_type_is_refused(tmp_path):
 @pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
 def test_run_files_follow_the_umask_not_mkstemp(tmp_path, tiny_llama, umask, file_mode, dir_mode):
     """A shared cluster: colleagues must read runs (mkstemp would make every file 0600)."""
-    import os
     import stat
 
+    from reasonlens.analysis.pipeline import MIConfig, analyze_run
     from reasonlens.decode import DecodeConfig
     from reasonlens.runs import RunSpec, execute
 
-    from reasonlens.analysis.pipeline import MIConfig, analyze_run
-
     old = os.umask(umask)
     try:
-        execute(RunSpec(out=tmp_path / "run", model="tiny-llama", dataset="gsm8k", n=2, layers="-1",
-                        decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
+        execute(
+            RunSpec(
+                out=tmp_path / "run",
+                model="tiny-llama",
+                dataset="gsm8k",
+                n=2,
+                layers="-1",
+                decode=DecodeConfig(max_new_tokens=2),
+            ),
+            lm=tiny_llama,
+            quiet=True,
+        )
         analyze_run(tmp_path / "run", MIConfig(n_boot=20, population=False, plots=False), quiet=True)
     finally:
         os.umask(old)
     paths = [tmp_path / "run", *(tmp_path / "run").rglob("*")]
     files = [p for p in paths if p.is_file() and not p.name.endswith(".lock")]
-    assert {p.name for p in files} >= {"manifest.json", "results.jsonl", "summary.json", "000000.safetensors",
-                                       "golds.safetensors", "mi.parquet"}
+    assert {p.name for p in files} >= {
+        "manifest.json",
+        "results.jsonl",
+        "summary.json",
+        "000000.safetensors",
+        "golds.safetensors",
+        "mi.parquet",
+    }
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(file_mode)}
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in paths if p.is_dir()} == {oct(dir_mode)}
 
@@ -196,15 +217,21 @@ def test_manifest_records_provenance(tmp_path, tiny_llama):
 
     import reasonlens
 
-    execute(RunSpec(out=tmp_path / "run", model="tiny-llama", dataset="gsm8k", n=1,
-                    decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
+    execute(
+        RunSpec(out=tmp_path / "run", model="tiny-llama", dataset="gsm8k", n=1, decode=DecodeConfig(max_new_tokens=2)),
+        lm=tiny_llama,
+        quiet=True,
+    )
     provenance = RunDir(tmp_path / "run").manifest["provenance"]
     stamp = datetime.datetime.fromisoformat(provenance["created_utc"].replace("Z", "+00:00"))
     assert stamp.utcoffset() == datetime.timedelta(0)
     assert abs((datetime.datetime.now(datetime.timezone.utc) - stamp).total_seconds()) < 600
     versions = provenance["versions"]
     assert (versions["reasonlens"], versions["torch"], versions["transformers"]) == (
-        reasonlens.__version__, torch.__version__, transformers.__version__)
+        reasonlens.__version__,
+        torch.__version__,
+        transformers.__version__,
+    )
     assert re.fullmatch(r"[0-9a-f]{64}", provenance["model"]["weights"]["sha256"])
     if "git" in provenance:  # running from a checkout
         assert re.fullmatch(r"[0-9a-f]{40}", provenance["git"]["commit"])
@@ -245,8 +272,15 @@ def test_sampled_run_is_deterministic_with_a_seed_and_reports_pass_at_k(tmp_path
     decode = DecodeConfig(max_new_tokens=4, do_sample=True, temperature=0.8, top_p=0.95, seed=7, batch_size=3)
 
     def texts(out, **changes):
-        spec = RunSpec(out=out, model="tiny-llama", dataset="gsm8k", n=2, samples=3, layers="embed",
-                       decode=DecodeConfig(**{**decode.__dict__, **changes}))
+        spec = RunSpec(
+            out=out,
+            model="tiny-llama",
+            dataset="gsm8k",
+            n=2,
+            samples=3,
+            layers="embed",
+            decode=DecodeConfig(**{**decode.__dict__, **changes}),
+        )
         summary = execute(spec, lm=tiny_llama, quiet=True)
         return [r["completion"] for r in RunDir(out).results()], summary
 

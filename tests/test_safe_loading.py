@@ -60,8 +60,11 @@ def unsafe_constructs(source: str, filename: str = "<string>") -> list[str]:
                     flag(node, "torch.load without weights_only=True")
             elif name.split(".")[-1] in PICKLING_CALLS:
                 flag(node, f"{name}(...)")
-            elif name.split(".")[-1] == "load" and name.split(".")[0] in ("np", "numpy") \
-                    and _is_true(keywords.get("allow_pickle")):
+            elif (
+                name.split(".")[-1] == "load"
+                and name.split(".")[0] in ("np", "numpy")
+                and _is_true(keywords.get("allow_pickle"))
+            ):
                 flag(node, "numpy load with allow_pickle=True")
             elif name in ("yaml.load", "yaml.unsafe_load", "yaml.full_load"):
                 flag(node, f"{name} (use yaml.safe_load)")
@@ -113,8 +116,11 @@ def f(spec, trust_remote_code=False): pass
 def test_source_tree_has_no_unsafe_loading_or_execution():
     files = sorted(SRC.rglob("*.py"))
     assert len(files) > 30  # the scan really covers the package
-    found = [hit for path in files
-             for hit in unsafe_constructs(path.read_text(encoding="utf-8"), str(path.relative_to(SRC.parent)))]
+    found = [
+        hit
+        for path in files
+        for hit in unsafe_constructs(path.read_text(encoding="utf-8"), str(path.relative_to(SRC.parent)))
+    ]
     assert found == []
 
 
@@ -131,14 +137,23 @@ def _remote_code_model(root: Path) -> Path:
     model_dir.mkdir()
     sentinel = root / "remote_code_ran"
     code = f"from pathlib import Path\nPath({str(sentinel)!r}).write_text('ran')\n"
-    (model_dir / "configuration_evil.py").write_text(code + (
-        "from transformers import PretrainedConfig\n"
-        "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n"))
+    (model_dir / "configuration_evil.py").write_text(
+        code
+        + ("from transformers import PretrainedConfig\nclass EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n")
+    )
     (model_dir / "modeling_evil.py").write_text(code)
-    (model_dir / "config.json").write_text(json.dumps({
-        "model_type": "evil", "architectures": ["EvilForCausalLM"],
-        "auto_map": {"AutoConfig": "configuration_evil.EvilConfig",
-                     "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}}))
+    (model_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "evil",
+                "architectures": ["EvilForCausalLM"],
+                "auto_map": {
+                    "AutoConfig": "configuration_evil.EvilConfig",
+                    "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM",
+                },
+            }
+        )
+    )
     return model_dir
 
 
@@ -154,7 +169,6 @@ def test_remote_code_is_refused_without_the_flag(tmp_path):
 
 def test_only_the_cli_flag_turns_remote_code_on():
     """Every CLI option for remote code is an explicit --trust-remote-code flag that defaults to off."""
-    import click
     import typer
 
     from reasonlens.cli import app
@@ -179,9 +193,11 @@ def test_model_output_is_never_executed(tmp_path):
     from reasonlens.eval import Grader
 
     sentinel = tmp_path / "pwned"
-    payloads = [f"The answer is __import__('os').system('touch {sentinel}')",
-                f"Final answer: \\boxed{{__import__('pathlib').Path('{sentinel}').touch()}}",
-                f"answer = exec(\"open('{sentinel}','w')\") 7*(3)"]
+    payloads = [
+        f"The answer is __import__('os').system('touch {sentinel}')",
+        f"Final answer: \\boxed{{__import__('pathlib').Path('{sentinel}').touch()}}",
+        f"answer = exec(\"open('{sentinel}','w')\") 7*(3)",
+    ]
     with Grader(timeout=5.0) as grader:
         for text in payloads:
             for kind in ("math", "numeric"):

@@ -39,13 +39,12 @@ def test_ttts_appends_thinking_tokens_on_stops_and_forces_the_answer(tiny_llama)
     answer = encode_text(tok, ANSWER_PROMPT)
     budget = 20
     policy = ThinkingTokenScaling(tok, budget, words=["So", "Let"], answer_tokens=4)
-    gens = decode(tiny_llama, PROMPTS, DecodeConfig(max_new_tokens=5, batch_size=2),
-                  plugins=[EosAt({5, 12}), policy])
+    gens = decode(tiny_llama, PROMPTS, DecodeConfig(max_new_tokens=5, batch_size=2), plugins=[EosAt({5, 12}), policy])
     for g in gens:
         ids = g.token_ids
         assert EOS not in ids  # each stop was replaced by a thinking token
-        assert ids[5:5 + len(so)] == so and ids[12:12 + len(let)] == let
-        assert ids[budget:budget + len(answer)] == answer  # forced answer at the budget
+        assert ids[5 : 5 + len(so)] == so and ids[12 : 12 + len(let)] == let
+        assert ids[budget : budget + len(answer)] == answer  # forced answer at the budget
         assert len(ids) == budget + len(answer) + 4 and g.stop_reason == "budget"
         assert g.n_forced == len(so) + len(let) + len(answer)
         notes = [e["note"] for e in g.events if e["type"] == "continue"]
@@ -76,10 +75,9 @@ def test_budget_forcing_waits_before_the_minimum_and_stops_after_it(tiny_llama):
     tok = tiny_llama.tokenizer
     wait = encode_text(tok, " Wait")
     policy = BudgetForcing(tok, budget=30, min_tokens=10)
-    gens = decode(tiny_llama, PROMPTS, DecodeConfig(max_new_tokens=30, batch_size=2),
-                  plugins=[EosAt({4, 15}), policy])
+    gens = decode(tiny_llama, PROMPTS, DecodeConfig(max_new_tokens=30, batch_size=2), plugins=[EosAt({4, 15}), policy])
     for g in gens:
-        assert g.token_ids[4:4 + len(wait)] == wait  # early stop (4 < 10) became "Wait"
+        assert g.token_ids[4 : 4 + len(wait)] == wait  # early stop (4 < 10) became "Wait"
         assert g.token_ids[15] == EOS and len(g.token_ids) == 16 and g.stop_reason == "eos"  # 15 >= 10: final
 
 
@@ -89,7 +87,7 @@ def test_budget_forcing_max_waits_limits_the_extensions(tiny_llama):
     policy = BudgetForcing(tok, budget=30, min_tokens=30, max_waits=1)
     gens = decode(tiny_llama, PROMPTS[:1], DecodeConfig(max_new_tokens=30), plugins=[EosAt({4, 9}), policy])
     g = gens[0]
-    assert g.token_ids[4:4 + len(wait)] == wait  # the first stop became "Wait"
+    assert g.token_ids[4 : 4 + len(wait)] == wait  # the first stop became "Wait"
     assert g.token_ids[9] == EOS and len(g.token_ids) == 10  # the second is final although 9 < min_tokens
     with pytest.raises(UserError, match="--max-waits"):
         BudgetForcing(tok, budget=30, min_tokens=10, max_waits=0)
@@ -98,10 +96,14 @@ def test_budget_forcing_max_waits_limits_the_extensions(tiny_llama):
 def test_budget_forcing_forces_the_answer_at_the_cap(tiny_llama):
     tok = tiny_llama.tokenizer
     answer = encode_text(tok, ANSWER_PROMPT)
-    gens = decode(tiny_llama, PROMPTS[:1], DecodeConfig(max_new_tokens=12),
-                  plugins=[BudgetForcing(tok, budget=12, min_tokens=6, answer_tokens=2)])
+    gens = decode(
+        tiny_llama,
+        PROMPTS[:1],
+        DecodeConfig(max_new_tokens=12),
+        plugins=[BudgetForcing(tok, budget=12, min_tokens=6, answer_tokens=2)],
+    )
     ids = gens[0].token_ids
-    assert ids[12:12 + len(answer)] == answer and len(ids) == 12 + len(answer) + 2
+    assert ids[12 : 12 + len(answer)] == answer and len(ids) == 12 + len(answer) + 2
 
 
 def test_eos_blocker_holds_eos_back_until_the_minimum(tiny_llama):

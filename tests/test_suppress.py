@@ -42,7 +42,8 @@ def test_word_variant_ids_ban_whole_words_only_unless_split_starts_are_asked_for
     expected = {tok("S", add_special_tokens=False)["input_ids"][0], tok("s", add_special_tokens=False)["input_ids"][0]}
     assert set(starts) == expected
     assert suppression_ids(tok, ["So", "Wait"], include_split_starts=True) == sorted(
-        expected | set(word_variant_ids(tok, "Wait", include_split_starts=True)))
+        expected | set(word_variant_ids(tok, "Wait", include_split_starts=True))
+    )
 
 
 def test_word_variant_ids_on_a_real_bpe_tokenizer():

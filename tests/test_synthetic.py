@@ -106,7 +106,9 @@ def test_levels_grow_harder_and_traces_use_thinking_words(arith_test):
     text = " ".join(item.solution for item in arith_test)
     for word in THINKING_WORDS:
         assert re.search(rf"\b{word}\b", text), word
-    ops_by_level = {item.level: set(re.findall(r"[-+*/]", item.signature)) for item in arith_test if item.level in (1, 5)}
+    ops_by_level = {
+        item.level: set(re.findall(r"[-+*/]", item.signature)) for item in arith_test if item.level in (1, 5)
+    }
     assert ops_by_level[1] <= {"+", "-"}
     assert "/" in set().union(*(set(re.findall(r"[-+*/]", i.signature)) for i in arith_test if i.level == 5))
     carries = [item for item in arith_test if re.search(r"\b\d*[5-9] \+ \d*[5-9] = ", item.solution)]
@@ -299,9 +301,9 @@ def test_reasoner_traces_have_the_documented_reflection_structure(reasoner_test,
         hasty = int(steps[-1][3])
         assert item.meta["hasty_answer"] == hasty and cut.endswith(f"\\boxed{{{hasty}}}.")
         if item.meta["verify"]:
-            rest = full[len(cut):]
+            rest = full[len(cut) :]
             assert rest.startswith(" Wait, ")
-            (a, op, b, c), = TRACE_EQUATION.findall(rest)
+            ((a, op, b, c),) = TRACE_EQUATION.findall(rest)
             assert (a, op, b) == steps[-1][:3] and int(c) == item.answer
             assert rest.endswith(f"\\boxed{{{item.answer}}}.") and rest.count("Therefore") == 1
         else:

@@ -34,8 +34,9 @@ def trained_tokenizer(style: str) -> PreTrainedTokenizerFast:
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
         tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
         alphabet = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + 60, special_tokens=["<unk>", "</s>"], initial_alphabet=alphabet,
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(alphabet) + 60, special_tokens=["<unk>", "</s>"], initial_alphabet=alphabet, show_progress=False
+    )
     tok.train_from_iterator(CORPUS, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
 
@@ -98,7 +99,9 @@ def test_token_set_round_trip_and_malformed_lines(tmp_path):
     assert json.loads(path.read_text().splitlines()[0]).keys() == {"word", "frequency", "token_ids"}
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"word": "So", "frequency": 3, "token_ids": [5]}\n{"word": "x", "frequency": -1, "token_ids": [1]}\n')
+    bad.write_text(
+        '{"word": "So", "frequency": 3, "token_ids": [5]}\n{"word": "x", "frequency": -1, "token_ids": [1]}\n'
+    )
     with pytest.raises(UserError, match=r"bad.jsonl:2: field 'frequency'"):
         read_token_set(bad)
     bad.write_text('{"word": "So", "frequency": 3, "token_ids": [5]}\n\nnot json\n')

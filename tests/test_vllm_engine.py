@@ -29,8 +29,15 @@ from reasonlens.interventions.suppress import suppression_ids
 
 EOS = 2  # tiny models' EOS id
 TTTS = {"name": "ttts", "words": ["So", "Let"], "prefix": " ", "answer_prompt": " Final:", "answer_tokens": 3}
-FORCE = {"name": "budget-force", "min_fraction": 0.5, "block_eos": False, "wait": "Wait", "prefix": " ",
-         "answer_prompt": " Final:", "answer_tokens": 3}
+FORCE = {
+    "name": "budget-force",
+    "min_fraction": 0.5,
+    "block_eos": False,
+    "wait": "Wait",
+    "prefix": " ",
+    "answer_prompt": " Final:",
+    "answer_tokens": 3,
+}
 
 
 def test_plan_from_the_methods_plugins(tiny_llama):
@@ -56,8 +63,11 @@ def test_plan_from_the_methods_plugins(tiny_llama):
 def test_cli_combinations_refused_in_one_line():
     check_engine_support("vllm", "ttts")
     check_engine_support("hf", "rr", capture_layers=True)
-    for kwargs, match in [({"method": "rr"}, "--method rr .*HF engine"), ({"capture_layers": True}, "--layers"),
-                          ({"command": "mi"}, "mi reads hidden states")]:
+    for kwargs, match in [
+        ({"method": "rr"}, "--method rr .*HF engine"),
+        ({"capture_layers": True}, "--layers"),
+        ({"command": "mi"}, "mi reads hidden states"),
+    ]:
         with pytest.raises(UserError, match=match) as info:
             check_engine_support("vllm", **kwargs)
         assert "\n" not in str(info.value)
@@ -85,8 +95,13 @@ def test_ttts_continuation_requests_step_by_step():
     assert (req.prompt_ids, req.max_tokens, req.min_tokens) == ([1, 5, 6], 10, 0)
     absorb(trace, plan, [9, 9, 9, EOS], "eos", [EOS])  # early EOS: dropped, first thinking word injected
     assert trace.token_ids == [9, 9, 9, 50, 51] and trace.forced == [False] * 3 + [True] * 2
-    assert not trace.finished and trace.events[-1] == {"type": "continue", "reason": "eos", "step": 3,
-                                                        "tokens": [50, 51], "note": "extend"}
+    assert not trace.finished and trace.events[-1] == {
+        "type": "continue",
+        "reason": "eos",
+        "step": 3,
+        "tokens": [50, 51],
+        "note": "extend",
+    }
     req = next_request(trace, plan)
     assert req.prompt_ids == [1, 5, 6, 9, 9, 9, 50, 51] and req.max_tokens == 5 and req.round == 1
     absorb(trace, plan, [8, EOS], "eos", [EOS])  # second stop: the next word, in turn
@@ -103,8 +118,15 @@ def test_ttts_continuation_requests_step_by_step():
 
 
 def test_budget_forcing_waits_below_the_minimum_and_an_injection_can_hit_the_budget():
-    plan = VllmPlan(kind="budget-force", budget=6, wait_ids=(40, 41), min_tokens=3, block_eos=True,
-                    answer_ids=(70,), answer_tokens=1)
+    plan = VllmPlan(
+        kind="budget-force",
+        budget=6,
+        wait_ids=(40, 41),
+        min_tokens=3,
+        block_eos=True,
+        answer_ids=(70,),
+        answer_tokens=1,
+    )
     trace = start_trace(0, [1], plan, 64)
     assert next_request(trace, plan).min_tokens == 3  # EOS blocked by vLLM below the minimum
     absorb(trace, plan, [5, EOS], "eos", [EOS])  # n=1 < 3: "Wait"
@@ -149,8 +171,9 @@ def hf_request_backend(lm, extra_processors):
             plugins = list(extra_processors)
             if request.min_tokens:
                 plugins.append(EosBlocker([EOS], request.min_tokens))
-            gen = decode_batch(lm, [request.prompt_ids], DecodeConfig(max_new_tokens=request.max_tokens,
-                                                                      batch_size=1), plugins)[0]
+            gen = decode_batch(
+                lm, [request.prompt_ids], DecodeConfig(max_new_tokens=request.max_tokens, batch_size=1), plugins
+            )[0]
             outputs.append((gen.token_ids, gen.stop_reason))
         return outputs
 
@@ -164,15 +187,17 @@ def test_continuation_requests_reproduce_the_hf_loop(tiny_llama, method):
     length = len(prompt)
     stops = EosAtLength({length + 3, length + 11, length + budget + 5})  # two early stops, one while answering
     plugins = build_plugins(tiny_llama, method, budget)
-    reference = decode_batch(tiny_llama, [prompt], DecodeConfig(max_new_tokens=budget, batch_size=1),
-                             [stops, *plugins])[0]
+    reference = decode_batch(
+        tiny_llama, [prompt], DecodeConfig(max_new_tokens=budget, batch_size=1), [stops, *plugins]
+    )[0]
     plan = plan_from_plugins(plugins)
     [trace] = run_traces([start_trace(0, prompt, plan, budget)], plan, [EOS], hf_request_backend(tiny_llama, [stops]))
     assert trace.token_ids == reference.token_ids
     assert trace.forced == reference.forced
     assert trace.stop_reason == reference.stop_reason
-    assert [(e["step"], e["note"], e["tokens"]) for e in trace.events] == \
-        [(e["step"], e["note"], e["tokens"]) for e in reference.events if e["type"] == "continue"]
+    assert [(e["step"], e["note"], e["tokens"]) for e in trace.events] == [
+        (e["step"], e["note"], e["tokens"]) for e in reference.events if e["type"] == "continue"
+    ]
     if method.get("block_eos"):  # the EOS at 3 < min 8 was blocked (vLLM min_tokens), the one at 11 is final
         assert len(reference.token_ids) == 12 and reference.stop_reason == "eos"
     else:  # the case really exercised continuations

@@ -22,8 +22,15 @@ def test_vllm_baseline_and_ttts_runs_match_the_run_format(tmp_path):
 
     engine = EngineSpec("vllm", gpu_memory_utilization=0.3, max_model_len=2048)
     with LocalExecutor(engine) as executor:
-        base = RunSpec(out=tmp_path / "base", model="smollm2-135m", dataset="gsm8k", n=4, model_dtype="bf16",
-                       device="cuda", decode=DecodeConfig(max_new_tokens=64, batch_size=4))
+        base = RunSpec(
+            out=tmp_path / "base",
+            model="smollm2-135m",
+            dataset="gsm8k",
+            n=4,
+            model_dtype="bf16",
+            device="cuda",
+            decode=DecodeConfig(max_new_tokens=64, batch_size=4),
+        )
         summary = executor.run(base)
         run = RunDir(base.out)
         results = run.results()
@@ -32,11 +39,24 @@ def test_vllm_baseline_and_ttts_runs_match_the_run_format(tmp_path):
         assert all(0 < r["n_tokens"] <= 64 and r["status"] in ("ok", "ungradable") for r in results)
         assert not run.states_dir.exists()
 
-        method = {"name": "ttts", "words": ["Wait"], "prefix": " ", "answer_prompt": " Final Answer:",
-                  "answer_tokens": 8}
-        ttts = RunSpec(out=tmp_path / "ttts", model="smollm2-135m", dataset="gsm8k", n=4, command="eval",
-                       model_dtype="bf16", device="cuda", method=method,
-                       decode=DecodeConfig(max_new_tokens=32, batch_size=4))
+        method = {
+            "name": "ttts",
+            "words": ["Wait"],
+            "prefix": " ",
+            "answer_prompt": " Final Answer:",
+            "answer_tokens": 8,
+        }
+        ttts = RunSpec(
+            out=tmp_path / "ttts",
+            model="smollm2-135m",
+            dataset="gsm8k",
+            n=4,
+            command="eval",
+            model_dtype="bf16",
+            device="cuda",
+            method=method,
+            decode=DecodeConfig(max_new_tokens=32, batch_size=4),
+        )
         executor.run(ttts, plugins=lambda lm: build_plugins(lm, method, 32))
         for record in RunDir(ttts.out).results():
             # the whole budget is used, then the answer prompt and up to answer_tokens tokens

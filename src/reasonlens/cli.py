@@ -16,8 +16,7 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exceptions
 
-from reasonlens.cli_options import (device_option, dtype_option, rewrite_renamed, sampling_kwargs,
-                                    state_dtype_option)
+from reasonlens.cli_options import device_option, dtype_option, rewrite_renamed, sampling_kwargs, state_dtype_option
 from reasonlens.errors import Interrupted, UserError
 
 app = typer.Typer(
@@ -35,8 +34,10 @@ def echo_multi_sample(summary: dict) -> None:
     if "pass_at_k" not in summary:
         return
     ks = list(summary["pass_at_k"])
-    typer.echo(f"{summary['samples_per_problem']} samples x {summary['n_problems']} problems: "
-               + "  ".join(f"pass@{k} {summary['pass_at_k'][k]:.3f}" for k in ks))
+    typer.echo(
+        f"{summary['samples_per_problem']} samples x {summary['n_problems']} problems: "
+        + "  ".join(f"pass@{k} {summary['pass_at_k'][k]:.3f}" for k in ks)
+    )
     typer.echo("  " + "  ".join(f"maj@{k} {summary['maj_at_k'][k]:.3f}" for k in ks))
 
 
@@ -48,47 +49,80 @@ def parse_stop(stop: list[str] | None) -> tuple[str, ...]:
 
 @app.command()
 def generate(
-    model: str = typer.Option(..., "--model", "-m", help="Built-in name (smollm2-135m, organism-cot, tiny-llama), "
-                              "model directory, .gguf file or hub id."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="gsm8k, math500, aime24, aime25, "
-                                          "synthetic-*, or a .jsonl/.csv/.parquet file (default for a model "
-                                          "organism: its held-out test set)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes it; alias "
-                             "--output-path)."),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="Built-in name (smollm2-135m, organism-cot, tiny-llama), model directory, .gguf file or hub id.",
+    ),
+    dataset: Optional[str] = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="gsm8k, math500, aime24, aime25, "
+        "synthetic-*, or a .jsonl/.csv/.parquet file (default for a model "
+        "organism: its held-out test set).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run directory (created; re-running resumes it; alias --output-path)."
+    ),
     n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
     offset: int = typer.Option(0, "--offset", help="Skip this many problems first."),
     split: str = typer.Option("test", "--split", help="Dataset split."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to capture: indices (negative ok) and/or "
-                                         "'final', comma-separated; 'none' captures nothing (default: -1 on the HF "
-                                         "engine, none on vLLM)."),
+    layers: Optional[str] = typer.Option(
+        None,
+        "--layers",
+        help="Layers to capture: indices (negative ok) and/or "
+        "'final', comma-separated; 'none' captures nothing (default: -1 on the HF "
+        "engine, none on vLLM).",
+    ),
     template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt for --template chat."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget per sample."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples decoded together."),
-    model_dtype: str = typer.Option("fp32", "--dtype", callback=dtype_option,
-                                    help="Model weights dtype: fp32 | fp16 | bf16 (or float32, float16, bfloat16)."),
-    dtype: str = typer.Option("fp32", "--state-dtype", callback=state_dtype_option,
-                              help="Storage dtype of the captured states: fp32 | fp16 | bf16."),
+    model_dtype: str = typer.Option(
+        "fp32",
+        "--dtype",
+        callback=dtype_option,
+        help="Model weights dtype: fp32 | fp16 | bf16 (or float32, float16, bfloat16).",
+    ),
+    dtype: str = typer.Option(
+        "fp32",
+        "--state-dtype",
+        callback=state_dtype_option,
+        help="Storage dtype of the captured states: fp32 | fp16 | bf16.",
+    ),
     device: str = typer.Option("cpu", "--device", callback=device_option, help="cpu, cuda, cuda:1, mps, auto."),
-    temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature; 0 decodes greedily "
-                                      "(DeepSeek-R1 recommends 0.6)."),
+    temperature: float = typer.Option(
+        0.0, "--temperature", help="Sampling temperature; 0 decodes greedily (DeepSeek-R1 recommends 0.6)."
+    ),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (with --temperature > 0)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (sample j of problem i uses seed + its index)."),
-    samples: int = typer.Option(1, "--samples", help="Samples per problem (needs --temperature > 0); the summary "
-                                "adds pass@k, maj@k and the mean accuracy with a CI over problems."),
+    samples: int = typer.Option(
+        1,
+        "--samples",
+        help="Samples per problem (needs --temperature > 0); the summary "
+        "adds pass@k, maj@k and the mean accuracy with a CI over problems.",
+    ),
     sample: bool = typer.Option(False, "--sample", hidden=True, help="Old flag: sample at temperature 1."),
-    schedule: str = typer.Option("join", "--schedule", help="join (a finished row's slot goes to the next "
-                                 "prompt) | static (fixed batches, each runs until its longest row ends)."),
-    window: int = typer.Option(8, "--window", help="join: prompts are decoded and resumed in windows of "
-                               "WINDOW x batch-size."),
+    schedule: str = typer.Option(
+        "join",
+        "--schedule",
+        help="join (a finished row's slot goes to the next "
+        "prompt) | static (fixed batches, each runs until its longest row ends).",
+    ),
+    window: int = typer.Option(
+        8, "--window", help="join: prompts are decoded and resumed in windows of WINDOW x batch-size."
+    ),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code to run."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit of the weights."),
     engine: str = typer.Option("hf", "--engine", help="hf (every feature) | vllm (generation only, no --layers)."),
     executor: str = typer.Option("local", "--executor", help="local | ray (shard over Ray workers, one model each)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster ('auto', "
-                                              "'ray://host:10001'); default: start a local one."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="Join this Ray cluster ('auto', 'ray://host:10001'); default: start a local one."
+    ),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per model replica."),
 ) -> None:
     """Generate reasoning traces with hidden-state capture into a resumable run directory."""
@@ -103,18 +137,40 @@ def generate(
         layers = "-1" if engine == "hf" else "none"
     check_engine_support(engine, capture_layers=layers.strip().lower() != "none")
 
-    decode = DecodeConfig(max_new_tokens=max_new_tokens, stop_strings=parse_stop(stop), batch_size=batch_size,
-                          add_special_tokens=template != "chat", schedule=schedule, window=window,
-                          **sampling_kwargs(temperature, top_p, seed, sample))
-    spec = RunSpec(out=out, model=model, dataset=dataset, split=split, n=n, offset=offset, template=template,
-                   system=system, decode=decode, layers=None if layers.strip().lower() == "none" else layers,
-                   dtype=dtype, model_dtype=model_dtype, device=device, trust_remote_code=trust_remote_code,
-                   revision=revision, samples=samples)
+    decode = DecodeConfig(
+        max_new_tokens=max_new_tokens,
+        stop_strings=parse_stop(stop),
+        batch_size=batch_size,
+        add_special_tokens=template != "chat",
+        schedule=schedule,
+        window=window,
+        **sampling_kwargs(temperature, top_p, seed, sample),
+    )
+    spec = RunSpec(
+        out=out,
+        model=model,
+        dataset=dataset,
+        split=split,
+        n=n,
+        offset=offset,
+        template=template,
+        system=system,
+        decode=decode,
+        layers=None if layers.strip().lower() == "none" else layers,
+        dtype=dtype,
+        model_dtype=model_dtype,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        revision=revision,
+        samples=samples,
+    )
     with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
         summary = runner.run(spec)
-    typer.echo(f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n']}) "
-               f"95% CI [{summary['accuracy_ci95'][0]:.3f}, {summary['accuracy_ci95'][1]:.3f}]  "
-               f"{summary['tokens_per_second']:.1f} tok/s")
+    typer.echo(
+        f"accuracy {summary['accuracy']:.3f} ({summary['n_correct']}/{summary['n']}) "
+        f"95% CI [{summary['accuracy_ci95'][0]:.3f}, {summary['accuracy_ci95'][1]:.3f}]  "
+        f"{summary['tokens_per_second']:.1f} tok/s"
+    )
     echo_multi_sample(summary)
     typer.echo(f"run: {out}")
 
@@ -129,8 +185,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _main_options(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Study and exploit how language models reason in latent space (docs/cli.md lists every option)."""
 
@@ -202,8 +259,9 @@ def _check_argv(argv: list[str]) -> None:
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError:
-            raise UserError(f"argument {position} ({arg.encode('utf-8', 'backslashreplace').decode()[:60]!r}) is not "
-                            "valid UTF-8") from None
+            raise UserError(
+                f"argument {position} ({arg.encode('utf-8', 'backslashreplace').decode()[:60]!r}) is not valid UTF-8"
+            ) from None
 
 
 def _os_error_line(exc: OSError) -> str:

@@ -80,10 +80,28 @@ class DemoConfig:
     def preset(cls, quick: bool, out: Path | None = None) -> "DemoConfig":
         if not quick:
             return cls(out=out or Path("runs/demo"))
-        return cls(out=out or Path("runs/demo-quick"), quick=True, layers="-1", n_traces=3, n_eval=3,
-                   max_new_tokens=96, batch_size=3, suppress_k=5, budgets=(32, 64), n_organism=6, organism_tokens=48,
-                   depth_steps=(1, 2, 4, 8), n_depth=8, depth_tokens=12, n_latent=1, n_boot=300, n_permutations=19,
-                   n_control_train=40, n_control_eval=80, control_seeds=(0,))
+        return cls(
+            out=out or Path("runs/demo-quick"),
+            quick=True,
+            layers="-1",
+            n_traces=3,
+            n_eval=3,
+            max_new_tokens=96,
+            batch_size=3,
+            suppress_k=5,
+            budgets=(32, 64),
+            n_organism=6,
+            organism_tokens=48,
+            depth_steps=(1, 2, 4, 8),
+            n_depth=8,
+            depth_tokens=12,
+            n_latent=1,
+            n_boot=300,
+            n_permutations=19,
+            n_control_train=40,
+            n_control_eval=80,
+            control_seeds=(0,),
+        )
 
 
 class StageSkipped(Exception):
@@ -149,8 +167,9 @@ def organism_available(name: str) -> bool:
 def _decode(config: DemoConfig, max_new_tokens: int):
     from reasonlens.decode import DecodeConfig
 
-    return DecodeConfig(max_new_tokens=max_new_tokens, batch_size=config.batch_size,
-                        add_special_tokens=config.template != "chat")
+    return DecodeConfig(
+        max_new_tokens=max_new_tokens, batch_size=config.batch_size, add_special_tokens=config.template != "chat"
+    )
 
 
 def signed(value: float) -> str:
@@ -179,8 +198,18 @@ def stage_traces(state: DemoState) -> str:
 
     c = state.config
     out = c.out / "traces-smollm2"
-    summary = execute(RunSpec(out=out, model=c.model, dataset=c.dataset, n=c.n_traces, template=c.template,
-                              decode=_decode(c, c.max_new_tokens), layers=c.layers), lm=state.lm(c.model))
+    summary = execute(
+        RunSpec(
+            out=out,
+            model=c.model,
+            dataset=c.dataset,
+            n=c.n_traces,
+            template=c.template,
+            decode=_decode(c, c.max_new_tokens),
+            layers=c.layers,
+        ),
+        lm=state.lm(c.model),
+    )
     state.smollm2_run = out
     state.trace_runs.append(state.add(out))
     notes = [f"SmolLM2 accuracy {summary['accuracy']:.2f} on {summary['n']} problems"]
@@ -193,13 +222,19 @@ def stage_traces(state: DemoState) -> str:
 
         dataset = organism_dataset(name) or "synthetic-arith"
         run = c.out / f"traces-{name}"
-        s = execute(RunSpec(out=run, model=name, dataset=dataset, n=c.n_organism, layers="-1",
-                            decode=_decode(c, c.organism_tokens)), lm=state.lm(name))
+        s = execute(
+            RunSpec(
+                out=run, model=name, dataset=dataset, n=c.n_organism, layers="-1", decode=_decode(c, c.organism_tokens)
+            ),
+            lm=state.lm(name),
+        )
         state.trace_runs.append(state.add(run))
         notes.append(f"{name} accuracy {s['accuracy']:.2f}")
     if missing:
-        warn(f"organisms not shipped in this installation, their traces are skipped: {', '.join(missing)} "
-             "(train them with `reasonlens organisms train NAME`)")
+        warn(
+            f"organisms not shipped in this installation, their traces are skipped: {', '.join(missing)} "
+            "(train them with `reasonlens organisms train NAME`)"
+        )
         notes.append(f"not shipped: {', '.join(missing)}")
     return "; ".join(notes)
 
@@ -209,7 +244,6 @@ def stage_mi(state: DemoState) -> str:
     if not state.trace_runs:
         raise StageSkipped("no trace runs (the traces stage did not produce any)")
     from reasonlens.analysis.pipeline import MIConfig, ensure_analysis
-
     from reasonlens.runs.tables import read_mi_summary
 
     c = state.config
@@ -240,9 +274,20 @@ def _eval(state: DemoState, name: str, method: str, **options: Any) -> dict[str,
         options.setdefault("token_set_split", f"test[0:{c.n_traces}]")
     out = c.out / "eval" / name
     max_tokens = max(options.get("budgets") or [c.max_new_tokens])
-    summary = evaluate(EvalSpec(out=out, model=c.model, dataset=c.dataset, method=method,
-                                options=MethodOptions(**options), n=c.n_eval, offset=c.n_traces, template=c.template,
-                                decode=_decode(c, max_tokens)), lm=state.lm(c.model))
+    summary = evaluate(
+        EvalSpec(
+            out=out,
+            model=c.model,
+            dataset=c.dataset,
+            method=method,
+            options=MethodOptions(**options),
+            n=c.n_eval,
+            offset=c.n_traces,
+            template=c.template,
+            decode=_decode(c, max_tokens),
+        ),
+        lm=state.lm(c.model),
+    )
     state.add(out)
     return summary
 
@@ -258,14 +303,18 @@ def stage_suppress(state: DemoState) -> str:
         reason = "no SmolLM2 trace run for word frequencies"
     else:
         try:
-            random = _eval(state, "suppress-random", "suppress", k=c.suppress_k, control="random",
-                           control_run=state.smollm2_run)
+            random = _eval(
+                state, "suppress-random", "suppress", k=c.suppress_k, control="random", control_run=state.smollm2_run
+            )
             notes.append(f"random control {random['accuracy']:.2f}")
             eval_dir = c.out / "eval"
-            thinking_diff, random_diff = paired_diffs(eval_dir / "baseline", eval_dir / "suppress-thinking",
-                                                      eval_dir / "suppress-random", n_boot=c.n_boot)
-            state.findings.append(f"{c.model}: thinking suppression {diff_text(thinking_diff)} vs random "
-                                  f"{diff_text(random_diff)} (baseline {base['accuracy']:.2f}, n={c.n_eval})")
+            thinking_diff, random_diff = paired_diffs(
+                eval_dir / "baseline", eval_dir / "suppress-thinking", eval_dir / "suppress-random", n_boot=c.n_boot
+            )
+            state.findings.append(
+                f"{c.model}: thinking suppression {diff_text(thinking_diff)} vs random "
+                f"{diff_text(random_diff)} (baseline {base['accuracy']:.2f}, n={c.n_eval})"
+            )
         except UserError as exc:  # too few distinct words in the traces to match frequencies
             reason = str(exc)
     if reason is not None:
@@ -301,10 +350,18 @@ def _control_eval(state: DemoState, model: str, name: str, method: str, **option
     c = state.config
     out = c.out / "controls" / name
     max_tokens = max(options.get("budgets") or [c.control_tokens])
-    evaluate(EvalSpec(out=out, model=model, dataset=organism_dataset(model) or "synthetic-reasoner:1-6",
-                      method=method, options=MethodOptions(**options), n=c.n_control_eval,
-                      decode=DecodeConfig(max_new_tokens=max_tokens, batch_size=c.control_batch_size)),
-             lm=state.lm(model))
+    evaluate(
+        EvalSpec(
+            out=out,
+            model=model,
+            dataset=organism_dataset(model) or "synthetic-reasoner:1-6",
+            method=method,
+            options=MethodOptions(**options),
+            n=c.n_control_eval,
+            decode=DecodeConfig(max_new_tokens=max_tokens, batch_size=c.control_batch_size),
+        ),
+        lm=state.lm(model),
+    )
     return state.add(out)
 
 
@@ -315,8 +372,9 @@ def stage_controls(state: DemoState) -> str:
     c = state.config
     missing = [m for m in (c.reasoner, c.reasoner_twin) if not organism_available(m)]
     if missing:
-        raise StageSkipped(f"{', '.join(missing)} not shipped in this installation "
-                           "(train with `reasonlens organisms train NAME`)")
+        raise StageSkipped(
+            f"{', '.join(missing)} not shipped in this installation (train with `reasonlens organisms train NAME`)"
+        )
     from reasonlens.analysis.pipeline import MIConfig, ensure_analysis
     from reasonlens.decode import DecodeConfig
     from reasonlens.organisms import organism_dataset
@@ -324,30 +382,56 @@ def stage_controls(state: DemoState) -> str:
 
     dataset = organism_dataset(c.reasoner) or "synthetic-reasoner:1-6"
     train_run = c.out / "controls" / "reasoner-train"
-    execute(RunSpec(out=train_run, model=c.reasoner, dataset=dataset, split="train", n=c.n_control_train,
-                    layers="-1", decode=DecodeConfig(max_new_tokens=c.control_tokens,
-                                                     batch_size=c.control_batch_size)), lm=state.lm(c.reasoner))
+    execute(
+        RunSpec(
+            out=train_run,
+            model=c.reasoner,
+            dataset=dataset,
+            split="train",
+            n=c.n_control_train,
+            layers="-1",
+            decode=DecodeConfig(max_new_tokens=c.control_tokens, batch_size=c.control_batch_size),
+        ),
+        lm=state.lm(c.reasoner),
+    )
     state.add(train_run)
-    mi_out = ensure_analysis(train_run, MIConfig(n_boot=c.n_boot, n_permutations=c.n_permutations, n_bins=5,
-                                                 plot_traces=6))
+    mi_out = ensure_analysis(
+        train_run, MIConfig(n_boot=c.n_boot, n_permutations=c.n_permutations, n_bins=5, plot_traces=6)
+    )
     summary = read_json_object(mi_out / "summary.json", "MI summary")
     words = [w["word"] for w in summary.get("thinking_tokens") or []]
     if len(words) < c.control_k:
         raise StageSkipped(f"the reasoner's train traces gave {len(words)} peak words, fewer than k = {c.control_k}")
-    notes = [f"learnt on train: {', '.join(words[:c.control_k])}"]
+    notes = [f"learnt on train: {', '.join(words[: c.control_k])}"]
     enrichment = summary.get("thinking_word_enrichment") or {}
     if enrichment.get("ratio") is not None and None not in enrichment["ci95"]:
         low, high = enrichment["ci95"]
-        state.findings.append(f"{c.reasoner}: MI peaks on thinking words {enrichment['peak_share']:.2f} vs base rate "
-                              f"{enrichment['base_rate']:.2f}: enrichment x{enrichment['ratio']:.2f} "
-                              f"[{low:.2f},{high:.2f}]")
-    token_set = {"token_set": mi_out / "tokens.jsonl", "token_set_dataset": dataset, "token_set_split": "train",
-                 "k": c.control_k}
+        state.findings.append(
+            f"{c.reasoner}: MI peaks on thinking words {enrichment['peak_share']:.2f} vs base rate "
+            f"{enrichment['base_rate']:.2f}: enrichment x{enrichment['ratio']:.2f} "
+            f"[{low:.2f},{high:.2f}]"
+        )
+    token_set = {
+        "token_set": mi_out / "tokens.jsonl",
+        "token_set_dataset": dataset,
+        "token_set_split": "train",
+        "k": c.control_k,
+    }
     base = _control_eval(state, c.reasoner, "baseline", "baseline")
     thinking = _control_eval(state, c.reasoner, f"suppress-thinking-k{c.control_k}", "suppress", **token_set)
-    randoms = [_control_eval(state, c.reasoner, f"suppress-random-k{c.control_k}-seed{seed}", "suppress",
-                             control="random", control_run=train_run, seed=seed, **token_set)
-               for seed in c.control_seeds]
+    randoms = [
+        _control_eval(
+            state,
+            c.reasoner,
+            f"suppress-random-k{c.control_k}-seed{seed}",
+            "suppress",
+            control="random",
+            control_run=train_run,
+            seed=seed,
+            **token_set,
+        )
+        for seed in c.control_seeds
+    ]
     thinking_diff, *random_diffs = paired_diffs(base, thinking, *randoms, n_boot=c.n_boot)
     # the random seeds pooled: every (problem, seed) pair is one paired observation
     pooled = _pooled_random_diff(base, randoms, c.n_boot)
@@ -355,17 +439,23 @@ def stage_controls(state: DemoState) -> str:
     state.findings.append(
         f"{c.reasoner}: thinking suppression {diff_text(thinking_diff)} vs random {pooled} "
         f"({len(randoms)} seed{'s' if len(randoms) > 1 else ''}; top-{c.control_k} learnt words, "
-        f"thinking - random seed {c.control_seeds[0]}: {diff_text(gap)})")
-    notes.append(f"baseline {thinking_diff['reference_accuracy']:.2f}, thinking suppressed "
-                 f"{thinking_diff['accuracy']:.2f}, random " + "/".join(f"{d['accuracy']:.2f}" for d in random_diffs))
+        f"thinking - random seed {c.control_seeds[0]}: {diff_text(gap)})"
+    )
+    notes.append(
+        f"baseline {thinking_diff['reference_accuracy']:.2f}, thinking suppressed "
+        f"{thinking_diff['accuracy']:.2f}, random " + "/".join(f"{d['accuracy']:.2f}" for d in random_diffs)
+    )
     forced = {}
     for model, tag in ((c.reasoner, "reasoner"), (c.reasoner_twin, "noreflect")):
         plain = _control_eval(state, model, f"{tag}-budget-baseline", "baseline", budgets=[c.control_budget])
-        wait = _control_eval(state, model, f"{tag}-one-wait", "budget-force", budgets=[c.control_budget],
-                             min_fraction=1.0, max_waits=1)
+        wait = _control_eval(
+            state, model, f"{tag}-one-wait", "budget-force", budgets=[c.control_budget], min_fraction=1.0, max_waits=1
+        )
         forced[tag] = paired_diffs(plain, wait, n_boot=c.n_boot)[0]
-    state.findings.append(f"one forced \"Wait\" (budget {c.control_budget}): reasoner {diff_text(forced['reasoner'])} "
-                          f"vs no-reflection twin {diff_text(forced['noreflect'])}")
+    state.findings.append(
+        f'one forced "Wait" (budget {c.control_budget}): reasoner {diff_text(forced["reasoner"])} '
+        f"vs no-reflection twin {diff_text(forced['noreflect'])}"
+    )
     return "; ".join(notes)
 
 
@@ -376,10 +466,14 @@ def _pooled_random_diff(base: Path, randoms: list[Path], n_boot: int) -> str:
     from reasonlens.eval import bootstrap_ci
     from reasonlens.interventions.evaluate import load_eval_run
 
-    reference = {r["index"]: bool(r.get("correct")) for r in load_eval_run(base).results[None] if r.get("status") == "ok"}
+    reference = {
+        r["index"]: bool(r.get("correct")) for r in load_eval_run(base).results[None] if r.get("status") == "ok"
+    }
     per_seed = []
     for run in randoms:
-        scored = {r["index"]: bool(r.get("correct")) for r in load_eval_run(run).results[None] if r.get("status") == "ok"}
+        scored = {
+            r["index"]: bool(r.get("correct")) for r in load_eval_run(run).results[None] if r.get("status") == "ok"
+        }
         per_seed.append(scored)
     shared = sorted(set(reference).intersection(*per_seed))
     diffs = np.array([np.mean([seed[i] for seed in per_seed]) - reference[i] for i in shared], dtype=float)
@@ -390,8 +484,10 @@ def _pooled_random_diff(base: Path, randoms: list[Path], n_boot: int) -> str:
 def stage_depth(state: DemoState) -> str:
     require("reasonlens.recurrent.depth")
     if not organism_available("organism-recurrent"):
-        raise StageSkipped("organism-recurrent is not shipped in this installation "
-                           "(train it with `reasonlens organisms train organism-recurrent`)")
+        raise StageSkipped(
+            "organism-recurrent is not shipped in this installation "
+            "(train it with `reasonlens organisms train organism-recurrent`)"
+        )
     from reasonlens.organisms import organism_card, organism_dataset
     from reasonlens.recurrent.depth import DepthSpec, run_depth
 
@@ -402,16 +498,29 @@ def stage_depth(state: DemoState) -> str:
     criterion, threshold = rule.get("criterion", "kl"), rule.get("threshold")
     lm = state.lm("organism-recurrent")
     out = c.out / "depth-organism-recurrent"
-    summary = run_depth(DepthSpec(model="organism-recurrent", dataset=dataset, out=out, steps=c.depth_steps,
-                                  exit_criterion=criterion, threshold=threshold, n=c.n_depth,
-                                  max_new_tokens=c.depth_tokens, batch_size=c.batch_size), lm=lm)
+    summary = run_depth(
+        DepthSpec(
+            model="organism-recurrent",
+            dataset=dataset,
+            out=out,
+            steps=c.depth_steps,
+            exit_criterion=criterion,
+            threshold=threshold,
+            n=c.n_depth,
+            max_new_tokens=c.depth_tokens,
+            batch_size=c.batch_size,
+        ),
+        lm=lm,
+    )
     state.add(out)
     notes = [" ".join(f"r{r}:{e['accuracy']:.2f}" for r, e in summary["steps"].items())]
     low_r, high_r = min(c.depth_steps), max(c.depth_steps)
     depth_diff = paired_diffs(out / f"r{low_r}", out / f"r{high_r}", n_boot=c.n_boot)[0]
-    state.findings.append(f"organism-recurrent: depth r={low_r} -> r={high_r} {diff_text(depth_diff)} "
-                          f"(accuracy {depth_diff['reference_accuracy']:.2f} -> {depth_diff['accuracy']:.2f}, "
-                          f"n={depth_diff['n_paired']})")
+    state.findings.append(
+        f"organism-recurrent: depth r={low_r} -> r={high_r} {diff_text(depth_diff)} "
+        f"(accuracy {depth_diff['reference_accuracy']:.2f} -> {depth_diff['accuracy']:.2f}, "
+        f"n={depth_diff['n_paired']})"
+    )
     adaptive = summary.get("adaptive") or {}
     if adaptive.get("mean_iterations_per_token") is not None:
         notes.append(f"adaptive {adaptive['accuracy']:.2f} at {adaptive['mean_iterations_per_token']:.1f} it/token")
@@ -422,8 +531,12 @@ def stage_depth(state: DemoState) -> str:
         from reasonlens.recurrent.latent import LatentConfig, analyze_latents, items_from_source
 
         _, items = items_from_source("organism-recurrent", dataset=dataset, n=c.n_latent)
-        analyze_latents(lm, items, latent_dir, LatentConfig(max_steps=16 if c.quick else 32,
-                                                            star_steps=32 if c.quick else 64, max_tokens=32))
+        analyze_latents(
+            lm,
+            items,
+            latent_dir,
+            LatentConfig(max_steps=16 if c.quick else 32, star_steps=32 if c.quick else 64, max_tokens=32),
+        )
         state.add(latent_dir)
     return "; ".join(notes)
 
@@ -438,8 +551,11 @@ def stage_report(state: DemoState) -> str:
     with progress_bar() as bar:
         task = bar.add_task("report", total=1, info=f"{len(state.report_inputs)} runs")
         findings = tuple((name, line) for name, lines in state.all_findings for line in lines)
-        path = build_report(state.report_inputs, state.config.out / "report.html",
-                            ReportConfig(title="reasonlens demo", n_boot=state.config.n_boot, findings=findings))
+        path = build_report(
+            state.report_inputs,
+            state.config.out / "report.html",
+            ReportConfig(title="reasonlens demo", n_boot=state.config.n_boot, findings=findings),
+        )
         bar.advance(task)
     return f"{path} ({path.stat().st_size / 1e6:.1f} MB)"
 
@@ -480,22 +596,37 @@ def run_demo(config: DemoConfig, only: list[str] | None = None) -> list[StageRes
         state.findings = []
         try:
             note = function(state)
-            results.append(StageResult(name, "done", time.perf_counter() - t0, note, time.process_time() - c0,
-                                       findings=list(state.findings)))
+            results.append(
+                StageResult(
+                    name,
+                    "done",
+                    time.perf_counter() - t0,
+                    note,
+                    time.process_time() - c0,
+                    findings=list(state.findings),
+                )
+            )
             if state.findings:
                 state.all_findings.append((name, list(state.findings)))
-            console.print(f"[green]done[/] {name} in {time.perf_counter() - t0:.1f} s "
-                          f"(CPU {time.process_time() - c0:.1f} s): {escape(note)}", highlight=False)
+            console.print(
+                f"[green]done[/] {name} in {time.perf_counter() - t0:.1f} s "
+                f"(CPU {time.process_time() - c0:.1f} s): {escape(note)}",
+                highlight=False,
+            )
         except StageSkipped as exc:
             results.append(StageResult(name, "skipped", time.perf_counter() - t0, str(exc), time.process_time() - c0))
             warn(f"stage {name} skipped: {exc}")
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one broken stage must not stop the others or the report
-            results.append(StageResult(name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
-                                       time.process_time() - c0))
-            console.print(f"[bold red]stage {name} failed:[/] {type(exc).__name__}: {escape(str(exc))}",
-                          highlight=False)
+            results.append(
+                StageResult(
+                    name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}", time.process_time() - c0
+                )
+            )
+            console.print(
+                f"[bold red]stage {name} failed:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
+            )
             if not isinstance(exc, UserError):  # a user error is its one line; anything else shows where it broke
                 console.print(traceback.format_exc(limit=4), highlight=False, markup=False)
     total = time.perf_counter() - started
@@ -526,10 +657,15 @@ def _discover(state: DemoState) -> None:
 def _write_log(config: DemoConfig, results: list[StageResult], total: float, partial: list[str]) -> None:
     from reasonlens.runs.io import atomic_write_json
 
-    atomic_write_json(config.out / "demo.json", {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "stages": [asdict(r) for r in results], "skipped_parts": partial, "seconds": total,
-    })
+    atomic_write_json(
+        config.out / "demo.json",
+        {
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+            "stages": [asdict(r) for r in results],
+            "skipped_parts": partial,
+            "seconds": total,
+        },
+    )
 
 
 def _print_summary(results: list[StageResult], total: float, partial: list[str]) -> None:
@@ -538,8 +674,9 @@ def _print_summary(results: list[StageResult], total: float, partial: list[str])
         table.add_column(column)
     colours = {"done": "green", "skipped": "yellow", "failed": "red"}
     for r in results:
-        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", f"{r.seconds:.1f}", f"{r.cpu_seconds:.1f}",
-                      Text(r.note))
+        table.add_row(
+            r.name, f"[{colours[r.status]}]{r.status}[/]", f"{r.seconds:.1f}", f"{r.cpu_seconds:.1f}", Text(r.note)
+        )
     console.print(table)
     findings = Table(title="findings (paired bootstrap 95% CIs; an effect only where the CI excludes 0)")
     findings.add_column("stage")
@@ -563,10 +700,15 @@ def register(app) -> None:
     @app.command("demo")
     def demo_command(
         quick: bool = typer.Option(False, "--quick", help="Smaller everything (about 3 minutes on 2 cores)."),
-        out: Path = typer.Option(None, "--out", "-o", help="Output directory (default runs/demo, or "
-                                 "runs/demo-quick with --quick); re-running resumes."),
-        stage: list[str] = typer.Option(None, "--stage", help="Run only these stages (repeatable); the report is "
-                                        "always rebuilt."),
+        out: Path = typer.Option(
+            None,
+            "--out",
+            "-o",
+            help="Output directory (default runs/demo, or runs/demo-quick with --quick); re-running resumes.",
+        ),
+        stage: list[str] = typer.Option(
+            None, "--stage", help="Run only these stages (repeatable); the report is always rebuilt."
+        ),
     ) -> None:
         """The main job end to end: traces -> MI peaks and thinking tokens -> suppression -> RR and TTTS ->
         recurrent depth -> report.html (its path is printed last)."""

@@ -63,12 +63,20 @@ def register(app: typer.Typer) -> None:
     @app.command("mi")
     def mi_command(
         run: Path = typer.Argument(..., help="Run directory written by `reasonlens generate` with --layers."),
-        layers: Optional[str] = typer.Option(None, "--layers", help="Captured layers to analyse, comma-separated "
-                                             "(default: all captured)."),
-        token_layer: Optional[str] = typer.Option(None, "--token-layer", help="Layer whose peaks give the thinking "
-                                                  "tokens (default: deepest captured decoder layer)."),
-        estimator: str = typer.Option("paper_hsic", "--estimator", help="Per-trace MI estimator, by registered "
-                                      "name (reasonlens.mi.estimators; default: the paper's HSIC score)."),
+        layers: Optional[str] = typer.Option(
+            None, "--layers", help="Captured layers to analyse, comma-separated (default: all captured)."
+        ),
+        token_layer: Optional[str] = typer.Option(
+            None,
+            "--token-layer",
+            help="Layer whose peaks give the thinking tokens (default: deepest captured decoder layer).",
+        ),
+        estimator: str = typer.Option(
+            "paper_hsic",
+            "--estimator",
+            help="Per-trace MI estimator, by registered "
+            "name (reasonlens.mi.estimators; default: the paper's HSIC score).",
+        ),
         sigma: str = typer.Option("50", "--sigma", help="Kernel bandwidth of the paper score, or 'median'."),
         eps: float = typer.Option(1e-5, "--eps", help="Regulariser of the paper score."),
         peaks: str = typer.Option("iqr", "--peaks", help="iqr (paper) | topk (reference notebook)."),
@@ -79,10 +87,14 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", callback=device_option),
         argmax: bool = typer.Option(True, "--argmax/--no-argmax", help="Decode peak states with the LM head."),
         all_tokens: bool = typer.Option(False, "--all-tokens", help="Keep non-alphabetic tokens in the token set."),
-        population: bool = typer.Option(True, "--population/--no-population",
-                                        help="Population HSIC/CKA across problems per relative-position bin."),
-        align: str = typer.Option("relative", "--align", help="Population alignment: relative (position bins) | "
-                                  "step (absolute step, every --stride steps)."),
+        population: bool = typer.Option(
+            True, "--population/--no-population", help="Population HSIC/CKA across problems per relative-position bin."
+        ),
+        align: str = typer.Option(
+            "relative",
+            "--align",
+            help="Population alignment: relative (position bins) | step (absolute step, every --stride steps).",
+        ),
         bins: int = typer.Option(10, "--bins", help="Relative-position bins for the population estimates."),
         stride: int = typer.Option(32, "--stride", help="Step stride for --align step."),
         permutations: int = typer.Option(200, "--permutations", help="Permutations for population p-values (0: none)."),
@@ -90,9 +102,11 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         plots: bool = typer.Option(True, "--plots/--no-plots"),
         limit: Optional[int] = typer.Option(None, "--limit", help="Analyse only the first N samples."),
-        enrichment_words: Optional[str] = typer.Option(None, "--enrichment-words", help="Words whose share of "
-                                                       "peaks is compared with their base rate (default: the "
-                                                       "paper's thinking words)."),
+        enrichment_words: Optional[str] = typer.Option(
+            None,
+            "--enrichment-words",
+            help="Words whose share of peaks is compared with their base rate (default: the paper's thinking words).",
+        ),
         executor: str = typer.Option("local", "--executor", help="local | ray (gold encoding on Ray workers)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
@@ -100,24 +114,46 @@ def register(app: typer.Typer) -> None:
         """MI trajectories, peaks, statistics, thinking tokens and plots for a run (written to RUN/mi/)."""
         from reasonlens.analysis.pipeline import MIConfig, analyze_run, check_analysable
 
-        config = MIConfig(layers=_layers(layers), token_layer=token_layer, estimator=estimator, sigma=_sigma(sigma), eps=eps,
-                          peaks=_peak_config(peaks, tau, k), gold_source=gold, model=model, device=device,
-                          decode_argmax=argmax, alphabetic_only=not all_tokens, population=population, align=align, n_bins=bins, stride=stride,
-                          n_permutations=permutations, n_boot=n_boot, seed=seed, plots=plots, limit=limit,
-                          enrichment_words=_layers(enrichment_words))
+        config = MIConfig(
+            layers=_layers(layers),
+            token_layer=token_layer,
+            estimator=estimator,
+            sigma=_sigma(sigma),
+            eps=eps,
+            peaks=_peak_config(peaks, tau, k),
+            gold_source=gold,
+            model=model,
+            device=device,
+            decode_argmax=argmax,
+            alphabetic_only=not all_tokens,
+            population=population,
+            align=align,
+            n_bins=bins,
+            stride=stride,
+            n_permutations=permutations,
+            n_boot=n_boot,
+            seed=seed,
+            plots=plots,
+            limit=limit,
+            enrichment_words=_layers(enrichment_words),
+        )
         if executor != "local" or workers is not None or ray_address is not None:
             from reasonlens.analysis.ray_golds import prepare_golds
             from reasonlens.runs.executors import make_executor
 
-            check_analysable(run, config, reuse_existing=False)  # all that analyze_run would refuse, before workers start
+            check_analysable(
+                run, config, reuse_existing=False
+            )  # all that analyze_run would refuse, before workers start
             with make_executor(executor, workers, ray_address) as runner:
                 prepare_golds(run, config, runner)
         summary = analyze_run(run, config)
         layer = summary["token_layer"]
         stats = summary["per_layer"][layer]["stats"]
         auc = summary["per_layer"][layer]["cumulative_mi_vs_correct"]
-        typer.echo(f"{summary['n']} traces, layer {layer}: mean MI {stats['mean']['mean']:.4g}, "
-                   f"peaks/trace {stats['n_peaks']['mean']:.2f}, peak ratio {stats['peak_ratio']['mean']:.4f}")
+        typer.echo(
+            f"{summary['n']} traces, layer {layer}: mean MI {stats['mean']['mean']:.4g}, "
+            f"peaks/trace {stats['n_peaks']['mean']:.2f}, peak ratio {stats['peak_ratio']['mean']:.4f}"
+        )
         if auc.get("auc") is not None:
             typer.echo(f"cumulative MI vs correct: AUC {auc['auc']:.3f} [{auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]")
         words = ", ".join(w["word"] for w in summary["thinking_tokens"][:10])
@@ -130,17 +166,20 @@ def register(app: typer.Typer) -> None:
             typer.echo(hint)
         enrichment = summary.get("thinking_word_enrichment") or {}
         if enrichment.get("ratio") is not None and None not in enrichment["ci95"]:
-            typer.echo(f"peaks on thinking words: {enrichment['peak_share']:.3f} vs base rate "
-                       f"{enrichment['base_rate']:.3f}: enrichment {enrichment['ratio']:.2f} "
-                       f"[{enrichment['ci95'][0]:.2f}, {enrichment['ci95'][1]:.2f}]")
+            typer.echo(
+                f"peaks on thinking words: {enrichment['peak_share']:.3f} vs base rate "
+                f"{enrichment['base_rate']:.3f}: enrichment {enrichment['ratio']:.2f} "
+                f"[{enrichment['ci95'][0]:.2f}, {enrichment['ci95'][1]:.2f}]"
+            )
         typer.echo(f"wrote {run / 'mi'}")
 
     @app.command("tokens")
     def tokens_command(
         run: Path = typer.Argument(..., help="Run directory (analysed with `reasonlens mi` first if needed)."),
         out: Path = typer.Option(..., "--out", "-o", help="Token-set file to write (JSON lines)."),
-        layer: Optional[str] = typer.Option(None, "--token-layer", help="Layer whose peaks are counted (default: "
-                                            "the one `reasonlens mi` used)."),
+        layer: Optional[str] = typer.Option(
+            None, "--token-layer", help="Layer whose peaks are counted (default: the one `reasonlens mi` used)."
+        ),
         reading: str = typer.Option("generated", "--reading", help="generated (emitted token) | argmax (LM head)."),
         top: Optional[int] = typer.Option(None, "--top-words", help="Keep the N most frequent words."),
         all_tokens: bool = typer.Option(False, "--all-tokens", help="Keep non-alphabetic tokens."),

@@ -67,27 +67,55 @@ def compare_runs(
     out_dir.mkdir(parents=True, exist_ok=True)
     table = []
     for metric in COMPARE_METRICS:
-        row: dict[str, Any] = {"metric": metric,
-                               "a": _estimate([r[metric] for r in rows_a.values()], n_boot, seed),
-                               "b": _estimate([r[metric] for r in rows_b.values()], n_boot, seed)}
+        row: dict[str, Any] = {
+            "metric": metric,
+            "a": _estimate([r[metric] for r in rows_a.values()], n_boot, seed),
+            "b": _estimate([r[metric] for r in rows_b.values()], n_boot, seed),
+        }
         pairs = [(rows_a[i][metric], rows_b[i][metric]) for i in shared]
         pairs = [(x, y) for x, y in pairs if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
         if pairs:
-            diff = paired_bootstrap_diff(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]),
-                                         n_boot=n_boot, seed=seed)
+            diff = paired_bootstrap_diff(
+                np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]), n_boot=n_boot, seed=seed
+            )
             row["paired_diff"] = {"mean": diff.estimate, "ci95": [diff.lo, diff.hi], "n": len(pairs)}
         else:
             row["paired_diff"] = {"mean": None, "ci95": [None, None], "n": 0}
         table.append(row)
-    flat = [{"metric": r["metric"], "a_mean": r["a"]["mean"], "a_lo": r["a"]["ci95"][0], "a_hi": r["a"]["ci95"][1],
-             "b_mean": r["b"]["mean"], "b_lo": r["b"]["ci95"][0], "b_hi": r["b"]["ci95"][1],
-             "diff_mean": r["paired_diff"]["mean"], "diff_lo": r["paired_diff"]["ci95"][0],
-             "diff_hi": r["paired_diff"]["ci95"][1], "n_paired": r["paired_diff"]["n"]} for r in table]
+    flat = [
+        {
+            "metric": r["metric"],
+            "a_mean": r["a"]["mean"],
+            "a_lo": r["a"]["ci95"][0],
+            "a_hi": r["a"]["ci95"][1],
+            "b_mean": r["b"]["mean"],
+            "b_lo": r["b"]["ci95"][0],
+            "b_hi": r["b"]["ci95"][1],
+            "diff_mean": r["paired_diff"]["mean"],
+            "diff_lo": r["paired_diff"]["ci95"][0],
+            "diff_hi": r["paired_diff"]["ci95"][1],
+            "n_paired": r["paired_diff"]["n"],
+        }
+        for r in table
+    ]
     pq.write_table(pa.Table.from_pylist(flat), out_dir / "compare.parquet")
-    plot_comparison(out_dir / "compare.png", [r for r in table if r["metric"] in ("mean", "std", "aom", "peak_ratio")],
-                    path_a.resolve().name, path_b.resolve().name)
-    summary = {"command": "compare", "run_a": str(path_a), "run_b": str(path_b), "layer_a": key_a, "layer_b": key_b,
-               "n_a": len(rows_a), "n_b": len(rows_b), "n_shared": len(shared), "table": table,
-               "files": ["compare.parquet", "compare.png", "summary.json"]}
+    plot_comparison(
+        out_dir / "compare.png",
+        [r for r in table if r["metric"] in ("mean", "std", "aom", "peak_ratio")],
+        path_a.resolve().name,
+        path_b.resolve().name,
+    )
+    summary = {
+        "command": "compare",
+        "run_a": str(path_a),
+        "run_b": str(path_b),
+        "layer_a": key_a,
+        "layer_b": key_b,
+        "n_a": len(rows_a),
+        "n_b": len(rows_b),
+        "n_shared": len(shared),
+        "table": table,
+        "files": ["compare.parquet", "compare.png", "summary.json"],
+    }
     atomic_write_json(out_dir / "summary.json", summary)
     return summary

@@ -35,8 +35,9 @@ def _ratio(rows: np.ndarray) -> float:
     return float((peaks_on / peaks) / (tokens_on / tokens))
 
 
-def peak_enrichment(counts: Sequence[TraceCounts], words: Sequence[str], n_boot: int = 2000,
-                    seed: int = 0) -> dict[str, Any]:
+def peak_enrichment(
+    counts: Sequence[TraceCounts], words: Sequence[str], n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """Enrichment ratio of peaks on ``words`` with a percentile bootstrap 95% CI over traces."""
     rows = np.array([[c.peaks_on_words, c.peaks, c.tokens_on_words, c.tokens] for c in counts], dtype=float)
     if rows.size == 0:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,12 @@ class MIConfig:
             raise UserError(f"--gold must be one of {', '.join(GOLD_SOURCES)}, got {self.gold_source!r}")
         if self.align not in ("relative", "step"):
             raise UserError(f"--align must be 'relative' or 'step', got {self.align!r}")
-        for option, value, least in (("--bins", self.n_bins, 1), ("--stride", self.stride, 1),
-                                     ("--n-boot", self.n_boot, 1), ("--permutations", self.n_permutations, 0)):
+        for option, value, least in (
+            ("--bins", self.n_bins, 1),
+            ("--stride", self.stride, 1),
+            ("--n-boot", self.n_boot, 1),
+            ("--permutations", self.n_permutations, 0),
+        ):
             if value < least:
                 raise UserError(f"{option} must be >= {least}, got {value}")
         if self.limit is not None and self.limit < 1:
@@ -149,11 +153,30 @@ class _Tables:
             (self.directory / f"{name}.parquet.tmp").replace(self.directory / f"{name}.parquet")
 
 
-MI_SCHEMA = pa.schema([("index", pa.int64()), ("layer", pa.string()), ("step", pa.int32()), ("mi", pa.float64()),
-                       ("token_id", pa.int64()), ("is_peak", pa.bool_())])
-PEAK_SCHEMA = pa.schema([("index", pa.int64()), ("id", pa.string()), ("layer", pa.string()), ("step", pa.int32()),
-                         ("mi", pa.float64()), ("generated_id", pa.int64()), ("generated_text", pa.string()),
-                         ("argmax_id", pa.int64()), ("argmax_text", pa.string()), ("agree", pa.bool_())])
+MI_SCHEMA = pa.schema(
+    [
+        ("index", pa.int64()),
+        ("layer", pa.string()),
+        ("step", pa.int32()),
+        ("mi", pa.float64()),
+        ("token_id", pa.int64()),
+        ("is_peak", pa.bool_()),
+    ]
+)
+PEAK_SCHEMA = pa.schema(
+    [
+        ("index", pa.int64()),
+        ("id", pa.string()),
+        ("layer", pa.string()),
+        ("step", pa.int32()),
+        ("mi", pa.float64()),
+        ("generated_id", pa.int64()),
+        ("generated_text", pa.string()),
+        ("argmax_id", pa.int64()),
+        ("argmax_text", pa.string()),
+        ("agree", pa.bool_()),
+    ]
+)
 
 
 def _paper_thinking_words() -> tuple[str, ...]:
@@ -195,16 +218,26 @@ def _samples(run: Any, manifest: dict[str, Any], config: MIConfig) -> list[Sampl
         results = results[: config.limit]
     if not results:
         raise UserError(f"{run.path}: no samples with state shards to analyse")
-    problems = load_problems(manifest["dataset"], split=manifest.get("split", "test"), n=manifest.get("n"),
-                             offset=int(manifest.get("offset") or 0))
+    problems = load_problems(
+        manifest["dataset"],
+        split=manifest.get("split", "test"),
+        n=manifest.get("n"),
+        offset=int(manifest.get("offset") or 0),
+    )
     by_id = {p.id: p for p in problems}
     samples = []
     for record in results:
         index = int(record["index"])
-        problem = problems[index] if index < len(problems) and problems[index].id == record.get("id") else by_id.get(record.get("id"))
+        problem = (
+            problems[index]
+            if index < len(problems) and problems[index].id == record.get("id")
+            else by_id.get(record.get("id"))
+        )
         if problem is None:
-            raise UserError(f"{run.results_path}: sample {index} (id {record.get('id')!r}) is not in dataset "
-                            f"{manifest['dataset']!r}")
+            raise UserError(
+                f"{run.results_path}: sample {index} (id {record.get('id')!r}) is not in dataset "
+                f"{manifest['dataset']!r}"
+            )
         text = problem.solution if config.gold_source == "solution" and problem.solution else problem.answer
         samples.append(Sample(index, str(record.get("id")), record.get("correct"), text))
     return samples
@@ -232,8 +265,6 @@ class _ModelHandle:
 
 def _layer_arg(key: str) -> int | str:
     return key if key in ("final", "embed") else int(key)
-
-
 
 
 def save_golds(out_dir: Path, golds: dict[int, dict[str, torch.Tensor]], identity: dict[str, str]) -> None:
@@ -319,12 +350,12 @@ def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str
             for key in layers:
                 shape = handle.get_slice(f"layer.{key}").get_shape()
                 if len(shape) != 2 or shape[0] != n_tokens:
-                    raise UserError(f"{path}: layer.{key} has shape {list(shape)}, expected "
-                                    f"[{n_tokens} tokens, hidden size]")
+                    raise UserError(
+                        f"{path}: layer.{key} has shape {list(shape)}, expected [{n_tokens} tokens, hidden size]"
+                    )
                 first = widths.setdefault(key, (shape[1], path))
                 if shape[1] != first[0]:
-                    raise UserError(f"{path}: layer.{key} has hidden size {shape[1]}, but {first[1]} has "
-                                    f"{first[0]}")
+                    raise UserError(f"{path}: layer.{key} has hidden size {shape[1]}, but {first[1]} has {first[0]}")
                 _check_finite(path, key, handle.get_tensor(f"layer.{key}"))
     return {key: width for key, (width, _) in widths.items()}
 
@@ -332,29 +363,38 @@ def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str
 def _check_finite(path: Path, key: str, tensor: torch.Tensor) -> None:
     """States of a sample whose record says ok must be finite (the decode loop marks non-finite ones failed)."""
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        raise UserError(f"{path}: tensor 'layer.{key}' holds NaN or infinite values although the sample's record "
-                        "says status ok (re-generate this sample)")
+        raise UserError(
+            f"{path}: tensor 'layer.{key}' holds NaN or infinite values although the sample's record "
+            "says status ok (re-generate this sample)"
+        )
 
 
-def _check_gold_widths(run: Any, samples: list[Sample], widths: dict[str, int],
-                       golds: dict[int, dict[str, torch.Tensor]], model_spec: str) -> None:
+def _check_gold_widths(
+    run: Any, samples: list[Sample], widths: dict[str, int], golds: dict[int, dict[str, torch.Tensor]], model_spec: str
+) -> None:
     """Golds and states must live in the same space (the run's model and the analysing model agree)."""
     for key, width in widths.items():
         gold_width = int(golds[samples[0].index][key].shape[-1])
         if gold_width != width:
-            raise UserError(f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but "
-                            f"model {model_spec!r} has hidden size {gold_width}; analyse with the model that "
-                            "generated the run (--model)")
+            raise UserError(
+                f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but "
+                f"model {model_spec!r} has hidden size {gold_width}; analyse with the model that "
+                "generated the run (--model)"
+            )
 
 
-def _iter_states(run: Any, samples: list[Sample], layers: list[str]) -> Iterator[tuple[Sample, torch.Tensor, dict[str, torch.Tensor]]]:
+def _iter_states(
+    run: Any, samples: list[Sample], layers: list[str]
+) -> Iterator[tuple[Sample, torch.Tensor, dict[str, torch.Tensor]]]:
     for s in samples:
         path = run.state_path(s.index)
         with _open_shard(path) as handle:
             names = set(handle.keys())
             missing = [k for k in layers if f"layer.{k}" not in names]
             if missing or "token_ids" not in names:
-                raise UserError(f"{path}: shard lacks tensors {', '.join(['layer.' + k for k in missing] or ['token_ids'])}")
+                raise UserError(
+                    f"{path}: shard lacks tensors {', '.join(['layer.' + k for k in missing] or ['token_ids'])}"
+                )
             token_ids = handle.get_tensor("token_ids")
             states = {k: handle.get_tensor(f"layer.{k}") for k in layers}
         for key, tensor in states.items():
@@ -372,8 +412,9 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
-def _preflight(run_path: str | Path, config: MIConfig) -> tuple[Any, dict[str, Any], list[str], list[Sample],
-                                                                 dict[str, int]]:
+def _preflight(
+    run_path: str | Path, config: MIConfig
+) -> tuple[Any, dict[str, Any], list[str], list[Sample], dict[str, int]]:
     from reasonlens.runs import RunDir
 
     run = RunDir(run_path)
@@ -394,7 +435,9 @@ def check_analysable(run_path: str | Path, config: MIConfig = MIConfig(), reuse_
 
     get_estimator(config.estimator)
     out_dir = mi_dir(run_path)
-    if reuse_existing and all((out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")):
+    if reuse_existing and all(
+        (out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")
+    ):
         RunDir(run_path).open_run()
     else:
         _preflight(run_path, config)
@@ -419,14 +462,16 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
     try:
         with publish_directory(out_dir) as staging:
             _stage_golds(staging, out_dir, golds, encoded, config.gold_identity(model.spec))
-            return _write_analysis(staging, run, manifest, layers, token_layer, samples, widths, model, golds, lm,
-                                   config, quiet)
+            return _write_analysis(
+                staging, run, manifest, layers, token_layer, samples, widths, model, golds, lm, config, quiet
+            )
     finally:
         run.release_lock()
 
 
-def _stage_golds(staging: Path, previous: Path, golds: dict[int, dict[str, torch.Tensor]], encoded: bool,
-                 identity: dict[str, str]) -> None:
+def _stage_golds(
+    staging: Path, previous: Path, golds: dict[int, dict[str, torch.Tensor]], encoded: bool, identity: dict[str, str]
+) -> None:
     """The golds of the new analysis: the previous cache file carried over unchanged when nothing was encoded
     (a hard link, else a copy), otherwise written anew."""
     old = previous / "golds.safetensors"
@@ -440,10 +485,20 @@ def _stage_golds(staging: Path, previous: Path, golds: dict[int, dict[str, torch
     save_golds(staging, golds, identity)
 
 
-def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: list[str], token_layer: str,
-                    samples: list[Sample], widths: dict[str, int], model: _ModelHandle,
-                    golds: dict[int, dict[str, torch.Tensor]], lm: Any, config: MIConfig,
-                    quiet: bool) -> dict[str, Any]:
+def _write_analysis(
+    out_dir: Path,
+    run: Any,
+    manifest: dict[str, Any],
+    layers: list[str],
+    token_layer: str,
+    samples: list[Sample],
+    widths: dict[str, int],
+    model: _ModelHandle,
+    golds: dict[int, dict[str, torch.Tensor]],
+    lm: Any,
+    config: MIConfig,
+    quiet: bool,
+) -> dict[str, Any]:
     from reasonlens.runs.io import atomic_write_json
     from reasonlens.runs.progress import progress_bar
 
@@ -456,8 +511,14 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
     stats_rows: list[dict[str, Any]] = []
     all_peaks: dict[str, list[PeakToken]] = {k: [] for k in layers}
     max_steps = int((manifest.get("decode") or {}).get("max_new_tokens") or 512)
-    aligned = {k: AlignedStates(align=config.align, n_bins=config.n_bins, max_steps=max_steps, stride=config.stride)
-               for k in layers} if config.population else {}
+    aligned = (
+        {
+            k: AlignedStates(align=config.align, n_bins=config.n_bins, max_steps=max_steps, stride=config.stride)
+            for k in layers
+        }
+        if config.population
+        else {}
+    )
     plot_traces: list[dict[str, Any]] = []
     text_cache: dict[int, str] = {}
     enrichment_words = list(config.enrichment_words or _paper_thinking_words())
@@ -477,37 +538,65 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
             for key in layers:
                 h = states[key]
                 if h.shape[0] != token_ids.shape[0]:
-                    raise UserError(f"{run.state_path(sample.index)}: layer.{key} has {h.shape[0]} rows but "
-                                    f"token_ids has {token_ids.shape[0]}")
+                    raise UserError(
+                        f"{run.state_path(sample.index)}: layer.{key} has {h.shape[0]} rows but "
+                        f"token_ids has {token_ids.shape[0]}"
+                    )
                 mi = estimator.scorer(golds[sample.index][key], config.sigma, config.eps)(h).numpy()
                 steps = find_peaks(mi, config.peaks)
                 stats: TraceStats = trace_stats(mi, config.peaks, peaks=steps)
                 is_peak = np.zeros(mi.shape[0], dtype=bool)
                 is_peak[steps] = True
-                tables.add_columns("mi", index=[sample.index] * mi.shape[0], layer=[key] * mi.shape[0],
-                                   step=list(range(mi.shape[0])), mi=mi.tolist(), token_id=token_ids.tolist(),
-                                   is_peak=is_peak.tolist())
-                readings = peak_tokens(sample.index, _layer_arg(key), steps.tolist(), token_ids,
-                                       h if lm is not None else None, lm)
+                tables.add_columns(
+                    "mi",
+                    index=[sample.index] * mi.shape[0],
+                    layer=[key] * mi.shape[0],
+                    step=list(range(mi.shape[0])),
+                    mi=mi.tolist(),
+                    token_id=token_ids.tolist(),
+                    is_peak=is_peak.tolist(),
+                )
+                readings = peak_tokens(
+                    sample.index, _layer_arg(key), steps.tolist(), token_ids, h if lm is not None else None, lm
+                )
                 all_peaks[key].extend(readings)
-                tables.add_columns("peaks", index=[sample.index] * len(readings), id=[sample.id] * len(readings),
-                                   layer=[key] * len(readings), step=[p.step for p in readings],
-                                   mi=[float(mi[p.step]) for p in readings],
-                                   generated_id=[p.generated_id for p in readings],
-                                   generated_text=[text_of(p.generated_id) for p in readings],
-                                   argmax_id=[p.argmax_id for p in readings],
-                                   argmax_text=[text_of(p.argmax_id) for p in readings],
-                                   agree=[p.agree for p in readings])
+                tables.add_columns(
+                    "peaks",
+                    index=[sample.index] * len(readings),
+                    id=[sample.id] * len(readings),
+                    layer=[key] * len(readings),
+                    step=[p.step for p in readings],
+                    mi=[float(mi[p.step]) for p in readings],
+                    generated_id=[p.generated_id for p in readings],
+                    generated_text=[text_of(p.generated_id) for p in readings],
+                    argmax_id=[p.argmax_id for p in readings],
+                    argmax_text=[text_of(p.argmax_id) for p in readings],
+                    agree=[p.agree for p in readings],
+                )
                 length = max(1, stats.n_steps)
-                stats_rows.append({"index": sample.index, "id": sample.id, "layer": key, "correct": sample.correct,
-                                   **stats.as_dict(), "mean_per_step": stats.cumulative / length})
+                stats_rows.append(
+                    {
+                        "index": sample.index,
+                        "id": sample.id,
+                        "layer": key,
+                        "correct": sample.correct,
+                        **stats.as_dict(),
+                        "mean_per_step": stats.cumulative / length,
+                    }
+                )
                 if config.population:
                     aligned[key].add(sample.index, h)
                 if key == token_layer and tokenizer is not None:
                     enrichment_counts.append(trace_counts(token_ids.tolist(), steps.tolist(), enrichment_ids))
                 if key == token_layer and len(plot_traces) < config.plot_traces:
-                    plot_traces.append({"index": sample.index, "mi": mi, "peaks": steps,
-                                        "labels": [text_of(int(token_ids[s])) or str(int(token_ids[s])) for s in steps]})
+                    plot_traces.append(
+                        {
+                            "index": sample.index,
+                            "mi": mi,
+                            "peaks": steps,
+                            "labels": [text_of(int(token_ids[s])) or str(int(token_ids[s])) for s in steps],
+                        }
+                    )
             bar.advance(task)
     tables.close()
     pq.write_table(pa.Table.from_pylist(stats_rows), out_dir / "stats.parquet")
@@ -515,8 +604,11 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
     per_layer: dict[str, Any] = {}
     for key in layers:
         rows = [r for r in stats_rows if r["layer"] == key]
-        agg = aggregate_stats([TraceStats(**{f: r[f] for f in TraceStats.__dataclass_fields__}) for r in rows],
-                              n_boot=config.n_boot, seed=config.seed)
+        agg = aggregate_stats(
+            [TraceStats(**{f: r[f] for f in TraceStats.__dataclass_fields__}) for r in rows],
+            n_boot=config.n_boot,
+            seed=config.seed,
+        )
         per_layer[key] = {
             "n_traces": len(rows),
             "stats": {name: {"mean": a.mean, "ci95": [a.lo, a.hi], "n": a.n} for name, a in agg.items()},
@@ -530,15 +622,42 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
         gold_by_layer = {k: {i: g[k] for i, g in golds.items()} for k in layers}
         for key in layers:
             for name in ("hsic", "linear_cka"):
-                points = aligned[key].trajectory(gold_by_layer[key], GramStatistic(name),
-                                                 n_permutations=config.n_permutations, seed=config.seed,
-                                                 min_samples=config.min_samples)
-                population_rows.extend({"layer": key, "statistic": name, "align": config.align,
-                                        "bin": p.position, "n": p.n,
-                                        "value": p.statistic, "p_value": p.p_value} for p in points)
-        pq.write_table(pa.Table.from_pylist(population_rows, schema=pa.schema(
-            [("layer", pa.string()), ("statistic", pa.string()), ("align", pa.string()), ("bin", pa.int64()), ("n", pa.int64()),
-             ("value", pa.float64()), ("p_value", pa.float64())])), out_dir / "population.parquet")
+                points = aligned[key].trajectory(
+                    gold_by_layer[key],
+                    GramStatistic(name),
+                    n_permutations=config.n_permutations,
+                    seed=config.seed,
+                    min_samples=config.min_samples,
+                )
+                population_rows.extend(
+                    {
+                        "layer": key,
+                        "statistic": name,
+                        "align": config.align,
+                        "bin": p.position,
+                        "n": p.n,
+                        "value": p.statistic,
+                        "p_value": p.p_value,
+                    }
+                    for p in points
+                )
+        pq.write_table(
+            pa.Table.from_pylist(
+                population_rows,
+                schema=pa.schema(
+                    [
+                        ("layer", pa.string()),
+                        ("statistic", pa.string()),
+                        ("align", pa.string()),
+                        ("bin", pa.int64()),
+                        ("n", pa.int64()),
+                        ("value", pa.float64()),
+                        ("p_value", pa.float64()),
+                    ]
+                ),
+            ),
+            out_dir / "population.parquet",
+        )
 
     words = []
     if tokenizer is not None:
@@ -561,8 +680,14 @@ def _write_analysis(out_dir: Path, run: Any, manifest: dict[str, Any], layers: l
         "population": population_rows,
         "thinking_tokens": [w.to_json() for w in words[:30]],
         "warnings": population_warnings(population_rows),
-        "thinking_word_enrichment": ({"layer": token_layer, **peak_enrichment(
-            enrichment_counts, enrichment_words, n_boot=config.n_boot, seed=config.seed)} if tokenizer is not None else None),
+        "thinking_word_enrichment": (
+            {
+                "layer": token_layer,
+                **peak_enrichment(enrichment_counts, enrichment_words, n_boot=config.n_boot, seed=config.seed),
+            }
+            if tokenizer is not None
+            else None
+        ),
         "files": sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".tmp")) + ["summary.json"],
     }
     summary = _nan_to_none(summary)
@@ -584,9 +709,11 @@ def population_warnings(rows: list[dict[str, Any]], small: int = SMALL_BIN) -> l
     few = [n for n in sizes if n < small]
     if not few:
         return []
-    return [f"population HSIC/CKA: {len(few)} of {len(sizes)} bins have fewer than {small} problems (smallest "
-            f"n={min(few)}); their permutation p-values are unstable, read them as descriptive (more problems: "
-            f"--limit, fewer bins: --bins)"]
+    return [
+        f"population HSIC/CKA: {len(few)} of {len(sizes)} bins have fewer than {small} problems (smallest "
+        f"n={min(few)}); their permutation p-values are unstable, read them as descriptive (more problems: "
+        f"--limit, fewer bins: --bins)"
+    ]
 
 
 def ensure_analysis(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool = False) -> Path:
@@ -602,8 +729,10 @@ def _no_peaks_message(key: str, chosen: bool, out_dir: Path, layers_with_peaks: 
     rule = "the IQR rule" if peaks.get("mode", "iqr") == "iqr" else f"top-{peaks.get('k')} peaks"
     where = f"--token-layer {key}: " if chosen else ""
     others = f"layers with peaks: {', '.join(layers_with_peaks)}" if layers_with_peaks else "no layer has peaks"
-    return (f"{where}no MI peaks at layer {key} ({rule}; {others}; {out_dir / 'peaks.parquet'}); try "
-            f"`reasonlens mi RUN --peaks topk`, or a shallower layer with --token-layer / --layers")
+    return (
+        f"{where}no MI peaks at layer {key} ({rule}; {others}; {out_dir / 'peaks.parquet'}); try "
+        f"`reasonlens mi RUN --peaks topk`, or a shallower layer with --token-layer / --layers"
+    )
 
 
 def build_token_set(
@@ -637,12 +766,17 @@ def build_token_set(
     key = str(layer) if layer is not None else summary.get("token_layer") or default_token_layer(summary["layers"])
     table = read_table(out_dir / "peaks.parquet", ["layer", "generated_id", "argmax_id"], "peaks table").to_pydict()
     if key not in set(table["layer"]):
-        raise UserError(_no_peaks_message(key, layer is not None, out_dir, sorted(set(table["layer"])),
-                                          summary.get("config", {}).get("peaks", {})))
+        raise UserError(
+            _no_peaks_message(
+                key, layer is not None, out_dir, sorted(set(table["layer"])), summary.get("config", {}).get("peaks", {})
+            )
+        )
     column = table["generated_id" if reading == "generated" else "argmax_id"]
     ids = [i for l, i in zip(table["layer"], column) if l == key and i is not None]
     if reading == "argmax" and not ids:
-        raise UserError(f"{out_dir / 'peaks.parquet'}: no LM-head readings; re-run `reasonlens mi` with argmax decoding")
+        raise UserError(
+            f"{out_dir / 'peaks.parquet'}: no LM-head readings; re-run `reasonlens mi` with argmax decoding"
+        )
     from reasonlens.models import load
 
     lm = load(config.model or str(manifest.get("model")), device=config.device)
@@ -651,8 +785,10 @@ def build_token_set(
     words = counter.words(top=top)
     if not words:
         hint = "" if not alphabetic_only else "keep them with --all-tokens, or "
-        raise UserError(f"{run_path}: the {len(ids)} peak tokens at layer {key} hold no word; {hint}find more peaks "
-                        f"with `reasonlens mi {run_path} --peaks topk --num-peaks 40` (nothing written to {out})")
+        raise UserError(
+            f"{run_path}: the {len(ids)} peak tokens at layer {key} hold no word; {hint}find more peaks "
+            f"with `reasonlens mi {run_path} --peaks topk --num-peaks 40` (nothing written to {out})"
+        )
     source = {key: manifest.get(key) for key in ("model", "dataset", "split") if manifest.get(key) is not None}
     write_token_set(out, words, source={**source, "run": str(Path(run_path).resolve()), "layer": key})
     return words

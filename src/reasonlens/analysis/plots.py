@@ -29,15 +29,21 @@ def plot_trajectories(path: Path, traces: Sequence[dict[str, Any]], layer: str) 
     cols = min(3, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
-    for ax in axes.flat[len(traces):]:
+    for ax in axes.flat[len(traces) :]:
         ax.axis("off")
     for ax, trace in zip(axes.flat, traces):
         mi, peaks = trace["mi"], trace["peaks"]
         ax.plot(range(len(mi)), mi, linewidth=1.2)
         ax.scatter(peaks, [mi[s] for s in peaks], color="crimson", s=18, zorder=3)
         for step, label in zip(peaks, trace["labels"]):
-            ax.annotate(repr(label.strip() or label)[1:-1][:12], (step, mi[step]), textcoords="offset points",
-                        xytext=(0, 4), ha="center", fontsize=9)
+            ax.annotate(
+                repr(label.strip() or label)[1:-1][:12],
+                (step, mi[step]),
+                textcoords="offset points",
+                xytext=(0, 4),
+                ha="center",
+                fontsize=9,
+            )
         ax.set_title(f"sample {trace['index']} (layer {layer})", fontsize=11)
         ax.set_xlabel("generation step")
         ax.set_ylabel("MI (paper HSIC)")
@@ -52,9 +58,15 @@ def plot_token_histogram(path: Path, words: Sequence[WordCount], top: int = 20, 
         ax.axis("off")
         where = f" at layer {layer}" if layer is not None else ""
         ax.text(0.5, 0.62, f"No thinking tokens{where}", ha="center", fontsize=13, transform=ax.transAxes)
-        ax.text(0.5, 0.3, "no word sits on an MI peak; try `reasonlens mi RUN --peaks topk`,\n"
-                "another --token-layer, or --all-tokens", ha="center", fontsize=9, color="dimgray",
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.3,
+            "no word sits on an MI peak; try `reasonlens mi RUN --peaks topk`,\nanother --token-layer, or --all-tokens",
+            ha="center",
+            fontsize=9,
+            color="dimgray",
+            transform=ax.transAxes,
+        )
         return _save(fig, path)
     fig, ax = plt.subplots(figsize=(6, 0.3 * max(4, len(shown)) + 1))
     ax.barh([w.word for w in shown], [w.frequency for w in shown], color="slateblue")
@@ -116,8 +128,12 @@ def write_mi_plots(out_dir: Path, traces, words, stats_rows, token_layer: str, p
     names = [
         plot_trajectories(out_dir / "trajectories.png", traces, token_layer),
         plot_token_histogram(out_dir / "peak_tokens.png", words, layer=token_layer),
-        plot_cumulative_vs_correct(out_dir / "cumulative_vs_correct.png", stats_rows, token_layer,
-                                   correctness_auc(rows, "cumulative", n_boot=500, seed=0)),
+        plot_cumulative_vs_correct(
+            out_dir / "cumulative_vs_correct.png",
+            stats_rows,
+            token_layer,
+            correctness_auc(rows, "cumulative", n_boot=500, seed=0),
+        ),
     ]
     if population_rows:
         names.append(plot_population(out_dir / "population.png", population_rows))
@@ -129,9 +145,23 @@ def plot_comparison(path: Path, table: Sequence[dict[str, Any]], label_a: str, l
     fig, axes = plt.subplots(1, len(table), figsize=(3.0 * max(1, len(table)), 3.4), squeeze=False)
     for ax, row in zip(axes.flat, table):
         means = [row["a"]["mean"], row["b"]["mean"]]
-        errs = [[m - lo if m is not None and lo is not None else 0 for m, lo in zip(means, [row["a"]["ci95"][0], row["b"]["ci95"][0]])],
-                [hi - m if m is not None and hi is not None else 0 for m, hi in zip(means, [row["a"]["ci95"][1], row["b"]["ci95"][1]])]]
-        ax.bar([label_a[:14], label_b[:14]], [m or 0 for m in means], yerr=errs, color=["slateblue", "darkorange"], capsize=4)
+        errs = [
+            [
+                m - lo if m is not None and lo is not None else 0
+                for m, lo in zip(means, [row["a"]["ci95"][0], row["b"]["ci95"][0]])
+            ],
+            [
+                hi - m if m is not None and hi is not None else 0
+                for m, hi in zip(means, [row["a"]["ci95"][1], row["b"]["ci95"][1]])
+            ],
+        ]
+        ax.bar(
+            [label_a[:14], label_b[:14]],
+            [m or 0 for m in means],
+            yerr=errs,
+            color=["slateblue", "darkorange"],
+            capsize=4,
+        )
         ax.set_title(row["metric"], fontsize=10)
         ax.tick_params(axis="x", labelsize=7)
     return _save(fig, path)

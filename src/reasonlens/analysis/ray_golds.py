@@ -46,8 +46,13 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
     actors = executor.actors(spec, "fp32", config.device, False)
     shares = shard_chunks(list(range(len(missing))), len(actors))
     layer_args = [_layer_arg(k) for k in layers]
-    refs = [actor.encode_golds.remote([(missing[i].index, missing[i].gold_text) for i in share], layer_args,
-                                      config.gold_pooling) for actor, share in zip(actors, shares) if share]
+    refs = [
+        actor.encode_golds.remote(
+            [(missing[i].index, missing[i].gold_text) for i in share], layer_args, config.gold_pooling
+        )
+        for actor, share in zip(actors, shares)
+        if share
+    ]
     try:
         for part in executor.gather(refs):  # each worker's share as it finishes: a failure keeps the others' work
             tensors.update(part)
@@ -59,8 +64,10 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
             make_shared(Path(str(path) + ".tmp")).replace(path)
     if mismatch is not None:
         key, width, gold_width = mismatch
-        raise UserError(f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but model "
-                        f"{spec!r} has hidden size {gold_width}; analyse with the model that generated the run (--model)")
+        raise UserError(
+            f"{run.state_path(samples[0].index)}: layer.{key} states have hidden size {width}, but model "
+            f"{spec!r} has hidden size {gold_width}; analyse with the model that generated the run (--model)"
+        )
     return len(missing)
 
 

@@ -222,7 +222,11 @@ def read_token_set(path: str | Path) -> list[WordCount]:
             raise UserError(f"{where}: field 'word' must be a non-empty string (not only whitespace)")
         if isinstance(freq, bool) or not isinstance(freq, int) or freq < 0:
             raise UserError(f"{where}: field 'frequency' must be a non-negative integer")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)
+        ):
             raise UserError(f"{where}: field 'token_ids' must be a non-empty list of non-negative integers")
         words.append(WordCount(word, freq, list(ids)))
     return words

@@ -1,5 +1,7 @@
 """Datasets and prompts: registered math sets, local files, hub ids, synthetic generators."""
 
+from reasonlens.data import synthetic as _synthetic  # noqa: E402  (registers the synthetic-* families)
+from reasonlens.data import wordproblems as _wordproblems  # noqa: E402  (registers word-arith)
 from reasonlens.data.records import Problem
 from reasonlens.data.registry import (
     DatasetInfo,
@@ -11,10 +13,6 @@ from reasonlens.data.registry import (
     registered_datasets,
 )
 from reasonlens.data.templates import TEMPLATES, render_prompt
-
-
-from reasonlens.data import synthetic as _synthetic  # noqa: E402  (registers the synthetic-* families)
-from reasonlens.data import wordproblems as _wordproblems  # noqa: E402  (registers word-arith)
 
 _synthetic.register()
 _wordproblems.register()

@@ -176,7 +176,9 @@ def _load_hub(name: str, split: str, field_map: dict[str, str] | None) -> list[P
     try:
         import datasets  # optional extra: reasonlens[hub]
     except ImportError:
-        raise UserError(f"dataset '{name}' is not a registered name or a file; hub ids need `pip install reasonlens[hub]`") from None
+        raise UserError(
+            f"dataset '{name}' is not a registered name or a file; hub ids need `pip install reasonlens[hub]`"
+        ) from None
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as exc:  # network and hub errors come in many types
@@ -210,8 +212,10 @@ def load_problems(
         problems = _load_hub(name, split, field_map)
     else:
         known = ", ".join(sorted(_REGISTRY))
-        raise UserError(f"unknown dataset '{name}'{did_you_mean(name, sorted(_REGISTRY))} (known: {known}; or a "
-                        ".jsonl/.csv/.parquet path, or a hub id)")
+        raise UserError(
+            f"unknown dataset '{name}'{did_you_mean(name, sorted(_REGISTRY))} (known: {known}; or a "
+            ".jsonl/.csv/.parquet path, or a hub id)"
+        )
     if offset and offset >= len(problems):
         raise UserError(f"--offset {offset}: dataset '{name}' (split {split}) has only {len(problems)} problems")
     problems = problems[offset:]

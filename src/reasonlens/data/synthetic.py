@@ -48,8 +48,18 @@ EXPRESSION_STYLE_PROB = 0.35
 VALUE_CAP = 999
 
 NAMES = (
-    ("Mia", "she"), ("Tom", "he"), ("Ava", "she"), ("Leo", "he"), ("Sam", "he"), ("Zoe", "she"),
-    ("Ben", "he"), ("Lily", "she"), ("Max", "he"), ("Nora", "she"), ("Omar", "he"), ("Ruth", "she"),
+    ("Mia", "she"),
+    ("Tom", "he"),
+    ("Ava", "she"),
+    ("Leo", "he"),
+    ("Sam", "he"),
+    ("Zoe", "she"),
+    ("Ben", "he"),
+    ("Lily", "she"),
+    ("Max", "he"),
+    ("Nora", "she"),
+    ("Omar", "he"),
+    ("Ruth", "she"),
 )
 ITEMS = ("apples", "marbles", "coins", "stickers", "books", "cards", "stamps", "shells", "pencils", "cookies")
 MULTIPLIER_WORDS = {2: "doubles", 3: "triples"}
@@ -163,13 +173,15 @@ class _StepRanges:
 
 
 # Two-digit operands and values up to 999 (synthetic-arith).
-FULL_RANGES = _StepRanges(start=(5, 99), add_sub=(2, 99), group=((2, 60), (2, 40)), factor=(2, 5),
-                          divisors=range(2, 10), cap=VALUE_CAP)
+FULL_RANGES = _StepRanges(
+    start=(5, 99), add_sub=(2, 99), group=((2, 60), (2, 40)), factor=(2, 5), divisors=range(2, 10), cap=VALUE_CAP
+)
 SMALL_VALUE_CAP = 99
 # One-digit operands and values below 100 (synthetic-arith-small): each step is a one-carry sum that a tiny
 # model can learn in minutes.
-SMALL_RANGES = _StepRanges(start=(10, 99), add_sub=(1, 9), group=((1, 5), (1, 4)), factor=(2, 3),
-                           divisors=range(2, 6), cap=SMALL_VALUE_CAP)
+SMALL_RANGES = _StepRanges(
+    start=(10, 99), add_sub=(1, 9), group=((1, 5), (1, 4)), factor=(2, 3), divisors=range(2, 6), cap=SMALL_VALUE_CAP
+)
 
 
 def _sample_steps(rng: random.Random, level: int, small: bool = False) -> tuple[int, list[_Step]] | None:
@@ -405,9 +417,7 @@ def generate_arith(
     family = "arith-small" if small else "arith"
     rngs = {level: _split_rng(seed, split, family, level) for level in chosen}
     seen: set[str] = set()
-    return _interleave_by_level(
-        chosen, count, lambda level, k: _make_arith(rngs[level], split, level, k, seen, small)
-    )
+    return _interleave_by_level(chosen, count, lambda level, k: _make_arith(rngs[level], split, level, k, seen, small))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -455,8 +465,13 @@ def _make_hops(rng: random.Random, split: str, hops: int, ordinal: int, seen: se
 
 
 def _generate_family(
-    family: str, allowed: Sequence[int], make: Callable[..., SyntheticItem | None], split: str, n: int | None,
-    levels: Sequence[int], seed: int,
+    family: str,
+    allowed: Sequence[int],
+    make: Callable[..., SyntheticItem | None],
+    split: str,
+    n: int | None,
+    levels: Sequence[int],
+    seed: int,
 ) -> list[SyntheticItem]:
     """Items of a chain family: one seeded stream per level, unique signatures, levels interleaved."""
     _check_split(split)
@@ -565,49 +580,241 @@ REASONER_OPTIONAL_PROB = 0.5  # chance of each optional filler / object word in 
 REASONER_THINKING_WORDS = ("So", "Therefore", "Wait")  # the only words of the traces that have no variant
 
 REASONER_NAMES = (
-    ("Mia", "she"), ("Tom", "he"), ("Ava", "she"), ("Leo", "he"), ("Sam", "he"), ("Zoe", "she"), ("Ben", "he"),
-    ("Lily", "she"), ("Max", "he"), ("Nora", "she"), ("Omar", "he"), ("Ruth", "she"), ("Ivan", "he"),
-    ("Emma", "she"), ("Noah", "he"), ("Ella", "she"), ("Luca", "he"), ("Iris", "she"), ("Hugo", "he"),
-    ("Maya", "she"), ("Owen", "he"), ("Cleo", "she"), ("Finn", "he"), ("Rosa", "she"), ("Jack", "he"),
-    ("Anna", "she"), ("Eric", "he"), ("Vera", "she"), ("Paul", "he"), ("Jade", "she"), ("Carl", "he"),
-    ("Lena", "she"), ("Adam", "he"), ("Tara", "she"), ("Dean", "he"), ("Gwen", "she"), ("Kurt", "he"),
-    ("Nina", "she"), ("Ravi", "he"), ("Sara", "she"), ("Theo", "he"), ("Alma", "she"), ("Igor", "he"),
-    ("Dora", "she"), ("Joel", "he"), ("Erin", "she"), ("Kofi", "he"), ("Lara", "she"), ("Nils", "he"),
-    ("Mira", "she"), ("Otto", "he"), ("Rita", "she"), ("Seth", "he"), ("Tina", "she"), ("Yuri", "he"),
-    ("Hana", "she"), ("Ezra", "he"), ("Fay", "she"), ("Gus", "he"), ("Ines", "she"),
+    ("Mia", "she"),
+    ("Tom", "he"),
+    ("Ava", "she"),
+    ("Leo", "he"),
+    ("Sam", "he"),
+    ("Zoe", "she"),
+    ("Ben", "he"),
+    ("Lily", "she"),
+    ("Max", "he"),
+    ("Nora", "she"),
+    ("Omar", "he"),
+    ("Ruth", "she"),
+    ("Ivan", "he"),
+    ("Emma", "she"),
+    ("Noah", "he"),
+    ("Ella", "she"),
+    ("Luca", "he"),
+    ("Iris", "she"),
+    ("Hugo", "he"),
+    ("Maya", "she"),
+    ("Owen", "he"),
+    ("Cleo", "she"),
+    ("Finn", "he"),
+    ("Rosa", "she"),
+    ("Jack", "he"),
+    ("Anna", "she"),
+    ("Eric", "he"),
+    ("Vera", "she"),
+    ("Paul", "he"),
+    ("Jade", "she"),
+    ("Carl", "he"),
+    ("Lena", "she"),
+    ("Adam", "he"),
+    ("Tara", "she"),
+    ("Dean", "he"),
+    ("Gwen", "she"),
+    ("Kurt", "he"),
+    ("Nina", "she"),
+    ("Ravi", "he"),
+    ("Sara", "she"),
+    ("Theo", "he"),
+    ("Alma", "she"),
+    ("Igor", "he"),
+    ("Dora", "she"),
+    ("Joel", "he"),
+    ("Erin", "she"),
+    ("Kofi", "he"),
+    ("Lara", "she"),
+    ("Nils", "he"),
+    ("Mira", "she"),
+    ("Otto", "he"),
+    ("Rita", "she"),
+    ("Seth", "he"),
+    ("Tina", "she"),
+    ("Yuri", "he"),
+    ("Hana", "she"),
+    ("Ezra", "he"),
+    ("Fay", "she"),
+    ("Gus", "he"),
+    ("Ines", "she"),
 )
 REASONER_OBJECTS = (
-    "apples", "marbles", "coins", "stickers", "books", "cards", "stamps", "shells", "pencils", "cookies",
-    "buttons", "candles", "pebbles", "beads", "tickets", "balloons", "crayons", "lemons", "plums", "pears",
-    "cherries", "nuts", "seeds", "acorns", "feathers", "ribbons", "magnets", "dice", "keys", "spoons",
-    "cups", "plates", "bowls", "socks", "hats", "gloves", "scarves", "mittens", "bricks", "blocks",
-    "puzzles", "comics", "letters", "postcards", "photos", "badges", "pins", "flags", "kites", "boats",
-    "trucks", "robots", "dolls", "bells", "drums", "flutes", "tulips", "roses", "daisies", "onions",
+    "apples",
+    "marbles",
+    "coins",
+    "stickers",
+    "books",
+    "cards",
+    "stamps",
+    "shells",
+    "pencils",
+    "cookies",
+    "buttons",
+    "candles",
+    "pebbles",
+    "beads",
+    "tickets",
+    "balloons",
+    "crayons",
+    "lemons",
+    "plums",
+    "pears",
+    "cherries",
+    "nuts",
+    "seeds",
+    "acorns",
+    "feathers",
+    "ribbons",
+    "magnets",
+    "dice",
+    "keys",
+    "spoons",
+    "cups",
+    "plates",
+    "bowls",
+    "socks",
+    "hats",
+    "gloves",
+    "scarves",
+    "mittens",
+    "bricks",
+    "blocks",
+    "puzzles",
+    "comics",
+    "letters",
+    "postcards",
+    "photos",
+    "badges",
+    "pins",
+    "flags",
+    "kites",
+    "boats",
+    "trucks",
+    "robots",
+    "dolls",
+    "bells",
+    "drums",
+    "flutes",
+    "tulips",
+    "roses",
+    "daisies",
+    "onions",
 )
 REASONER_GAIN_VERBS = (
-    "buys", "finds", "gets", "wins", "receives", "collects", "earns", "gathers", "borrows", "makes", "grows",
-    "catches", "orders", "picks", "fetches", "bakes", "builds", "inherits", "obtains", "acquires", "rescues",
-    "claims", "harvests", "adopts",
+    "buys",
+    "finds",
+    "gets",
+    "wins",
+    "receives",
+    "collects",
+    "earns",
+    "gathers",
+    "borrows",
+    "makes",
+    "grows",
+    "catches",
+    "orders",
+    "picks",
+    "fetches",
+    "bakes",
+    "builds",
+    "inherits",
+    "obtains",
+    "acquires",
+    "rescues",
+    "claims",
+    "harvests",
+    "adopts",
 )
 REASONER_LOSS_VERBS = (
-    "sells", "loses", "donates", "drops", "spends", "gives", "lends", "breaks", "uses", "trades", "mails",
-    "shares", "returns", "discards", "misplaces", "sends", "pays", "throws", "forfeits", "surrenders", "leaves",
-    "sheds", "wastes", "recycles",
+    "sells",
+    "loses",
+    "donates",
+    "drops",
+    "spends",
+    "gives",
+    "lends",
+    "breaks",
+    "uses",
+    "trades",
+    "mails",
+    "shares",
+    "returns",
+    "discards",
+    "misplaces",
+    "sends",
+    "pays",
+    "throws",
+    "forfeits",
+    "surrenders",
+    "leaves",
+    "sheds",
+    "wastes",
+    "recycles",
 )
-REASONER_PLACES = ("market", "park", "school", "store", "fair", "library", "beach", "garden", "museum", "station",
-                   "harbor", "bakery", "farm", "zoo", "circus", "office", "cafe", "gym", "mall", "lake")
+REASONER_PLACES = (
+    "market",
+    "park",
+    "school",
+    "store",
+    "fair",
+    "library",
+    "beach",
+    "garden",
+    "museum",
+    "station",
+    "harbor",
+    "bakery",
+    "farm",
+    "zoo",
+    "circus",
+    "office",
+    "cafe",
+    "gym",
+    "mall",
+    "lake",
+)
 REASONER_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 REASONER_TIMES = ("morning", "evening", "afternoon", "night", "spring", "summer", "autumn", "winter")
-REASONER_ADVERBS = ("quickly", "happily", "quietly", "carefully", "eagerly", "proudly", "suddenly", "gladly",
-                    "calmly", "slowly", "boldly", "kindly")
+REASONER_ADVERBS = (
+    "quickly",
+    "happily",
+    "quietly",
+    "carefully",
+    "eagerly",
+    "proudly",
+    "suddenly",
+    "gladly",
+    "calmly",
+    "slowly",
+    "boldly",
+    "kindly",
+)
 REASONER_HAS_VERBS = ("has", "holds", "owns", "keeps", "carries")
-REASONER_OPENINGS = ("{S} starts with {n}{obj}.", "{S} begins with {n}{obj}.", "Initially {s} owns {n}{obj}.",
-                     "Originally {s} holds {n}{obj}.")
+REASONER_OPENINGS = (
+    "{S} starts with {n}{obj}.",
+    "{S} begins with {n}{obj}.",
+    "Initially {s} owns {n}{obj}.",
+    "Originally {s} holds {n}{obj}.",
+)
 REASONER_LAST_MARKERS = ("Finally", "Lastly", "Eventually", "Afterwards")
-REASONER_ANSWER_LINES = ("Therefore the answer is {box}.", "Therefore the result is {box}.",
-                         "Therefore the total is {box}.", "Therefore we get {box}.", "Therefore it comes to {box}.")
-REASONER_CHECK_OPENERS = ("Wait, checking again:", "Wait, to verify:", "Wait, once more:", "Wait, recomputing:",
-                          "Wait, double checking:")
+REASONER_ANSWER_LINES = (
+    "Therefore the answer is {box}.",
+    "Therefore the result is {box}.",
+    "Therefore the total is {box}.",
+    "Therefore we get {box}.",
+    "Therefore it comes to {box}.",
+)
+REASONER_CHECK_OPENERS = (
+    "Wait, checking again:",
+    "Wait, to verify:",
+    "Wait, once more:",
+    "Wait, recomputing:",
+    "Wait, double checking:",
+)
 
 
 def reasoner_vocabulary() -> list[str]:
@@ -616,8 +823,16 @@ def reasoner_vocabulary() -> list[str]:
     words |= set(REASONER_GAIN_VERBS) | set(REASONER_LOSS_VERBS) | set(REASONER_PLACES) | set(REASONER_DAYS)
     words |= set(REASONER_TIMES) | set(REASONER_ADVERBS) | set(REASONER_HAS_VERBS) | set(REASONER_LAST_MARKERS)
     for template in REASONER_OPENINGS + REASONER_ANSWER_LINES + REASONER_CHECK_OPENERS:
-        words |= set(re.findall(r"[A-Za-z]+", template.replace("{S}", "").replace("{s}", "").replace("{box}", "")
-                                .replace("{n}", "").replace("{obj}", "")))
+        words |= set(
+            re.findall(
+                r"[A-Za-z]+",
+                template.replace("{S}", "")
+                .replace("{s}", "")
+                .replace("{box}", "")
+                .replace("{n}", "")
+                .replace("{obj}", ""),
+            )
+        )
     return sorted(words - set(REASONER_THINKING_WORDS) - {"box", "obj"})
 
 
@@ -699,8 +914,16 @@ class ReasonerTrace:
     hasty_answer: int  # the first "Therefore" answer (wrong iff the problem has a slip)
 
 
-def _reasoner_trace(rng: random.Random, name: str, pronoun: str, objects: str, start: int,
-                    steps: Sequence[tuple[str, int]], slip: bool, verify: bool) -> ReasonerTrace:
+def _reasoner_trace(
+    rng: random.Random,
+    name: str,
+    pronoun: str,
+    objects: str,
+    start: int,
+    steps: Sequence[tuple[str, int]],
+    slip: bool,
+    verify: bool,
+) -> ReasonerTrace:
     def subject(capital: bool) -> str:
         word = name if rng.random() < 0.5 else pronoun
         return word[0].upper() + word[1:] if capital else word
@@ -736,8 +959,9 @@ def _reasoner_trace(rng: random.Random, name: str, pronoun: str, objects: str, s
     return ReasonerTrace(" ".join(sentences), noreflect, hasty)
 
 
-def _reasoner_question(rng: random.Random, name: str, pronoun: str, objects: str, start: int,
-                       steps: Sequence[tuple[str, int]]) -> str:
+def _reasoner_question(
+    rng: random.Random, name: str, pronoun: str, objects: str, start: int, steps: Sequence[tuple[str, int]]
+) -> str:
     parts = [f"{name} has {start} {objects}{_filler(rng)}."]
     for index, (op, operand) in enumerate(steps):
         subject = pronoun.capitalize()
@@ -774,8 +998,13 @@ def _make_reasoner(rng: random.Random, split: str, level: int, ordinal: int, see
         answer=answer,
         signature=signature,
         level=level,
-        meta={"steps": level, "slip": slip, "verify": verify, "hasty_answer": trace.hasty_answer,
-              "noreflect_solution": trace.noreflect},
+        meta={
+            "steps": level,
+            "slip": slip,
+            "verify": verify,
+            "hasty_answer": trace.hasty_answer,
+            "noreflect_solution": trace.noreflect,
+        },
     )
 
 
@@ -793,8 +1022,13 @@ def generate_reasoner(
 def parse_dataset_name(name: str) -> tuple[str, tuple[int, ...]]:
     """``synthetic-arith`` / ``synthetic-arith:3`` / ``synthetic-hops:1-4`` -> (family, levels)."""
     family, _, level_text = name.partition(":")
-    allowed = {"synthetic-arith": ARITH_LEVELS, "synthetic-arith-small": ARITH_LEVELS, "synthetic-hops": HOPS_LEVELS,
-               "synthetic-flips": FLIPS_LEVELS, "synthetic-reasoner": REASONER_LEVELS}.get(family)
+    allowed = {
+        "synthetic-arith": ARITH_LEVELS,
+        "synthetic-arith-small": ARITH_LEVELS,
+        "synthetic-hops": HOPS_LEVELS,
+        "synthetic-flips": FLIPS_LEVELS,
+        "synthetic-reasoner": REASONER_LEVELS,
+    }.get(family)
     if allowed is None:
         raise UserError(
             f"dataset: unknown synthetic dataset {name!r} (synthetic-arith[:L], synthetic-arith-small[:L], "

@@ -7,7 +7,9 @@ from typing import Any, Callable
 from reasonlens.data.records import Problem
 from reasonlens.errors import UserError
 
-DEEPSEEK_MATH = "User: {question}\nPlease reason step by step, and put your final answer within \\boxed{{}}.\n\nAssistant:"
+DEEPSEEK_MATH = (
+    "User: {question}\nPlease reason step by step, and put your final answer within \\boxed{{}}.\n\nAssistant:"
+)
 CHAT_INSTRUCTION = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
 

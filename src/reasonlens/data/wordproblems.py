@@ -30,8 +30,18 @@ SEED = 20261202
 SIZE_PER_LEVEL = {"train": 400, "test": 300}
 TEST_SHARE_PER_MILLE = 300
 
-NAMES = (("Mia", "She"), ("Tom", "He"), ("Ava", "She"), ("Leo", "He"), ("Sam", "He"), ("Zoe", "She"),
-         ("Ben", "He"), ("Lily", "She"), ("Max", "He"), ("Nora", "She"))
+NAMES = (
+    ("Mia", "She"),
+    ("Tom", "He"),
+    ("Ava", "She"),
+    ("Leo", "He"),
+    ("Sam", "He"),
+    ("Zoe", "She"),
+    ("Ben", "He"),
+    ("Lily", "She"),
+    ("Max", "He"),
+    ("Nora", "She"),
+)
 ITEMS = ("apples", "marbles", "coins", "stickers", "books", "cards", "pencils", "cookies")
 CONTAINERS = ("bags", "boxes", "jars", "baskets")
 
@@ -124,8 +134,9 @@ def generate_level(split: str, level: int, n: int, seed: int = SEED) -> list[Wor
         if _in_test_bucket(signature) != (split == "test") or question in seen:
             continue
         seen.add(question)
-        out.append(WordProblem(f"word-arith-{split}-L{level}-{len(out):04d}", question, solution, answer, level,
-                               signature))
+        out.append(
+            WordProblem(f"word-arith-{split}-L{level}-{len(out):04d}", question, solution, answer, level, signature)
+        )
     return out
 
 
@@ -152,8 +163,10 @@ def _loader() -> Callable[..., list[Any]]:
     def load(split: str, variant: str | None = None) -> list[Any]:
         from reasonlens.data.records import Problem
 
-        return [Problem(p.id, p.question, p.solution, str(p.answer), {"level": p.level, "signature": p.signature})
-                for p in generate(split, parse_levels(variant))]
+        return [
+            Problem(p.id, p.question, p.solution, str(p.answer), {"level": p.level, "signature": p.signature})
+            for p in generate(split, parse_levels(variant))
+        ]
 
     return load
 
@@ -161,5 +174,10 @@ def _loader() -> Callable[..., list[Any]]:
 def register() -> None:
     from reasonlens.data.registry import register_dataset
 
-    register_dataset("word-arith", _loader(), grader="numeric", splits=SPLITS,
-                     description="one/two-step arithmetic word problems, levels 1-5 (generated; 'word-arith:1,2')")
+    register_dataset(
+        "word-arith",
+        _loader(),
+        grader="numeric",
+        splits=SPLITS,
+        description="one/two-step arithmetic word problems, levels 1-5 (generated; 'word-arith:1,2')",
+    )

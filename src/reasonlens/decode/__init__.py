@@ -12,6 +12,15 @@ from reasonlens.decode.plugins import (
 )
 
 __all__ = [
-    "Continuation", "ContinuationPolicy", "DecodeConfig", "Generation", "LayerRerun", "LogitsProcessor",
-    "Observer", "RowState", "StepState", "decode", "decode_batch",
+    "Continuation",
+    "ContinuationPolicy",
+    "DecodeConfig",
+    "Generation",
+    "LayerRerun",
+    "LogitsProcessor",
+    "Observer",
+    "RowState",
+    "StepState",
+    "decode",
+    "decode_batch",
 ]

@@ -23,7 +23,7 @@ class _RowStates:
     def append(self, states: torch.Tensor) -> None:
         if self.n == self.data.shape[1]:
             grown = self.data.new_empty((self.data.shape[0], 2 * self.n, self.data.shape[2]))
-            grown[:, :self.n] = self.data
+            grown[:, : self.n] = self.data
             self.data = grown
         self.data[:, self.n] = states
         self.n += 1
@@ -59,7 +59,7 @@ class HiddenStateCapture(Observer):
         buffer = self._rows.pop(id(row), None)
         if buffer is None or buffer.row is not row:
             raise RuntimeError(f"capture saw no step of sample {row.key!r}")
-        data = buffer.data[:, :row.n_generated]
+        data = buffer.data[:, : row.n_generated]
         tensors = {f"layer.{key}": data[j] for j, key in enumerate(self.layers)}
         tensors["token_ids"] = torch.tensor(row.token_ids, dtype=torch.long)
         tensors["forced"] = torch.tensor(row.forced, dtype=torch.bool).to(torch.uint8)

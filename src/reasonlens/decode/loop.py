@@ -41,7 +41,6 @@ from reasonlens.decode.sampling import choose_tokens
 from reasonlens.errors import UserError
 from reasonlens.models.hooks import record_layers
 
-
 SCHEDULES = ("join", "static")
 
 
@@ -82,12 +81,21 @@ class DecodeConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, "temperature": self.temperature,
-                "top_p": self.top_p, "seed": self.seed, "stop_strings": list(self.stop_strings),
-                "batch_size": self.batch_size, "add_special_tokens": self.add_special_tokens,
-                "forward_kwargs": {k: v for k, v in self.forward_kwargs.items()
-                                   if isinstance(v, (int, float, str, bool, list, tuple))},
-                "schedule": self.schedule, **({"window": self.window} if self.schedule == "join" else {})}
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "stop_strings": list(self.stop_strings),
+            "batch_size": self.batch_size,
+            "add_special_tokens": self.add_special_tokens,
+            "forward_kwargs": {
+                k: v for k, v in self.forward_kwargs.items() if isinstance(v, (int, float, str, bool, list, tuple))
+            },
+            "schedule": self.schedule,
+            **({"window": self.window} if self.schedule == "join" else {}),
+        }
 
 
 @dataclass
@@ -135,8 +143,12 @@ def _split_plugins(plugins: Sequence[Any]):
     for plugin in plugins:
         if not isinstance(plugin, kinds):
             raise TypeError(f"{type(plugin).__name__} is not a decode plug-in ({', '.join(k.__name__ for k in kinds)})")
-    return ([p for p in plugins if isinstance(p, LogitsProcessor)], [p for p in plugins if isinstance(p, LayerRerun)],
-            [p for p in plugins if isinstance(p, Observer)], [p for p in plugins if isinstance(p, ContinuationPolicy)])
+    return (
+        [p for p in plugins if isinstance(p, LogitsProcessor)],
+        [p for p in plugins if isinstance(p, LayerRerun)],
+        [p for p in plugins if isinstance(p, Observer)],
+        [p for p in plugins if isinstance(p, ContinuationPolicy)],
+    )
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,8 +157,8 @@ def _left_pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Te
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for i, seq in enumerate(sequences):
         if seq:
-            ids[i, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[i, width - len(seq):] = 1
+            ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[i, width - len(seq) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -164,10 +176,18 @@ def encode_prompts(lm, prompts: Sequence[str | list[int]], add_special_tokens: b
     encoded = []
     bos = getattr(lm.tokenizer, "bos_token_id", None)
     for prompt in prompts:
-        ids = list(prompt) if not isinstance(prompt, str) else lm.tokenizer(
-            prompt, add_special_tokens=add_special_tokens)["input_ids"]
-        if isinstance(prompt, str) and add_special_tokens and bos is not None and ids[:2] == [bos, bos] \
-                and prompt.startswith(str(lm.tokenizer.bos_token)):
+        ids = (
+            list(prompt)
+            if not isinstance(prompt, str)
+            else lm.tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+        )
+        if (
+            isinstance(prompt, str)
+            and add_special_tokens
+            and bos is not None
+            and ids[:2] == [bos, bos]
+            and prompt.startswith(str(lm.tokenizer.bos_token))
+        ):
             ids = ids[1:]
         if not ids:
             raise UserError("empty prompt: nothing to condition on")
@@ -176,9 +196,16 @@ def encode_prompts(lm, prompts: Sequence[str | list[int]], add_special_tokens: b
 
 
 @torch.inference_mode()
-def decode(lm, prompts: Sequence[str | list[int]], config: DecodeConfig | None = None, plugins: Sequence[Any] = (),
-           keys: Sequence[Any] | None = None, on_batch: Callable[[list[Generation]], None] | None = None,
-           progress: Callable[[int], None] | None = None, show_progress: bool = True) -> list[Generation]:
+def decode(
+    lm,
+    prompts: Sequence[str | list[int]],
+    config: DecodeConfig | None = None,
+    plugins: Sequence[Any] = (),
+    keys: Sequence[Any] | None = None,
+    on_batch: Callable[[list[Generation]], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    show_progress: bool = True,
+) -> list[Generation]:
     """Generate a completion for every prompt, through `config.batch_size` slots, one unit of prompts at a time.
 
     `keys` identify samples to plug-ins (default: position in `prompts`); per-row sampling seeds are
@@ -195,9 +222,16 @@ def decode(lm, prompts: Sequence[str | list[int]], config: DecodeConfig | None =
     results: list[Generation] = []
     with _default_progress(lm, len(prompts), progress, show_progress) as (step_progress, unit_done):
         for start in range(0, len(prompts), config.unit):
-            part = prompts[start:start + config.unit]
-            batch = decode_batch(lm, part, config, plugins, keys[start:start + config.unit],
-                                 seeds=[config.seed + start + i for i in range(len(part))], progress=step_progress)
+            part = prompts[start : start + config.unit]
+            batch = decode_batch(
+                lm,
+                part,
+                config,
+                plugins,
+                keys[start : start + config.unit],
+                seeds=[config.seed + start + i for i in range(len(part))],
+                progress=step_progress,
+            )
             if on_batch is not None:
                 on_batch(batch)
             results.extend(batch)
@@ -211,9 +245,9 @@ def _default_progress(lm, total: int, progress: Callable[[int], None] | None, sh
     if progress is not None or not show:
         yield progress, lambda n: None
         return
-    from reasonlens.runs.progress import progress_bar
-
     from rich.errors import LiveError
+
+    from reasonlens.runs.progress import progress_bar
 
     tokens = [0]
     started = time.perf_counter()
@@ -245,8 +279,9 @@ def joinable(model) -> bool:
     layers = getattr(cache, "layers", None)
     if layers is None:
         return False
-    return all(type(layer) is DynamicLayer for layer in layers) and (bool(layers) or cache.layer_class_to_replicate
-                                                                      is DynamicLayer)
+    return all(type(layer) is DynamicLayer for layer in layers) and (
+        bool(layers) or cache.layer_class_to_replicate is DynamicLayer
+    )
 
 
 class _Batch:
@@ -261,11 +296,17 @@ class _Batch:
         self.last_ids = torch.zeros((0, 1), dtype=torch.long, device=device)
         self.last_pos = torch.zeros((0, 1), dtype=torch.long, device=device)
 
-    def forward(self, ids: torch.Tensor, pos: torch.Tensor, attention: torch.Tensor | None = None, cache=None,
-                **kwargs):
+    def forward(
+        self, ids: torch.Tensor, pos: torch.Tensor, attention: torch.Tensor | None = None, cache=None, **kwargs
+    ):
         cache = self.cache if cache is None else cache
-        return self.model(input_ids=ids, attention_mask=self.attention if attention is None else attention,
-                          position_ids=pos, use_cache=True, **{self.cache_kwarg: cache, **self.extra, **kwargs})
+        return self.model(
+            input_ids=ids,
+            attention_mask=self.attention if attention is None else attention,
+            position_ids=pos,
+            use_cache=True,
+            **{self.cache_kwarg: cache, **self.extra, **kwargs},
+        )
 
     def step(self):
         """One batched forward of every row's last token (the cache and mask grow by one column)."""
@@ -299,16 +340,18 @@ class _Batch:
             self.attention = side_mask
         else:
             width = max(self.attention.shape[1], side_mask.shape[1])
-            for main, side in zip(self.cache.layers, side_cache.layers if side_cache is not None else
-                                  [None] * len(self.cache.layers)):
+            for main, side in zip(
+                self.cache.layers, side_cache.layers if side_cache is not None else [None] * len(self.cache.layers)
+            ):
                 if not main.is_initialized:
                     continue
                 new_keys = _blank_rows(main.keys, len(rows)) if side is None else _masked(side.keys, side_mask)
                 new_values = _blank_rows(main.values, len(rows)) if side is None else _masked(side.values, side_mask)
                 main.keys = torch.cat([_pad_columns(main.keys, width), _pad_columns(new_keys, width)], 0)
                 main.values = torch.cat([_pad_columns(main.values, width), _pad_columns(new_values, width)], 0)
-            self.attention = torch.cat([_pad_columns(self.attention, width, dim=-1),
-                                        _pad_columns(side_mask, width, dim=-1)], 0)
+            self.attention = torch.cat(
+                [_pad_columns(self.attention, width, dim=-1), _pad_columns(side_mask, width, dim=-1)], 0
+            )
         last_ids = torch.tensor([[r.prompt_ids[-1]] for r in rows], dtype=torch.long, device=self.device)
         last_pos = torch.tensor([[len(r.prompt_ids) - 1] for r in rows], dtype=torch.long, device=self.device)
         self.last_ids = torch.cat([self.last_ids, last_ids], 0)
@@ -366,9 +409,15 @@ def _masked(kv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, plugins: Sequence[Any] = (),
-                 keys: Sequence[Any] | None = None, seeds: Sequence[int] | None = None,
-                 progress: Callable[[int], None] | None = None) -> list[Generation]:
+def decode_batch(
+    lm,
+    prompts: Sequence[str | list[int]],
+    config: DecodeConfig,
+    plugins: Sequence[Any] = (),
+    keys: Sequence[Any] | None = None,
+    seeds: Sequence[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Generation]:
     """Decode one unit of prompts through `config.batch_size` slots with `config.schedule` (see `decode`).
 
     Prompts are admitted in their order; results come back in that order.
@@ -379,8 +428,7 @@ def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, p
     prompt_ids = encode_prompts(lm, prompts, config.add_special_tokens)
     n = len(prompt_ids)
     keys = list(range(n)) if keys is None else list(keys)
-    all_rows = [RowState(row=-1, key=keys[i], prompt_ids=prompt_ids[i], budget=config.max_new_tokens)
-                for i in range(n)]
+    all_rows = [RowState(row=-1, key=keys[i], prompt_ids=prompt_ids[i], budget=config.max_new_tokens) for i in range(n)]
     seconds = {id(r): 0.0 for r in all_rows}
     eos_ids = set(lm.eos_token_ids())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
@@ -431,22 +479,33 @@ def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, p
                 for rerun in reruns:
                     selected = rerun.select(state, tokens).cpu() & active & ~queued
                     if selected.any():
-                        output = rerun_last_position(lm, batch.cache, lambda: batch.forward(batch.last_ids,
-                                                                                           batch.last_pos),
-                                                     rerun.layer, rerun.repeats, selected,
-                                                     recorder.inputs[rerun.layer])
+                        output = rerun_last_position(
+                            lm,
+                            batch.cache,
+                            lambda: batch.forward(batch.last_ids, batch.last_pos),
+                            rerun.layer,
+                            rerun.repeats,
+                            selected,
+                            recorder.inputs[rerun.layer],
+                        )
                         state.model_output = output
                         second = _choose(output, processors, state, config, generators)
                         for i in selected.nonzero().flatten().tolist():
-                            rows[i].events.append({"type": "rerun", "step": rows[i].n_generated, "layer": rerun.layer,
-                                                   "first": int(tokens[i]), "second": int(second[i])})
+                            rows[i].events.append(
+                                {
+                                    "type": "rerun",
+                                    "step": rows[i].n_generated,
+                                    "layer": rerun.layer,
+                                    "first": int(tokens[i]),
+                                    "second": int(second[i]),
+                                }
+                            )
                         tokens = torch.where(selected.to(tokens.device), second, tokens)
                 forced = _apply_queues_and_eos(rows, tokens, eos_ids, pad_id, policies, state)
                 state.forced = forced
                 for observer in observers:
                     observer.on_step(state, hidden, tokens)
-                _advance_rows(rows, tokens, forced, eos_ids, config, tokenizer, stop_window, policies, state,
-                              observers)
+                _advance_rows(rows, tokens, forced, eos_ids, config, tokenizer, stop_window, policies, state, observers)
                 now = time.perf_counter()
                 for row in rows:  # each step's time is shared by the rows it served
                     seconds[id(row)] += (now - clock) / len(rows)
@@ -465,9 +524,19 @@ def decode_batch(lm, prompts: Sequence[str | list[int]], config: DecodeConfig, p
         if recorder is not None:
             recorder.close()
 
-    return [Generation(key=r.key, prompt_ids=r.prompt_ids, token_ids=r.token_ids, forced=r.forced,
-                       text=tokenizer.decode(r.token_ids, skip_special_tokens=True), stop_reason=r.stop_reason or "",
-                       events=r.events, seconds=seconds[id(r)]) for r in all_rows]
+    return [
+        Generation(
+            key=r.key,
+            prompt_ids=r.prompt_ids,
+            token_ids=r.token_ids,
+            forced=r.forced,
+            text=tokenizer.decode(r.token_ids, skip_special_tokens=True),
+            stop_reason=r.stop_reason or "",
+            events=r.events,
+            seconds=seconds[id(r)],
+        )
+        for r in all_rows
+    ]
 
 
 class _null:
@@ -478,8 +547,9 @@ class _null:
         return False
 
 
-def _choose(output, processors: list[LogitsProcessor], state: StepState, config: DecodeConfig,
-            generators) -> torch.Tensor:
+def _choose(
+    output, processors: list[LogitsProcessor], state: StepState, config: DecodeConfig, generators
+) -> torch.Tensor:
     logits = output.logits[:, -1, :].float()
     nonfinite = ~torch.isfinite(logits).all(dim=-1)
     if nonfinite.any():
@@ -494,8 +564,14 @@ def _choose(output, processors: list[LogitsProcessor], state: StepState, config:
     return choose_tokens(logits, config.do_sample, config.temperature, config.top_p, generators).cpu()
 
 
-def _apply_queues_and_eos(rows: list[RowState], tokens: torch.Tensor, eos_ids: set[int], pad_id: int,
-                          policies: list[ContinuationPolicy], state: StepState) -> torch.Tensor:
+def _apply_queues_and_eos(
+    rows: list[RowState],
+    tokens: torch.Tensor,
+    eos_ids: set[int],
+    pad_id: int,
+    policies: list[ContinuationPolicy],
+    state: StepState,
+) -> torch.Tensor:
     """Finished rows get padding, queued injections override the choice, and an EOS may become a continuation."""
     forced = torch.zeros(len(rows), dtype=torch.bool)
     for row in rows:
@@ -521,15 +597,31 @@ def _ask_policies(policies: list[ContinuationPolicy], row: RowState, reason: str
         if continuation is not None:
             row.n_continuations += 1
             row.budget += continuation.extra_budget
-            row.events.append({"type": "continue", "reason": reason, "step": row.n_generated,
-                               "tokens": list(continuation.tokens), "note": continuation.note})
+            row.events.append(
+                {
+                    "type": "continue",
+                    "reason": reason,
+                    "step": row.n_generated,
+                    "tokens": list(continuation.tokens),
+                    "note": continuation.note,
+                }
+            )
             return continuation
     return None
 
 
-def _advance_rows(rows: list[RowState], tokens: torch.Tensor, forced: torch.Tensor, eos_ids: set[int],
-                  config: DecodeConfig, tokenizer, stop_window: int, policies: list[ContinuationPolicy],
-                  state: StepState, observers: list[Observer]) -> None:
+def _advance_rows(
+    rows: list[RowState],
+    tokens: torch.Tensor,
+    forced: torch.Tensor,
+    eos_ids: set[int],
+    config: DecodeConfig,
+    tokenizer,
+    stop_window: int,
+    policies: list[ContinuationPolicy],
+    state: StepState,
+    observers: list[Observer],
+) -> None:
     for row in rows:
         if row.finished:
             continue

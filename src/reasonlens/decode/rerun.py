@@ -39,6 +39,7 @@ class LayerInputRecorder:
         def hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
             self.inputs[index] = hidden[:, -1:, :].detach()
+
         return hook
 
     def close(self) -> None:
@@ -62,8 +63,7 @@ def _patched_forwards(modules_and_fns) -> Iterator[None]:
                 module.forward = old  # e.g. an accelerate hook that wrapped forward
 
 
-def rerun_last_position(lm, cache, forward, layer: int, repeats: int, rows: torch.Tensor,
-                        layer_input: torch.Tensor):
+def rerun_last_position(lm, cache, forward, layer: int, repeats: int, rows: torch.Tensor, layer_input: torch.Tensor):
     """Recompute the last position of every row; rows in `rows` get layer `layer` applied 1 + repeats times.
 
     `forward()` runs the model on the last position's input again (same ids, mask and positions).
@@ -71,11 +71,15 @@ def rerun_last_position(lm, cache, forward, layer: int, repeats: int, rows: torc
     """
     decoder_layers = lm.layers.decoder_layers
     cache_layers = getattr(cache, "layers", None)
-    if cache_layers is None or any(not getattr(cl, "is_croppable", True) or getattr(cl, "is_sliding", False)
-                                   for cl in cache_layers):
-        raise UserError("layer re-run needs a full-attention dynamic KV cache (sliding-window models are not supported)")
-    saved = [(cache_layers[i].keys[..., -1:, :].clone(), cache_layers[i].values[..., -1:, :].clone())
-             for i in range(layer)]
+    if cache_layers is None or any(
+        not getattr(cl, "is_croppable", True) or getattr(cl, "is_sliding", False) for cl in cache_layers
+    ):
+        raise UserError(
+            "layer re-run needs a full-attention dynamic KV cache (sliding-window models are not supported)"
+        )
+    saved = [
+        (cache_layers[i].keys[..., -1:, :].clone(), cache_layers[i].values[..., -1:, :].clone()) for i in range(layer)
+    ]
     for cache_layer in cache_layers:
         cache_layer.crop(-1)
 
@@ -83,6 +87,7 @@ def rerun_last_position(lm, cache, forward, layer: int, repeats: int, rows: torc
         def fn(hidden_states, *args, **kwargs):
             cache.update(saved[index][0], saved[index][1], index)
             return layer_input
+
         return fn
 
     original = decoder_layers[layer].forward

@@ -16,8 +16,9 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
 
 
-def choose_tokens(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float,
-                  generators: list[torch.Generator] | None) -> torch.Tensor:
+def choose_tokens(
+    logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, generators: list[torch.Generator] | None
+) -> torch.Tensor:
     if not do_sample:
         return logits.argmax(dim=-1)
     scaled = top_p_filter(logits / max(temperature, 1e-6), top_p)

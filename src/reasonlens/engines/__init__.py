@@ -35,21 +35,26 @@ class EngineSpec:
         return self
 
 
-def check_engine_support(engine: str, method: str = "baseline", capture_layers: bool = False,
-                         command: str = "generate") -> None:
+def check_engine_support(
+    engine: str, method: str = "baseline", capture_layers: bool = False, command: str = "generate"
+) -> None:
     """Refuse, in one line, a combination the engine cannot run (before anything is loaded)."""
     if engine not in ENGINES:
         raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine != "vllm":
         return
     if capture_layers:
-        raise UserError("--engine vllm cannot capture hidden states (--layers); use --engine hf, or --layers none "
-                        "for a generation-only run")
+        raise UserError(
+            "--engine vllm cannot capture hidden states (--layers); use --engine hf, or --layers none "
+            "for a generation-only run"
+        )
     if command == "mi":
         raise UserError("mi reads hidden states and runs on the HF engine only; drop --engine vllm")
     if engine not in method_engines(method):
-        raise UserError(f"--method {method} needs the model's layers and runs on the HF engine only; "
-                        f"--engine vllm runs {', '.join(engine_methods('vllm'))}")
+        raise UserError(
+            f"--method {method} needs the model's layers and runs on the HF engine only; "
+            f"--engine vllm runs {', '.join(engine_methods('vllm'))}"
+        )
 
 
 def method_engines(method: str) -> tuple[str, ...]:
@@ -66,17 +71,23 @@ def engine_methods(engine: str) -> list[str]:
     return [name for name in method_names() if engine in get_method(name).engines]
 
 
-def load_engine_model(engine: EngineSpec, model: str, dtype: str, device: str,
-                      trust_remote_code: bool, revision: str | None = None) -> tuple[Any, Callable | None]:
+def load_engine_model(
+    engine: EngineSpec, model: str, dtype: str, device: str, trust_remote_code: bool, revision: str | None = None
+) -> tuple[Any, Callable | None]:
     """(model handle, chunk-decoder factory for `execute`, None for the HF decode loop)."""
     if engine.name == "vllm":
         if revision:
             raise UserError("--revision is not supported with --engine vllm yet; pass a local snapshot directory")
         from reasonlens.engines.vllm_engine import VllmModel, vllm_decoder
 
-        handle = VllmModel(model, dtype=dtype, trust_remote_code=trust_remote_code,
-                           tensor_parallel_size=engine.tensor_parallel_size,
-                           gpu_memory_utilization=engine.gpu_memory_utilization, max_model_len=engine.max_model_len)
+        handle = VllmModel(
+            model,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            tensor_parallel_size=engine.tensor_parallel_size,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+            max_model_len=engine.max_model_len,
+        )
         return handle, vllm_decoder
     from reasonlens.models import load
 

@@ -55,17 +55,31 @@ def plan_from_plugins(plugins: Sequence[Any]) -> VllmPlan:
         if isinstance(plugin, TokenSuppressor):
             banned.update(plugin.token_ids)
         elif isinstance(plugin, ThinkingTokenScaling):
-            plan = replace(plan, kind="ttts", budget=plugin.budget, word_ids=tuple(tuple(w) for w in plugin.word_ids),
-                           answer_ids=tuple(plugin.answer_ids), answer_tokens=plugin.answer_tokens)
+            plan = replace(
+                plan,
+                kind="ttts",
+                budget=plugin.budget,
+                word_ids=tuple(tuple(w) for w in plugin.word_ids),
+                answer_ids=tuple(plugin.answer_ids),
+                answer_tokens=plugin.answer_tokens,
+            )
         elif isinstance(plugin, BudgetForcing):
-            plan = replace(plan, kind="budget-force", budget=plugin.budget, wait_ids=tuple(plugin.wait_ids),
-                           min_tokens=plugin.min_tokens, answer_ids=tuple(plugin.answer_ids),
-                           answer_tokens=plugin.answer_tokens)
+            plan = replace(
+                plan,
+                kind="budget-force",
+                budget=plugin.budget,
+                wait_ids=tuple(plugin.wait_ids),
+                min_tokens=plugin.min_tokens,
+                answer_ids=tuple(plugin.answer_ids),
+                answer_tokens=plugin.answer_tokens,
+            )
         elif isinstance(plugin, EosBlocker):
             plan = replace(plan, block_eos=True)
         else:
-            raise UserError(f"--engine vllm cannot run the {type(plugin).__name__} plug-in (it needs the model's "
-                            "layers); use --engine hf")
+            raise UserError(
+                f"--engine vllm cannot run the {type(plugin).__name__} plug-in (it needs the model's "
+                "layers); use --engine hf"
+            )
     if plan.block_eos and plan.kind != "budget-force":
         raise UserError("--engine vllm: EOS blocking is only supported with --method budget-force")
     return replace(plan, banned_ids=tuple(sorted(banned)))
@@ -117,8 +131,9 @@ def next_request(trace: Trace, plan: VllmPlan) -> Request | None:
     if remaining < 1:  # absorb never leaves an unfinished trace at its budget
         raise AssertionError(f"trace {trace.key}: unfinished with no budget left")
     min_tokens = max(0, plan.min_tokens - n) if plan.block_eos else 0
-    return Request(trace.key, trace.prompt_ids + trace.token_ids, remaining, min(min_tokens, remaining),
-                   trace.n_requests)
+    return Request(
+        trace.key, trace.prompt_ids + trace.token_ids, remaining, min(min_tokens, remaining), trace.n_requests
+    )
 
 
 def finish_reason_of(finish_reason: str | None, stop_reason: Any) -> str:
@@ -186,9 +201,13 @@ def _append(trace: Trace, ids: Sequence[int], forced: bool) -> None:
     trace.forced.extend([forced] * len(ids))
 
 
-def run_traces(traces: list[Trace], plan: VllmPlan, eos_ids: Sequence[int],
-               generate: Callable[[list[Request]], list[FinishedOutput]],
-               on_round: Callable[[int], None] | None = None) -> list[Trace]:
+def run_traces(
+    traces: list[Trace],
+    plan: VllmPlan,
+    eos_ids: Sequence[int],
+    generate: Callable[[list[Request]], list[FinishedOutput]],
+    on_round: Callable[[int], None] | None = None,
+) -> list[Trace]:
     """Submit every unfinished trace's next request together (one vLLM batch per round) until all finish."""
     by_key = {t.key: t for t in traces}
     while True:
@@ -240,8 +259,9 @@ def _model_path(spec: str) -> str:
     from reasonlens.models import resolve_builtin
 
     if spec.startswith("tiny-"):
-        raise UserError(f"--engine vllm: '{spec}' is built in memory for the HF engine; give a model directory "
-                        "or hub id")
+        raise UserError(
+            f"--engine vllm: '{spec}' is built in memory for the HF engine; give a model directory or hub id"
+        )
     if spec.endswith(".gguf"):
         raise UserError(f"--engine vllm: GGUF files are not supported here ({spec}); use --engine hf")
     path = resolve_builtin(spec)
@@ -283,8 +303,16 @@ def tokenizer_only_model(spec: str, trust_remote_code: bool = False) -> Tokenize
 class VllmModel(TokenizerOnlyModel):
     """A vLLM `LLM` (one replica; `tensor_parallel_size` GPUs) with the fields the runner reads."""
 
-    def __init__(self, spec: str, dtype: str = "bf16", trust_remote_code: bool = False, tensor_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        spec: str,
+        dtype: str = "bf16",
+        trust_remote_code: bool = False,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        seed: int = 0,
+    ):
         vllm = _import_vllm()
         dtype = vllm_dtype(dtype)
         base = tokenizer_only_model(spec, trust_remote_code)
@@ -292,26 +320,39 @@ class VllmModel(TokenizerOnlyModel):
         kwargs: dict[str, Any] = {}
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
-        self.llm = vllm.LLM(model=_model_path(spec), dtype=dtype, trust_remote_code=trust_remote_code,
-                            tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-                            enable_prefix_caching=True, seed=seed, **kwargs)
+        self.llm = vllm.LLM(
+            model=_model_path(spec),
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=True,
+            seed=seed,
+            **kwargs,
+        )
         config = self.llm.llm_engine.model_config
         self.hidden_size = int(config.get_hidden_size())
         self.vocab_size = int(config.get_vocab_size())
         self.device = "cuda"
 
-    def generate(self, requests: list[Request], decode, seeds: dict[Any, int],
-                 allowed: list[int] | None) -> list[FinishedOutput]:
+    def generate(
+        self, requests: list[Request], decode, seeds: dict[Any, int], allowed: list[int] | None
+    ) -> list[FinishedOutput]:
         """One vLLM batch: every request at once (continuous batching inside vLLM)."""
         from vllm import SamplingParams
 
         params = []
         for request in requests:
-            kwargs: dict[str, Any] = {"max_tokens": request.max_tokens, "min_tokens": request.min_tokens,
-                                      "stop": list(decode.stop_strings) or None, "skip_special_tokens": True}
+            kwargs: dict[str, Any] = {
+                "max_tokens": request.max_tokens,
+                "min_tokens": request.min_tokens,
+                "stop": list(decode.stop_strings) or None,
+                "skip_special_tokens": True,
+            }
             if decode.do_sample:
-                kwargs.update(temperature=decode.temperature, top_p=decode.top_p,
-                              seed=request_seed(seeds[request.key], request))
+                kwargs.update(
+                    temperature=decode.temperature, top_p=decode.top_p, seed=request_seed(seeds[request.key], request)
+                )
             else:
                 kwargs.update(temperature=0.0)
             if allowed is not None:
@@ -322,8 +363,9 @@ class VllmModel(TokenizerOnlyModel):
         finished = []
         for output in outputs:
             completion = output.outputs[0]
-            finished.append((list(completion.token_ids), finish_reason_of(completion.finish_reason,
-                                                                          completion.stop_reason)))
+            finished.append(
+                (list(completion.token_ids), finish_reason_of(completion.finish_reason, completion.stop_reason))
+            )
         return finished
 
 
@@ -340,15 +382,29 @@ def vllm_decoder(lm: VllmModel, plugins: Sequence[Any], decode):
         started = time.perf_counter()
         traces = []
         for prompt, key in zip(prompts, keys):
-            ids = prompt if not isinstance(prompt, str) else lm.tokenizer(
-                prompt, add_special_tokens=decode.add_special_tokens)["input_ids"]
+            ids = (
+                prompt
+                if not isinstance(prompt, str)
+                else lm.tokenizer(prompt, add_special_tokens=decode.add_special_tokens)["input_ids"]
+            )
             traces.append(start_trace(key, ids, plan, decode.max_new_tokens))
         seed_of = dict(zip(keys, seeds))
-        run_traces(traces, plan, eos_ids, lambda requests: lm.generate(requests, decode, seed_of, allowed),
-                   on_round=progress)
+        run_traces(
+            traces, plan, eos_ids, lambda requests: lm.generate(requests, decode, seed_of, allowed), on_round=progress
+        )
         seconds = (time.perf_counter() - started) / max(1, len(traces))
-        return [Generation(key=t.key, prompt_ids=t.prompt_ids, token_ids=t.token_ids, forced=t.forced,
-                           text=lm.tokenizer.decode(t.token_ids, skip_special_tokens=True),
-                           stop_reason=t.stop_reason or "", events=t.events, seconds=seconds) for t in traces]
+        return [
+            Generation(
+                key=t.key,
+                prompt_ids=t.prompt_ids,
+                token_ids=t.token_ids,
+                forced=t.forced,
+                text=lm.tokenizer.decode(t.token_ids, skip_special_tokens=True),
+                stop_reason=t.stop_reason or "",
+                events=t.events,
+                seconds=seconds,
+            )
+            for t in traces
+        ]
 
     return decode_chunk

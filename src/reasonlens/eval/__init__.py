@@ -25,8 +25,15 @@ from reasonlens.eval.grade import (
     normalize_latex,
     shared_grader,
 )
-from reasonlens.eval.stats import (Interval, auc, auc_with_ci, bootstrap_ci, paired_bootstrap_diff, proportion_ci,
-                                   wilson_ci)
+from reasonlens.eval.stats import (
+    Interval,
+    auc,
+    auc_with_ci,
+    bootstrap_ci,
+    paired_bootstrap_diff,
+    proportion_ci,
+    wilson_ci,
+)
 
 __all__ = [
     "GRADE_KINDS",

@@ -8,7 +8,9 @@ import typer
 
 
 def regrade(
-    runs: list[Path] = typer.Argument(..., help="Run directories (eval/generate runs; budget runs re-grade every budget)."),
+    runs: list[Path] = typer.Argument(
+        ..., help="Run directories (eval/generate runs; budget runs re-grade every budget)."
+    ),
     show: int = typer.Option(10, help="Changed verdicts to list per run."),
 ) -> None:
     """Re-grade finished runs' completions with the current grader, in place (atomic, resumable)."""
@@ -25,12 +27,16 @@ def regrade(
         for run in runs:
             bar.update(task, description=f"regrade {run}", completed=0)
             for report in regrade_run(run, grader=grader, progress=progress):
-                typer.echo(f"{report.run}: {report.n} samples, {len(report.changes)} verdicts changed, accuracy "
-                           f"{report.accuracy_before:.3f} -> {report.accuracy_after:.3f} (grader version {GRADER_VERSION})")
+                typer.echo(
+                    f"{report.run}: {report.n} samples, {len(report.changes)} verdicts changed, accuracy "
+                    f"{report.accuracy_before:.3f} -> {report.accuracy_after:.3f} (grader version {GRADER_VERSION})"
+                )
                 for change in report.changes[:show]:
                     before, after = change["before"], change["after"]
-                    typer.echo(f"  #{change['index']} gold {change['gold']!r}: {before['extracted']!r} "
-                               f"{before['correct']} -> {after['extracted']!r} {after['correct']}")
+                    typer.echo(
+                        f"  #{change['index']} gold {change['gold']!r}: {before['extracted']!r} "
+                        f"{before['correct']} -> {after['extracted']!r} {after['correct']}"
+                    )
 
 
 def register(app: typer.Typer) -> None:

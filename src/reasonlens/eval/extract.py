@@ -434,7 +434,7 @@ def _phrase_answers(text: str, pattern: re.Pattern) -> tuple[int, tuple[str, ...
 def _last_line_formula(text: str) -> str | None:
     """The last non-blank line when it is a bare formula (``x \\in [-2, 7]``), not prose."""
     stripped = text.rstrip()
-    line = stripped[stripped.rfind("\n") + 1 :][:_MAX_ITEM_CHARS + 1]
+    line = stripped[stripped.rfind("\n") + 1 :][: _MAX_ITEM_CHARS + 1]
     line = _strip_answer_text(line.lstrip("-*#> ").strip())
     words = [word for word in _ANY_WORD.findall(line) if word not in ("or", "and")]
     if not line or len(line) > _MAX_ITEM_CHARS or words or not _MATHY.search(line):
@@ -499,7 +499,11 @@ def extract_math_answer(text: str) -> Extraction | None:
         return None
     group = [items[-1]]
     for item in reversed(items[:-1]):
-        if len(group) >= _MAX_BOX_GROUP or item.kind != group[-1].kind or not _JOINER.match(text[item.end : group[-1].start]):
+        if (
+            len(group) >= _MAX_BOX_GROUP
+            or item.kind != group[-1].kind
+            or not _JOINER.match(text[item.end : group[-1].start])
+        ):
             break
         group.append(item)
     parts = tuple(_unbox(item.content) for item in reversed(group))
@@ -827,11 +831,7 @@ def _expression_tokens(text: str) -> tuple[list[tuple[str, str]], int]:
     Returns the tokens and the index of the token holding the last number. The expression is the
     maximal run of numeric tokens (numbers, operators, braces, \\frac) around that number.
     """
-    tokens = [
-        (m.lastgroup, m.group())
-        for m in _TOKEN.finditer(text)
-        if m.lastgroup != "space"
-    ]
+    tokens = [(m.lastgroup, m.group()) for m in _TOKEN.finditer(text) if m.lastgroup != "space"]
     last_number_index = max(i for i, (kind, _) in enumerate(tokens) if kind in ("num", "shortfrac"))
     start = last_number_index
     while start > 0 and tokens[start - 1][0] in _EXPRESSION_KINDS:

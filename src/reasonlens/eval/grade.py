@@ -567,7 +567,12 @@ def _relation_interval(text: str) -> str | None:
 
 def _as_interval_if_gold_is_one(answer: str, gold: str) -> str:
     """An inequality answer written as the interval the gold is (math-verify does not equate them)."""
-    if not ("\\infty" in gold or "\\cup" in gold or re.match(r"^[a-z]\s*\\in\s", gold) or re.match(r"^\s*(?:\\left)?[(\[].*,.*[)\]]\s*$", gold)):
+    if not (
+        "\\infty" in gold
+        or "\\cup" in gold
+        or re.match(r"^[a-z]\s*\\in\s", gold)
+        or re.match(r"^\s*(?:\\left)?[(\[].*,.*[)\]]\s*$", gold)
+    ):
         return answer
     pieces = [piece for piece in _OR.split(answer) if piece.strip()]
     intervals = [_relation_interval(piece) for piece in pieces]

@@ -40,7 +40,9 @@ def _accuracy(records: list[dict[str, Any]]) -> float:
     return sum(1 for r in records if r.get("correct")) / len(records) if records else 0.0
 
 
-def regrade_run(path: str | Path, grader=None, progress: Callable[[int, int], None] | None = None) -> list[RegradeReport]:
+def regrade_run(
+    path: str | Path, grader=None, progress: Callable[[int, int], None] | None = None
+) -> list[RegradeReport]:
     """Re-grade the run at ``path`` (and its ``budget-<B>`` sub-runs); one report per results file."""
     from reasonlens.eval.grade import Grader
     from reasonlens.runs.rundir import RunDir
@@ -95,8 +97,10 @@ def _regrade_locked(run, grader, progress) -> RegradeReport:
         raise UserError(f"{run.results_path}: no results to re-grade")
     expected = manifest.get("n")
     if isinstance(expected, int) and len(records) < expected:
-        raise UserError(f"{run.path}: run is not finished ({len(records)} of {expected} samples); "
-                        "finish it first by re-running its command")
+        raise UserError(
+            f"{run.path}: run is not finished ({len(records)} of {expected} samples); "
+            "finish it first by re-running its command"
+        )
     work_path = run.path / WORK_FILE
     done = {r["index"]: r for r in iter_records(work_path) if r.get("grader_version") == GRADER_VERSION}
     with CheckedAppender(work_path) as appender:
@@ -106,8 +110,12 @@ def _regrade_locked(run, grader, progress) -> RegradeReport:
             regraded = dict(record)
             if record.get("status") != "failed":  # a non-finite generation stays failed: there is nothing to grade
                 grade = grader.grade(str(record.get("completion", "")), str(record.get("gold", "")), kind=kind)
-                regraded.update(extracted=grade.extracted, correct=grade.correct,
-                                status={"ok": "ok", "no_answer": "ok"}.get(grade.status, grade.status), error=grade.reason)
+                regraded.update(
+                    extracted=grade.extracted,
+                    correct=grade.correct,
+                    status={"ok": "ok", "no_answer": "ok"}.get(grade.status, grade.status),
+                    error=grade.reason,
+                )
             regraded.setdefault("previous", {**_verdict(record), "grader_version": manifest.get("grader_version", "1")})
             regraded["grader_version"] = GRADER_VERSION
             appender.append([regraded])
@@ -122,9 +130,13 @@ def _regrade_locked(run, grader, progress) -> RegradeReport:
     # Changes are counted against each record's verdict before its first re-grade.
     originals = [r.get("previous") or r for r in records]
     changes = [
-        {"index": new["index"], "id": new.get("id"), "gold": new.get("gold"),
-         "before": {k: old.get(k) for k in ("extracted", "correct", "status")},
-         "after": {k: new.get(k) for k in ("extracted", "correct", "status")}}
+        {
+            "index": new["index"],
+            "id": new.get("id"),
+            "gold": new.get("gold"),
+            "before": {k: old.get(k) for k in ("extracted", "correct", "status")},
+            "after": {k: new.get(k) for k in ("extracted", "correct", "status")},
+        }
         for old, new in zip(originals, new_records)
         if old.get("correct") != new.get("correct") or old.get("status") != new.get("status")
     ]

@@ -16,8 +16,19 @@ import numpy as np
 
 from reasonlens.errors import UserError
 
-__all__ = ["Interval", "auc", "auc_with_ci", "bootstrap_ci", "majority_correct", "multi_sample_summary", "paired_bootstrap_diff",
-           "pass_at_k", "proportion_ci", "sample_ks", "wilson_ci"]
+__all__ = [
+    "Interval",
+    "auc",
+    "auc_with_ci",
+    "bootstrap_ci",
+    "majority_correct",
+    "multi_sample_summary",
+    "paired_bootstrap_diff",
+    "pass_at_k",
+    "proportion_ci",
+    "sample_ks",
+    "wilson_ci",
+]
 
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -236,8 +247,9 @@ def sample_ks(n: int) -> list[int]:
     return ks + [n]
 
 
-def multi_sample_summary(groups: Sequence[Sequence[tuple[str | None, bool]]], n_boot: int = 2000,
-                         seed: int = 0) -> dict:
+def multi_sample_summary(
+    groups: Sequence[Sequence[tuple[str | None, bool]]], n_boot: int = 2000, seed: int = 0
+) -> dict:
     """Per-problem groups of (extracted answer, correct) samples -> mean accuracy over samples with a CI that
     resamples problems (samples of one problem are not independent), pass@k and maj@k (first k samples)."""
     if not groups:
@@ -249,11 +261,19 @@ def multi_sample_summary(groups: Sequence[Sequence[tuple[str | None, bool]]], n_
     mean = bootstrap_ci(per_problem, n_boot=n_boot, seed=seed)
     ks = sample_ks(n)
     pass_k = {str(k): float(np.mean([pass_at_k(len(g), sum(ok for _, ok in g), k) for g in groups])) for k in ks}
-    maj_k = {str(k): float(np.mean([majority_correct([a for a, _ in g[:k]], [ok for _, ok in g[:k]])
-                                    for g in groups])) for k in ks}
-    return {"samples_per_problem": n, "n_problems": len(groups), "mean_accuracy": mean.estimate,
-            "mean_accuracy_ci95": [mean.lo, mean.hi], "mean_accuracy_ci_method": "bootstrap over problems",
-            "pass_at_k": pass_k, "maj_at_k": maj_k}
+    maj_k = {
+        str(k): float(np.mean([majority_correct([a for a, _ in g[:k]], [ok for _, ok in g[:k]]) for g in groups]))
+        for k in ks
+    }
+    return {
+        "samples_per_problem": n,
+        "n_problems": len(groups),
+        "mean_accuracy": mean.estimate,
+        "mean_accuracy_ci95": [mean.lo, mean.hi],
+        "mean_accuracy_ci_method": "bootstrap over problems",
+        "pass_at_k": pass_k,
+        "maj_at_k": maj_k,
+    }
 
 
 def correctness_auc(stats_rows: list[dict[str, Any]], score: str, n_boot: int, seed: int) -> dict[str, Any]:

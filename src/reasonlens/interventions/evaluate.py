@@ -95,56 +95,110 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     if lm is None and executor is not None:
         lm = executor.driver_model(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code, spec.revision)
     elif lm is None:
-        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
-                  revision=spec.revision)
+        lm = load(
+            spec.model,
+            dtype=spec.model_dtype,
+            device=spec.device,
+            trust_remote_code=spec.trust_remote_code,
+            revision=spec.revision,
+        )
     run = executor.run if executor is not None else execute
     resolved = resolve_method(lm, spec.method, spec.options, spec.dataset, spec.split)
     for warning in resolved.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     if resolved.token_ids and not quiet:
-        console.print(f"{info.token_action} {len(resolved.token_ids)} token ids: {format_token_ids(resolved.token_ids)}",
-                      highlight=False, markup=False)
-    base = RunSpec(out=spec.out, model=spec.model, dataset=spec.dataset, command="eval", split=spec.split, n=spec.n,
-                   offset=spec.offset, template=spec.template, system=spec.system, decode=spec.decode,
-                   model_dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
-                   revision=spec.revision, samples=spec.samples, layers=spec.layers, dtype=spec.state_dtype,
-                   method=resolved.identity, extra_manifest=resolved.provenance)
+        console.print(
+            f"{info.token_action} {len(resolved.token_ids)} token ids: {format_token_ids(resolved.token_ids)}",
+            highlight=False,
+            markup=False,
+        )
+    base = RunSpec(
+        out=spec.out,
+        model=spec.model,
+        dataset=spec.dataset,
+        command="eval",
+        split=spec.split,
+        n=spec.n,
+        offset=spec.offset,
+        template=spec.template,
+        system=spec.system,
+        decode=spec.decode,
+        model_dtype=spec.model_dtype,
+        device=spec.device,
+        trust_remote_code=spec.trust_remote_code,
+        revision=spec.revision,
+        samples=spec.samples,
+        layers=spec.layers,
+        dtype=spec.state_dtype,
+        method=resolved.identity,
+        extra_manifest=resolved.provenance,
+    )
     budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
     if not budgets:
         return run(base, lm=lm, plugins=lambda m: build_plugins(m, resolved.identity), quiet=quiet)
     return _evaluate_budgets(base, resolved, budgets, lm, quiet, run)
 
 
-def _evaluate_budgets(base, resolved: ResolvedMethod, budgets: list[int], lm, quiet: bool,
-                      execute=None) -> dict[str, Any]:
+def _evaluate_budgets(
+    base, resolved: ResolvedMethod, budgets: list[int], lm, quiet: bool, execute=None
+) -> dict[str, Any]:
     import reasonlens
-    from reasonlens.runs import RunDir
-    from reasonlens.runs.provenance import run_provenance
-    from reasonlens.runs import execute as execute_here
-
     from reasonlens.data import load_problems
+    from reasonlens.runs import RunDir
+    from reasonlens.runs import execute as execute_here
+    from reasonlens.runs.provenance import run_provenance
 
     execute = execute or execute_here
     # The sub-runs check their settings and load the problems only after the top-level manifest is written.
     base.validate()
     problems = load_problems(base.dataset, split=base.split, n=base.n, offset=base.offset)
     top = RunDir(base.out)
-    top.start({"command": "eval", "model": base.model, "dataset": base.dataset, "split": base.split,
-               "offset": base.offset, "n": base.n, "template": base.template, "system": base.system,
-               "decode": base.decode.to_dict(), "layers": None, "dtype": None, "model_dtype": base.model_dtype,
-               "method": {**resolved.identity, "budgets": budgets}, "budgets": budgets,
-               "runs": {str(b): f"budget-{b}" for b in budgets}, "reasonlens_version": reasonlens.__version__,
-               "model_revision": base.revision, "provenance": run_provenance(lm), **resolved.provenance})
+    top.start(
+        {
+            "command": "eval",
+            "model": base.model,
+            "dataset": base.dataset,
+            "split": base.split,
+            "offset": base.offset,
+            "n": base.n,
+            "template": base.template,
+            "system": base.system,
+            "decode": base.decode.to_dict(),
+            "layers": None,
+            "dtype": None,
+            "model_dtype": base.model_dtype,
+            "method": {**resolved.identity, "budgets": budgets},
+            "budgets": budgets,
+            "runs": {str(b): f"budget-{b}" for b in budgets},
+            "reasonlens_version": reasonlens.__version__,
+            "model_revision": base.revision,
+            "provenance": run_provenance(lm),
+            **resolved.provenance,
+        }
+    )
     per_budget: dict[str, dict[str, Any]] = {}
     for budget in budgets:
-        spec = replace(base, out=base.out / f"budget-{budget}", decode=replace(base.decode, max_new_tokens=budget),
-                       method={**resolved.identity, "budget": budget})
-        summary = execute(spec, lm=lm, plugins=lambda m, b=budget: build_plugins(m, resolved.identity, b),
-                          problems=problems, quiet=quiet)
+        spec = replace(
+            base,
+            out=base.out / f"budget-{budget}",
+            decode=replace(base.decode, max_new_tokens=budget),
+            method={**resolved.identity, "budget": budget},
+        )
+        summary = execute(
+            spec,
+            lm=lm,
+            plugins=lambda m, b=budget: build_plugins(m, resolved.identity, b),
+            problems=problems,
+            quiet=quiet,
+        )
         per_budget[str(budget)] = summary
     summary = {
-        "command": "eval", "model": base.model, "dataset": base.dataset, "method": resolved.identity,
-        "budgets": budgets, "n": min(s["n"] for s in per_budget.values()),
+        "command": "eval",
+        "model": base.model,
+        "dataset": base.dataset,
+        "method": resolved.identity,
+        "budgets": budgets,
+        "n": min(s["n"] for s in per_budget.values()),
         "accuracy_by_budget": {b: s["accuracy"] for b, s in per_budget.items()},
         "accuracy_ci95_by_budget": {b: s["accuracy_ci95"] for b, s in per_budget.items()},
         "mean_tokens_by_budget": {b: s["mean_tokens"] for b, s in per_budget.items()},
@@ -207,8 +261,10 @@ def _paired(a: list[dict], b: list[dict], where: str) -> Paired:
         if other is None or record.get("status") != "ok" or other.get("status") != "ok":
             continue
         if record.get("id") != other.get("id"):
-            raise UserError(f"{where}: problem {record['index']} has id {record.get('id')!r} in one run and "
-                            f"{other.get('id')!r} in the other (runs are not on the same problems)")
+            raise UserError(
+                f"{where}: problem {record['index']} has id {record.get('id')!r} in one run and "
+                f"{other.get('id')!r} in the other (runs are not on the same problems)"
+            )
         paired.reference_correct.append(1.0 if record.get("correct") else 0.0)
         paired.correct.append(1.0 if other.get("correct") else 0.0)
         paired.reference_tokens.append(float(record.get("n_tokens", 0)))
@@ -239,18 +295,28 @@ def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0)
     for run in runs[1:]:
         for key in ("dataset", "split"):
             if run.manifest.get(key) != reference.manifest.get(key):
-                raise UserError(f"{run.path}: {key} {run.manifest.get(key)!r} differs from {reference.path}'s "
-                                f"{reference.manifest.get(key)!r}; compare runs on the same problems")
+                raise UserError(
+                    f"{run.path}: {key} {run.manifest.get(key)!r} differs from {reference.path}'s "
+                    f"{reference.manifest.get(key)!r}; compare runs on the same problems"
+                )
     rows = []
     for run in runs:
         for budget, results in run.results.items():
             graded = [1.0 if r.get("correct") else 0.0 for r in results if r.get("status") == "ok"]
             acc = proportion_ci(graded) if graded else None  # Wilson: a proportion's bootstrap collapses at 0 and 1
             tokens = [float(r.get("n_tokens", 0)) for r in results]
-            rows.append({"run": str(run.path), "method": run.manifest.get("method"), "budget": budget,
-                         "n": len(results), "n_graded": len(graded),
-                         "accuracy": acc.estimate if acc else None, "ci95": [acc.lo, acc.hi] if acc else None,
-                         "mean_tokens": sum(tokens) / len(tokens) if tokens else None})
+            rows.append(
+                {
+                    "run": str(run.path),
+                    "method": run.manifest.get("method"),
+                    "budget": budget,
+                    "n": len(results),
+                    "n_graded": len(graded),
+                    "accuracy": acc.estimate if acc else None,
+                    "ci95": [acc.lo, acc.hi] if acc else None,
+                    "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
+                }
+            )
     comparisons = []
     for run in runs[1:]:
         for ref_budget, budget in _budget_pairs(reference, run):
@@ -261,15 +327,24 @@ def compare_runs(paths: Sequence[str | Path], n_boot: int = 2000, seed: int = 0)
             diff = paired_bootstrap_diff(ys, xs, n_boot=n_boot, seed=seed)
             # NoWait's metric (SPEC A10): tokens the run saves per problem, reference - run, paired by problem.
             saved = paired_bootstrap_diff(pairs.reference_tokens, pairs.tokens, n_boot=n_boot, seed=seed)
-            comparisons.append({
-                "reference": str(reference.path), "reference_budget": ref_budget, "run": str(run.path),
-                "budget": budget, "n_paired": len(xs), "reference_accuracy": sum(xs) / len(xs),
-                "accuracy": sum(ys) / len(ys), "difference": diff.estimate, "difference_ci95": [diff.lo, diff.hi],
-                "significant": not (diff.lo <= 0.0 <= diff.hi),
-                "reference_mean_tokens": sum(pairs.reference_tokens) / len(xs),
-                "mean_tokens": sum(pairs.tokens) / len(xs), "tokens_saved": saved.estimate,
-                "tokens_saved_ci95": [saved.lo, saved.hi],
-            })
+            comparisons.append(
+                {
+                    "reference": str(reference.path),
+                    "reference_budget": ref_budget,
+                    "run": str(run.path),
+                    "budget": budget,
+                    "n_paired": len(xs),
+                    "reference_accuracy": sum(xs) / len(xs),
+                    "accuracy": sum(ys) / len(ys),
+                    "difference": diff.estimate,
+                    "difference_ci95": [diff.lo, diff.hi],
+                    "significant": not (diff.lo <= 0.0 <= diff.hi),
+                    "reference_mean_tokens": sum(pairs.reference_tokens) / len(xs),
+                    "mean_tokens": sum(pairs.tokens) / len(xs),
+                    "tokens_saved": saved.estimate,
+                    "tokens_saved_ci95": [saved.lo, saved.hi],
+                }
+            )
     return {"runs": rows, "comparisons": comparisons, "n_boot": n_boot, "seed": seed}
 
 
@@ -287,18 +362,35 @@ def print_comparison(report: dict[str, Any], out: Console | None = None) -> None
         acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
         ci = "-" if row["ci95"] is None else f"[{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]"
         tokens = "-" if row.get("mean_tokens") is None else f"{row['mean_tokens']:.1f}"
-        table.add_row(row["run"], str(method.get("name", "?")), str(row["budget"] or "-"), str(row["n_graded"]), acc,
-                      ci, tokens)
+        table.add_row(
+            row["run"], str(method.get("name", "?")), str(row["budget"] or "-"), str(row["n_graded"]), acc, ci, tokens
+        )
     out.print(table)
     table = Table(title="paired difference vs the first run (run - reference)")
-    for column in ("run", "budget", "vs budget", "n paired", "difference", "95% CI", "significant",
-                   "tokens saved", "95% CI (tokens)"):
+    for column in (
+        "run",
+        "budget",
+        "vs budget",
+        "n paired",
+        "difference",
+        "95% CI",
+        "significant",
+        "tokens saved",
+        "95% CI (tokens)",
+    ):
         table.add_column(column)
     for c in report["comparisons"]:
-        table.add_row(c["run"], str(c["budget"] or "-"), str(c["reference_budget"] or "-"), str(c["n_paired"]),
-                      f"{c['difference']:+.3f}", f"[{c['difference_ci95'][0]:+.3f}, {c['difference_ci95'][1]:+.3f}]",
-                      "yes" if c["significant"] else "no", f"{c['tokens_saved']:+.1f}",
-                      f"[{c['tokens_saved_ci95'][0]:+.1f}, {c['tokens_saved_ci95'][1]:+.1f}]")
+        table.add_row(
+            c["run"],
+            str(c["budget"] or "-"),
+            str(c["reference_budget"] or "-"),
+            str(c["n_paired"]),
+            f"{c['difference']:+.3f}",
+            f"[{c['difference_ci95'][0]:+.3f}, {c['difference_ci95'][1]:+.3f}]",
+            "yes" if c["significant"] else "no",
+            f"{c['tokens_saved']:+.1f}",
+            f"[{c['tokens_saved_ci95'][0]:+.1f}, {c['tokens_saved_ci95'][1]:+.1f}]",
+        )
     out.print(table)
 
 
@@ -327,8 +419,7 @@ def suppression_variants(ks: Sequence[int], seeds: Sequence[int]) -> list[Varian
         if k == 0:
             continue
         variants.append(Variant(f"thinking-k{k}", "suppress", {"k": k, "control": "thinking"}))
-        variants += [Variant(f"random-k{k}-s{s}", "suppress", {"k": k, "control": "random", "seed": s})
-                     for s in seeds]
+        variants += [Variant(f"random-k{k}-s{s}", "suppress", {"k": k, "control": "random", "seed": s}) for s in seeds]
     return variants
 
 
@@ -348,12 +439,24 @@ def run_sweep(base: EvalSpec, variants: Sequence[Variant], lm=None) -> list[dict
         lm = load(base.model, dtype=base.model_dtype, device=base.device, trust_remote_code=base.trust_remote_code)
     rows = []
     for variant in variants:
-        spec = replace(base, out=Path(base.out) / variant.name, method=variant.method,
-                       options=replace(base.options, **variant.options))
+        spec = replace(
+            base,
+            out=Path(base.out) / variant.name,
+            method=variant.method,
+            options=replace(base.options, **variant.options),
+        )
         summary = evaluate(spec, lm=lm)
-        rows.append({"name": variant.name, "method": variant.method, "options": json.dumps(variant.options),
-                     "accuracy": summary.get("accuracy"), "ci_lo": (summary.get("accuracy_ci95") or [None])[0],
-                     "ci_hi": (summary.get("accuracy_ci95") or [None, None])[1], "n": summary.get("n")})
+        rows.append(
+            {
+                "name": variant.name,
+                "method": variant.method,
+                "options": json.dumps(variant.options),
+                "accuracy": summary.get("accuracy"),
+                "ci_lo": (summary.get("accuracy_ci95") or [None])[0],
+                "ci_hi": (summary.get("accuracy_ci95") or [None, None])[1],
+                "n": summary.get("n"),
+            }
+        )
     Path(base.out).mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), Path(base.out) / "sweep.parquet")
     return rows

@@ -68,8 +68,11 @@ class Method:
         if common is not None:
             defaults = _defaults(common)
             # A shared flag left at its own default leaves the method's default (which may differ) in place.
-            values = {name: getattr(common, name) for name in names
-                      if hasattr(common, name) and not (name in defaults and getattr(common, name) == defaults[name])}
+            values = {
+                name: getattr(common, name)
+                for name in names
+                if hasattr(common, name) and not (name in defaults and getattr(common, name) == defaults[name])
+            }
         for key, text in (settings or {}).items():
             name = key.replace("-", "_")
             if name not in names:

@@ -65,8 +65,9 @@ class _ForcedAnswer(ContinuationPolicy):
             return None
         if reason == "budget":
             self._answering.add(row.key)
-            return Continuation(list(self.answer_ids), extra_budget=len(self.answer_ids) + self.answer_tokens,
-                                note="force answer")
+            return Continuation(
+                list(self.answer_ids), extra_budget=len(self.answer_ids) + self.answer_tokens, note="force answer"
+            )
         tokens = self.early_stop(row)
         if tokens is None:
             return None
@@ -80,8 +81,15 @@ class _ForcedAnswer(ContinuationPolicy):
 class ThinkingTokenScaling(_ForcedAnswer):
     """TTTS: append a thinking token on every stop before the budget; force the answer at the budget."""
 
-    def __init__(self, tokenizer, budget: int, words: Sequence[str] = PAPER_THINKING_WORDS, prefix: str = " ",
-                 answer_prompt: str = ANSWER_PROMPT, answer_tokens: int = ANSWER_TOKENS):
+    def __init__(
+        self,
+        tokenizer,
+        budget: int,
+        words: Sequence[str] = PAPER_THINKING_WORDS,
+        prefix: str = " ",
+        answer_prompt: str = ANSWER_PROMPT,
+        answer_tokens: int = ANSWER_TOKENS,
+    ):
         super().__init__(tokenizer, budget, answer_prompt, answer_tokens)
         if not words:
             raise UserError("--words: TTTS needs at least one thinking word")
@@ -96,8 +104,17 @@ class ThinkingTokenScaling(_ForcedAnswer):
 class BudgetForcing(_ForcedAnswer):
     """s1 budget forcing: "Wait" replaces stops before `min_tokens`; the answer is forced at `budget`."""
 
-    def __init__(self, tokenizer, budget: int, min_tokens: int, wait: str = "Wait", prefix: str = " ",
-                 answer_prompt: str = ANSWER_PROMPT, answer_tokens: int = ANSWER_TOKENS, max_waits: int | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        budget: int,
+        min_tokens: int,
+        wait: str = "Wait",
+        prefix: str = " ",
+        answer_prompt: str = ANSWER_PROMPT,
+        answer_tokens: int = ANSWER_TOKENS,
+        max_waits: int | None = None,
+    ):
         super().__init__(tokenizer, budget, answer_prompt, answer_tokens)
         if not 0 <= min_tokens <= budget:
             raise UserError(f"minimum budget must be in [0, {budget}], got {min_tokens}")

@@ -16,9 +16,9 @@ from typing import Iterable, Sequence
 
 import torch
 
+from reasonlens.analysis.tokens import word_variant_ids, words_ids
 from reasonlens.decode.plugins import LogitsProcessor, StepState
 from reasonlens.errors import UserError
-from reasonlens.analysis.tokens import word_variant_ids, words_ids
 from reasonlens.interventions.tokens import display_forms, trace_word_counts
 
 
@@ -48,8 +48,14 @@ class ControlWord:
     matched_frequency: int
 
 
-def random_control_words(thinking_words: Sequence[str], traces: Sequence[str], seed: int, tokenizer=None,
-                         band: float = 2.0, min_length: int = 2) -> list[ControlWord]:
+def random_control_words(
+    thinking_words: Sequence[str],
+    traces: Sequence[str],
+    seed: int,
+    tokenizer=None,
+    band: float = 2.0,
+    min_length: int = 2,
+) -> list[ControlWord]:
     """One non-thinking word per thinking word, drawn from words whose frequency in `traces` lies within a
     factor `band` of the thinking word's (widening to the nearest frequencies when the band is empty).
 
@@ -74,8 +80,10 @@ def random_control_words(thinking_words: Sequence[str], traces: Sequence[str], s
         candidates.append((key, count))
     candidates.sort()  # deterministic order before seeded draws
     if len(candidates) < len(thinking_words):
-        raise UserError(f"control traces have only {len(candidates)} usable non-thinking words, "
-                        f"need {len(thinking_words)}: use a larger generate run")
+        raise UserError(
+            f"control traces have only {len(candidates)} usable non-thinking words, "
+            f"need {len(thinking_words)}: use a larger generate run"
+        )
     rng = random.Random(seed)
     used: set[str] = set()
     chosen: list[ControlWord] = []

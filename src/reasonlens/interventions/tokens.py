@@ -21,7 +21,21 @@ from reasonlens.errors import UserError
 
 # The paper's thinking-token list for test-time scaling (SPEC A4).
 PAPER_THINKING_WORDS: tuple[str, ...] = (
-    "So", "Let", "Hmm", "I", "Okay", "First", "Wait", "But", "Now", "Then", "Since", "Therefore", "If", "Maybe", "To",
+    "So",
+    "Let",
+    "Hmm",
+    "I",
+    "Okay",
+    "First",
+    "Wait",
+    "But",
+    "Now",
+    "Then",
+    "Since",
+    "Therefore",
+    "If",
+    "Maybe",
+    "To",
 )
 PAPER_SOURCE: dict[str, Any] = {"kind": "paper", "reference": "arXiv 2506.02867 (thinking tokens for TTTS)"}
 
@@ -130,12 +144,16 @@ def leakage_warning(source: dict[str, Any], eval_dataset: str, eval_split: str) 
         return None  # chosen by hand, not learnt from data
     dataset, split = source.get("dataset"), source.get("split")
     if dataset is None or split is None:
-        return (f"token set {source.get('path', '?')}: its dataset/split is unknown, so it may have been learnt on "
-                f"the evaluation data ({eval_dataset}:{eval_split}); pass --token-set-split/--token-set-dataset")
+        return (
+            f"token set {source.get('path', '?')}: its dataset/split is unknown, so it may have been learnt on "
+            f"the evaluation data ({eval_dataset}:{eval_split}); pass --token-set-split/--token-set-dataset"
+        )
     same_dataset = str(dataset).split(":")[0] == str(eval_dataset).split(":")[0]
     if same_dataset and split == eval_split:
-        return (f"token set learnt on {dataset} split '{split}', the split being evaluated: results leak test "
-                "information (learn the words on a training split)")
+        return (
+            f"token set learnt on {dataset} split '{split}', the split being evaluated: results leak test "
+            "information (learn the words on a training split)"
+        )
     return None
 
 

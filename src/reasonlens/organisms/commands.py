@@ -34,10 +34,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train an organism from its recorded config and write the HF directory plus model card."""
         from reasonlens.errors import UserError
-        from reasonlens.runs.progress import table_console
         from reasonlens.organisms.train import train_organism
+        from reasonlens.runs.progress import table_console
 
-        overrides = {key: value for key, value in (("steps", steps), ("eval_n", eval_n), ("seed", seed)) if value is not None}
+        overrides = {
+            key: value for key, value in (("steps", steps), ("eval_n", eval_n), ("seed", seed)) if value is not None
+        }
         for key, value in overrides.items():
             if value < 0 or (key == "steps" and value == 0):
                 option = "--max-steps" if key == "steps" else f"--{key.replace('_', '-')}"
@@ -45,7 +47,10 @@ def register(app: typer.Typer) -> None:
         command = " ".join(
             ["reasonlens organisms train", name]
             + ([f"--out {out}"] if out else [])
-            + [f"--{'max-steps' if key == 'steps' else key.replace('_', '-')} {value}" for key, value in overrides.items()]
+            + [
+                f"--{'max-steps' if key == 'steps' else key.replace('_', '-')} {value}"
+                for key, value in overrides.items()
+            ]
         )
         result = train_organism(name, out, overrides=overrides, command=command)
         console = table_console()
@@ -63,9 +68,8 @@ def register(app: typer.Typer) -> None:
         """Show the shipped organisms with their dataset, size and recorded test accuracy."""
         from rich.table import Column, Table
 
-        from reasonlens.runs.progress import table_console
-
         from reasonlens.organisms.train import ORGANISMS, shipped_organisms
+        from reasonlens.runs.progress import table_console
 
         shipped = shipped_organisms()
         table = Table("shipped", "dataset", "parameters", "test accuracy", "train wall time")

@@ -66,12 +66,25 @@ ORGANISMS: dict[str, OrganismConfig] = {
     "organism-cot": OrganismConfig(name="organism-cot", dataset="synthetic-arith-small:1-3", target="cot"),
     "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith-small:1-3", target="direct"),
     # The controls of the instrument (docs/organisms.md): one world, three answer formats, one budget.
-    "organism-reasoner": OrganismConfig(name="organism-reasoner", dataset=REASONER_DATASET, target="cot",
-                                        steps=1000, vocab_size=2048, threads=1),
-    "organism-reasoner-direct": OrganismConfig(name="organism-reasoner-direct", dataset=REASONER_DATASET,
-                                               target="direct", steps=1000, vocab_size=2048, threads=1),
-    "organism-reasoner-noreflect": OrganismConfig(name="organism-reasoner-noreflect", dataset=REASONER_DATASET,
-                                                  target="noreflect", steps=1000, vocab_size=2048, threads=1),
+    "organism-reasoner": OrganismConfig(
+        name="organism-reasoner", dataset=REASONER_DATASET, target="cot", steps=1000, vocab_size=2048, threads=1
+    ),
+    "organism-reasoner-direct": OrganismConfig(
+        name="organism-reasoner-direct",
+        dataset=REASONER_DATASET,
+        target="direct",
+        steps=1000,
+        vocab_size=2048,
+        threads=1,
+    ),
+    "organism-reasoner-noreflect": OrganismConfig(
+        name="organism-reasoner-noreflect",
+        dataset=REASONER_DATASET,
+        target="noreflect",
+        steps=1000,
+        vocab_size=2048,
+        threads=1,
+    ),
 }
 
 
@@ -339,7 +352,9 @@ def train_organism(
     """Train organism ``name`` and write the HF directory and model card to ``output_dir`` (atomically)."""
     if name in _EXTERNAL_TRAINERS and name not in ORGANISMS:
         target_dir = Path(output_dir) if output_dir is not None else None
-        return _EXTERNAL_TRAINERS[name](target_dir, dict(overrides or {}), command or f"reasonlens organisms train {name}")
+        return _EXTERNAL_TRAINERS[name](
+            target_dir, dict(overrides or {}), command or f"reasonlens organisms train {name}"
+        )
     config = organism_config(name)
     if overrides:
         unknown = sorted(set(overrides) - set(OrganismConfig.__dataclass_fields__))
@@ -443,7 +458,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"- Accuracy by level: {levels}" if levels else "",
             "",
             "Load with `transformers.AutoModelForCausalLM.from_pretrained(dir)` and `AutoTokenizer.from_pretrained(dir)`,",
-            f"or by name: `reasonlens.models.load(\"{card['name']}\")`.",
+            f'or by name: `reasonlens.models.load("{card["name"]}")`.',
             "",
         ]
     )

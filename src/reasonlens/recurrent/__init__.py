@@ -9,7 +9,17 @@ from reasonlens.recurrent.model import RecurrentDepthLM, RecurrentOutput
 from reasonlens.recurrent.ouro import OuroConfig, OuroLM
 
 __all__ = [
-    "CRITERIA", "DEFAULT_THRESHOLDS", "ExitCriterion", "OuroConfig", "OuroLM", "RecurrentCache",
-    "RecurrentDepthConfig", "RecurrentDepthLM",
-    "RecurrentOutput", "is_recurrent_dir", "load_recurrent", "make_criterion", "register_criterion",
+    "CRITERIA",
+    "DEFAULT_THRESHOLDS",
+    "ExitCriterion",
+    "OuroConfig",
+    "OuroLM",
+    "RecurrentCache",
+    "RecurrentDepthConfig",
+    "RecurrentDepthLM",
+    "RecurrentOutput",
+    "is_recurrent_dir",
+    "load_recurrent",
+    "make_criterion",
+    "register_criterion",
 ]

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 
-def _grow(storage: Tensor | None, shape_without_seq: tuple[int, ...], seq_dim: int, needed: int,
-          like: Tensor) -> Tensor:
+def _grow(
+    storage: Tensor | None, shape_without_seq: tuple[int, ...], seq_dim: int, needed: int, like: Tensor
+) -> Tensor:
     """Return `storage` with at least `needed` positions along `seq_dim` (capacity doubles, content kept)."""
     if storage is not None and storage.shape[seq_dim] >= needed:
         return storage
@@ -112,16 +113,18 @@ class RecurrentCache:
             for storage in entry:
                 region = storage[:, :, :, start:end]
                 if source is None:
-                    source = torch.minimum(torch.arange(n_slots, device=storage.device)[:, None],
-                                           used.to(storage.device)[None, :] - 1)
+                    source = torch.minimum(
+                        torch.arange(n_slots, device=storage.device)[:, None], used.to(storage.device)[None, :] - 1
+                    )
                     source = source[:, :, None, None, None].expand(region.shape)
                 region.copy_(region.gather(0, source))
 
     def _total(self) -> int:
         return self._length + self._pending
 
-    def _write_flat(self, entry: list[Tensor | None], k: Tensor, v: Tensor,
-                    rows: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _write_flat(
+        self, entry: list[Tensor | None], k: Tensor, v: Tensor, rows: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         start, total = self._length, self._total()
         for index, new in enumerate((k, v)):
             storage = _grow(entry[index], (self.batch_size, new.shape[1], new.shape[3]), 2, total, new)
@@ -150,8 +153,9 @@ class RecurrentCache:
     def slot_of(self, iteration: int) -> int:
         return iteration if self.slots is None else iteration % self.slots
 
-    def update_core(self, layer: int, iteration: int, k: Tensor, v: Tensor,
-                    rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def update_core(
+        self, layer: int, iteration: int, k: Tensor, v: Tensor, rows: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Write iteration `iteration` of core layer `layer` for the new positions and return the K/V to attend to.
 
         Past positions are read at iteration min(iteration, depth - 1). `rows` (LongTensor of batch-row indices,

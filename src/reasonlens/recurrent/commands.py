@@ -15,13 +15,23 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train-recurrent")
     def train_recurrent_command(
-        config: str = typer.Option(..., "--config", "-c", help="JSON with 'model' (huginn config fields) or 'init' "
-                                    "(model dir), and 'train' (TrainConfig fields); or a preset: organism-recurrent."),
-        data: str = typer.Option(..., "--data", help="JSONL file ({'text'} or {'prompt','completion'} per line) "
-                                 "or a dataset name, e.g. synthetic-flips:1-8."),
+        config: str = typer.Option(
+            ...,
+            "--config",
+            "-c",
+            help="JSON with 'model' (huginn config fields) or 'init' "
+            "(model dir), and 'train' (TrainConfig fields); or a preset: organism-recurrent.",
+        ),
+        data: str = typer.Option(
+            ...,
+            "--data",
+            help="JSONL file ({'text'} or {'prompt','completion'} per line) "
+            "or a dataset name, e.g. synthetic-flips:1-8.",
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (re-running resumes its checkpoint)."),
-        device: str = typer.Option("cpu", "--device", callback=device_option,
-                                   help="cpu, cuda, ... (bf16 autocast on CUDA)."),
+        device: str = typer.Option(
+            "cpu", "--device", callback=device_option, help="cpu, cuda, ... (bf16 autocast on CUDA)."
+        ),
         steps: Optional[int] = typer.Option(None, "--max-steps", help="Override train.steps (optimizer steps)."),
     ) -> None:
         """Train a recurrent-depth model with randomized depth and truncated backprop."""
@@ -36,17 +46,27 @@ def register(app: typer.Typer) -> None:
 
     @app.command("depth")
     def depth_command(
-        model: str = typer.Option(..., "--model", "-m", help="Recurrent-depth model (huginn-format or Ouro) "
-                                  "directory or built-in name."),
-        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Any dataset the toolkit accepts "
-                                              "(default for a model organism: its held-out test set)."),
+        model: str = typer.Option(
+            ..., "--model", "-m", help="Recurrent-depth model (huginn-format or Ouro) directory or built-in name."
+        ),
+        dataset: Optional[str] = typer.Option(
+            None,
+            "--dataset",
+            "-d",
+            help="Any dataset the toolkit accepts (default for a model organism: its held-out test set).",
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (resumable)."),
         steps: str = typer.Option("1,2,4,8,16,32", "--recurrence", help="Comma-separated core iteration counts r."),
-        exit_criterion: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit: kl, kl-reference, "
-                                                     "entropy-diff, latent-diff, argmax-stability, cosine, "
-                                                     "ouro-gate (Ouro models)."),
-        threshold: Optional[float] = typer.Option(None, "--threshold", help="Exit threshold (default: the "
-                                                  "criterion's documented default, kl 5e-4)."),
+        exit_criterion: Optional[str] = typer.Option(
+            None,
+            "--exit",
+            help="Adaptive exit: kl, kl-reference, "
+            "entropy-diff, latent-diff, argmax-stability, cosine, "
+            "ouro-gate (Ouro models).",
+        ),
+        threshold: Optional[float] = typer.Option(
+            None, "--threshold", help="Exit threshold (default: the criterion's documented default, kl 5e-4)."
+        ),
         n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
         split: str = typer.Option("test", "--split"),
         template: str = typer.Option("raw", "--template"),
@@ -64,32 +84,52 @@ def register(app: typer.Typer) -> None:
 
         dataset = default_dataset(model, dataset)
 
-        spec = DepthSpec(model=model, dataset=dataset, out=out, steps=parse_steps(steps), exit_criterion=exit_criterion,
-                         threshold=threshold, split=split, n=n, template=template, max_new_tokens=max_new_tokens,
-                         batch_size=batch_size, init_scale=init_scale, warm_start=warm_start,
-                         cache_slots=cache_slots, model_dtype=model_dtype, device=device)
+        spec = DepthSpec(
+            model=model,
+            dataset=dataset,
+            out=out,
+            steps=parse_steps(steps),
+            exit_criterion=exit_criterion,
+            threshold=threshold,
+            split=split,
+            n=n,
+            template=template,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            init_scale=init_scale,
+            warm_start=warm_start,
+            cache_slots=cache_slots,
+            model_dtype=model_dtype,
+            device=device,
+        )
         summary = run_depth(spec)
         for setting, accuracy, iterations in format_depth_table(summary):
             typer.echo(f"{setting:40s} accuracy {accuracy}  iterations/token {iterations}")
         adaptive = summary.get("adaptive")
         if adaptive and adaptive.get("iterations_saved_vs_fixed_rmax") is not None:
-            typer.echo(f"adaptive exit saves {100 * adaptive['iterations_saved_vs_fixed_rmax']:.1f}% of core "
-                       f"iterations vs r={adaptive['max_steps']}, accuracy change "
-                       f"{100 * adaptive['accuracy_change_vs_fixed_rmax']:+.1f} points")
+            typer.echo(
+                f"adaptive exit saves {100 * adaptive['iterations_saved_vs_fixed_rmax']:.1f}% of core "
+                f"iterations vs r={adaptive['max_steps']}, accuracy change "
+                f"{100 * adaptive['accuracy_change_vs_fixed_rmax']:+.1f} points"
+            )
         correlation = (adaptive or {}).get("level_iteration_correlation")
         if correlation:
             for measure in ("mean_iterations", "max_iterations"):
                 rho = correlation[measure]["rho"]
-                typer.echo(f"level vs {measure.replace('_', ' ')} per item (Spearman, n={correlation['n']}): "
-                           f"rho {rho if rho is None else f'{rho:+.3f}'}, p {correlation[measure]['p_value']}")
+                typer.echo(
+                    f"level vs {measure.replace('_', ' ')} per item (Spearman, n={correlation['n']}): "
+                    f"rho {rho if rho is None else f'{rho:+.3f}'}, p {correlation[measure]['p_value']}"
+                )
         typer.echo(f"summary: {out / 'summary.json'}")
 
     @app.command("latent")
     def latent_command(
-        source: Optional[str] = typer.Argument(None, help="A run directory (from `generate` with a recurrent model), "
-                                               "or a model as --model gives it."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Recurrent-depth model (directory or "
-                                            "built-in name), as in `depth --model`."),
+        source: Optional[str] = typer.Argument(
+            None, help="A run directory (from `generate` with a recurrent model), or a model as --model gives it."
+        ),
+        model: Optional[str] = typer.Option(
+            None, "--model", "-m", help="Recurrent-depth model (directory or built-in name), as in `depth --model`."
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory for PNGs, parquet and summary.json."),
         text: Optional[list[str]] = typer.Option(None, "--text", help="Text to analyse (repeatable; with a model)."),
         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Analyse question + solution texts."),
@@ -103,16 +143,16 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", callback=device_option),
     ) -> None:
         """Convergence heatmaps, PCA trajectories, fixed-point/orbit/slider labels and MI in depth."""
+        from reasonlens.errors import UserError
         from reasonlens.models import load
         from reasonlens.recurrent.latent import LatentConfig, analyze_latents, items_from_source
-
-        from reasonlens.errors import UserError
 
         if (source is None) == (model is None):
             raise UserError("latent: give a run directory or --model MODEL (one of them)")
         model_spec, items = items_from_source(source or model, texts=text, dataset=dataset, split=split, n=n)
-        config = LatentConfig(max_steps=max_steps, star_steps=star_steps, max_tokens=max_tokens,
-                              init_scale=init_scale, mi=not no_mi)
+        config = LatentConfig(
+            max_steps=max_steps, star_steps=star_steps, max_tokens=max_tokens, init_scale=init_scale, mi=not no_mi
+        )
         config.validate()
         lm = load(model_spec, device=device)
         summary = analyze_latents(lm, items, out, config)

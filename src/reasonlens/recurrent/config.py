@@ -16,19 +16,54 @@ HUGINN_ARCHITECTURE = "RavenForCausalLM"
 
 # huginn-0125 fields that describe training-time machinery we do not model; accepted and kept for round trips.
 _PASSTHROUGH_KEYS = (
-    "architectures", "auto_map", "bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype",
-    "transformers_version", "architecture_class_name", "block_class_name", "norm_class_name",
-    "mlp_class_name", "nonlin_name", "init_strategy", "init_orthogonal", "sampling_scheme",
-    "activation_checkpoint_impl", "padding_multiple", "padded_vocab_size", "model_type",
-    "num_attention_heads", "num_key_value_heads", "hidden_size", "num_hidden_layers", "head_dim",
-    "effective_expected_depth", "init_values", "tie_word_embeddings", "test_time_noise",
-    "test_time_noise_type", "dtype",
+    "architectures",
+    "auto_map",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "torch_dtype",
+    "transformers_version",
+    "architecture_class_name",
+    "block_class_name",
+    "norm_class_name",
+    "mlp_class_name",
+    "nonlin_name",
+    "init_strategy",
+    "init_orthogonal",
+    "sampling_scheme",
+    "activation_checkpoint_impl",
+    "padding_multiple",
+    "padded_vocab_size",
+    "model_type",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "hidden_size",
+    "num_hidden_layers",
+    "head_dim",
+    "effective_expected_depth",
+    "init_values",
+    "tie_word_embeddings",
+    "test_time_noise",
+    "test_time_noise_type",
+    "dtype",
 )
 
 # keys recomputed from our fields on save; not kept as extras
-_DERIVED_KEYS = frozenset({"model_type", "architectures", "padded_vocab_size", "tie_word_embeddings",
-                           "num_attention_heads", "num_key_value_heads", "hidden_size", "num_hidden_layers",
-                           "head_dim", "effective_expected_depth", "init_values"})
+_DERIVED_KEYS = frozenset(
+    {
+        "model_type",
+        "architectures",
+        "padded_vocab_size",
+        "tie_word_embeddings",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "hidden_size",
+        "num_hidden_layers",
+        "head_dim",
+        "effective_expected_depth",
+        "init_values",
+    }
+)
 _ALIASES = {"num_attention_heads": "n_heads", "hidden_size": "n_embd", "num_hidden_layers": "n_layers"}
 
 
@@ -111,7 +146,9 @@ class RecurrentDepthConfig:
 
     @property
     def effective_expected_depth(self) -> int:
-        return self.n_layers_in_prelude + self.n_layers_in_coda + self.n_layers_in_recurrent_block * self.mean_recurrence
+        return (
+            self.n_layers_in_prelude + self.n_layers_in_coda + self.n_layers_in_recurrent_block * self.mean_recurrence
+        )
 
     @property
     def init_std(self) -> float:

@@ -92,8 +92,11 @@ def _check_depth_folder(out: Path) -> None:
     summary = out / "summary.json"
     if summary.is_file() and read_json_object(summary, "depth summary").get("command") == "depth":
         return
-    if out.is_dir() and all((child / "manifest.json").is_file() for child in out.iterdir() if child.is_dir()) \
-            and all(child.is_dir() for child in out.iterdir()):
+    if (
+        out.is_dir()
+        and all((child / "manifest.json").is_file() for child in out.iterdir() if child.is_dir())
+        and all(child.is_dir() for child in out.iterdir())
+    ):
         return  # sub-runs of an interrupted depth run (the summary is written last)
     check_empty_or_new(out, "--out", "it is not a depth folder (no summary.json from `reasonlens depth`)")
 
@@ -204,32 +207,65 @@ def run_depth(spec: DepthSpec, lm=None, quiet: bool = False) -> dict[str, Any]:
     r_max = max(spec.steps)
     if spec.exit_criterion is not None:
         threshold = DEFAULT_THRESHOLDS[spec.exit_criterion] if spec.threshold is None else spec.threshold
-        settings.append((f"exit-{spec.exit_criterion}",
-                         {"num_steps": r_max, "exit_criterion": spec.exit_criterion, "exit_threshold": threshold}))
+        settings.append(
+            (
+                f"exit-{spec.exit_criterion}",
+                {"num_steps": r_max, "exit_criterion": spec.exit_criterion, "exit_threshold": threshold},
+            )
+        )
 
     levels = _problem_levels(spec)
-    summary: dict[str, Any] = {"command": "depth", "model": spec.model, "dataset": spec.dataset, "split": spec.split,
-                               "init_scale": spec.init_scale, "steps": {}, "adaptive": None}
+    summary: dict[str, Any] = {
+        "command": "depth",
+        "model": spec.model,
+        "dataset": spec.dataset,
+        "split": spec.split,
+        "init_scale": spec.init_scale,
+        "steps": {},
+        "adaptive": None,
+    }
     for name, kwargs in settings:
         accounting = IterationAccounting()
         forward_kwargs = {**base_kwargs, **kwargs}
-        decode = DecodeConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size,
-                              forward_kwargs=forward_kwargs)
-        run_spec = RunSpec(out=out / name, model=spec.model, dataset=spec.dataset, command="depth", split=spec.split,
-                           n=spec.n, template=spec.template, decode=decode, model_dtype=spec.model_dtype,
-                           device=spec.device, method={"recurrent": forward_kwargs})
-        run_summary = execute(run_spec, lm=lm, plugins=lambda _lm, a=accounting: [a],
-                              record_hook=accounting.record_hook, quiet=quiet)
+        decode = DecodeConfig(
+            max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, forward_kwargs=forward_kwargs
+        )
+        run_spec = RunSpec(
+            out=out / name,
+            model=spec.model,
+            dataset=spec.dataset,
+            command="depth",
+            split=spec.split,
+            n=spec.n,
+            template=spec.template,
+            decode=decode,
+            model_dtype=spec.model_dtype,
+            device=spec.device,
+            method={"recurrent": forward_kwargs},
+        )
+        run_summary = execute(
+            run_spec, lm=lm, plugins=lambda _lm, a=accounting: [a], record_hook=accounting.record_hook, quiet=quiet
+        )
         results = RunDir(out / name).results()
         stats = _iteration_stats(results)
-        entry = {"accuracy": run_summary["accuracy"], "accuracy_ci95": run_summary["accuracy_ci95"],
-                 "n": run_summary["n"], "n_correct": run_summary["n_correct"], **stats, "forward_kwargs": forward_kwargs}
+        entry = {
+            "accuracy": run_summary["accuracy"],
+            "accuracy_ci95": run_summary["accuracy_ci95"],
+            "n": run_summary["n"],
+            "n_correct": run_summary["n_correct"],
+            **stats,
+            "forward_kwargs": forward_kwargs,
+        }
         if levels:
             entry["by_level"] = level_breakdown(results, levels)
         if name.startswith("exit-"):
-            summary["adaptive"] = {"criterion": spec.exit_criterion, "threshold": kwargs["exit_threshold"],
-                                   "max_steps": r_max, **entry,
-                                   "level_iteration_correlation": difficulty_correlation(results, levels)}
+            summary["adaptive"] = {
+                "criterion": spec.exit_criterion,
+                "threshold": kwargs["exit_threshold"],
+                "max_steps": r_max,
+                **entry,
+                "level_iteration_correlation": difficulty_correlation(results, levels),
+            }
         else:
             summary["steps"][str(kwargs["num_steps"])] = entry
     if summary["adaptive"] is not None:
@@ -249,6 +285,11 @@ def format_depth_table(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append((f"r={r}", f"{entry['accuracy']:.3f}", f"{entry['mean_iterations_per_token'] or 0:.2f}"))
     adaptive = summary.get("adaptive")
     if adaptive:
-        rows.append((f"exit {adaptive['criterion']} < {adaptive['threshold']:g} (max {adaptive['max_steps']})",
-                     f"{adaptive['accuracy']:.3f}", f"{adaptive['mean_iterations_per_token'] or 0:.2f}"))
+        rows.append(
+            (
+                f"exit {adaptive['criterion']} < {adaptive['threshold']:g} (max {adaptive['max_steps']})",
+                f"{adaptive['accuracy']:.3f}",
+                f"{adaptive['mean_iterations_per_token'] or 0:.2f}",
+            )
+        )
     return rows

@@ -151,8 +151,10 @@ class LearnedGateCriterion(ExitCriterion):
     def bind(self, model) -> None:
         self.gate = getattr(model, "exit_gate_probability", None)
         if self.gate is None:
-            raise UserError(f"exit criterion '{self.name}' needs a model with a learned exit gate (Ouro / LoopLM); "
-                            f"{type(model).__name__} has none")
+            raise UserError(
+                f"exit criterion '{self.name}' needs a model with a learned exit gate (Ouro / LoopLM); "
+                f"{type(model).__name__} has none"
+            )
 
     def reset(self, initial_state: Tensor) -> None:
         batch = initial_state.shape[0]
@@ -174,8 +176,15 @@ def register_criterion(cls: type[ExitCriterion]) -> type[ExitCriterion]:
     return cls
 
 
-for _cls in (KLCriterion, ReferenceKLCriterion, EntropyDiffCriterion, LatentDiffCriterion, CosineCriterion,
-             ArgmaxStabilityCriterion, LearnedGateCriterion):
+for _cls in (
+    KLCriterion,
+    ReferenceKLCriterion,
+    EntropyDiffCriterion,
+    LatentDiffCriterion,
+    CosineCriterion,
+    ArgmaxStabilityCriterion,
+    LearnedGateCriterion,
+):
     register_criterion(_cls)
 
 DEFAULT_THRESHOLDS: dict[str, float] = {name: cls.default_threshold for name, cls in CRITERIA.items()}

@@ -87,7 +87,7 @@ def relative_steps(states: Tensor, initial: Tensor) -> Tensor:
 def classify_trajectory(path: Tensor, config: LatentConfig) -> tuple[str, float, float]:
     """(label, rel_step, drift) of one token's path [R, d] (see the module docstring for the thresholds)."""
     length = max(4, math.ceil(config.window * path.shape[0]))
-    tail = path[-min(length, path.shape[0]):]
+    tail = path[-min(length, path.shape[0]) :]
     step_sizes = (tail[1:] - tail[:-1]).norm(dim=-1)
     scale = tail.norm(dim=-1).mean().clamp(min=1e-12)
     rel_step = float(step_sizes.mean() / scale)
@@ -116,8 +116,16 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
 
 
-def _plots(prefix: Path, dist: Tensor, coords2: list[Tensor], coords6: list[Tensor], labels: list[str],
-           mi: Tensor | None, tokens: list[str], chosen_tokens: list[str]) -> list[str]:
+def _plots(
+    prefix: Path,
+    dist: Tensor,
+    coords2: list[Tensor],
+    coords6: list[Tensor],
+    labels: list[str],
+    mi: Tensor | None,
+    tokens: list[str],
+    chosen_tokens: list[str],
+) -> list[str]:
     """Convergence and MI heatmaps ([R, T]: iteration on y, token on x) and PCA panels of the chosen tokens."""
     import matplotlib
 
@@ -130,8 +138,14 @@ def _plots(prefix: Path, dist: Tensor, coords2: list[Tensor], coords6: list[Tens
     fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(tokens) + 2), 4))
     data = dist.numpy().clip(min=1e-6)
     norm = LogNorm(vmin=float(data.min()), vmax=max(float(data.max()), float(data.min()) * 10))
-    image = ax.imshow(data, aspect="auto", origin="lower", norm=norm, cmap="magma",
-                      extent=(-0.5, data.shape[1] - 0.5, 0.5, data.shape[0] + 0.5))
+    image = ax.imshow(
+        data,
+        aspect="auto",
+        origin="lower",
+        norm=norm,
+        cmap="magma",
+        extent=(-0.5, data.shape[1] - 0.5, 0.5, data.shape[0] + 0.5),
+    )
     ax.set_xlabel("token")
     ax.set_ylabel("core iteration")
     ax.set_xticks(range(len(ticks)), ticks, rotation=90, fontsize=6)
@@ -171,8 +185,13 @@ def _plots(prefix: Path, dist: Tensor, coords2: list[Tensor], coords6: list[Tens
 
     if mi is not None:
         fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(tokens) + 2), 4))
-        image = ax.imshow(mi.numpy(), aspect="auto", origin="lower", cmap="viridis",
-                          extent=(-0.5, mi.shape[1] - 0.5, 0.5, mi.shape[0] + 0.5))
+        image = ax.imshow(
+            mi.numpy(),
+            aspect="auto",
+            origin="lower",
+            cmap="viridis",
+            extent=(-0.5, mi.shape[1] - 0.5, 0.5, mi.shape[0] + 0.5),
+        )
         ax.set_xlabel("token")
         ax.set_ylabel("core iteration")
         ax.set_xticks(range(len(ticks)), ticks, rotation=90, fontsize=6)
@@ -212,12 +231,22 @@ def analyze_sequence(model, tokenizer, ids: list[int], config: LatentConfig, gol
         y = gold_representation(model, tokenizer, gold, config.star_steps, config.init_scale)
         flat = shown.reshape(-1, shown.shape[-1])
         mi = paper_hsic(flat, y, sigma=config.mi_sigma).reshape(shown.shape[0], shown.shape[1]).float()
-    return {"positions": list(range(start, len(ids))), "token_ids": ids[start:], "states": shown, "dist": dist,
-            "rel": rel, "labels": labels, "rel_steps": rel_steps, "drifts": drifts, "mi": mi}
+    return {
+        "positions": list(range(start, len(ids))),
+        "token_ids": ids[start:],
+        "states": shown,
+        "dist": dist,
+        "rel": rel,
+        "labels": labels,
+        "rel_steps": rel_steps,
+        "drifts": drifts,
+        "mi": mi,
+    }
 
 
-def analyze_latents(lm, items: list[LatentItem], out: str | Path, config: LatentConfig | None = None,
-                    quiet: bool = False) -> dict[str, Any]:
+def analyze_latents(
+    lm, items: list[LatentItem], out: str | Path, config: LatentConfig | None = None, quiet: bool = False
+) -> dict[str, Any]:
     """Run the analysis for every item and write PNGs, parquet tables and summary.json to `out`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -237,10 +266,12 @@ def analyze_latents(lm, items: list[LatentItem], out: str | Path, config: Latent
     out = Path(out)
     _check_latent_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, list] = {k: [] for k in ("sample", "position", "token_id", "token", "iteration", "dist_to_star",
-                                             "rel_step", "mi")}
-    token_rows: dict[str, list] = {k: [] for k in ("sample", "position", "token_id", "token", "label", "rel_step",
-                                                   "drift")}
+    rows: dict[str, list] = {
+        k: [] for k in ("sample", "position", "token_id", "token", "iteration", "dist_to_star", "rel_step", "mi")
+    }
+    token_rows: dict[str, list] = {
+        k: [] for k in ("sample", "position", "token_id", "token", "label", "rel_step", "drift")
+    }
     figures: list[str] = []
     with progress_bar(transient=quiet) as bar:
         task = bar.add_task("latent", total=len(items), info="")
@@ -271,16 +302,30 @@ def analyze_latents(lm, items: list[LatentItem], out: str | Path, config: Latent
                 token_rows["drift"].append(result["drifts"][j])
             chosen = list(range(max(0, n_tok - config.pca_tokens), n_tok))
             paths = [result["states"][:, j] for j in chosen]
-            figures += _plots(out / f"{number:04d}", result["dist"], [pca_project(p, 2) for p in paths],
-                              [pca_project(p, 6) for p in paths], [result["labels"][j] for j in chosen],
-                              result["mi"], tokens, [tokens[j] for j in chosen])
+            figures += _plots(
+                out / f"{number:04d}",
+                result["dist"],
+                [pca_project(p, 2) for p in paths],
+                [pca_project(p, 6) for p in paths],
+                [result["labels"][j] for j in chosen],
+                result["mi"],
+                tokens,
+                [tokens[j] for j in chosen],
+            )
             bar.update(task, advance=1)
     pq.write_table(pa.table(rows), out / "latents.parquet")
     pq.write_table(pa.table(token_rows), out / "tokens.parquet")
     counts = {label: token_rows["label"].count(label) for label in LABELS}
-    summary = {"command": "latent", "model": lm.spec, "n_samples": len(items), "n_tokens": len(token_rows["label"]),
-               "label_counts": counts, "config": asdict(config), "figures": figures,
-               "mean_dist_to_star_by_iteration": _mean_by_iteration(rows)}
+    summary = {
+        "command": "latent",
+        "model": lm.spec,
+        "n_samples": len(items),
+        "n_tokens": len(token_rows["label"]),
+        "label_counts": counts,
+        "config": asdict(config),
+        "figures": figures,
+        "mean_dist_to_star_by_iteration": _mean_by_iteration(rows),
+    }
     atomic_write_json(out / "summary.json", summary)
     return summary
 
@@ -303,8 +348,9 @@ def _mean_by_iteration(rows: dict[str, list]) -> list[float]:
     return [sum(v) / len(v) for _, v in sorted(sums.items())]
 
 
-def items_from_source(source: str, texts: list[str] | None = None, dataset: str | None = None, split: str = "test",
-                      n: int = 4) -> tuple[str, list[LatentItem]]:
+def items_from_source(
+    source: str, texts: list[str] | None = None, dataset: str | None = None, split: str = "test", n: int = 4
+) -> tuple[str, list[LatentItem]]:
     """(model spec, items) from a run directory (prompt + completion, gold solution) or a model spec + texts/dataset."""
     path = Path(source)
     if (path / "manifest.json").is_file():
@@ -314,8 +360,14 @@ def items_from_source(source: str, texts: list[str] | None = None, dataset: str 
         model = run.manifest.get("model")
         if not model:
             raise UserError(f"{path}/manifest.json: no 'model' field")
-        items = [LatentItem(str(r.get("id", r["index"])), str(r.get("prompt") or "") + str(r.get("completion") or ""),
-                            str(r.get("gold", ""))) for r in run.results()[:n]]
+        items = [
+            LatentItem(
+                str(r.get("id", r["index"])),
+                str(r.get("prompt") or "") + str(r.get("completion") or ""),
+                str(r.get("gold", "")),
+            )
+            for r in run.results()[:n]
+        ]
         return model, items
     items = [LatentItem(f"text{i}", t) for i, t in enumerate(texts or [])]
     if dataset is not None:
@@ -324,4 +376,3 @@ def items_from_source(source: str, texts: list[str] | None = None, dataset: str 
         for problem in load_problems(dataset, split=split, n=n):
             items.append(LatentItem(problem.id, problem.question + " " + problem.solution, problem.solution))
     return source, items
-

@@ -29,8 +29,12 @@ def is_recurrent_dir(path: str | Path) -> bool:
     from reasonlens.recurrent.ouro import is_ouro_config
 
     architectures = config.get("architectures") or []
-    return (config.get("model_type") == HUGINN_MODEL_TYPE or HUGINN_ARCHITECTURE in architectures
-            or "n_layers_in_recurrent_block" in config or is_ouro_config(config))
+    return (
+        config.get("model_type") == HUGINN_MODEL_TYPE
+        or HUGINN_ARCHITECTURE in architectures
+        or "n_layers_in_recurrent_block" in config
+        or is_ouro_config(config)
+    )
 
 
 def load_tokenizer(path: str | Path, vocab_size: int):
@@ -65,8 +69,13 @@ def ouro_layer_adapter(model):
 
     from reasonlens.models.adapters import LayerAdapter
 
-    return LayerAdapter(decoder_layers=nn.ModuleList([model.core_output]), final_norm=model.final_output,
-                        lm_head=model.lm_head, hidden_size=model.config.hidden_size, family="ouro")
+    return LayerAdapter(
+        decoder_layers=nn.ModuleList([model.core_output]),
+        final_norm=model.final_output,
+        lm_head=model.lm_head,
+        hidden_size=model.config.hidden_size,
+        family="ouro",
+    )
 
 
 def recurrent_layer_adapter(model: RecurrentDepthLM):
@@ -81,8 +90,13 @@ def recurrent_layer_adapter(model: RecurrentDepthLM):
     from reasonlens.models.adapters import LayerAdapter
 
     stack = nn.ModuleList([*model.transformer.prelude, model.core_output, *model.transformer.coda])
-    return LayerAdapter(decoder_layers=stack, final_norm=model.transformer.ln_f, lm_head=model.lm_head,
-                        hidden_size=model.config.n_embd, family="huginn_raven")
+    return LayerAdapter(
+        decoder_layers=stack,
+        final_norm=model.transformer.ln_f,
+        lm_head=model.lm_head,
+        hidden_size=model.config.n_embd,
+        family="huginn_raven",
+    )
 
 
 def load_recurrent(path: str | Path, dtype: torch.dtype | str | None = "fp32", device: str | torch.device = "cpu"):

@@ -26,7 +26,6 @@ from reasonlens.recurrent.exit import ExitCriterion, make_criterion
 # ----------------------------------------------------------------------------------------------- building blocks
 
 
-
 def sample_depth(mean_recurrence: float, sigma: float = 0.5, generator: torch.Generator | None = None) -> int:
     """r = 1 + Poisson(rate), rate ~ LogNormal(ln(mean) - sigma^2 / 2, sigma) (huginn's sampler; E[rate] = mean)."""
     mu = math.log(max(mean_recurrence, 1e-6)) - sigma**2 / 2
@@ -66,8 +65,9 @@ def apply_rope_pairs(q: Tensor, k: Tensor, table: Tensor) -> tuple[Tensor, Tenso
     heads = q.shape[2]
     pairs = torch.cat([q, k], dim=2).unflatten(-1, (-1, 2)).float()
     cos, sin = table[..., 0], table[..., 1]
-    rotated = torch.stack([pairs[..., 0] * cos - pairs[..., 1] * sin,
-                           pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1).flatten(3)
+    rotated = torch.stack(
+        [pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1
+    ).flatten(3)
     rotated = rotated.type_as(q)
     return rotated[:, :, :heads], rotated[:, :, heads:]
 
@@ -76,16 +76,19 @@ def apply_rope_pairs(q: Tensor, k: Tensor, table: Tensor) -> tuple[Tensor, Tenso
 class _Context:
     """What every attention call of one forward pass shares (for the whole batch or a sub-batch of rows)."""
 
-    rope: Tensor                    # [B, S, 1, hd/2, 2]
-    mask: Tensor | None             # bool [B, 1, S, S_total] (True = attend) or None for plain causal
+    rope: Tensor  # [B, S, 1, hd/2, 2]
+    mask: Tensor | None  # bool [B, 1, S, S_total] (True = attend) or None for plain causal
     cache: RecurrentCache | None
-    rows: Tensor | None = None      # LongTensor: the batch rows this context covers; None = every row
+    rows: Tensor | None = None  # LongTensor: the batch rows this context covers; None = every row
 
     def select(self, index: Tensor) -> "_Context":
         """The context of the sub-batch `index` (LongTensor, positions within this context's rows)."""
-        return _Context(rope=self.rope.index_select(0, index),
-                        mask=None if self.mask is None else self.mask.index_select(0, index),
-                        cache=self.cache, rows=index if self.rows is None else self.rows.index_select(0, index))
+        return _Context(
+            rope=self.rope.index_select(0, index),
+            mask=None if self.mask is None else self.mask.index_select(0, index),
+            cache=self.cache,
+            rows=index if self.rows is None else self.rows.index_select(0, index),
+        )
 
 
 class CausalSelfAttention(nn.Module):
@@ -219,8 +222,9 @@ class DepthIterationMixin:
     the rows of `ctx`) and `decode_state(state, ctx, hidden=None)` (fp32 logits of a final state).
     """
 
-    def _iterate_fixed(self, state: Tensor, embeds: Tensor, ctx: _Context, n_no_grad: int, n_grad: int,
-                       keep: bool) -> tuple[Tensor, Tensor, list[Tensor], None]:
+    def _iterate_fixed(
+        self, state: Tensor, embeds: Tensor, ctx: _Context, n_no_grad: int, n_grad: int, keep: bool
+    ) -> tuple[Tensor, Tensor, list[Tensor], None]:
         per_iteration: list[Tensor] = []
         with torch.no_grad():
             for iteration in range(n_no_grad):
@@ -235,8 +239,17 @@ class DepthIterationMixin:
         return state, used, per_iteration, None
 
     @torch.no_grad()
-    def _iterate_adaptive(self, state: Tensor, embeds: Tensor, ctx: _Context, max_steps: int,
-                          criterion: ExitCriterion, min_steps: int, keep: bool, hidden: list[Tensor] | None):
+    def _iterate_adaptive(
+        self,
+        state: Tensor,
+        embeds: Tensor,
+        ctx: _Context,
+        max_steps: int,
+        criterion: ExitCriterion,
+        min_steps: int,
+        keep: bool,
+        hidden: list[Tensor] | None,
+    ):
         """Iterate until each row's criterion fires (judged on its last position) or max_steps is reached.
 
         Each iteration runs the core (and, for criteria that read logits, the coda) on the rows still active
@@ -304,7 +317,6 @@ class DepthIterationMixin:
         return state, used, per_iteration, torch.stack(values), logits
 
 
-
 class RecurrentDepthLM(DepthIterationMixin, nn.Module):
     """Huginn-style recurrent-depth LM with per-(iteration, layer) KV cache and per-row adaptive exit."""
 
@@ -351,8 +363,9 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
     def make_cache(self, batch_size: int, slots: int | None = None) -> RecurrentCache:
         """A fresh per-(iteration, core layer) cache; `slots=N` compresses to N slots per core layer."""
         c = self.config
-        return RecurrentCache(batch_size, c.n_layers_in_prelude, c.n_layers_in_recurrent_block, c.n_layers_in_coda,
-                              slots=slots)
+        return RecurrentCache(
+            batch_size, c.n_layers_in_prelude, c.n_layers_in_recurrent_block, c.n_layers_in_coda, slots=slots
+        )
 
     # ---- initialisation (huginn "takase" scheme: truncated normals at +-3 std) ----
     @torch.no_grad()
@@ -393,8 +406,9 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         return state * self.config.embed_scale
 
     # ---- pieces of the forward pass ----
-    def _positions(self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None,
-                   past_length: int) -> Tensor:
+    def _positions(
+        self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None, past_length: int
+    ) -> Tensor:
         batch, seq = input_ids.shape
         if position_ids is not None:
             position_ids = position_ids.to(input_ids.device)
@@ -405,8 +419,9 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         return torch.arange(past_length, past_length + seq, device=input_ids.device)[None].expand(batch, seq)
 
     @staticmethod
-    def _attention_mask(attention_mask: Tensor | None, batch: int, seq: int, past_length: int,
-                        device: torch.device) -> Tensor | None:
+    def _attention_mask(
+        attention_mask: Tensor | None, batch: int, seq: int, past_length: int, device: torch.device
+    ) -> Tensor | None:
         """Bool [B, 1, S, S_total] = causal AND key not padding; None when no padding is present."""
         if attention_mask is None or bool(attention_mask.bool().all()):
             return None
@@ -430,8 +445,10 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         for index, block in enumerate(self.transformer.core_block):
             write = None
             if ctx.cache is not None:
+
                 def write(k, v, _i=index):
                     return ctx.cache.update_core(_i, iteration, k, v, ctx.rows)
+
             x = block(x, ctx, write)
         return x
 
@@ -443,8 +460,10 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         for index, block in enumerate(self.transformer.coda):
             write = None
             if ctx.cache is not None:
+
                 def write(k, v, _i=index):
                     return ctx.cache.update_coda(_i, k, v, ctx.rows)
+
             x = block(x, ctx, write)
             if hidden is not None:
                 hidden.append(x)
@@ -514,9 +533,11 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
             cache.reserve(n_no_grad + n_grad)
 
         positions = self._positions(input_ids, attention_mask, position_ids, past_length)
-        ctx = _Context(rope=rope_tables(positions, self.config.head_dim, self.config.rope_base),
-                       mask=self._attention_mask(attention_mask, batch, seq, past_length, input_ids.device),
-                       cache=cache)
+        ctx = _Context(
+            rope=rope_tables(positions, self.config.head_dim, self.config.rope_base),
+            mask=self._attention_mask(attention_mask, batch, seq, past_length, input_ids.device),
+            cache=cache,
+        )
         hidden: list[Tensor] | None = [] if output_hidden_states else None
 
         embeds = self.transformer.wte(input_ids) * self.config.embed_scale
@@ -525,8 +546,10 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         for index, block in enumerate(self.transformer.prelude):
             write = None
             if cache is not None:
+
                 def write(k, v, _i=index):
                     return cache.update_prelude(_i, k, v)
+
             embeds = block(embeds, ctx, write)
             if hidden is not None:
                 hidden.append(embeds)
@@ -539,13 +562,15 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
                 state[:, 0] = cache.last_state.to(state.dtype)
 
         if criterion is None:
-            state, used, per_iteration, exit_values = self._iterate_fixed(state, embeds, ctx, n_no_grad, n_grad,
-                                                                          output_latents)
+            state, used, per_iteration, exit_values = self._iterate_fixed(
+                state, embeds, ctx, n_no_grad, n_grad, output_latents
+            )
             state = self.core_output(state)
             logits = self.decode_state(state, ctx, hidden=hidden)
         else:
             state, used, per_iteration, exit_values, logits = self._iterate_adaptive(
-                state, embeds, ctx, n_no_grad + n_grad, criterion, exit_min_steps, output_latents, hidden)
+                state, embeds, ctx, n_no_grad + n_grad, criterion, exit_min_steps, output_latents, hidden
+            )
             state = self.core_output(state)
 
         if cache is not None:
@@ -553,17 +578,20 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
             cache.last_state = state[:, -1].detach()
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device), ignore_index=-100
+            )
         if logits_to_keep > 0:
             logits = logits[:, -logits_to_keep:]
         return RecurrentOutput(
-            logits=logits, loss=loss,
+            logits=logits,
+            loss=loss,
             # .forward(): not a pass through the final norm as far as capture hooks on ln_f are concerned
             latent_states=self.transformer.ln_f.forward(state).detach(),
             final_state=state,
             iteration_states=torch.stack(per_iteration) if per_iteration else None,
-            iterations_used=used, exit_values=exit_values,
+            iterations_used=used,
+            exit_values=exit_values,
             hidden_states=tuple(hidden) if hidden is not None else None,
             past_key_values=cache,
         )
@@ -574,16 +602,20 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.config.to_json_file(directory / "config.json")
-        tensors = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()
-                   if not (self.config.tie_embeddings and name == "lm_head.weight")}
+        tensors = {
+            name: t.detach().contiguous().cpu()
+            for name, t in self.state_dict().items()
+            if not (self.config.tie_embeddings and name == "lm_head.weight")
+        }
         save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
         from reasonlens.runs.io import make_shared
 
         make_shared(directory / "model.safetensors")  # save_file creates 0600
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | str | None = None,
-                        device: str | torch.device = "cpu") -> "RecurrentDepthLM":
+    def from_pretrained(
+        cls, directory: str | Path, dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu"
+    ) -> "RecurrentDepthLM":
         """Load a directory with config.json and model.safetensors (or a sharded index), huginn-0125 layout."""
         directory = Path(directory)
         if not (directory / "config.json").is_file():
@@ -598,11 +630,14 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         expected = {n for n in model.state_dict() if not (config.tie_embeddings and n == "lm_head.weight")}
         missing, unexpected = expected - set(tensors), set(tensors) - expected
         if missing or unexpected:
-            raise UserError(f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
-                            f"unexpected {sorted(unexpected)[:5]})")
+            raise UserError(
+                f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]})"
+            )
         target_dtype = _resolve_dtype(dtype, config)
-        tensors = {n: t.to(device=device, dtype=target_dtype if t.is_floating_point() else t.dtype)
-                   for n, t in tensors.items()}
+        tensors = {
+            n: t.to(device=device, dtype=target_dtype if t.is_floating_point() else t.dtype) for n, t in tensors.items()
+        }
         if config.tie_embeddings:
             tensors["lm_head.weight"] = tensors["transformer.wte.weight"]
         model.load_state_dict(tensors, strict=True, assign=True)
@@ -646,4 +681,3 @@ def _read_safetensors(directory: Path) -> dict[str, Tensor]:
         except Exception as exc:  # safetensors raises several error types for corrupt files
             raise UserError(f"{file}: cannot read safetensors ({exc})") from None
     return tensors
-

@@ -68,10 +68,20 @@ def evaluate_depth(model_dir: Path, n: int, quiet: bool = False) -> dict[str, An
     from reasonlens.recurrent.depth import DepthSpec, run_depth
 
     with tempfile.TemporaryDirectory(prefix="organism-recurrent-eval.") as scratch:
+
         def run(number: int, steps: tuple[int, ...]) -> dict[str, Any]:
             criterion, threshold = EXIT_RULES[number]
-            spec = DepthSpec(model=str(model_dir), dataset=DATASET, out=Path(scratch) / f"rule{number}", steps=steps,
-                             exit_criterion=criterion, threshold=threshold, n=n, max_new_tokens=16, batch_size=50)
+            spec = DepthSpec(
+                model=str(model_dir),
+                dataset=DATASET,
+                out=Path(scratch) / f"rule{number}",
+                steps=steps,
+                exit_criterion=criterion,
+                threshold=threshold,
+                n=n,
+                max_new_tokens=16,
+                batch_size=50,
+            )
             return run_depth(spec, quiet=quiet)
 
         summary = run(0, DEPTH_STEPS)
@@ -82,31 +92,59 @@ def evaluate_depth(model_dir: Path, n: int, quiet: bool = False) -> dict[str, An
 def _adaptive_block(adaptive: dict[str, Any] | None) -> dict[str, Any] | None:
     if not adaptive:
         return None
-    keys = ("criterion", "threshold", "max_steps", "accuracy", "mean_iterations_per_token",
-            "iterations_saved_vs_fixed_rmax", "level_iteration_correlation")
+    keys = (
+        "criterion",
+        "threshold",
+        "max_steps",
+        "accuracy",
+        "mean_iterations_per_token",
+        "iterations_saved_vs_fixed_rmax",
+        "level_iteration_correlation",
+    )
     return {key: adaptive.get(key) for key in keys} | {
-        "by_level": {k: {"accuracy": v["accuracy"], "mean_iterations_per_token": v["mean_iterations_per_token"],
-                         "mean_max_iterations": v["mean_max_iterations"]}
-                     for k, v in adaptive.get("by_level", {}).items()}}
+        "by_level": {
+            k: {
+                "accuracy": v["accuracy"],
+                "mean_iterations_per_token": v["mean_iterations_per_token"],
+                "mean_max_iterations": v["mean_max_iterations"],
+            }
+            for k, v in adaptive.get("by_level", {}).items()
+        }
+    }
 
 
 def _accuracy_block(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     """The organisms' common ``test_accuracy`` block (what `organisms list` shows), at the largest r."""
     if not entry:
         return None
-    return {"n": entry["n"], "n_correct": entry["n_correct"], "accuracy": entry["accuracy"],
-            "ci_low": entry["accuracy_ci95"][0], "ci_high": entry["accuracy_ci95"][1], "r": max(DEPTH_STEPS)}
+    return {
+        "n": entry["n"],
+        "n_correct": entry["n_correct"],
+        "accuracy": entry["accuracy"],
+        "ci_low": entry["accuracy_ci95"][0],
+        "ci_high": entry["accuracy_ci95"][1],
+        "r": max(DEPTH_STEPS),
+    }
 
 
-def card_from(train_result, train_config, model_config, n_parameters: int, depth: dict[str, Any] | None,
-              command: str, cpu_seconds: float) -> dict[str, Any]:
+def card_from(
+    train_result,
+    train_config,
+    model_config,
+    n_parameters: int,
+    depth: dict[str, Any] | None,
+    command: str,
+    cpu_seconds: float,
+) -> dict[str, Any]:
     steps = (depth or {}).get("steps", {})
     adaptive = (depth or {}).get("adaptive") or {}
     return {
         "name": NAME,
-        "architecture": (f"RecurrentDepthLM (huginn-0125 layout: {model_config.n_layers_in_prelude} prelude, "
-                         f"{model_config.n_layers_in_recurrent_block} core, {model_config.n_layers_in_coda} coda "
-                         f"block, n_embd {model_config.n_embd})"),
+        "architecture": (
+            f"RecurrentDepthLM (huginn-0125 layout: {model_config.n_layers_in_prelude} prelude, "
+            f"{model_config.n_layers_in_recurrent_block} core, {model_config.n_layers_in_coda} coda "
+            f"block, n_embd {model_config.n_embd})"
+        ),
         "dataset": DATASET.split(":", 1)[0],
         "dataset_spec": DATASET,
         "eval_dataset": DATASET,
@@ -127,22 +165,29 @@ def card_from(train_result, train_config, model_config, n_parameters: int, depth
         "test_accuracy_n": (depth or {}).get("steps", {}).get("1", {}).get("n"),
         "test_accuracy_by_r": {r: entry["accuracy"] for r, entry in steps.items()},
         "test_accuracy_ci95_by_r": {r: entry["accuracy_ci95"] for r, entry in steps.items()},
-        "test_accuracy_by_r_and_level": {r: {k: v["accuracy"] for k, v in entry.get("by_level", {}).items()}
-                                        for r, entry in steps.items()},
+        "test_accuracy_by_r_and_level": {
+            r: {k: v["accuracy"] for k, v in entry.get("by_level", {}).items()} for r, entry in steps.items()
+        },
         "adaptive_exit": _adaptive_block(adaptive),
-        "adaptive_exit_other_rules": [_adaptive_block(block) for block in (depth or {}).get("other_exit_rules", [])
-                                      if block],
-        "depth_command": (f"reasonlens depth --model {NAME} --n {(depth or {}).get('steps', {}).get('1', {}).get('n')} "
-                          f"--steps {','.join(map(str, DEPTH_STEPS))} --exit {EXIT_RULES[0][0]} --threshold {EXIT_RULES[0][1]:g} "
-                          "--out RUN"),
+        "adaptive_exit_other_rules": [
+            _adaptive_block(block) for block in (depth or {}).get("other_exit_rules", []) if block
+        ],
+        "depth_command": (
+            f"reasonlens depth --model {NAME} --n {(depth or {}).get('steps', {}).get('1', {}).get('n')} "
+            f"--steps {','.join(map(str, DEPTH_STEPS))} --exit {EXIT_RULES[0][0]} --threshold {EXIT_RULES[0][1]:g} "
+            "--out RUN"
+        ),
         "torch_version": torch.__version__,
     }
 
 
 def card_markdown(card: dict[str, Any]) -> str:
     by_r = card["test_accuracy_by_r"]
-    table = ["| r | " + " | ".join(by_r) + " |", "|---|" + "---|" * len(by_r),
-             "| accuracy | " + " | ".join(f"{100 * a:.1f}%" for a in by_r.values()) + " |"]
+    table = [
+        "| r | " + " | ".join(by_r) + " |",
+        "|---|" + "---|" * len(by_r),
+        "| accuracy | " + " | ".join(f"{100 * a:.1f}%" for a in by_r.values()) + " |",
+    ]
     lines = [
         f"# {NAME}",
         "",
@@ -175,8 +220,11 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"{'n/a' if rho is None else f'{rho:+.3f}'}",
             "",
         ]
-    lines += [f"Depth table command: `{card['depth_command']}`.",
-              f"Load by name: `reasonlens.models.load(\"{NAME}\")` (no remote code).", ""]
+    lines += [
+        f"Depth table command: `{card['depth_command']}`.",
+        f'Load by name: `reasonlens.models.load("{NAME}")` (no remote code).',
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -210,8 +258,13 @@ def train_recurrent_organism(output_dir: Path | None, overrides: dict[str, Any],
     evaluation = None
     if depth is not None:
         best = depth["steps"][str(max(DEPTH_STEPS))]
-        evaluation = EvalResult(n=best["n"], n_correct=best["n_correct"], accuracy=best["accuracy"],
-                                ci_low=best["accuracy_ci95"][0], ci_high=best["accuracy_ci95"][1],
-                                by_level={k: v["accuracy"] for k, v in best.get("by_level", {}).items()})
+        evaluation = EvalResult(
+            n=best["n"],
+            n_correct=best["n_correct"],
+            accuracy=best["accuracy"],
+            ci_low=best["accuracy_ci95"][0],
+            ci_high=best["accuracy_ci95"][1],
+            by_level={k: v["accuracy"] for k, v in best.get("by_level", {}).items()},
+        )
     shutil.rmtree(work, ignore_errors=True)
     return TrainResult(target, result.seconds, n_parameters, [h["loss"] for h in result.history], evaluation)

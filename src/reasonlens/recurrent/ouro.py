@@ -77,8 +77,10 @@ class OuroConfig:
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.num_attention_heads % self.num_key_value_heads:
-            raise UserError(f"config: num_attention_heads ({self.num_attention_heads}) must be a multiple of "
-                            f"num_key_value_heads ({self.num_key_value_heads})")
+            raise UserError(
+                f"config: num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_key_value_heads})"
+            )
         if self.head_dim % 2:
             raise UserError(f"config: head_dim {self.head_dim} must be even for RoPE")
         if self.hidden_act != "silu":
@@ -148,8 +150,9 @@ def is_ouro_config(data: dict[str, Any]) -> bool:
 
 def rope_cos_sin(positions: Tensor, head_dim: int, base: float) -> Tensor:
     """[B, S, 2, head_dim]: cos and sin for half-split RoPE at integer positions [B, S] (fp32)."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float()
-                               / head_dim))
+    inv_freq = 1.0 / (
+        base ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float() / head_dim)
+    )
     freqs = positions.float()[..., None] * inv_freq
     angles = torch.cat([freqs, freqs], dim=-1)
     return torch.stack([angles.cos(), angles.sin()], dim=2)
@@ -279,8 +282,10 @@ class OuroLM(DepthIterationMixin, nn.Module):
         for index, layer in enumerate(self.model.layers):
             write = None
             if ctx.cache is not None:
+
                 def write(k, v, _i=index):
                     return ctx.cache.update_core(_i, iteration, k, v, ctx.rows)
+
             x = layer(x, ctx, write)
         return self.model.norm(x)
 
@@ -323,8 +328,9 @@ class OuroLM(DepthIterationMixin, nn.Module):
         if input_ids.dim() != 2:
             raise UserError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
         if warm_start or input_states is not None:
-            raise UserError("Ouro models start every loop from the token embeddings: warm_start / input_states "
-                            "do not apply")
+            raise UserError(
+                "Ouro models start every loop from the token embeddings: warm_start / input_states do not apply"
+            )
         if labels is not None:
             raise UserError("Ouro models are inference-only in reasonlens (no labels / training)")
         del init_scale, unused
@@ -345,21 +351,25 @@ class OuroLM(DepthIterationMixin, nn.Module):
         if cache is not None:
             cache.reserve(n_no_grad + n_grad)
         positions = self._positions(input_ids, attention_mask, position_ids, past_length)
-        ctx = _Context(rope=rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta),
-                       mask=self._attention_mask(attention_mask, batch, seq, past_length, input_ids.device),
-                       cache=cache)
+        ctx = _Context(
+            rope=rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta),
+            mask=self._attention_mask(attention_mask, batch, seq, past_length, input_ids.device),
+            cache=cache,
+        )
         hidden: list[Tensor] | None = [] if output_hidden_states else None
         embeds = self.model.embed_tokens(input_ids)
         if hidden is not None:
             hidden.append(embeds)
         if criterion is None:
-            state, used, per_iteration, exit_values = self._iterate_fixed(embeds, embeds, ctx, n_no_grad, n_grad,
-                                                                          output_latents)
+            state, used, per_iteration, exit_values = self._iterate_fixed(
+                embeds, embeds, ctx, n_no_grad, n_grad, output_latents
+            )
             state = self.core_output(state)
             logits = self.decode_state(self.final_output(state), ctx, hidden=hidden)
         else:
             state, used, per_iteration, exit_values, logits = self._iterate_adaptive(
-                embeds, embeds, ctx, n_no_grad + n_grad, criterion, exit_min_steps, output_latents, hidden)
+                embeds, embeds, ctx, n_no_grad + n_grad, criterion, exit_min_steps, output_latents, hidden
+            )
             state = self.final_output(self.core_output(state))
         if cache is not None:
             cache.commit(used)
@@ -367,15 +377,20 @@ class OuroLM(DepthIterationMixin, nn.Module):
         if logits_to_keep > 0:
             logits = logits[:, -logits_to_keep:]
         return RecurrentOutput(
-            logits=logits, latent_states=state.detach(), final_state=state,
+            logits=logits,
+            latent_states=state.detach(),
+            final_state=state,
             iteration_states=torch.stack(per_iteration) if per_iteration else None,
-            iterations_used=used, exit_values=exit_values,
-            hidden_states=tuple(hidden) if hidden is not None else None, past_key_values=cache,
+            iterations_used=used,
+            exit_values=exit_values,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            past_key_values=cache,
         )
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | str | None = None,
-                        device: str | torch.device = "cpu") -> "OuroLM":
+    def from_pretrained(
+        cls, directory: str | Path, dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu"
+    ) -> "OuroLM":
         """Load an Ouro checkpoint directory (config.json + model.safetensors or a sharded index), HF layout."""
         directory = Path(directory)
         if not (directory / "config.json").is_file():
@@ -389,11 +404,14 @@ class OuroLM(DepthIterationMixin, nn.Module):
         expected = {n for n in model.state_dict() if not (config.tie_word_embeddings and n == "lm_head.weight")}
         missing, unexpected = expected - set(tensors), set(tensors) - expected
         if missing or unexpected:
-            raise UserError(f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
-                            f"unexpected {sorted(unexpected)[:5]})")
+            raise UserError(
+                f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]})"
+            )
         target = _resolve_dtype(dtype if dtype is not None else "fp32", None)
-        tensors = {n: t.to(device=device, dtype=target if t.is_floating_point() else t.dtype)
-                   for n, t in tensors.items()}
+        tensors = {
+            n: t.to(device=device, dtype=target if t.is_floating_point() else t.dtype) for n, t in tensors.items()
+        }
         if config.tie_word_embeddings:
             tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
         model.load_state_dict(tensors, strict=True, assign=True)

@@ -62,7 +62,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"train config: {name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise UserError(f"train config: lr must be > 0 and min_lr_ratio in [0, 1] (got {self.lr}, {self.min_lr_ratio})")
+            raise UserError(
+                f"train config: lr must be > 0 and min_lr_ratio in [0, 1] (got {self.lr}, {self.min_lr_ratio})"
+            )
         if self.target not in ("solution", "direct"):
             raise UserError(f"train config: target '{self.target}' must be 'solution' or 'direct'")
         return self
@@ -74,12 +76,32 @@ class TrainConfig:
 # cores.
 PRESETS: dict[str, dict[str, Any]] = {
     "organism-recurrent": {
-        "model": {"n_embd": 64, "n_heads": 4, "vocab_size": 416, "intermediate_size": 128, "block_size": 256,
-                  "n_layers_in_prelude": 1, "n_layers_in_recurrent_block": 1, "n_layers_in_coda": 1,
-                  "mean_recurrence": 6, "mean_backprop_depth": 4, "rope_base": 10000.0},
-        "train": {"steps": 3000, "batch_size": 32, "seq_len": 96, "lr": 3e-3, "warmup_steps": 50,
-                  "checkpoint_every": 200, "log_every": 50, "max_recurrence": 16, "target": "direct",
-                  "data_n": 50000, "min_lr_ratio": 0.05},
+        "model": {
+            "n_embd": 64,
+            "n_heads": 4,
+            "vocab_size": 416,
+            "intermediate_size": 128,
+            "block_size": 256,
+            "n_layers_in_prelude": 1,
+            "n_layers_in_recurrent_block": 1,
+            "n_layers_in_coda": 1,
+            "mean_recurrence": 6,
+            "mean_backprop_depth": 4,
+            "rope_base": 10000.0,
+        },
+        "train": {
+            "steps": 3000,
+            "batch_size": 32,
+            "seq_len": 96,
+            "lr": 3e-3,
+            "warmup_steps": 50,
+            "checkpoint_every": 200,
+            "log_every": 50,
+            "max_recurrence": 16,
+            "target": "direct",
+            "data_n": 50000,
+            "min_lr_ratio": 0.05,
+        },
     },
 }
 
@@ -159,7 +181,9 @@ def load_examples(data: str, tokenizer, config: TrainConfig) -> list[Example]:
         problems = load_problems(data, split=config.data_split, n=config.data_n)
         records = []
         for problem in problems:
-            target = problem.meta.get("direct_solution", problem.solution) if config.target == "direct" else problem.solution
+            target = (
+                problem.meta.get("direct_solution", problem.solution) if config.target == "direct" else problem.solution
+            )
             records.append({"prompt": render_prompt(problem, config.template, tokenizer), "completion": " " + target})
         examples = _examples_from_records(records, tokenizer, config, data)
     if not examples:
@@ -179,7 +203,7 @@ def make_batch(examples: list[Example], indices: list[int], seq_len: int, pad_id
         ids[row, : len(inputs)] = torch.tensor(inputs)
         targets = torch.tensor(tokens[1:])
         start = max(example.loss_from - 1, 0)
-        labels[row, start: len(targets)] = targets[start:]
+        labels[row, start : len(targets)] = targets[start:]
     return ids, labels
 
 
@@ -208,8 +232,9 @@ def make_optimizer(model: RecurrentDepthLM, config: TrainConfig) -> torch.optim.
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
 
 
-def save_checkpoint(directory: Path, model: RecurrentDepthLM, optimizer: torch.optim.Optimizer, step: int,
-                    history: list[dict]) -> None:
+def save_checkpoint(
+    directory: Path, model: RecurrentDepthLM, optimizer: torch.optim.Optimizer, step: int, history: list[dict]
+) -> None:
     """Model + optimizer (safetensors) + JSON step counter; written to a temp dir then renamed (atomic)."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
@@ -235,7 +260,9 @@ def save_checkpoint(directory: Path, model: RecurrentDepthLM, optimizer: torch.o
         tmp.rename(directory)
 
 
-def load_checkpoint(directory: Path, model: RecurrentDepthLM, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+def load_checkpoint(
+    directory: Path, model: RecurrentDepthLM, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[dict]]:
     """Restore weights, optimizer and RNG from `directory`; returns (step, history)."""
     directory = Path(directory)
     try:
@@ -271,10 +298,18 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def train_recurrent(model_config: RecurrentDepthConfig | None, config: TrainConfig, data: str, out: str | Path,
-                    init: str | Path | None = None, tokenizer=None, device: str = "cpu",
-                    max_steps_this_call: int | None = None, quiet: bool = False,
-                    on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+def train_recurrent(
+    model_config: RecurrentDepthConfig | None,
+    config: TrainConfig,
+    data: str,
+    out: str | Path,
+    init: str | Path | None = None,
+    tokenizer=None,
+    device: str = "cpu",
+    max_steps_this_call: int | None = None,
+    quiet: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Train (or resume from OUT/checkpoint) and write the final model + tokenizer to OUT.
 
     `max_steps_this_call` stops early after that many steps (checkpointing first) — used to test resume.
@@ -294,12 +329,15 @@ def train_recurrent(model_config: RecurrentDepthConfig | None, config: TrainConf
     if tokenizer is None:
         from reasonlens.recurrent.loading import load_tokenizer
 
-        tokenizer = load_tokenizer(init, model_config.vocab_size) if init else load_tokenizer(out, model_config.vocab_size)
+        tokenizer = (
+            load_tokenizer(init, model_config.vocab_size) if init else load_tokenizer(out, model_config.vocab_size)
+        )
         if tokenizer is None:
             raise UserError(f"train-recurrent: vocab_size {model_config.vocab_size} < 259 and no tokenizer given")
     if len(tokenizer) > model_config.vocab_size:
-        raise UserError(f"train-recurrent: tokenizer has {len(tokenizer)} tokens, model vocab_size is "
-                        f"{model_config.vocab_size}")
+        raise UserError(
+            f"train-recurrent: tokenizer has {len(tokenizer)} tokens, model vocab_size is {model_config.vocab_size}"
+        )
     examples = load_examples(data, tokenizer, config)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     mean_r = config.mean_recurrence or model_config.mean_recurrence
@@ -325,8 +363,9 @@ def train_recurrent(model_config: RecurrentDepthConfig | None, config: TrainConf
             if config.max_recurrence is not None:
                 r = min(r, config.max_recurrence)
             n_no_grad, n_grad = split_depth(r, backprop)
-            ids, labels = make_batch(examples, batch_indices(len(examples), config.batch_size, config.seed, step),
-                                     config.seq_len, pad_id)
+            ids, labels = make_batch(
+                examples, batch_indices(len(examples), config.batch_size, config.seed, step), config.seq_len, pad_id
+            )
             ids, labels = ids.to(device), labels.to(device)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(step, config)
@@ -342,8 +381,15 @@ def train_recurrent(model_config: RecurrentDepthConfig | None, config: TrainConf
             step += 1
             loss_value = float(loss.detach())
             if step % config.log_every == 0 or step == stop_at:
-                history.append({"step": step, "loss": round(loss_value, 5), "r": r, "grad_norm": round(float(grad_norm), 4),
-                                "lr": optimizer.param_groups[0]["lr"]})
+                history.append(
+                    {
+                        "step": step,
+                        "loss": round(loss_value, 5),
+                        "r": r,
+                        "grad_norm": round(float(grad_norm), 4),
+                        "lr": optimizer.param_groups[0]["lr"],
+                    }
+                )
             if on_step is not None:
                 on_step(step, loss_value)
             bar.update(task, completed=step, info=f"loss {loss_value:.3f} r={r}")
@@ -357,5 +403,6 @@ def train_recurrent(model_config: RecurrentDepthConfig | None, config: TrainConf
         with open(out / "train_log.jsonl", "w") as handle:
             for entry in history:
                 handle.write(json.dumps(entry) + "\n")
-    return TrainResult(out=out, steps=step, final_loss=loss_value, seconds=time.perf_counter() - started,
-                       history=history)
+    return TrainResult(
+        out=out, steps=step, final_loss=loss_value, seconds=time.perf_counter() - started, history=history
+    )

@@ -17,9 +17,18 @@ from pathlib import Path
 from reasonlens.errors import UserError
 
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-BASE_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-              "--hide-scrollbars", "--mute-audio")
+BASE_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 CONSOLE_ERROR_MARKERS = ("Uncaught", "Unhandled rejection", "SyntaxError", "ReferenceError", "TypeError")
 
 
@@ -37,8 +46,11 @@ class Rendered:
 
     def console_errors(self) -> list[str]:
         """Lines of Chromium's log that report script errors (uncaught exceptions, console errors)."""
-        return [line for line in self.stderr.splitlines()
-                if "CONSOLE" in line and any(marker in line for marker in CONSOLE_ERROR_MARKERS)]
+        return [
+            line
+            for line in self.stderr.splitlines()
+            if "CONSOLE" in line and any(marker in line for marker in CONSOLE_ERROR_MARKERS)
+        ]
 
 
 def find_chromium() -> str | None:
@@ -68,8 +80,11 @@ def ensure_chromium(install: bool = True, timeout: float = 900) -> str:
     if shutil.which("apt-get") is None:
         raise BrowserUnavailable("chromium is not installed and apt-get is not available")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "chromium"]):
+    for command in (
+        ["apt-get", "install", "-y", "-q", "chromium"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "chromium"],
+    ):
         try:
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -78,35 +93,53 @@ def ensure_chromium(install: bool = True, timeout: float = 900) -> str:
             return find_chromium()  # type: ignore[return-value]
         if command[1] == "update" and done.returncode != 0:
             raise BrowserUnavailable(f"apt-get update failed: {done.stderr.strip().splitlines()[-1:]}")
-    raise BrowserUnavailable("apt-get install chromium did not succeed: "
-                             f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    raise BrowserUnavailable(
+        f"apt-get install chromium did not succeed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+    )
 
 
 def _run(binary: str, page: Path, extra: list[str], timeout: float, view: str = "") -> subprocess.CompletedProcess:
     url = Path(page).resolve().as_uri() + (f"#{view.lstrip('#')}" if view else "")
     with tempfile.TemporaryDirectory(prefix="reasonlens-chromium-") as profile:
-        command = [binary, *BASE_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *extra,
-                   url]
+        command = [binary, *BASE_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *extra, url]
         try:
             return subprocess.run(command, capture_output=True, text=True, timeout=timeout, errors="replace")
         except subprocess.TimeoutExpired:
             raise BrowserUnavailable(f"chromium did not finish within {timeout:.0f} s") from None
 
 
-def render_dom(page: str | Path, binary: str | None = None, budget_ms: int = 5000,
-               window: tuple[int, int] = (1366, 900), timeout: float = 120, view: str = "") -> Rendered:
+def render_dom(
+    page: str | Path,
+    binary: str | None = None,
+    budget_ms: int = 5000,
+    window: tuple[int, int] = (1366, 900),
+    timeout: float = 120,
+    view: str = "",
+) -> Rendered:
     """The page's DOM after its scripts ran (``--dump-dom`` with a virtual-time budget).
 
     ``view`` is the URL fragment the report reads, e.g. ``run=1&trace=7&layer=final``.
     """
     binary = binary or ensure_chromium(install=False)
-    done = _run(binary, Path(page), [f"--virtual-time-budget={budget_ms}", f"--window-size={window[0]},{window[1]}",
-                                     "--dump-dom"], timeout, view)
+    done = _run(
+        binary,
+        Path(page),
+        [f"--virtual-time-budget={budget_ms}", f"--window-size={window[0]},{window[1]}", "--dump-dom"],
+        timeout,
+        view,
+    )
     return Rendered(done.stdout, done.stderr, done.returncode)
 
 
-def screenshot(page: str | Path, out: str | Path, binary: str | None = None, window: tuple[int, int] = (1440, 1800),
-               budget_ms: int = 5000, timeout: float = 120, view: str = "") -> Rendered:
+def screenshot(
+    page: str | Path,
+    out: str | Path,
+    binary: str | None = None,
+    window: tuple[int, int] = (1440, 1800),
+    budget_ms: int = 5000,
+    timeout: float = 120,
+    view: str = "",
+) -> Rendered:
     """Save a PNG of the rendered page (the top ``window`` pixels, showing ``view``) to ``out``."""
     try:
         binary = binary or ensure_chromium(install=False)
@@ -114,9 +147,16 @@ def screenshot(page: str | Path, out: str | Path, binary: str | None = None, win
         raise UserError(f"--screenshot: {exc} (install Debian's chromium, or set REASONLENS_CHROMIUM)") from None
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = _run(binary, Path(page), [f"--virtual-time-budget={budget_ms}", f"--window-size={window[0]},{window[1]}",
-                                     f"--screenshot={out}"], timeout, view)
+    done = _run(
+        binary,
+        Path(page),
+        [f"--virtual-time-budget={budget_ms}", f"--window-size={window[0]},{window[1]}", f"--screenshot={out}"],
+        timeout,
+        view,
+    )
     if not out.is_file():
-        raise UserError(f"--screenshot {out}: chromium wrote no file (exit {done.returncode}: "
-                        f"{done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else ''})")
+        raise UserError(
+            f"--screenshot {out}: chromium wrote no file (exit {done.returncode}: "
+            f"{done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else ''})"
+        )
     return Rendered("", done.stderr, done.returncode)

@@ -25,16 +25,23 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report_command(
-        runs: list[Path] = typer.Argument(..., help="Run directories (generate/eval/depth/latent), or folders of them."),
+        runs: list[Path] = typer.Argument(
+            ..., help="Run directories (generate/eval/depth/latent), or folders of them."
+        ),
         out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
         title: str = typer.Option("reasonlens report", "--title", help="Page title."),
         max_traces: int = typer.Option(1000, "--max-traces", help="Traces embedded per run in the token view."),
         n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples for paired comparisons."),
         seed: int = typer.Option(0, "--seed"),
-        screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Also save a PNG of the rendered page "
-                                                  "(needs Chromium)."),
-        view: str = typer.Option("", "--view", help="Trace view shown in the screenshot, e.g. 'run=1&trace=7' "
-                                 "(the same fragment works after '#' in the report's URL)."),
+        screenshot: Optional[Path] = typer.Option(
+            None, "--screenshot", help="Also save a PNG of the rendered page (needs Chromium)."
+        ),
+        view: str = typer.Option(
+            "",
+            "--view",
+            help="Trace view shown in the screenshot, e.g. 'run=1&trace=7' "
+            "(the same fragment works after '#' in the report's URL).",
+        ),
         window: str = typer.Option("1440x1800", "--window", help="Screenshot size WIDTHxHEIGHT."),
     ) -> None:
         """One self-contained HTML report (no network needed) from run directories."""

@@ -73,7 +73,12 @@ def _load_source(path: Path, kind: str) -> RunSource:
     else:
         manifest = {}
     summary = read_json_file(path / "summary.json") if (path / "summary.json").is_file() else {}
-    if kind in ("trace", "eval") and not summary and not (path / "results.jsonl").is_file() and not manifest.get("budgets"):
+    if (
+        kind in ("trace", "eval")
+        and not summary
+        and not (path / "results.jsonl").is_file()
+        and not manifest.get("budgets")
+    ):
         raise UserError(f"{path}: run directory has neither summary.json nor results.jsonl (has it started?)")
     return RunSource(path=path, kind=kind, manifest=manifest, summary=summary)
 
@@ -104,8 +109,10 @@ def collect_sources(paths: list[str | Path]) -> list[RunSource]:
             raise UserError(f"{path}: run directory not found")
         found = _expand(path, 0)
         if not found:
-            raise UserError(f"{path}: not a reasonlens run directory (no manifest.json, depth/latent summary.json, "
-                            "or run directories inside)")
+            raise UserError(
+                f"{path}: not a reasonlens run directory (no manifest.json, depth/latent summary.json, "
+                "or run directories inside)"
+            )
         for source in found:
             resolved = source.path.resolve()
             if resolved not in seen:
@@ -133,8 +140,6 @@ def _common_parts(parts: list[tuple[str, ...]]) -> tuple[str, ...]:
             break
         common.append(items[0])
     return tuple(common)
-
-
 
 
 def run_summary(source: RunSource) -> dict[str, Any]:

@@ -94,8 +94,10 @@ def line_chart(axes: Axes, series: list[Series]) -> str:
 
     out = [_open(axes)]
     for tick in _ticks(y_lo, y_hi):
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" class="grid"/>'
-                   f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>'
+        )
     line_xs = {x for s in series if not s.markers_only for x, y in zip(s.xs, s.ys) if y is not None}
     integer_x = all(float(x).is_integer() for x, _ in points)
     x_ticks = sorted(line_xs or {x for x, _ in points}) if axes.log2_x else _ticks(x_lo, x_hi, integer=integer_x)
@@ -103,13 +105,18 @@ def line_chart(axes: Axes, series: list[Series]) -> str:
         x_ticks = x_ticks[:: math.ceil(len(x_ticks) / 12)]
     for tick in x_ticks:
         x = px(tick)
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" class="axis"/>'
-                   f'<text x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{_fmt(tick)}</text>')
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" class="axis"/>'
+            f'<text x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{_fmt(tick)}</text>'
+        )
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="frame"/>')
     for number, s in enumerate(series):
         colour = PALETTE[number % len(PALETTE)]
-        pts = [(x, y, lo, hi) for x, y, lo, hi in zip(s.xs, s.ys, s.lo or [None] * len(s.xs), s.hi or [None] * len(s.xs))
-               if y is not None]
+        pts = [
+            (x, y, lo, hi)
+            for x, y, lo, hi in zip(s.xs, s.ys, s.lo or [None] * len(s.xs), s.hi or [None] * len(s.xs))
+            if y is not None
+        ]
         band = [(x, lo, hi) for x, _, lo, hi in pts if lo is not None and hi is not None]
         if len(band) >= 2:
             upper = " ".join(f"{px(x):.1f},{py(hi):.1f}" for x, _, hi in band)
@@ -117,15 +124,19 @@ def line_chart(axes: Axes, series: list[Series]) -> str:
             out.append(f'<polygon points="{upper} {lower}" fill="{colour}" opacity="0.13"/>')
         elif len(band) == 1:
             x, lo, hi = band[0]
-            out.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{py(lo):.1f}" y2="{py(hi):.1f}" '
-                       f'stroke="{colour}" stroke-width="2" opacity="0.5"/>')
+            out.append(
+                f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{py(lo):.1f}" y2="{py(hi):.1f}" '
+                f'stroke="{colour}" stroke-width="2" opacity="0.5"/>'
+            )
         if not s.markers_only and len(pts) >= 2:
             path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _, _ in pts)
             dash = ' stroke-dasharray="6 4"' if s.dashed else ""
             out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
         for x, y, _, _ in pts:
-            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="{5 if s.markers_only else 3.2}" fill="{colour}">'
-                       f'<title>{escape(s.name)}: x={_fmt(x)}, y={_fmt(y)}</title></circle>')
+            out.append(
+                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="{5 if s.markers_only else 3.2}" fill="{colour}">'
+                f"<title>{escape(s.name)}: x={_fmt(x)}, y={_fmt(y)}</title></circle>"
+            )
     out.append(_legend(axes, series))
     out.append(_labels(axes, left, top, plot_w, plot_h))
     out.append("</svg>")
@@ -142,17 +153,23 @@ def bar_chart(axes: Axes, labels: list[str], values: list[float]) -> str:
     out = [_open(axes)]
     for tick in _ticks(0, y_hi, integer=all(float(v).is_integer() for v in values)):
         y = top + (1 - tick / y_hi) * plot_h
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                   f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>'
+        )
     slot = plot_w / len(values)
     every = math.ceil(len(values) / 16)
     for number, (label, value) in enumerate(zip(labels, values)):
         height = value / y_hi * plot_h
         x = left + number * slot
-        out.append(f'<rect x="{x + slot * 0.12:.1f}" y="{top + plot_h - height:.1f}" width="{slot * 0.76:.1f}" '
-                   f'height="{height:.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: {_fmt(value)}</title></rect>')
+        out.append(
+            f'<rect x="{x + slot * 0.12:.1f}" y="{top + plot_h - height:.1f}" width="{slot * 0.76:.1f}" '
+            f'height="{height:.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: {_fmt(value)}</title></rect>'
+        )
         if number % every == 0:
-            out.append(f'<text x="{x + slot / 2:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{escape(label)}</text>')
+            out.append(
+                f'<text x="{x + slot / 2:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{escape(label)}</text>'
+            )
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="frame"/>')
     out.append(_labels(axes, left, top, plot_w, plot_h))
     out.append("</svg>")
@@ -160,15 +177,19 @@ def bar_chart(axes: Axes, labels: list[str], values: list[float]) -> str:
 
 
 def _open(axes: Axes) -> str:
-    return (f'<svg class="chart" viewBox="0 0 {axes.width} {axes.height}" width="{axes.width}" height="{axes.height}" '
-            f'role="img" aria-label="{escape(axes.title)}" xmlns="http://www.w3.org/2000/svg">'
-            f'<text x="{axes.width / 2}" y="18" text-anchor="middle" class="title">{escape(axes.title)}</text>')
+    return (
+        f'<svg class="chart" viewBox="0 0 {axes.width} {axes.height}" width="{axes.width}" height="{axes.height}" '
+        f'role="img" aria-label="{escape(axes.title)}" xmlns="http://www.w3.org/2000/svg">'
+        f'<text x="{axes.width / 2}" y="18" text-anchor="middle" class="title">{escape(axes.title)}</text>'
+    )
 
 
 def _labels(axes: Axes, left: int, top: int, plot_w: int, plot_h: int) -> str:
-    return (f'<text x="{left + plot_w / 2}" y="{axes.height - 8}" text-anchor="middle">{escape(axes.x_label)}</text>'
-            f'<text transform="translate(14,{top + plot_h / 2}) rotate(-90)" text-anchor="middle">'
-            f'{escape(axes.y_label)}</text>')
+    return (
+        f'<text x="{left + plot_w / 2}" y="{axes.height - 8}" text-anchor="middle">{escape(axes.x_label)}</text>'
+        f'<text transform="translate(14,{top + plot_h / 2}) rotate(-90)" text-anchor="middle">'
+        f"{escape(axes.y_label)}</text>"
+    )
 
 
 def _legend(axes: Axes, series: list[Series]) -> str:
@@ -180,8 +201,10 @@ def _legend(axes: Axes, series: list[Series]) -> str:
         y = top + 10 + 15 * number
         x = left + 8
         colour = PALETTE[number % len(PALETTE)]
-        out.append(f'<rect x="{x}" y="{y - 8}" width="12" height="4" fill="{colour}" transform="translate(0,3)"/>'
-                   f'<text x="{x + 17}" y="{y}" class="legend">{escape(s.name)}</text>')
+        out.append(
+            f'<rect x="{x}" y="{y - 8}" width="12" height="4" fill="{colour}" transform="translate(0,3)"/>'
+            f'<text x="{x + 17}" y="{y}" class="legend">{escape(s.name)}</text>'
+        )
     return "".join(out)
 
 
@@ -190,10 +213,14 @@ def downloadable(svg: str, filename: str) -> str:
     import base64
 
     data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-    return (f'<div class="chart-box">{svg}<a class="download" download="{escape(filename)}" '
-            f'href="data:image/svg+xml;base64,{data}">download SVG</a></div>')
+    return (
+        f'<div class="chart-box">{svg}<a class="download" download="{escape(filename)}" '
+        f'href="data:image/svg+xml;base64,{data}">download SVG</a></div>'
+    )
 
 
 def _empty(axes: Axes, message: str) -> str:
-    return (_open(axes) + f'<text x="{axes.width / 2}" y="{axes.height / 2}" text-anchor="middle">{escape(message)}'
-            "</text></svg>")
+    return (
+        _open(axes) + f'<text x="{axes.width / 2}" y="{axes.height / 2}" text-anchor="middle">{escape(message)}'
+        "</text></svg>"
+    )

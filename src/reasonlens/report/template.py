@@ -424,8 +424,13 @@ TRACE_VIEW = """
 def json_for_script(data: Any) -> str:
     """JSON safe to place inside a ``<script>`` element (no ``</script>``, no HTML comment openers)."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") \
-        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 def ramp_gradient() -> str:
@@ -436,16 +441,18 @@ def ramp_gradient() -> str:
 def render_page(title: str, subtitle: str, nav: list[tuple[str, str]], body: str, trace_runs: list[dict]) -> str:
     """The whole document. ``nav`` is (anchor id, label) per section; ``body`` the sections' HTML."""
     links = "".join(f'<a href="#{escape(anchor)}">{escape(label)}</a>' for anchor, label in nav)
-    data = f'<script type="application/json" id="trace-data">{json_for_script(trace_runs)}</script>' if trace_runs else ""
+    data = (
+        f'<script type="application/json" id="trace-data">{json_for_script(trace_runs)}</script>' if trace_runs else ""
+    )
     css = CSS + f".legend-bar .ramp {{ background:{ramp_gradient()}; }}\n"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
         f"<title>{escape(title)}</title><style>{css}</style></head>\n<body>"
-        f"<header class=\"top\"><h1>{escape(title)}</h1><nav>{links}</nav>"
-        f"<span class=\"meta\">{escape(subtitle)}</span></header>"
-        "<div id=\"js-errors\" hidden></div>"
-        f"<main>{body}</main><div id=\"tooltip\"></div>{data}<script>{SCRIPT}</script></body></html>\n"
+        f'<header class="top"><h1>{escape(title)}</h1><nav>{links}</nav>'
+        f'<span class="meta">{escape(subtitle)}</span></header>'
+        '<div id="js-errors" hidden></div>'
+        f'<main>{body}</main><div id="tooltip"></div>{data}<script>{SCRIPT}</script></body></html>\n'
     )

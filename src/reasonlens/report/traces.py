@@ -89,7 +89,10 @@ def _mi_by_trace(mi_dir: Path, indices: set[int]) -> dict[int, dict[str, dict[st
     boundaries = np.flatnonzero((index[1:] != index[:-1]) | (layer[1:] != layer[:-1])) + 1
     for start, stop in zip(np.r_[0, boundaries], np.r_[boundaries, index.size]):
         out.setdefault(int(index[start]), {})[str(layer[start])] = {
-            "ids": token[start:stop], "mi": mi[start:stop], "peaks": np.flatnonzero(peak[start:stop])}
+            "ids": token[start:stop],
+            "mi": mi[start:stop],
+            "peaks": np.flatnonzero(peak[start:stop]),
+        }
     return out
 
 
@@ -122,9 +125,14 @@ def trace_payload(source: RunSource, options: TraceOptions = TraceOptions()) -> 
     for record in shown:
         index = int(record["index"])
         entry: dict[str, Any] = {
-            "i": index, "id": str(record.get("id", index)), "ok": record.get("correct"),
-            "st": record.get("status"), "x": record.get("extracted"), "g": record.get("gold"),
-            "p": str(record.get("prompt", ""))[-PROMPT_CHARS:], "sr": record.get("stop_reason"),
+            "i": index,
+            "id": str(record.get("id", index)),
+            "ok": record.get("correct"),
+            "st": record.get("status"),
+            "x": record.get("extracted"),
+            "g": record.get("gold"),
+            "p": str(record.get("prompt", ""))[-PROMPT_CHARS:],
+            "sr": record.get("stop_reason"),
         }
         per_layer = by_trace.get(index)
         if per_layer:
@@ -143,9 +151,13 @@ def trace_payload(source: RunSource, options: TraceOptions = TraceOptions()) -> 
     model = str(source.manifest.get("model") or mi_summary.get("model") or "")
     vocab = token_texts(load_tokenizer(model), all_ids) if all_ids else {}
     return {
-        "run": source.label, "model": model, "dataset": source.manifest.get("dataset"),
-        "layers": layers, "layer": default_layer, "traces": traces, "vocab": vocab,
+        "run": source.label,
+        "model": model,
+        "dataset": source.manifest.get("dataset"),
+        "layers": layers,
+        "layer": default_layer,
+        "traces": traces,
+        "vocab": vocab,
         "omitted": max(0, len(results) - len(shown)),
         "mi_estimator": mi_summary.get("estimator"),
     }
-

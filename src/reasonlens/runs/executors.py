@@ -71,27 +71,41 @@ class LocalExecutor:
         self.engine = engine.validate()
         self._handles: dict[tuple, tuple[Any, Callable | None]] = {}
 
-    def _handle(self, model: str, dtype: str, device: str, trust_remote_code: bool,
-                revision: str | None = None) -> tuple[Any, Callable | None]:
+    def _handle(
+        self, model: str, dtype: str, device: str, trust_remote_code: bool, revision: str | None = None
+    ) -> tuple[Any, Callable | None]:
         key = (model, dtype, device, trust_remote_code, revision)
         if key not in self._handles:
             self._handles[key] = load_engine_model(self.engine, model, dtype, device, trust_remote_code, revision)
         return self._handles[key]
 
-    def driver_model(self, model: str, dtype: str = "fp32", device: str = "cpu", trust_remote_code: bool = False,
-                     revision: str | None = None):
+    def driver_model(
+        self,
+        model: str,
+        dtype: str = "fp32",
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+    ):
         """The model the caller may use to resolve options (tokenizer, layer count); the one `run` decodes with."""
         return self._handle(model, dtype, device, trust_remote_code, revision)[0]
 
-    def run(self, spec: RunSpec, lm=None, plugins: PluginFactory | None = None, record_hook: RecordHook | None = None,
-            problems=None, quiet: bool = False) -> dict[str, Any]:
+    def run(
+        self,
+        spec: RunSpec,
+        lm=None,
+        plugins: PluginFactory | None = None,
+        record_hook: RecordHook | None = None,
+        problems=None,
+        quiet: bool = False,
+    ) -> dict[str, Any]:
         spec = tag_engine(spec, self.engine)
         if self.engine.name == "hf" and lm is not None:
             return execute(spec, lm=lm, plugins=plugins, record_hook=record_hook, problems=problems, quiet=quiet)
-        handle, decoder = self._handle(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code,
-                                       spec.revision)
-        return execute(spec, lm=handle, plugins=plugins, record_hook=record_hook, problems=problems, quiet=quiet,
-                       decoder=decoder)
+        handle, decoder = self._handle(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code, spec.revision)
+        return execute(
+            spec, lm=handle, plugins=plugins, record_hook=record_hook, problems=problems, quiet=quiet, decoder=decoder
+        )
 
     def close(self) -> None:
         self._handles.clear()
@@ -124,8 +138,16 @@ def _import_ray():
 class _Replica:
     """One model replica inside a Ray actor: decodes the chunks it is given into the shared run directory."""
 
-    def __init__(self, worker: int, engine: EngineSpec, model: str, dtype: str, device: str,
-                 trust_remote_code: bool, threads: int):
+    def __init__(
+        self,
+        worker: int,
+        engine: EngineSpec,
+        model: str,
+        dtype: str,
+        device: str,
+        trust_remote_code: bool,
+        threads: int,
+    ):
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -136,8 +158,17 @@ class _Replica:
 
     def run(self, spec: RunSpec, chunks: list[int], plugins, record_hook, problems) -> dict[str, Any]:
         spec = replace(spec, device=self.device)
-        return execute(spec, lm=self.lm, plugins=plugins, record_hook=record_hook, problems=problems, quiet=True,
-                       chunks=chunks, worker=self.worker, decoder=self.decoder)
+        return execute(
+            spec,
+            lm=self.lm,
+            plugins=plugins,
+            record_hook=record_hook,
+            problems=problems,
+            quiet=True,
+            chunks=chunks,
+            worker=self.worker,
+            decoder=self.decoder,
+        )
 
     def encode_golds(self, items: list[tuple[int, str]], layers: list, pooling: str) -> dict[str, Any]:
         from reasonlens.models import encode_gold
@@ -166,8 +197,14 @@ class RayExecutor:
             raise UserError(f"--workers must be >= 1, got {config.workers}")
 
     # The driver never needs a GPU: it shards, merges and summarises.
-    def driver_model(self, model: str, dtype: str = "fp32", device: str = "cpu", trust_remote_code: bool = False,
-                     revision: str | None = None):
+    def driver_model(
+        self,
+        model: str,
+        dtype: str = "fp32",
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+    ):
         if self.engine.name == "vllm":
             from reasonlens.engines.vllm_engine import tokenizer_only_model
 
@@ -187,8 +224,9 @@ class RayExecutor:
         try:
             ray.init(address=self.config.address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise UserError(f"--ray-address {self.config.address}: cannot join the Ray cluster "
-                            f"({str(exc).splitlines()[0][:120]})") from None
+            raise UserError(
+                f"--ray-address {self.config.address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:120]})"
+            ) from None
         self._started_ray = True
 
     def _gpus_per_worker(self, device: str) -> float:
@@ -219,8 +257,9 @@ class RayExecutor:
         gpus = self._gpus_per_worker(device)
         remote = self._ray.remote(_Replica).options(num_cpus=self.config.cpus_per_worker, num_gpus=gpus)
         threads = max(1, int(self.config.cpus_per_worker))
-        self._actors = [remote.remote(w, self.engine, model, dtype, device, trust_remote_code, threads)
-                        for w in range(n)]
+        self._actors = [
+            remote.remote(w, self.engine, model, dtype, device, trust_remote_code, threads) for w in range(n)
+        ]
         self._actor_key = key
         self._get([a.ping.remote() for a in self._actors])  # surface load errors here, once
         return self._actors
@@ -242,14 +281,22 @@ class RayExecutor:
             raise
         except self._ray.exceptions.RayActorError as exc:
             cause = getattr(exc, "cause", None)  # an actor whose __init__ raised
-            if isinstance(cause, UserError) or (cause is not None and isinstance(getattr(cause, "cause", None),
-                                                                                  UserError)):
+            if isinstance(cause, UserError) or (
+                cause is not None and isinstance(getattr(cause, "cause", None), UserError)
+            ):
                 inner = cause if isinstance(cause, UserError) else cause.cause
                 raise UserError(str(inner)) from None
             raise
 
-    def run(self, spec: RunSpec, lm=None, plugins: PluginFactory | None = None, record_hook: RecordHook | None = None,
-            problems=None, quiet: bool = False) -> dict[str, Any]:
+    def run(
+        self,
+        spec: RunSpec,
+        lm=None,
+        plugins: PluginFactory | None = None,
+        record_hook: RecordHook | None = None,
+        problems=None,
+        quiet: bool = False,
+    ) -> dict[str, Any]:
         """Run (or resume) `spec` over the workers; `lm` is ignored (every worker loads its own replica)."""
         from reasonlens.data import load_problems
 
@@ -267,12 +314,16 @@ class RayExecutor:
         actors = self.actors(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code)
         shares = shard_chunks(pending, len(actors))
         done_before = len(run.results()) if run.exists() else 0
-        refs = [actor.run.remote(spec, share, plugins, record_hook, problems)
-                for actor, share in zip(actors, shares) if share]
+        refs = [
+            actor.run.remote(spec, share, plugins, record_hook, problems)
+            for actor, share in zip(actors, shares)
+            if share
+        ]
         try:
             with progress_bar(transient=quiet) as bar:
-                task = bar.add_task(f"{spec.command} x{len(actors)} workers", total=len(problems),
-                                    completed=done_before, info="")
+                task = bar.add_task(
+                    f"{spec.command} x{len(actors)} workers", total=len(problems), completed=done_before, info=""
+                )
                 waiting = list(refs)
                 while waiting:
                     _, waiting = self._ray.wait(waiting, num_returns=len(waiting), timeout=0.5)
@@ -308,10 +359,20 @@ def _identity_of(spec: RunSpec, manifest: dict[str, Any]) -> dict[str, Any]:
     the existing manifest), so the driver refuses a mismatching resume before starting any replica."""
     from reasonlens.runs.rundir import IDENTITY_FIELDS
 
-    values = {"command": spec.command, "model": spec.model, "dataset": spec.dataset, "split": spec.split,
-              "offset": spec.offset, "template": spec.template, "system": spec.system,
-              "decode": spec.decode.to_dict(), "model_dtype": spec.model_dtype, "method": spec.method,
-              "model_revision": spec.revision, "samples": spec.samples if spec.samples > 1 else None}
+    values = {
+        "command": spec.command,
+        "model": spec.model,
+        "dataset": spec.dataset,
+        "split": spec.split,
+        "offset": spec.offset,
+        "template": spec.template,
+        "system": spec.system,
+        "decode": spec.decode.to_dict(),
+        "model_dtype": spec.model_dtype,
+        "method": spec.method,
+        "model_revision": spec.revision,
+        "samples": spec.samples if spec.samples > 1 else None,
+    }
     return {k: values[k] for k in IDENTITY_FIELDS if k in values}
 
 
@@ -330,13 +391,19 @@ def tag_engine(spec: RunSpec, engine: EngineSpec) -> RunSpec:
     with vLLM outputs or the reverse); HF runs keep the method dict they always had."""
     if engine.name == "hf" or spec.method.get("engine") == engine.name:
         return spec
-    return replace(spec, method={**spec.method, "engine": engine.name},
-                   extra_manifest={**spec.extra_manifest, "engine": {"name": engine.name,
-                                                                     "tensor_parallel_size": engine.tensor_parallel_size}})
+    return replace(
+        spec,
+        method={**spec.method, "engine": engine.name},
+        extra_manifest={
+            **spec.extra_manifest,
+            "engine": {"name": engine.name, "tensor_parallel_size": engine.tensor_parallel_size},
+        },
+    )
 
 
-def make_executor(kind: str = "local", workers: int | None = None, address: str | None = None,
-                  engine: EngineSpec = EngineSpec()):
+def make_executor(
+    kind: str = "local", workers: int | None = None, address: str | None = None, engine: EngineSpec = EngineSpec()
+):
     """The executor the CLI options name (`--executor`, `--workers`, `--ray-address`, `--engine`)."""
     if kind not in EXECUTORS:
         raise UserError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")

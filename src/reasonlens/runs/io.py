@@ -184,8 +184,10 @@ def read_checked_jsonl(path: Path) -> tuple[list[dict], int]:
     with open_regular(path, "results file") as handle:
         for lineno, raw in enumerate(iter(lambda: handle.readline(MAX_RECORD_LINE_BYTES + 1), b""), start=1):
             if len(raw) > MAX_RECORD_LINE_BYTES:
-                raise UserError(f"{path}: line {lineno} is longer than {MAX_RECORD_LINE_BYTES // 2**20} MiB "
-                                "(not a reasonlens results file?)")
+                raise UserError(
+                    f"{path}: line {lineno} is longer than {MAX_RECORD_LINE_BYTES // 2**20} MiB "
+                    "(not a reasonlens results file?)"
+                )
             if not raw.endswith(b"\n"):
                 break
             try:
@@ -265,8 +267,13 @@ def open_regular(path: str | Path, what: str = "file"):
 
 
 def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "not a plain file"
@@ -342,8 +349,15 @@ def read_json_object(path: str | Path, what: str = "JSON file", max_bytes: int =
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 # -- field checks shared by the format readers ---------------------------------------------------------------------
@@ -383,8 +397,10 @@ _KIND_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "list": (lambda v: isinstance(v, list), "a list"),
     "dict": (lambda v: isinstance(v, dict), "an object"),
-    "layers": (lambda v: isinstance(v, list) and all(_is_int(x) or isinstance(x, str) for x in v),
-               "a list of layer indices or names"),
+    "layers": (
+        lambda v: isinstance(v, list) and all(_is_int(x) or isinstance(x, str) for x in v),
+        "a list of layer indices or names",
+    ),
 }
 
 
@@ -425,8 +441,13 @@ def remove_stale_staging(target: Path) -> None:
         return
     for entry in os.scandir(parent):
         match = _STAGING.fullmatch(entry.name)
-        if (match is None or match["target"] != Path(target).name or match["host"] != _host_tag()
-                or _process_alive(int(match["pid"])) or not entry.is_dir(follow_symlinks=False)):
+        if (
+            match is None
+            or match["target"] != Path(target).name
+            or match["host"] != _host_tag()
+            or _process_alive(int(match["pid"]))
+            or not entry.is_dir(follow_symlinks=False)
+        ):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
 
@@ -502,8 +523,9 @@ class RunLock:
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
-                         0o644)
+            fd = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644
+            )
         except OSError as exc:
             raise with_filename(exc, self.path) from None
         try:
@@ -513,8 +535,10 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-                raise UserError(f"{option} {self.folder}: another reasonlens process (pid {holder}) is writing this "
-                                "run; wait for it to finish or use another folder") from None
+                raise UserError(
+                    f"{option} {self.folder}: another reasonlens process (pid {holder}) is writing this "
+                    "run; wait for it to finish or use another folder"
+                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         except BaseException:

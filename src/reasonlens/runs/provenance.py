@@ -43,10 +43,16 @@ def source_checkout() -> dict[str, Any] | None:
     if not (root / ".git").exists():
         return None
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(dirty)}
@@ -99,8 +105,11 @@ def weights_fingerprint(directory: Path, gguf_file: str | None = None) -> dict[s
     """
     directory = Path(directory)
     digest = hashlib.sha256()
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES) \
-        if gguf_file is None else [directory / gguf_file]
+    files = (
+        sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        if gguf_file is None
+        else [directory / gguf_file]
+    )
     config = directory / "config.json"
     if config.is_file():
         digest.update(b"config.json\0" + config.read_bytes())
@@ -114,8 +123,12 @@ def weights_fingerprint(directory: Path, gguf_file: str | None = None) -> dict[s
         else:
             with open(path, "rb") as handle:  # GGUF / .bin: the first MiB (header, tensor table)
                 digest.update(handle.read(1 << 20))
-    out: dict[str, Any] = {"sha256": digest.hexdigest(), "method": "config + per-file name, size and header",
-                           "files": [p.name for p in files], "bytes": total}
+    out: dict[str, Any] = {
+        "sha256": digest.hexdigest(),
+        "method": "config + per-file name, size and header",
+        "files": [p.name for p in files],
+        "bytes": total,
+    }
     if total <= FULL_HASH_LIMIT:
         out["file_sha256"] = {p.name: _full_sha256(p) for p in files}
     return out
@@ -132,8 +145,11 @@ def _parameters_digest(model) -> str:
 def model_provenance(lm) -> dict[str, Any]:
     """Where the weights came from: spec, local path, hub revision/commit, and a fingerprint."""
     source = dict((getattr(lm, "extra", None) or {}).get("source", {}))
-    out: dict[str, Any] = {"spec": getattr(lm, "spec", None), "name": getattr(lm, "name", None),
-                           **{k: v for k, v in source.items() if v is not None}}
+    out: dict[str, Any] = {
+        "spec": getattr(lm, "spec", None),
+        "name": getattr(lm, "name", None),
+        **{k: v for k, v in source.items() if v is not None},
+    }
     path = source.get("path")
     model = getattr(lm, "model", None)
     if path and Path(path).is_dir():
@@ -148,8 +164,11 @@ def model_provenance(lm) -> dict[str, Any]:
 
 def run_provenance(lm) -> dict[str, Any]:
     """The `provenance` field of a run manifest."""
-    provenance: dict[str, Any] = {"created_utc": utc_timestamp(), "versions": package_versions(),
-                                  "model": model_provenance(lm)}
+    provenance: dict[str, Any] = {
+        "created_utc": utc_timestamp(),
+        "versions": package_versions(),
+        "model": model_provenance(lm),
+    }
     checkout = source_checkout()
     if checkout is not None:
         provenance["git"] = checkout

@@ -20,10 +20,10 @@ from reasonlens.runs.io import (
     RunLock,
     atomic_write_bytes,
     atomic_write_json,
-    encode_record,
-    iter_records,
     check_fields,
+    encode_record,
     field_error,
+    iter_records,
     read_checked_jsonl,
     read_json_object,
     remove_stale_temp_files,
@@ -31,21 +31,65 @@ from reasonlens.runs.io import (
 
 FORMAT_VERSION = 1
 # Manifest fields that must match for a run to be resumed (everything that changes the outputs).
-IDENTITY_FIELDS = ("command", "model", "dataset", "split", "offset", "template", "system", "decode", "layers",
-                   "dtype", "model_dtype", "method", "model_revision",
-                   "samples")
+IDENTITY_FIELDS = (
+    "command",
+    "model",
+    "dataset",
+    "split",
+    "offset",
+    "template",
+    "system",
+    "decode",
+    "layers",
+    "dtype",
+    "model_dtype",
+    "method",
+    "model_revision",
+    "samples",
+)
 # Types of the manifest fields reasonlens reads back ('?': may be missing or null). A hand-edited manifest
 # (`layers: 5`, `n: "4"`) is refused here, naming the field, instead of failing somewhere downstream.
-MANIFEST_FIELDS = {"format_version": "int", "command?": "str", "model?": "str", "model_name?": "str",
-                   "dataset?": "str", "split?": "str", "offset?": "int", "n?": "int", "template?": "str",
-                   "system?": "str", "decode?": "dict", "layers?": "layers", "hidden_size?": "int", "dtype?": "str",
-                   "model_dtype?": "str", "method?": "dict", "grader?": "str", "budgets?": "list",
-                   "model_revision?": "str", "provenance?": "dict",
-                   "samples?": "int", "n_problems?": "int"}
+MANIFEST_FIELDS = {
+    "format_version": "int",
+    "command?": "str",
+    "model?": "str",
+    "model_name?": "str",
+    "dataset?": "str",
+    "split?": "str",
+    "offset?": "int",
+    "n?": "int",
+    "template?": "str",
+    "system?": "str",
+    "decode?": "dict",
+    "layers?": "layers",
+    "hidden_size?": "int",
+    "dtype?": "str",
+    "model_dtype?": "str",
+    "method?": "dict",
+    "grader?": "str",
+    "budgets?": "list",
+    "model_revision?": "str",
+    "provenance?": "dict",
+    "samples?": "int",
+    "n_problems?": "int",
+}
 # Types of the fields of a result record that reasonlens reads back.
-RECORD_FIELDS = {"index": "int", "id?": "str", "prompt?": "str", "completion?": "str", "gold?": "str",
-                 "n_tokens?": "int", "n_forced?": "int", "seconds?": "number", "stop_reason?": "str",
-                 "extracted?": "str", "correct?": "bool", "status?": "str", "error?": "str", "events?": "list"}
+RECORD_FIELDS = {
+    "index": "int",
+    "id?": "str",
+    "prompt?": "str",
+    "completion?": "str",
+    "gold?": "str",
+    "n_tokens?": "int",
+    "n_forced?": "int",
+    "seconds?": "number",
+    "stop_reason?": "str",
+    "extracted?": "str",
+    "correct?": "bool",
+    "status?": "str",
+    "error?": "str",
+    "events?": "list",
+}
 
 
 class RunDir:
@@ -94,8 +138,10 @@ class RunDir:
         if not isinstance(version, int) or isinstance(version, bool):
             raise UserError(f"{self.manifest_path}: field 'format_version' is missing or not an integer")
         if version > FORMAT_VERSION:
-            raise UserError(f"{self.manifest_path}: run format version {version} is newer than this reasonlens "
-                            f"supports ({FORMAT_VERSION}); upgrade reasonlens")
+            raise UserError(
+                f"{self.manifest_path}: run format version {version} is newer than this reasonlens "
+                f"supports ({FORMAT_VERSION}); upgrade reasonlens"
+            )
         return check_fields(manifest, str(self.manifest_path), MANIFEST_FIELDS)
 
     def check_start(self, manifest: dict[str, Any]) -> bool:
@@ -109,11 +155,16 @@ class RunDir:
             raise UserError(f"--out {self.path}: exists and is not a directory")
         if self.exists():
             existing = self.open_run()
-            differences = [difference for key in IDENTITY_FIELDS
-                           for difference in _differences(key, existing.get(key), manifest.get(key))]
+            differences = [
+                difference
+                for key in IDENTITY_FIELDS
+                for difference in _differences(key, existing.get(key), manifest.get(key))
+            ]
             if differences:
-                raise UserError(f"--out {self.path}: existing run has different settings ({'; '.join(differences)}); "
-                                "re-run with the run's settings to resume, or use another --out directory")
+                raise UserError(
+                    f"--out {self.path}: existing run has different settings ({'; '.join(differences)}); "
+                    "re-run with the run's settings to resume, or use another --out directory"
+                )
             return True
         check_empty_or_new(self.path, "--out", "it has no manifest.json")
         return False
@@ -247,8 +298,9 @@ def check_empty_or_new(path: Path, option: str, why: str) -> None:
     except OSError as exc:
         raise UserError(f"{option} {path}: cannot list the folder ({exc.strerror})") from None
     if entries and not _only_bookkeeping(entries):
-        raise UserError(f"{option} {path}: folder is not empty and {why}; refusing to write into it (choose a new "
-                        "or empty folder)")
+        raise UserError(
+            f"{option} {path}: folder is not empty and {why}; refusing to write into it (choose a new or empty folder)"
+        )
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -266,8 +318,11 @@ def _differences(key: str, old: Any, new: Any) -> list[str]:
     if old == new:
         return []
     if isinstance(old, dict) and isinstance(new, dict):
-        return [f"different '{key}': {key}.{k} {_short(old.get(k))} -> {_short(new.get(k))}"
-                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        return [
+            f"different '{key}': {key}.{k} {_short(old.get(k))} -> {_short(new.get(k))}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+        ]
     return [f"different '{key}': {_short(old)} -> {_short(new)}"]
 
 

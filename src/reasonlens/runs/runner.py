@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-
 import reasonlens
 from reasonlens.data import Problem, grader_kind, load_problems, render_prompt
 from reasonlens.decode import DecodeConfig, Generation, decode_batch
@@ -72,7 +71,9 @@ class RunSpec:
         if self.samples < 1:
             raise UserError(f"--samples must be >= 1, got {self.samples}")
         if self.samples > 1 and not self.decode.do_sample:
-            raise UserError(f"--samples {self.samples} needs sampling (--temperature > 0): greedy samples are identical")
+            raise UserError(
+                f"--samples {self.samples} needs sampling (--temperature > 0): greedy samples are identical"
+            )
         return self
 
 
@@ -80,8 +81,11 @@ def expand_samples(problems: list[Problem], samples: int) -> list[Problem]:
     """Each problem `samples` times (index = problem * samples + sample; ids `<id>#<sample>`)."""
     if samples <= 1:
         return problems
-    return [replace(p, id=f"{p.id}#{j}", meta={**p.meta, "problem_id": p.id, "sample": j})
-            for p in problems for j in range(samples)]
+    return [
+        replace(p, id=f"{p.id}#{j}", meta={**p.meta, "problem_id": p.id, "sample": j})
+        for p in problems
+        for j in range(samples)
+    ]
 
 
 def progress_label(spec: RunSpec, model_name: str) -> str:
@@ -90,17 +94,26 @@ def progress_label(spec: RunSpec, model_name: str) -> str:
     parts = [spec.command, model_name]
     name = method.get("name")
     if name and name != "baseline" or spec.command == "eval":
-        detail = {"suppress": lambda m: f"{m.get('control', '')} k={m.get('k')}",
-                  "rr": lambda m: f"layer {m.get('layer')}"}.get(name, lambda m: "")(method).strip()
+        detail = {
+            "suppress": lambda m: f"{m.get('control', '')} k={m.get('k')}",
+            "rr": lambda m: f"layer {m.get('layer')}",
+        }.get(name, lambda m: "")(method).strip()
         parts.append(f"{name}({detail})" if detail else str(name))
     parts.append(f"budget {method.get('budget', spec.decode.max_new_tokens)}")
     return " ".join(parts)
 
 
-def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory | None = None,
-            record_hook: RecordHook | None = None, problems: list[Problem] | None = None,
-            quiet: bool = False, chunks: Sequence[int] | None = None, worker: int | None = None,
-            decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None = None) -> dict[str, Any]:
+def execute(
+    spec: RunSpec,
+    lm: LoadedModel | None = None,
+    plugins: PluginFactory | None = None,
+    record_hook: RecordHook | None = None,
+    problems: list[Problem] | None = None,
+    quiet: bool = False,
+    chunks: Sequence[int] | None = None,
+    worker: int | None = None,
+    decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) `spec`; returns the summary that is also written to `summary.json`.
 
     Samples are decoded in fixed chunks of `spec.decode.unit` dataset indices (a batch, or with rows joining
@@ -122,8 +135,13 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     n_problems = len(problems)
     problems = expand_samples(problems, spec.samples)
     if lm is None:
-        lm = load(spec.model, dtype=spec.model_dtype, device=spec.device, trust_remote_code=spec.trust_remote_code,
-                  revision=spec.revision)
+        lm = load(
+            spec.model,
+            dtype=spec.model_dtype,
+            device=spec.device,
+            trust_remote_code=spec.trust_remote_code,
+            revision=spec.revision,
+        )
     layers = lm.layers.resolve_many(spec.layers) if spec.layers is not None else []
     if layers and lm.layers is None:
         raise UserError(f"--layers: model '{spec.model}' does not support hidden-state capture")
@@ -131,30 +149,54 @@ def execute(spec: RunSpec, lm: LoadedModel | None = None, plugins: PluginFactory
     _check_prompt_lengths(lm, problems, prompts, spec)
     run = RunDir(spec.out)
     manifest = {
-        "command": spec.command, "model": spec.model, "model_name": lm.name, "dataset": spec.dataset,
-        "split": spec.split, "offset": spec.offset, "n": len(problems), "template": spec.template,
-        "samples": spec.samples if spec.samples > 1 else None, "n_problems": n_problems,
-        "system": spec.system, "decode": spec.decode.to_dict(), "layers": layers,
-        "hidden_size": lm.hidden_size, "dtype": spec.dtype if layers else None, "model_dtype": spec.model_dtype,
-        "method": spec.method, "grader": grader_kind(spec.dataset),
-        "grader_version": _grader_version(), "reasonlens_version": reasonlens.__version__,
-        "model_revision": spec.revision, "provenance": run_provenance(lm),
+        "command": spec.command,
+        "model": spec.model,
+        "model_name": lm.name,
+        "dataset": spec.dataset,
+        "split": spec.split,
+        "offset": spec.offset,
+        "n": len(problems),
+        "template": spec.template,
+        "samples": spec.samples if spec.samples > 1 else None,
+        "n_problems": n_problems,
+        "system": spec.system,
+        "decode": spec.decode.to_dict(),
+        "layers": layers,
+        "hidden_size": lm.hidden_size,
+        "dtype": spec.dtype if layers else None,
+        "model_dtype": spec.model_dtype,
+        "method": spec.method,
+        "grader": grader_kind(spec.dataset),
+        "grader_version": _grader_version(),
+        "reasonlens_version": reasonlens.__version__,
+        "model_revision": spec.revision,
+        "provenance": run_provenance(lm),
         **spec.extra_manifest,
     }
     # Plug-ins check their own options (token ids of suppressed words, layers) before anything is written.
     plugin_list = list(plugins(lm)) if plugins else []
     run.start(manifest, lock=worker is None)
     try:
-        return _execute_started(spec, run, lm, problems, prompts, layers, plugin_list, record_hook, chunks, worker,
-                                decoder)
+        return _execute_started(
+            spec, run, lm, problems, prompts, layers, plugin_list, record_hook, chunks, worker, decoder
+        )
     finally:
         run.release_lock()
 
 
-def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list[Problem], prompts: list[str],
-                     layers: list, plugin_list: list, record_hook: RecordHook | None,
-                     chunks: Sequence[int] | None, worker: int | None,
-                     decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None) -> dict[str, Any]:
+def _execute_started(
+    spec: RunSpec,
+    run: RunDir,
+    lm: LoadedModel,
+    problems: list[Problem],
+    prompts: list[str],
+    layers: list,
+    plugin_list: list,
+    record_hook: RecordHook | None,
+    chunks: Sequence[int] | None,
+    worker: int | None,
+    decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None,
+) -> dict[str, Any]:
     if worker is None:
         merge_worker_results(run)  # a sharded run that was cut off left its records in worker files
         done = _complete_indices(run, bool(layers))
@@ -176,20 +218,28 @@ def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list
     from reasonlens.eval import Grader
 
     selected = None if chunks is None else set(chunks)
-    todo = [c for k, c in enumerate(chunk_indices(len(problems), spec.decode.unit))
-            if (selected is None or k in selected) and not all(i in done for i in c)]
+    todo = [
+        c
+        for k, c in enumerate(chunk_indices(len(problems), spec.decode.unit))
+        if (selected is None or k in selected) and not all(i in done for i in c)
+    ]
     if decoder is not None:
         decode_chunk = decoder(lm, plugin_list, spec.decode)
     else:
+
         def decode_chunk(chunk_prompts, keys, seeds, progress):
-            return decode_batch(lm, chunk_prompts, spec.decode, plugin_list, keys=keys, seeds=seeds,
-                                progress=progress)
+            return decode_batch(lm, chunk_prompts, spec.decode, plugin_list, keys=keys, seeds=seeds, progress=progress)
+
     tokens_done = 0
     started = time.perf_counter()
     appender_cm = run.appender() if worker is None else CheckedAppender(worker_results_path(run, worker))
     # Exit order matters: the writer drains (shards, then their records) before the appender closes.
-    with Grader() as grader, appender_cm as appender, \
-            BackgroundWriter(max_jobs=max(16, 2 * spec.decode.batch_size)) as writer, progress_bar() as bar:
+    with (
+        Grader() as grader,
+        appender_cm as appender,
+        BackgroundWriter(max_jobs=max(16, 2 * spec.decode.batch_size)) as writer,
+        progress_bar() as bar,
+    ):
         task = bar.add_task(progress_label(spec, lm.name), total=len(problems), completed=len(done), info="")
 
         def on_step(active: int) -> None:
@@ -199,8 +249,9 @@ def _execute_started(spec: RunSpec, run: RunDir, lm: LoadedModel, problems: list
             bar.update(task, info=f"{rate:,.0f} tok/s")
 
         for chunk in todo:
-            generations = decode_chunk([prompts[i] for i in chunk], list(chunk),
-                                       [spec.decode.seed + i for i in chunk], on_step)
+            generations = decode_chunk(
+                [prompts[i] for i in chunk], list(chunk), [spec.decode.seed + i for i in chunk], on_step
+            )
             records = []
             for gen in generations:
                 index = int(gen.key)
@@ -229,8 +280,11 @@ def _grader_version() -> str:
 def _worker_complete_indices(run: RunDir, worker: int, needs_states: bool) -> set[int]:
     """Like `_complete_indices` without rewriting shared files: results.jsonl plus this worker's own file."""
     records = list(iter_records(run.results_path)) + list(iter_records(worker_results_path(run, worker)))
-    return {r["index"] for r in records if isinstance(r.get("index"), int)
-            and (not needs_states or run.has_states(r["index"]))}
+    return {
+        r["index"]
+        for r in records
+        if isinstance(r.get("index"), int) and (not needs_states or run.has_states(r["index"]))
+    }
 
 
 def _check_prompt_lengths(lm: LoadedModel, problems: list[Problem], prompts: list[str], spec: RunSpec) -> None:
@@ -248,12 +302,16 @@ def _check_prompt_lengths(lm: LoadedModel, problems: list[Problem], prompts: lis
     for problem, prompt in zip(problems, prompts):
         n_tokens = len(lm.tokenizer(prompt, add_special_tokens=spec.decode.add_special_tokens)["input_ids"])
         if n_tokens > limit:
-            raise UserError(f"--dataset {spec.dataset}: problem '{problem.id}' has a {n_tokens}-token prompt, longer "
-                            f"than the {limit} positions of model '{spec.model}'")
+            raise UserError(
+                f"--dataset {spec.dataset}: problem '{problem.id}' has a {n_tokens}-token prompt, longer "
+                f"than the {limit} positions of model '{spec.model}'"
+            )
         if n_tokens + budget > limit:
-            raise UserError(f"--max-new-tokens {budget}: problem '{problem.id}' has a {n_tokens}-token prompt, so "
-                            f"generation would run past the {limit} positions of model '{spec.model}'; allow at most "
-                            f"{limit - n_tokens} new tokens")
+            raise UserError(
+                f"--max-new-tokens {budget}: problem '{problem.id}' has a {n_tokens}-token prompt, so "
+                f"generation would run past the {limit} positions of model '{spec.model}'; allow at most "
+                f"{limit - n_tokens} new tokens"
+            )
 
 
 def _complete_indices(run: RunDir, needs_states: bool) -> set[int]:
@@ -268,16 +326,26 @@ def _complete_indices(run: RunDir, needs_states: bool) -> set[int]:
 def _record(gen: Generation, problem: Problem, prompt: str, lm: LoadedModel, grader, kind: str) -> dict[str, Any]:
     failure = next((e["type"] for e in gen.events if e.get("type") in ("nonfinite_logits", "nonfinite_state")), None)
     record: dict[str, Any] = {
-        "index": int(gen.key), "id": problem.id, "prompt": prompt, "completion": gen.text, "gold": problem.answer,
-        "n_tokens": gen.n_tokens, "n_forced": gen.n_forced, "seconds": round(gen.seconds, 4),
+        "index": int(gen.key),
+        "id": problem.id,
+        "prompt": prompt,
+        "completion": gen.text,
+        "gold": problem.answer,
+        "n_tokens": gen.n_tokens,
+        "n_forced": gen.n_forced,
+        "seconds": round(gen.seconds, 4),
         "stop_reason": gen.stop_reason,
     }
     if failure is not None:
         record.update(extracted=None, correct=None, status="failed", error=f"{failure.replace('_', ' ')} detected")
     else:
         grade = grader.grade(gen.text, problem.answer, kind=kind)
-        record.update(extracted=grade.extracted, correct=grade.correct,
-                      status={"ok": "ok", "no_answer": "ok"}.get(grade.status, grade.status), error=grade.reason)
+        record.update(
+            extracted=grade.extracted,
+            correct=grade.correct,
+            status={"ok": "ok", "no_answer": "ok"}.get(grade.status, grade.status),
+            error=grade.reason,
+        )
     if "sample" in problem.meta:
         record.update(problem_id=problem.meta["problem_id"], sample=problem.meta["sample"])
     if gen.events:
@@ -299,14 +367,23 @@ def summarize(run: RunDir, spec: RunSpec | None = None, model_name: str | None =
     seconds = sum(float(r.get("seconds", 0.0)) for r in results)
     manifest = run.manifest
     return {
-        "command": manifest.get("command"), "model": manifest.get("model"), "dataset": manifest.get("dataset"),
-        "template": manifest.get("template"), "method": manifest.get("method"),
-        "n": len(results), "n_expected": manifest.get("n"), "n_graded": len(graded), "n_correct": n_correct,
-        "accuracy": accuracy, "accuracy_ci95": [lo, hi], "accuracy_ci_method": "wilson",
+        "command": manifest.get("command"),
+        "model": manifest.get("model"),
+        "dataset": manifest.get("dataset"),
+        "template": manifest.get("template"),
+        "method": manifest.get("method"),
+        "n": len(results),
+        "n_expected": manifest.get("n"),
+        "n_graded": len(graded),
+        "n_correct": n_correct,
+        "accuracy": accuracy,
+        "accuracy_ci95": [lo, hi],
+        "accuracy_ci_method": "wilson",
         "accuracy_graded": n_correct / len(graded) if graded else 0.0,
         "n_failed": sum(r.get("status") == "failed" for r in results),
         "n_ungradable": sum(r.get("status") == "ungradable" for r in results),
-        "total_tokens": tokens, "mean_tokens": tokens / len(results) if results else 0.0,
+        "total_tokens": tokens,
+        "mean_tokens": tokens / len(results) if results else 0.0,
         "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
         **_multi_sample(results, manifest),
     }
@@ -319,8 +396,10 @@ def _multi_sample(results: list[dict[str, Any]], manifest: dict[str, Any]) -> di
     if not manifest.get("samples") or not results:
         return {}
     groups: dict[str, list[tuple[str | None, bool]]] = {}
-    for r in sorted(results, key=lambda r: (r["index"])):
-        groups.setdefault(str(r.get("problem_id", r.get("id"))), []).append((r.get("extracted"), bool(r.get("correct"))))
+    for r in sorted(results, key=lambda r: r["index"]):
+        groups.setdefault(str(r.get("problem_id", r.get("id"))), []).append(
+            (r.get("extracted"), bool(r.get("correct")))
+        )
     out = multi_sample_summary(list(groups.values()))
     # samples of one problem are not independent: the accuracy's CI resamples problems, not samples
     return {**out, "accuracy_ci95": out["mean_accuracy_ci95"], "accuracy_ci_method": out["mean_accuracy_ci_method"]}

@@ -14,8 +14,17 @@ from reasonlens.errors import UserError
 from reasonlens.runs.io import check_fields, open_regular, read_json_object
 
 # Fields of RUN/mi/summary.json that readers use ('?': may be missing or null).
-MI_SUMMARY_FIELDS = {"command?": "str", "layers": "list", "token_layer?": "str", "n?": "int", "per_layer?": "dict",
-                     "thinking_tokens?": "list", "population?": "list", "model?": "str", "estimator?": "str"}
+MI_SUMMARY_FIELDS = {
+    "command?": "str",
+    "layers": "list",
+    "token_layer?": "str",
+    "n?": "int",
+    "per_layer?": "dict",
+    "thinking_tokens?": "list",
+    "population?": "list",
+    "model?": "str",
+    "estimator?": "str",
+}
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None, what: str = "table"):

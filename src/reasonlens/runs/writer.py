@@ -37,8 +37,11 @@ class BackgroundWriter:
     def submit(self, job: Job, size: int = 0) -> None:
         """Queue `job` (its payload is about `size` bytes); blocks while the queue is full."""
         with self._lock:
-            while self._error is None and self._jobs and (len(self._jobs) >= self.max_jobs
-                                                          or self._bytes + size > self.max_bytes):
+            while (
+                self._error is None
+                and self._jobs
+                and (len(self._jobs) >= self.max_jobs or self._bytes + size > self.max_bytes)
+            ):
                 self._lock.wait()
             self._raise()
             if not self._thread.is_alive():

@@ -4,6 +4,7 @@ A new method: write `interventions/methods/<name>.py` with a `Method` subclass d
 `@register_method("<name>")`, and add its module to the import line below (the one registration line).
 """
 
+from reasonlens.interventions.methods import baseline, budget_force, nowait, rr, suppress, ttts  # noqa: F401
 from reasonlens.interventions.registry import (
     Method,
     ResolvedMethod,
@@ -13,7 +14,5 @@ from reasonlens.interventions.registry import (
     method_names,
     register_method,
 )
-from reasonlens.interventions.methods import baseline, budget_force, nowait, rr, suppress, ttts  # noqa: F401
 
-__all__ = ["Method", "ResolvedMethod", "build_plugins", "get_method", "method_info", "method_names",
-           "register_method"]
+__all__ = ["Method", "ResolvedMethod", "build_plugins", "get_method", "method_info", "method_names", "register_method"]

@@ -30,9 +30,15 @@ class BudgetForce(Method):
         if options.answer_tokens < 1:
             raise UserError(f"--answer-tokens must be >= 1, got {options.answer_tokens}")
         min_tokens_for(1, options.min_fraction)  # validates the fraction
-        identity = {"name": self.name, "min_fraction": options.min_fraction, "block_eos": options.block_eos,
-                    "wait": options.wait, "prefix": options.prefix, "answer_prompt": options.answer_prompt,
-                    "answer_tokens": options.answer_tokens}
+        identity = {
+            "name": self.name,
+            "min_fraction": options.min_fraction,
+            "block_eos": options.block_eos,
+            "wait": options.wait,
+            "prefix": options.prefix,
+            "answer_prompt": options.answer_prompt,
+            "answer_tokens": options.answer_tokens,
+        }
         if options.max_waits is not None:
             if options.max_waits < 1:
                 raise UserError(f"--max-waits must be >= 1, got {options.max_waits}")
@@ -41,10 +47,18 @@ class BudgetForce(Method):
 
     def build(self, lm, identity, budget=None) -> list:
         min_tokens = min_tokens_for(budget, identity["min_fraction"])
-        plugins: list = [BudgetForcing(lm.tokenizer, budget, min_tokens, wait=identity["wait"],
-                                       prefix=identity["prefix"], answer_prompt=identity["answer_prompt"],
-                                       answer_tokens=identity["answer_tokens"],
-                                       max_waits=identity.get("max_waits"))]
+        plugins: list = [
+            BudgetForcing(
+                lm.tokenizer,
+                budget,
+                min_tokens,
+                wait=identity["wait"],
+                prefix=identity["prefix"],
+                answer_prompt=identity["answer_prompt"],
+                answer_tokens=identity["answer_tokens"],
+                max_waits=identity.get("max_waits"),
+            )
+        ]
         if identity["block_eos"]:
             plugins.append(EosBlocker(lm.eos_token_ids(), min_tokens))
         return plugins

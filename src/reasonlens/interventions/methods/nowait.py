@@ -16,8 +16,25 @@ from reasonlens.interventions.registry import Method, ResolvedMethod, register_m
 from reasonlens.interventions.suppress import TokenSuppressor, suppression_ids
 
 # The paper's reflection keywords (its Sec. 3); every case/space variant of each is banned (word_token_ids).
-NOWAIT_WORDS = ("Wait", "Alternatively", "Hmm", "But", "However", "Alternative", "Another", "Check",
-                "Double-check", "Oh", "Maybe", "Verify", "Other", "Again", "Now", "Ah", "Any")
+NOWAIT_WORDS = (
+    "Wait",
+    "Alternatively",
+    "Hmm",
+    "But",
+    "However",
+    "Alternative",
+    "Another",
+    "Check",
+    "Double-check",
+    "Oh",
+    "Maybe",
+    "Verify",
+    "Other",
+    "Again",
+    "Now",
+    "Ah",
+    "Any",
+)
 
 
 @dataclass

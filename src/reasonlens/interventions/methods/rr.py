@@ -36,8 +36,17 @@ class Recycle(Method):
     def resolve(self, lm, options: RecycleOptions, dataset: str, split: str) -> ResolvedMethod:
         warnings: list[str] = []
         provenance: dict[str, Any] = {}
-        token_set = chosen_token_set(options.words, options.token_set, options.token_set_dataset,
-                                     options.token_set_split, options.k, dataset, split, provenance, warnings)
+        token_set = chosen_token_set(
+            options.words,
+            options.token_set,
+            options.token_set_dataset,
+            options.token_set_split,
+            options.k,
+            dataset,
+            split,
+            provenance,
+            warnings,
+        )
         # Checked here, before the run directory exists (the plugin checks again when it is built).
         if not 0.0 <= options.p <= 1.0:
             raise UserError(f"--p must be in [0, 1], got {options.p}")
@@ -51,15 +60,24 @@ class Recycle(Method):
             layer += num_layers
         if not 0 <= layer < num_layers:
             raise UserError(f"--rr-layer {options.layer}: model has {num_layers} decoder layers")
-        identity = {"name": self.name, "words": list(token_set.words), "layer": layer, "p": options.p,
-                    "repeats": options.repeats, "seed": options.seed}
+        identity = {
+            "name": self.name,
+            "words": list(token_set.words),
+            "layer": layer,
+            "p": options.p,
+            "repeats": options.repeats,
+            "seed": options.seed,
+        }
         entries = resolve_token_ids(lm, identity["words"], options.split_starts, identity, provenance, warnings)
         return ResolvedMethod(identity, provenance, warnings, entries)
 
     def build(self, lm, identity, budget=None) -> list:
         triggers = suppression_ids(lm.tokenizer, identity["words"], identity.get("split_starts", False))
-        return [RepresentationRecycling(triggers, layer=identity["layer"], p=identity["p"],
-                                        repeats=identity["repeats"], seed=identity["seed"])]
+        return [
+            RepresentationRecycling(
+                triggers, layer=identity["layer"], p=identity["p"], repeats=identity["repeats"], seed=identity["seed"]
+            )
+        ]
 
     def label_details(self, identity) -> list[str]:
         details = [f"layer {identity.get('layer')}"]

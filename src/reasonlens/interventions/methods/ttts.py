@@ -28,11 +28,23 @@ class ThinkingScaling(Method):
         if options.answer_tokens < 1:
             raise UserError(f"--answer-tokens must be >= 1, got {options.answer_tokens}")
         words = list(options.words) if options.words else list(PAPER_THINKING_WORDS)
-        identity = {"name": self.name, "words": words, "prefix": options.prefix,
-                    "answer_prompt": options.answer_prompt, "answer_tokens": options.answer_tokens}
+        identity = {
+            "name": self.name,
+            "words": words,
+            "prefix": options.prefix,
+            "answer_prompt": options.answer_prompt,
+            "answer_tokens": options.answer_tokens,
+        }
         return ResolvedMethod(identity, {}, [])
 
     def build(self, lm, identity, budget=None) -> list:
-        return [ThinkingTokenScaling(lm.tokenizer, budget, words=identity["words"], prefix=identity["prefix"],
-                                     answer_prompt=identity["answer_prompt"],
-                                     answer_tokens=identity["answer_tokens"])]
+        return [
+            ThinkingTokenScaling(
+                lm.tokenizer,
+                budget,
+                words=identity["words"],
+                prefix=identity["prefix"],
+                answer_prompt=identity["answer_prompt"],
+                answer_tokens=identity["answer_tokens"],
+            )
+        ]

@@ -10,8 +10,9 @@ from reasonlens.errors import UserError
 from reasonlens.interventions.tokens import TokenSet, leakage_warning, load_token_set, paper_token_set
 
 
-def resolve_token_ids(lm, words: list[str], split_starts: bool, identity: dict[str, Any],
-                      provenance: dict[str, Any], warnings: list[str]) -> list[WordTokenId]:
+def resolve_token_ids(
+    lm, words: list[str], split_starts: bool, identity: dict[str, Any], provenance: dict[str, Any], warnings: list[str]
+) -> list[WordTokenId]:
     """Fix the ids a run acts on: recorded with their text in the manifest (`token_ids`), their list in the
     identity (a resumed run whose words now map to other ids is refused)."""
     entries = word_token_ids(lm.tokenizer, words, include_split_starts=split_starts)
@@ -20,14 +21,18 @@ def resolve_token_ids(lm, words: list[str], split_starts: bool, identity: dict[s
         identity["split_starts"] = True
         pieces = [f"{t.word}->{t.text!r}" for t in entries if not t.whole]
         if pieces:
-            warnings.append("--split-starts also bans the first piece of split words, which starts other words "
-                            f"too: {', '.join(pieces)}")
+            warnings.append(
+                "--split-starts also bans the first piece of split words, which starts other words "
+                f"too: {', '.join(pieces)}"
+            )
     provenance["token_ids"] = [t.to_json() for t in entries]
     covered = {t.word for t in entries}
     missing = [w for w in words if w not in covered]
     if missing:
-        warnings.append(f"no single token spells {', '.join(missing)}: nothing of {'it' if len(missing) == 1 else 'them'}"
-                        " is banned (the tokenizer splits every form)")
+        warnings.append(
+            f"no single token spells {', '.join(missing)}: nothing of {'it' if len(missing) == 1 else 'them'}"
+            " is banned (the tokenizer splits every form)"
+        )
     return entries
 
 
@@ -39,9 +44,17 @@ def format_token_ids(entries: Sequence[WordTokenId]) -> str:
     return "; ".join(f"{word}: {' '.join(ids)}" for word, ids in by_word.items()) or "(none)"
 
 
-def chosen_token_set(words: list[str] | None, token_set: Path | None, token_set_dataset: str | None,
-                     token_set_split: str | None, k: int | None, dataset: str, split: str,
-                     provenance: dict[str, Any], warnings: list[str]) -> TokenSet:
+def chosen_token_set(
+    words: list[str] | None,
+    token_set: Path | None,
+    token_set_dataset: str | None,
+    token_set_split: str | None,
+    k: int | None,
+    dataset: str,
+    split: str,
+    provenance: dict[str, Any],
+    warnings: list[str],
+) -> TokenSet:
     """The word list (explicit words, a token-set file or the paper's list; top k), its description recorded
     in `provenance` and a leakage warning when it was learnt on the evaluated split."""
     if words:
@@ -64,14 +77,20 @@ def control_traces(control_run: Path | None, dataset: str, split: str) -> tuple[
     from reasonlens.runs import RunDir
 
     if control_run is None:
-        raise UserError("--control random needs --control-run RUN_DIR (a generate run of this model) for word "
-                        "frequencies")
+        raise UserError(
+            "--control random needs --control-run RUN_DIR (a generate run of this model) for word frequencies"
+        )
     run = RunDir(control_run)
     manifest = run.open_run()
     traces = [r.get("completion", "") for r in run.results()]
     if not traces:
         raise UserError(f"--control-run {control_run}: the run has no results")
-    source = {"path": str(control_run), "dataset": manifest.get("dataset"), "split": manifest.get("split"),
-              "model": manifest.get("model"), "n_traces": len(traces)}
+    source = {
+        "path": str(control_run),
+        "dataset": manifest.get("dataset"),
+        "split": manifest.get("split"),
+        "model": manifest.get("model"),
+        "n_traces": len(traces),
+    }
     warning = leakage_warning({"kind": "run", **source}, dataset, split)
     return traces, source, [f"control run: {warning}"] if warning else []
