@@ -18,7 +18,7 @@ class LoadedModel:
 
     model: nn.Module
     tokenizer: Any
-    layers: LayerAdapter | None  # None for models without a plain decoder stack (recurrent-depth)
+    layers: LayerAdapter | None  # None when no adapter is known; recurrent loaders pass their own (prelude/core/coda)
     name: str
     spec: str
     extra: dict[str, Any] = field(default_factory=dict)
