@@ -105,7 +105,7 @@ def test_token_set_round_trip_and_malformed_lines(tmp_path):
     with pytest.raises(UserError, match=r"bad.jsonl:2: field 'frequency'"):
         read_token_set(bad)
     bad.write_text('{"word": "So", "frequency": 3, "token_ids": [5]}\n\nnot json\n')
-    with pytest.raises(UserError, match=r"bad.jsonl:3: not valid JSON"):
+    with pytest.raises(UserError, match=r"bad.jsonl:3: invalid JSON"):
         read_token_set(bad)
     bad.write_text('{"word": "So", "frequency": 3, "token_ids": []}\n')
     with pytest.raises(UserError, match=r"bad.jsonl:1: field 'token_ids'"):

@@ -11,6 +11,7 @@ the engine check and the report read the registry; none of them names a method. 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,7 @@ def parse_settings(items: list[str] | None) -> dict[str, str]:
 def parse_value(text: str, kind: Any, where: str) -> Any:
     """`text` as a value of the annotated type `kind` (int, float, bool, str, Path, list[...], X | None)."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)) and type(None) in args:
+    if origin in (typing.Union, getattr(types, "UnionType", typing.Union)) and type(None) in args:
         if text.lower() in ("", "none"):
             return None
         kind = next(a for a in args if a is not type(None))
