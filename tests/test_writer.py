@@ -45,8 +45,9 @@ def test_bytes_bound_the_queue_too():
     blocked.join(0.2)
     assert blocked.is_alive()
     gate.set()
+    blocked.join(5)  # room frees up once the queued jobs ran: the blocked submit goes through
+    assert not blocked.is_alive()
     writer.close()
-    blocked.join(5)
 
 
 def test_a_failed_job_skips_the_rest_and_raises_in_the_caller():
