@@ -623,30 +623,45 @@ class RecurrentDepthLM(DepthIterationMixin, nn.Module):
         config = RecurrentDepthConfig.from_json_file(directory / "config.json")
         tensors = _read_safetensors(directory)
         tensors.pop("freqs_cis", None)  # the reference stores its RoPE table; we recompute it
-        if config.tie_embeddings:
-            tensors.pop("lm_head.weight", None)
-        with torch.device("meta"):
-            model = cls(config)
-        expected = {n for n in model.state_dict() if not (config.tie_embeddings and n == "lm_head.weight")}
-        missing, unexpected = expected - set(tensors), set(tensors) - expected
-        if missing or unexpected:
-            raise UserError(
-                f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
-                f"unexpected {sorted(unexpected)[:5]})"
-            )
-        target_dtype = _resolve_dtype(dtype, config)
-        tensors = {
-            n: t.to(device=device, dtype=target_dtype if t.is_floating_point() else t.dtype) for n, t in tensors.items()
-        }
-        if config.tie_embeddings:
-            tensors["lm_head.weight"] = tensors["transformer.wte.weight"]
-        model.load_state_dict(tensors, strict=True, assign=True)
-        if config.tie_embeddings:
-            model.lm_head.weight = model.transformer.wte.weight
-        return model.eval()
+        tied = "transformer.wte.weight" if config.tie_embeddings else None
+        return load_checked_weights(cls, config, directory, tensors, _resolve_dtype(dtype, config), device, tied)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+
+def load_checked_weights(
+    model_cls: type[nn.Module],
+    config: Any,
+    directory: Path,
+    tensors: dict[str, Tensor],
+    dtype: torch.dtype,
+    device: str | torch.device,
+    tied_to: str | None,
+) -> nn.Module:
+    """`model_cls(config)` built on the meta device with `tensors` assigned in `dtype` on `device`, in eval mode.
+
+    The names must match the model's state dict exactly (a one-line error naming `directory` otherwise);
+    `tied_to` names the embedding weight that `lm_head.weight` shares (None: untied).
+    """
+    if tied_to:
+        tensors.pop("lm_head.weight", None)
+    with torch.device("meta"):
+        model = model_cls(config)
+    expected = {n for n in model.state_dict() if not (tied_to and n == "lm_head.weight")}
+    missing, unexpected = expected - set(tensors), set(tensors) - expected
+    if missing or unexpected:
+        raise UserError(
+            f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]})"
+        )
+    tensors = {n: t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for n, t in tensors.items()}
+    if tied_to:
+        tensors["lm_head.weight"] = tensors[tied_to]
+    model.load_state_dict(tensors, strict=True, assign=True)
+    if tied_to:
+        model.lm_head.weight = model.get_parameter(tied_to)
+    return model.eval()
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None, config: RecurrentDepthConfig) -> torch.dtype:

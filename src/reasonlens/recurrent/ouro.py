@@ -42,6 +42,7 @@ from reasonlens.recurrent.model import (
     _resolve_dtype,
     _split_num_steps,
     attend,
+    load_checked_weights,
 )
 
 OURO_MODEL_TYPE = "ouro"
@@ -397,27 +398,9 @@ class OuroLM(DepthIterationMixin, nn.Module):
             raise UserError(f"{directory}: no config.json (not an Ouro model directory)")
         config = OuroConfig.from_json_file(directory / "config.json")
         tensors = _read_safetensors(directory)
-        if config.tie_word_embeddings:
-            tensors.pop("lm_head.weight", None)
-        with torch.device("meta"):
-            model = cls(config)
-        expected = {n for n in model.state_dict() if not (config.tie_word_embeddings and n == "lm_head.weight")}
-        missing, unexpected = expected - set(tensors), set(tensors) - expected
-        if missing or unexpected:
-            raise UserError(
-                f"{directory}: weights do not match the config (missing {sorted(missing)[:5]}, "
-                f"unexpected {sorted(unexpected)[:5]})"
-            )
+        tied = "model.embed_tokens.weight" if config.tie_word_embeddings else None
         target = _resolve_dtype(dtype if dtype is not None else "fp32", None)
-        tensors = {
-            n: t.to(device=device, dtype=target if t.is_floating_point() else t.dtype) for n, t in tensors.items()
-        }
-        if config.tie_word_embeddings:
-            tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
-        model.load_state_dict(tensors, strict=True, assign=True)
-        if config.tie_word_embeddings:
-            model.lm_head.weight = model.model.embed_tokens.weight
-        return model.eval()
+        return load_checked_weights(cls, config, directory, tensors, target, device, tied)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

@@ -36,17 +36,7 @@ class Recycle(Method):
     def resolve(self, lm, options: RecycleOptions, dataset: str, split: str) -> ResolvedMethod:
         warnings: list[str] = []
         provenance: dict[str, Any] = {}
-        token_set = chosen_token_set(
-            options.words,
-            options.token_set,
-            options.token_set_dataset,
-            options.token_set_split,
-            options.k,
-            dataset,
-            split,
-            provenance,
-            warnings,
-        )
+        token_set = chosen_token_set(options, dataset, split, provenance, warnings)
         # Checked here, before the run directory exists (the plugin checks again when it is built).
         if not 0.0 <= options.p <= 1.0:
             raise UserError(f"--p must be in [0, 1], got {options.p}")

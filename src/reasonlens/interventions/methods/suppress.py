@@ -35,17 +35,7 @@ class Suppress(Method):
     def resolve(self, lm, options: SuppressOptions, dataset: str, split: str) -> ResolvedMethod:
         warnings: list[str] = []
         provenance: dict[str, Any] = {}
-        token_set = chosen_token_set(
-            options.words,
-            options.token_set,
-            options.token_set_dataset,
-            options.token_set_split,
-            options.k,
-            dataset,
-            split,
-            provenance,
-            warnings,
-        )
+        token_set = chosen_token_set(options, dataset, split, provenance, warnings)
         if options.control not in ("thinking", "random"):
             raise UserError(f"--control must be 'thinking' or 'random', got '{options.control}'")
         words = list(token_set.words)

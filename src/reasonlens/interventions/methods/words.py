@@ -45,26 +45,18 @@ def format_token_ids(entries: Sequence[WordTokenId]) -> str:
 
 
 def chosen_token_set(
-    words: list[str] | None,
-    token_set: Path | None,
-    token_set_dataset: str | None,
-    token_set_split: str | None,
-    k: int | None,
-    dataset: str,
-    split: str,
-    provenance: dict[str, Any],
-    warnings: list[str],
+    options: Any, dataset: str, split: str, provenance: dict[str, Any], warnings: list[str]
 ) -> TokenSet:
-    """The word list (explicit words, a token-set file or the paper's list; top k), its description recorded
-    in `provenance` and a leakage warning when it was learnt on the evaluated split."""
-    if words:
-        chosen = TokenSet(list(words), {"kind": "command line"})
-    elif token_set is not None:
-        chosen = load_token_set(token_set, token_set_dataset, token_set_split)
+    """The word list of `options` (its `words`, else its `token_set` file, else the paper's list; top `k`), its
+    description recorded in `provenance` and a leakage warning when it was learnt on the evaluated split."""
+    if options.words:
+        chosen = TokenSet(list(options.words), {"kind": "command line"})
+    elif options.token_set is not None:
+        chosen = load_token_set(options.token_set, options.token_set_dataset, options.token_set_split)
     else:
         chosen = paper_token_set()
-    if k is not None:
-        chosen = chosen.top(k)
+    if options.k is not None:
+        chosen = chosen.top(options.k)
     provenance["token_set"] = chosen.describe()
     leak = leakage_warning(chosen.source, dataset, split)
     if leak:
