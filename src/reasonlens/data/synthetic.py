@@ -580,18 +580,7 @@ REASONER_OPTIONAL_PROB = 0.5  # chance of each optional filler / object word in 
 REASONER_THINKING_WORDS = ("So", "Therefore", "Wait")  # the only words of the traces that have no variant
 
 REASONER_NAMES = (
-    ("Mia", "she"),
-    ("Tom", "he"),
-    ("Ava", "she"),
-    ("Leo", "he"),
-    ("Sam", "he"),
-    ("Zoe", "she"),
-    ("Ben", "he"),
-    ("Lily", "she"),
-    ("Max", "he"),
-    ("Nora", "she"),
-    ("Omar", "he"),
-    ("Ruth", "she"),
+    *NAMES,  # the other worlds' names first, then more
     ("Ivan", "he"),
     ("Emma", "she"),
     ("Noah", "he"),
