@@ -83,13 +83,15 @@ def test_ray_refuses_a_different_spec_in_one_line(tmp_path, executor):
 def test_ray_budgeted_eval_equals_single_process(tmp_path, tiny_llama, executor):
     def eval_spec(out):
         return EvalSpec(
-            out=out,
-            model="tiny-llama",
-            dataset="gsm8k",
+            RunSpec(
+                out=out,
+                model="tiny-llama",
+                dataset="gsm8k",
+                n=4,
+                decode=DecodeConfig(max_new_tokens=8, batch_size=2),
+            ),
             method="budget-force",
-            n=4,
             options=MethodOptions(budgets=[4, 8], answer_tokens=2),
-            decode=DecodeConfig(max_new_tokens=8, batch_size=2),
         )
 
     local = evaluate(eval_spec(tmp_path / "local"), lm=tiny_llama, quiet=True)

@@ -9,7 +9,7 @@ from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
 from reasonlens.interventions import EvalSpec, MethodOptions, evaluate, get_method, method_names
 from reasonlens.interventions.registry import Method, ResolvedMethod, parse_settings, parse_value, register_method
-from reasonlens.runs import RunDir
+from reasonlens.runs import RunDir, RunSpec
 
 
 def test_builtin_methods_are_registered_with_their_engines():
@@ -76,11 +76,13 @@ def test_a_method_registered_elsewhere_runs_through_evaluate(tmp_path):
             return [f"{len(identity['ban'])} ids"]
 
     base = EvalSpec(
-        out=tmp_path / "base",
-        model="organism-cot",
-        dataset="synthetic-arith",
-        n=2,
-        decode=DecodeConfig(max_new_tokens=4, batch_size=2),
+        RunSpec(
+            out=tmp_path / "base",
+            model="organism-cot",
+            dataset="synthetic-arith",
+            n=2,
+            decode=DecodeConfig(max_new_tokens=4, batch_size=2),
+        ),
     )
     evaluate(base, lm=lm, quiet=True)
     first = RunDir(tmp_path / "base").results()[0]
@@ -88,13 +90,15 @@ def test_a_method_registered_elsewhere_runs_through_evaluate(tmp_path):
     assert generated, "the organism writes something in 4 tokens"
     banned = generated[:1]
     spec = EvalSpec(
-        out=tmp_path / "ban",
-        model="organism-cot",
-        dataset="synthetic-arith",
+        RunSpec(
+            out=tmp_path / "ban",
+            model="organism-cot",
+            dataset="synthetic-arith",
+            n=2,
+            decode=DecodeConfig(max_new_tokens=4, batch_size=2),
+        ),
         method="test-ban-ids",
         options=MethodOptions(settings={"ban": ",".join(map(str, banned))}),
-        n=2,
-        decode=DecodeConfig(max_new_tokens=4, batch_size=2),
     )
     evaluate(spec, lm=lm, quiet=True)
     run = RunDir(tmp_path / "ban")

@@ -50,13 +50,15 @@ def runs(tmp_path_factory) -> Path:
     ):
         evaluate(
             EvalSpec(
-                out=root / "eval" / name,
-                model="tiny-llama",
-                dataset="gsm8k",
+                RunSpec(
+                    out=root / "eval" / name,
+                    model="tiny-llama",
+                    dataset="gsm8k",
+                    n=4,
+                    decode=decode,
+                ),
                 method=method,
                 options=options,
-                n=4,
-                decode=decode,
             ),
             lm=lm,
             quiet=True,

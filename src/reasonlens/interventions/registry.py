@@ -15,9 +15,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from reasonlens.errors import UserError
+
+
+def cli_flag(default: Any, flag: str, help: str, parse: Callable[[str], Any] | None = None) -> Any:
+    """A dataclass field that `reasonlens eval` offers as the option `flag` (`cli_options.dataclass_options`):
+    typed by the field's annotation, or given as text and converted by `parse` (e.g. comma-separated lists)."""
+    return field(default=default, metadata={"flag": flag, "help": help, "parse": parse})
 
 
 @dataclass
