@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from reasonlens.analysis.enrichment import TraceCounts, peak_enrichment, trace_counts, whole_word_ids
 from reasonlens.analysis.peaks import PeakConfig, TraceStats, aggregate_stats, find_peaks, trace_stats
@@ -186,7 +183,9 @@ def _paper_thinking_words() -> tuple[str, ...]:
 
 
 def mi_dir(run_path: str | Path) -> Path:
-    return Path(run_path) / "mi"
+    from reasonlens.runs import RunDir
+
+    return RunDir(run_path).mi_dir
 
 
 def _layer_keys(manifest: dict[str, Any], wanted: Sequence[str] | None) -> list[str]:
@@ -267,40 +266,15 @@ def _layer_arg(key: str) -> int | str:
     return key if key in ("final", "embed") else int(key)
 
 
-def save_golds(out_dir: Path, golds: dict[int, dict[str, torch.Tensor]], identity: dict[str, str]) -> None:
-    from reasonlens.runs.io import make_shared
-
-    path = out_dir / "golds.safetensors"
-    tensors = {f"{i}.{k}": v.contiguous() for i, by_layer in golds.items() for k, v in by_layer.items()}
-    save_file(tensors, str(path) + ".tmp", metadata=identity)
-    make_shared(Path(str(path) + ".tmp")).replace(path)
-
-
 def collect_golds(
     out_dir: Path, samples: list[Sample], layers: list[str], config: MIConfig, model: _ModelHandle
 ) -> tuple[dict[int, dict[str, torch.Tensor]], bool]:
     """Gold representations per sample and layer, read from ``golds.safetensors`` when it matches and encoded
     with the model otherwise; writes nothing. Returns the golds and whether any were encoded."""
     from reasonlens.runs.progress import progress_bar
+    from reasonlens.runs.rundir import GOLDS_NAME, read_golds
 
-    path = out_dir / "golds.safetensors"
-    identity = config.gold_identity(model.spec)
-    golds: dict[int, dict[str, torch.Tensor]] = {}
-    # golds.safetensors is a cache: a damaged, non-regular or symlinked one is ignored and the golds re-encoded.
-    if path.is_file() and not path.is_symlink():
-        try:
-            with safe_open(path, framework="pt") as handle:
-                meta = handle.metadata() or {}
-                if all(meta.get(k) == v for k, v in identity.items()):
-                    names = set(handle.keys())
-                    for s in samples:
-                        wanted = [f"{s.index}.{k}" for k in layers]
-                        if all(n in names for n in wanted):
-                            found = {k: handle.get_tensor(f"{s.index}.{k}") for k in layers}
-                            if all(t.dim() == 1 and bool(torch.isfinite(t).all()) for t in found.values()):
-                                golds[s.index] = found
-        except (SafetensorError, OSError, ValueError, RuntimeError):
-            golds = {}
+    golds = read_golds(out_dir / GOLDS_NAME, config.gold_identity(model.spec), [s.index for s in samples], layers)
     missing = [s for s in samples if s.index not in golds]
     if missing:
         from reasonlens.models import encode_gold
@@ -315,25 +289,6 @@ def collect_golds(
     return golds, bool(missing)
 
 
-def _shard_error(path: Path, exc: BaseException) -> UserError:
-    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-    return UserError(f"{path}: corrupt safetensors shard ({reason})")
-
-
-@contextmanager
-def _open_shard(path: Path) -> Iterator[Any]:
-    """``safe_open`` a state shard; a missing or corrupt shard becomes a one-line UserError naming it."""
-    try:
-        with safe_open(path, framework="pt") as handle:
-            yield handle
-    except UserError:
-        raise
-    except FileNotFoundError:
-        raise UserError(f"{path}: state shard not found") from None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise _shard_error(path, exc) from None
-
-
 def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str, int]:
     """Read every sample's shard header (no tensor data) before anything is written: each shard must open, hold
     ``token_ids`` and the analysed layers with one row per token, and all shards must agree on each layer's
@@ -341,7 +296,7 @@ def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str
     widths: dict[str, tuple[int, Path]] = {}
     for s in samples:
         path = run.state_path(s.index)
-        with _open_shard(path) as handle:
+        with run.open_states(s.index) as handle:
             names = set(handle.keys())
             missing = [f"layer.{k}" for k in layers if f"layer.{k}" not in names]
             if missing or "token_ids" not in names:
@@ -388,7 +343,7 @@ def _iter_states(
 ) -> Iterator[tuple[Sample, torch.Tensor, dict[str, torch.Tensor]]]:
     for s in samples:
         path = run.state_path(s.index)
-        with _open_shard(path) as handle:
+        with run.open_states(s.index) as handle:
             names = set(handle.keys())
             missing = [k for k in layers if f"layer.{k}" not in names]
             if missing or "token_ids" not in names:
@@ -474,7 +429,9 @@ def _stage_golds(
 ) -> None:
     """The golds of the new analysis: the previous cache file carried over unchanged when nothing was encoded
     (a hard link, else a copy), otherwise written anew."""
-    old = previous / "golds.safetensors"
+    from reasonlens.runs.rundir import GOLDS_NAME, write_golds
+
+    old = previous / GOLDS_NAME
     if not encoded and old.is_file() and not old.is_symlink():
         try:
             os.link(old, staging / old.name)
@@ -482,7 +439,7 @@ def _stage_golds(
         except OSError:
             shutil.copy2(old, staging / old.name)
             return
-    save_golds(staging, golds, identity)
+    write_golds(staging / GOLDS_NAME, golds, identity)
 
 
 def _write_analysis(

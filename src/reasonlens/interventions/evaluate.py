@@ -164,6 +164,7 @@ def _evaluate_budgets(
     from reasonlens.runs import RunDir
     from reasonlens.runs import execute as execute_here
     from reasonlens.runs.provenance import run_provenance
+    from reasonlens.runs.rundir import budget_run_name
 
     execute = execute or execute_here
     # The sub-runs check their settings and load the problems only after the top-level manifest is written.
@@ -186,7 +187,7 @@ def _evaluate_budgets(
             "model_dtype": base.model_dtype,
             "method": {**resolved.identity, "budgets": budgets},
             "budgets": budgets,
-            "runs": {str(b): f"budget-{b}" for b in budgets},
+            "runs": {str(b): budget_run_name(b) for b in budgets},
             "reasonlens_version": reasonlens.__version__,
             "model_revision": base.revision,
             "provenance": run_provenance(lm),
@@ -197,7 +198,7 @@ def _evaluate_budgets(
     for budget in budgets:
         spec = replace(
             base,
-            out=base.out / f"budget-{budget}",
+            out=top.budget_run(budget).path,
             decode=replace(base.decode, max_new_tokens=budget),
             method={**resolved.identity, "budget": budget},
         )
@@ -219,7 +220,7 @@ def _evaluate_budgets(
         "accuracy_by_budget": {b: s["accuracy"] for b, s in per_budget.items()},
         "accuracy_ci95_by_budget": {b: s["accuracy_ci95"] for b, s in per_budget.items()},
         "mean_tokens_by_budget": {b: s["mean_tokens"] for b, s in per_budget.items()},
-        "runs": {b: f"budget-{b}" for b in per_budget},
+        "runs": {b: budget_run_name(b) for b in per_budget},
     }
     top.write_summary(summary)
     return summary
@@ -251,7 +252,7 @@ def load_eval_run(path: str | Path) -> EvalRun:
     if budgets:
         results = {}
         for budget in budgets:
-            sub = RunDir(Path(path) / f"budget-{budget}")
+            sub = run.budget_run(budget)
             if sub.exists():
                 results[int(budget)] = sub.results()
         if not results:
