@@ -231,7 +231,7 @@ def _synthetic_run(root: Path, n: int, length: int) -> Path:
     """A run of `n` traces with token ids and MI tables written directly (paging does not need a model)."""
     import pyarrow as pa
 
-    from reasonlens.analysis.pipeline import MI_SCHEMA
+    from reasonlens.analysis.stages import MI_SCHEMA
 
     run = RunDir(root)
     run.start(

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reasonlens.analysis.pipeline import _layer_arg, _layer_keys, _samples, check_shards
+from reasonlens.analysis.pipeline import check_shards, layer_keys, load_samples
+from reasonlens.analysis.stages import layer_arg
 from reasonlens.errors import UserError
 from reasonlens.runs.executors import RayExecutor, shard_chunks
 from reasonlens.runs.rundir import RunDir, read_golds, write_golds
@@ -24,8 +25,8 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
     """
     run = RunDir(Path(run_path).resolve())
     manifest = run.open_run()
-    layers = _layer_keys(manifest, config.layers)
-    samples = _samples(run, manifest, config)
+    layers = layer_keys(manifest, config.layers)
+    samples = load_samples(run, manifest, config)
     spec = config.model or str(manifest.get("model"))
     identity = config.gold_identity(spec)
     widths = check_shards(run, samples, layers)
@@ -35,7 +36,7 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
         return 0
     actors = executor.actors(spec, "fp32", config.device, False)
     shares = shard_chunks(list(range(len(missing))), len(actors))
-    layer_args = [_layer_arg(k) for k in layers]
+    layer_args = [layer_arg(k) for k in layers]
     refs = [
         actor.encode_golds.remote(
             [(missing[i].index, missing[i].gold_text) for i in share], layer_args, config.gold_pooling
