@@ -174,8 +174,3 @@ def build_plugins(lm, method: dict[str, Any], budget: int | None = None) -> list
     if info.budgeted and budget is None:
         raise UserError(f"--method {info.name} needs --budgets")
     return info.build(lm, method, budget)
-
-
-def method_info(name: str) -> Method:
-    """Alias of `get_method` (older name)."""
-    return get_method(name)
