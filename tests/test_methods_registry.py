@@ -138,7 +138,8 @@ def test_eval_options_are_generated_from_the_cli_flag_fields():
     runner = CliRunner()
     assert runner.invoke(app, ["--p", "0.25", "--words", "Wait,Hmm"]).exit_code == 0
     assert runner.invoke(app, []).exit_code == 0
-    assert seen == [Opts(0.25, ["Wait", "Hmm"], 7), Opts(1.0, None, 7)]
+    assert runner.invoke(app, ["--words", ""]).exit_code == 0  # empty text: the default, as before generation
+    assert seen == [Opts(0.25, ["Wait", "Hmm"], 7), Opts(1.0, None, 7), Opts(1.0, None, 7)]
     assert runner.invoke(app, ["--hidden", "1"]).exit_code == 2  # a field without cli_flag has no option
 
     help_text = runner.invoke(cli_app, ["eval", "--help"], terminal_width=200).output

@@ -121,14 +121,14 @@ def dataclass_options(cls: type) -> list[inspect.Parameter]:
 
 def dataclass_from_options(cls: type, values: dict[str, Any], **fixed: Any) -> Any:
     """`cls` from the values of its generated options (`dataclass_options`): text options are converted by
-    their field's `parse` (not given: the field's default); `fixed` sets the fields without a flag."""
+    their field's `parse` (not given or empty: the field's default); `fixed` sets the fields without a flag."""
     kwargs = dict(fixed)
     for f in dataclasses.fields(cls):
         if "flag" not in f.metadata or f.name not in values:
             continue
         value, parse = values[f.name], f.metadata.get("parse")
         if parse is not None:
-            if value is None:
+            if not value:  # not given, or empty text: the field's default
                 continue
             value = parse(value)
         kwargs[f.name] = value
