@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from rich.console import Console
 
 from reasonlens.errors import UserError
-from reasonlens.interventions.methods import ResolvedMethod, build_plugins, get_method
+from reasonlens.interventions.methods import Method, ResolvedMethod, build_plugins, get_method
 from reasonlens.interventions.methods.words import format_token_ids
 from reasonlens.interventions.registry import cli_flag
 from reasonlens.interventions.scaling import ANSWER_PROMPT, ANSWER_TOKENS
@@ -113,6 +113,12 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
     return method.resolve(lm, method.options(options, options.settings), dataset, split)
 
 
+def progress_name(method: Method, identity: dict[str, Any]) -> str:
+    """The method as a run's progress bar names it: `suppress(thinking k=8)`, `rr(layer 20)`, `baseline`."""
+    details = method.label_details(identity)
+    return f"{method.name}({' '.join(details)})" if details else method.name
+
+
 def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dict[str, Any]:
     """Run (or resume) the evaluation; returns the summary also written to `OUT/summary.json`.
 
@@ -149,6 +155,7 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
         command="eval",
         method=resolved.identity,
         extra_manifest={**run_spec.extra_manifest, **resolved.provenance},
+        label=progress_name(info, resolved.identity),
     )
     budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
     if not budgets:

@@ -59,6 +59,7 @@ class RunSpec:
     samples: int = 1  # samples per problem (sampling decoding); summaries add pass@k, maj@k
     method: dict[str, Any] = field(default_factory=dict)  # intervention name and options (part of the run identity)
     extra_manifest: dict[str, Any] = field(default_factory=dict)  # recorded, not part of the identity
+    label: str = ""  # the method as the progress bar names it, e.g. "suppress(thinking k=8)" (set by evaluate)
 
     def validate(self) -> "RunSpec":
         self.decode.validate()
@@ -94,11 +95,7 @@ def progress_label(spec: RunSpec, model_name: str) -> str:
     parts = [spec.command, model_name]
     name = method.get("name")
     if name and name != "baseline" or spec.command == "eval":
-        detail = {
-            "suppress": lambda m: f"{m.get('control', '')} k={m.get('k')}",
-            "rr": lambda m: f"layer {m.get('layer')}",
-        }.get(name, lambda m: "")(method).strip()
-        parts.append(f"{name}({detail})" if detail else str(name))
+        parts.append(spec.label or str(name))
     parts.append(f"budget {method.get('budget', spec.decode.max_new_tokens)}")
     return " ".join(parts)
 
