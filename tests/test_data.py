@@ -70,3 +70,11 @@ def test_templates(smollm2):
     )
     chat = render_prompt(p, "chat", smollm2.tokenizer, system="Be brief.")
     assert "Be brief." in chat and "What is 2+3?" in chat and chat.rstrip().endswith("assistant")
+
+
+def test_dataset_info_resolves_a_variant_through_its_base_name():
+    from reasonlens.data import dataset_info
+
+    base = dataset_info("synthetic-reasoner")
+    assert base is not None and dataset_info("synthetic-reasoner:1-6") is base
+    assert dataset_info("no-such-dataset:1") is None

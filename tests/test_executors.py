@@ -8,13 +8,11 @@ from reasonlens.runs import RunDir, RunSpec, execute
 from reasonlens.runs.executors import (
     LocalExecutor,
     make_executor,
-    merge_worker_results,
     pending_chunks,
     shard_chunks,
-    worker_result_files,
 )
 from reasonlens.runs.io import CheckedAppender, read_checked_jsonl
-from reasonlens.runs.runner import chunk_indices, worker_results_path
+from reasonlens.runs.runner import chunk_indices
 
 
 def spec(out, **kw):
@@ -48,19 +46,19 @@ def test_merge_prefers_worker_records_and_is_idempotent(tmp_path):
     run = RunDir(tmp_path)
     with CheckedAppender(run.results_path) as app:
         app.append([{"index": 0, "v": "old"}, {"index": 3, "v": "kept"}])
-    with CheckedAppender(worker_results_path(run, 1)) as app:
+    with CheckedAppender(run.worker_results_path(1)) as app:
         app.append([{"index": 2, "v": "w1"}])
-    with CheckedAppender(worker_results_path(run, 0)) as app:
+    with CheckedAppender(run.worker_results_path(0)) as app:
         app.append([{"index": 0, "v": "redone"}, {"index": 1, "v": "w0"}])
     (tmp_path / "results.wx.jsonl").write_text("not a worker file\n")
-    assert [p.name for p in worker_result_files(run)] == ["results.w0.jsonl", "results.w1.jsonl"]
-    assert merge_worker_results(run) == 3
+    assert [p.name for p in run.worker_result_files()] == ["results.w0.jsonl", "results.w1.jsonl"]
+    assert run.merge_worker_results() == 3
     assert [(r["index"], r["v"]) for r in run.results()] == [(0, "redone"), (1, "w0"), (2, "w1"), (3, "kept")]
     raw, valid = read_checked_jsonl(run.results_path)
     assert [r["index"] for r in raw] == [0, 1, 2, 3] and valid == run.results_path.stat().st_size
-    assert worker_result_files(run) == [] and (tmp_path / "results.wx.jsonl").exists()
+    assert run.worker_result_files() == [] and (tmp_path / "results.wx.jsonl").exists()
     before = run.results_path.read_bytes()
-    assert merge_worker_results(run) == 0 and run.results_path.read_bytes() == before
+    assert run.merge_worker_results() == 0 and run.results_path.read_bytes() == before
 
 
 def test_worker_shards_into_one_layout_equal_the_single_process_run(tmp_path, tiny_llama):
@@ -71,8 +69,8 @@ def test_worker_shards_into_one_layout_equal_the_single_process_run(tmp_path, ti
         assert result == {"worker": worker, "n_written": sum(len(chunk_indices(5, 2)[c]) for c in share)}
     run = RunDir(out)
     assert not run.results_path.exists() or run.results() == []  # workers never write results.jsonl
-    assert [p.name for p in worker_result_files(run)] == ["results.w0.jsonl", "results.w1.jsonl"]
-    merge_worker_results(run)
+    assert [p.name for p in run.worker_result_files()] == ["results.w0.jsonl", "results.w1.jsonl"]
+    run.merge_worker_results()
     assert comparable(out) == comparable(tmp_path / "single")
     for r in run.results():
         assert (
@@ -86,13 +84,13 @@ def test_cut_off_sharded_run_resumes_locally_and_reports_pending_chunks(tmp_path
     execute(spec(out), lm=tiny_llama, quiet=True, chunks=[0, 2], worker=0)  # worker 1 never ran
     run = RunDir(out)
     assert pending_chunks(run, 5, 2) == [1]  # merges the worker file first
-    assert worker_result_files(run) == [] and [r["index"] for r in run.results()] == [0, 1, 4]
+    assert run.worker_result_files() == [] and [r["index"] for r in run.results()] == [0, 1, 4]
     run.state_path(4).unlink()  # a shard lost after its record: chunk 2 is pending again
     assert pending_chunks(run, 5, 2) == [1, 2]
-    with CheckedAppender(worker_results_path(run, 3)) as app:  # a leftover worker file from a crashed run
+    with CheckedAppender(run.worker_results_path(3)) as app:  # a leftover worker file from a crashed run
         app.append([r for r in run.results() if r["index"] == 0])
     summary = LocalExecutor().run(spec(out), lm=tiny_llama, quiet=True)
-    assert summary["n"] == 5 and worker_result_files(run) == []
+    assert summary["n"] == 5 and run.worker_result_files() == []
     raw, _ = read_checked_jsonl(run.results_path)
     assert sorted(r["index"] for r in raw) == [0, 1, 2, 3, 4]  # no duplicates on disk
 

@@ -8,8 +8,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor test needs Ray: pip in
 from reasonlens.decode import DecodeConfig  # noqa: E402
 from reasonlens.interventions.evaluate import EvalSpec, MethodOptions, evaluate  # noqa: E402
 from reasonlens.runs import RunDir, RunSpec, execute  # noqa: E402
-from reasonlens.runs.executors import RayConfig, RayExecutor, worker_result_files  # noqa: E402
-from reasonlens.runs.runner import worker_results_path  # noqa: E402
+from reasonlens.runs.executors import RayConfig, RayExecutor  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ def test_ray_generate_equals_single_process_and_resumes(tmp_path, tiny_llama, ex
     out = tmp_path / "ray"
     summary = executor.run(spec(out), quiet=True)
     run = RunDir(out)
-    assert summary["n"] == 6 and worker_result_files(run) == []
+    assert summary["n"] == 6 and run.worker_result_files() == []
     assert comparable(out) == comparable(tmp_path / "single")
     for r in run.results():  # same tokens; states equal up to float rounding (1 torch thread per worker vs 2 here)
         ours, single = run.load_states(r["index"]), RunDir(tmp_path / "single").load_states(r["index"])
@@ -57,7 +56,7 @@ def test_ray_generate_equals_single_process_and_resumes(tmp_path, tiny_llama, ex
     run.drop_results({3, 4, 5})
     from reasonlens.runs.io import CheckedAppender
 
-    with CheckedAppender(worker_results_path(run, 1)) as app:
+    with CheckedAppender(run.worker_results_path(1)) as app:
         app.append([r for r in records if r["index"] == 3])
     run.state_path(0).unlink()
     untouched = run.state_path(1).stat().st_mtime_ns
@@ -83,13 +82,15 @@ def test_ray_refuses_a_different_spec_in_one_line(tmp_path, executor):
 def test_ray_budgeted_eval_equals_single_process(tmp_path, tiny_llama, executor):
     def eval_spec(out):
         return EvalSpec(
-            out=out,
-            model="tiny-llama",
-            dataset="gsm8k",
+            RunSpec(
+                out=out,
+                model="tiny-llama",
+                dataset="gsm8k",
+                n=4,
+                decode=DecodeConfig(max_new_tokens=8, batch_size=2),
+            ),
             method="budget-force",
-            n=4,
             options=MethodOptions(budgets=[4, 8], answer_tokens=2),
-            decode=DecodeConfig(max_new_tokens=8, batch_size=2),
         )
 
     local = evaluate(eval_spec(tmp_path / "local"), lm=tiny_llama, quiet=True)

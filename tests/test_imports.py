@@ -128,3 +128,22 @@ def test_no_private_name_imported_across_packages():
             if owner and _package(owner) != _package(module):
                 crossings += [f"{module} imports {owner}.{n}" for n in names if n.startswith("_")]
     assert crossings == []
+
+
+def _run_layer_crossings(graph: dict[str, set[str]]) -> list[str]:
+    above = ("analysis", "interventions", "report", "organisms", "recurrent", "demo", "cli")
+    return [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        if module.startswith("reasonlens.runs")
+        for target in sorted(targets)
+        if target.split(".")[1:2] and target.split(".")[1] in above
+    ]
+
+
+def test_the_run_layer_does_not_import_the_floors_above_it():
+    """runs/ (RunDir, the runner, executors) sits below the analyses that read runs (issue 17 point 3)."""
+    graph = _graph()
+    assert _run_layer_crossings(graph) == []
+    planted = {**graph, "reasonlens.runs.rundir": graph["reasonlens.runs.rundir"] | {"reasonlens.analysis.pipeline"}}
+    assert _run_layer_crossings(planted) == ["reasonlens.runs.rundir imports reasonlens.analysis.pipeline"]

@@ -9,7 +9,7 @@ from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
 from reasonlens.eval import paired_bootstrap_diff
 from reasonlens.interventions import EvalSpec, MethodOptions, compare_runs, evaluate, resolve_method
-from reasonlens.runs import RunDir
+from reasonlens.runs import RunDir, RunSpec
 
 DATASET = "synthetic-arith"
 
@@ -25,13 +25,15 @@ def organism():
 
 def spec(tmp_path, name, method="baseline", model="tiny-llama", **options):
     return EvalSpec(
-        out=tmp_path / name,
-        model=model,
-        dataset=DATASET,
+        RunSpec(
+            out=tmp_path / name,
+            model=model,
+            dataset=DATASET,
+            n=3,
+            decode=DecodeConfig(max_new_tokens=6, batch_size=3),
+        ),
         method=method,
         options=MethodOptions(**options),
-        n=3,
-        decode=DecodeConfig(max_new_tokens=6, batch_size=3),
     )
 
 

@@ -9,7 +9,7 @@ from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
 from reasonlens.interventions import EvalSpec, MethodOptions, evaluate, get_method, method_names
 from reasonlens.interventions.registry import Method, ResolvedMethod, parse_settings, parse_value, register_method
-from reasonlens.runs import RunDir
+from reasonlens.runs import RunDir, RunSpec
 
 
 def test_builtin_methods_are_registered_with_their_engines():
@@ -76,11 +76,13 @@ def test_a_method_registered_elsewhere_runs_through_evaluate(tmp_path):
             return [f"{len(identity['ban'])} ids"]
 
     base = EvalSpec(
-        out=tmp_path / "base",
-        model="organism-cot",
-        dataset="synthetic-arith",
-        n=2,
-        decode=DecodeConfig(max_new_tokens=4, batch_size=2),
+        RunSpec(
+            out=tmp_path / "base",
+            model="organism-cot",
+            dataset="synthetic-arith",
+            n=2,
+            decode=DecodeConfig(max_new_tokens=4, batch_size=2),
+        ),
     )
     evaluate(base, lm=lm, quiet=True)
     first = RunDir(tmp_path / "base").results()[0]
@@ -88,13 +90,15 @@ def test_a_method_registered_elsewhere_runs_through_evaluate(tmp_path):
     assert generated, "the organism writes something in 4 tokens"
     banned = generated[:1]
     spec = EvalSpec(
-        out=tmp_path / "ban",
-        model="organism-cot",
-        dataset="synthetic-arith",
+        RunSpec(
+            out=tmp_path / "ban",
+            model="organism-cot",
+            dataset="synthetic-arith",
+            n=2,
+            decode=DecodeConfig(max_new_tokens=4, batch_size=2),
+        ),
         method="test-ban-ids",
         options=MethodOptions(settings={"ban": ",".join(map(str, banned))}),
-        n=2,
-        decode=DecodeConfig(max_new_tokens=4, batch_size=2),
     )
     evaluate(spec, lm=lm, quiet=True)
     run = RunDir(tmp_path / "ban")
@@ -104,3 +108,40 @@ def test_a_method_registered_elsewhere_runs_through_evaluate(tmp_path):
     assert method_label(run.manifest["method"]) == "test-ban-ids (1 ids)"
     with pytest.raises(ValueError, match="registered twice"):
         register_method("test-ban-ids")(BanMethod)
+
+
+def test_eval_options_are_generated_from_the_cli_flag_fields():
+    """A `cli_flag` field becomes a typer option (typed, or parsed from text); eval offers every MethodOptions one."""
+    from dataclasses import dataclass, fields
+
+    import typer
+    from typer.testing import CliRunner
+
+    from reasonlens.cli import app as cli_app
+    from reasonlens.cli_options import dataclass_from_options, with_dataclass_options
+    from reasonlens.interventions.registry import cli_flag
+
+    @dataclass
+    class Opts:
+        p: float = cli_flag(1.0, "--p", "probability")
+        words: list[str] | None = cli_flag(None, "--words", "comma-separated", parse=lambda t: t.split(","))
+        hidden: int = 3  # no flag: only --set reaches it
+
+    seen = []
+    app = typer.Typer()
+
+    @app.command()
+    @with_dataclass_options(Opts, before="name")
+    def run(name: str = typer.Option("x", "--name"), **options):
+        seen.append(dataclass_from_options(Opts, options, hidden=7))
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["--p", "0.25", "--words", "Wait,Hmm"]).exit_code == 0
+    assert runner.invoke(app, []).exit_code == 0
+    assert runner.invoke(app, ["--words", ""]).exit_code == 0  # empty text: the default, as before generation
+    assert seen == [Opts(0.25, ["Wait", "Hmm"], 7), Opts(1.0, None, 7), Opts(1.0, None, 7)]
+    assert runner.invoke(app, ["--hidden", "1"]).exit_code == 2  # a field without cli_flag has no option
+
+    help_text = runner.invoke(cli_app, ["eval", "--help"], terminal_width=200).output
+    flags = [f.metadata["flag"] for f in fields(MethodOptions) if "flag" in f.metadata]
+    assert len(flags) == 19 and all(flag in help_text for flag in flags)

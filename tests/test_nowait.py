@@ -12,7 +12,7 @@ from reasonlens.errors import UserError
 from reasonlens.eval import paired_bootstrap_diff
 from reasonlens.interventions import EvalSpec, MethodOptions, compare_runs, evaluate, get_method, resolve_method
 from reasonlens.interventions.methods.nowait import NOWAIT_WORDS
-from reasonlens.runs import RunDir
+from reasonlens.runs import RunDir, RunSpec
 
 DATASET = "synthetic-arith"
 
@@ -27,13 +27,15 @@ def organism():
 
 def eval_spec(out, method, model, n=4, max_new_tokens=12, **options):
     return EvalSpec(
-        out=out,
-        model=model,
-        dataset=DATASET,
+        RunSpec(
+            out=out,
+            model=model,
+            dataset=DATASET,
+            n=n,
+            decode=DecodeConfig(max_new_tokens=max_new_tokens, batch_size=n),
+        ),
         method=method,
         options=MethodOptions(**options),
-        n=n,
-        decode=DecodeConfig(max_new_tokens=max_new_tokens, batch_size=n),
     )
 
 

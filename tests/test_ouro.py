@@ -16,13 +16,7 @@ from reasonlens.recurrent import OuroLM, RecurrentDepthConfig, RecurrentDepthLM,
 FIXTURE = Path(__file__).parent / "fixtures" / "ouro_tiny"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny matmuls are slower with intra-op threads on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,7 @@ from reasonlens.decode import DecodeConfig, decode
 from reasonlens.recurrent import RecurrentDepthConfig, RecurrentDepthLM
 from reasonlens.recurrent.depth import IterationAccounting
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny matmuls are slower with intra-op threads on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _left_pad(prompts: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

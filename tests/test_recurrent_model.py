@@ -20,13 +20,7 @@ from reasonlens.recurrent import (
 FIXTURE = Path(__file__).parent / "fixtures" / "huginn_tiny"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny matmuls are slower with intra-op threads on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_config(**overrides) -> RecurrentDepthConfig:

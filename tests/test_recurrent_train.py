@@ -22,14 +22,7 @@ from reasonlens.recurrent.train import (
     train_recurrent,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny matmuls are slower with intra-op threads on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_config(vocab: int = 61) -> RecurrentDepthConfig:

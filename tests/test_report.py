@@ -50,13 +50,15 @@ def runs(tmp_path_factory) -> Path:
     ):
         evaluate(
             EvalSpec(
-                out=root / "eval" / name,
-                model="tiny-llama",
-                dataset="gsm8k",
+                RunSpec(
+                    out=root / "eval" / name,
+                    model="tiny-llama",
+                    dataset="gsm8k",
+                    n=4,
+                    decode=decode,
+                ),
                 method=method,
                 options=options,
-                n=4,
-                decode=decode,
             ),
             lm=lm,
             quiet=True,
@@ -229,7 +231,7 @@ def _synthetic_run(root: Path, n: int, length: int) -> Path:
     """A run of `n` traces with token ids and MI tables written directly (paging does not need a model)."""
     import pyarrow as pa
 
-    from reasonlens.analysis.pipeline import MI_SCHEMA
+    from reasonlens.analysis.stages import MI_SCHEMA
 
     run = RunDir(root)
     run.start(

@@ -6,8 +6,12 @@ before parsing and prints one note per renamed option on stderr.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
-from typing import Optional, Sequence
+import typing
+from typing import Any, Callable, Optional, Sequence
 
 # command path -> {old option name: new option name}; old names are accepted (with a note) until 0.3
 RENAMED: dict[tuple[str, ...], dict[str, str]] = {
@@ -95,3 +99,62 @@ def sampling_kwargs(temperature: float, top_p: float, seed: int, sample_flag: bo
     if temperature == 0:  # greedy: temperature and seed keep their defaults (the run identity of older runs)
         return {"do_sample": False, "top_p": top_p}
     return {"do_sample": True, "temperature": temperature, "top_p": top_p, "seed": seed}
+
+
+def dataclass_options(cls: type) -> list[inspect.Parameter]:
+    """One typer option per field of the dataclass `cls` that carries `cli_flag` metadata (flag name, help):
+    typed by the field's annotation with its default, or as text (default: not given) when it has a `parse`."""
+    import typer
+
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in dataclasses.fields(cls):
+        if "flag" not in f.metadata:
+            continue
+        parsed = f.metadata.get("parse") is not None
+        annotation = Optional[str] if parsed else hints[f.name]
+        default = None if parsed else f.default
+        option = typer.Option(default, f.metadata["flag"], help=f.metadata["help"])
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
+    return params
+
+
+def dataclass_from_options(cls: type, values: dict[str, Any], **fixed: Any) -> Any:
+    """`cls` from the values of its generated options (`dataclass_options`): text options are converted by
+    their field's `parse` (not given or empty: the field's default); `fixed` sets the fields without a flag."""
+    kwargs = dict(fixed)
+    for f in dataclasses.fields(cls):
+        if "flag" not in f.metadata or f.name not in values:
+            continue
+        value, parse = values[f.name], f.metadata.get("parse")
+        if parse is not None:
+            if not value:  # not given, or empty text: the field's default
+                continue
+            value = parse(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def with_dataclass_options(cls: type, before: str) -> Callable[[Callable], Callable]:
+    """Decorator of a typer command taking `**options`: adds the options of `cls` (`dataclass_options`) to its
+    signature, in the help before the parameter `before`; the command receives them in `options`."""
+
+    def decorate(func: Callable) -> Callable:
+        signature = inspect.signature(func)
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in signature.parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        at = next(i for i, p in enumerate(own) if p.name == before)
+        generated = dataclass_options(cls)
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            return func(**kwargs)
+
+        command.__signature__ = signature.replace(parameters=own[:at] + generated + own[at:])  # type: ignore[attr-defined]
+        command.__annotations__ = {**func.__annotations__, **{p.name: p.annotation for p in generated}}
+        return command
+
+    return decorate

@@ -265,6 +265,7 @@ def stage_mi(state: DemoState) -> str:
 
 def _eval(state: DemoState, name: str, method: str, **options: Any) -> dict[str, Any]:
     from reasonlens.interventions import EvalSpec, MethodOptions, evaluate
+    from reasonlens.runs import RunSpec
 
     c = state.config
     if state.token_set is not None and method in ("suppress", "rr"):
@@ -276,15 +277,17 @@ def _eval(state: DemoState, name: str, method: str, **options: Any) -> dict[str,
     max_tokens = max(options.get("budgets") or [c.max_new_tokens])
     summary = evaluate(
         EvalSpec(
-            out=out,
-            model=c.model,
-            dataset=c.dataset,
+            RunSpec(
+                out=out,
+                model=c.model,
+                dataset=c.dataset,
+                n=c.n_eval,
+                offset=c.n_traces,
+                template=c.template,
+                decode=_decode(c, max_tokens),
+            ),
             method=method,
             options=MethodOptions(**options),
-            n=c.n_eval,
-            offset=c.n_traces,
-            template=c.template,
-            decode=_decode(c, max_tokens),
         ),
         lm=state.lm(c.model),
     )
@@ -346,19 +349,22 @@ def _control_eval(state: DemoState, model: str, name: str, method: str, **option
     from reasonlens.decode import DecodeConfig
     from reasonlens.interventions import EvalSpec, MethodOptions, evaluate
     from reasonlens.organisms import organism_dataset
+    from reasonlens.runs import RunSpec
 
     c = state.config
     out = c.out / "controls" / name
     max_tokens = max(options.get("budgets") or [c.control_tokens])
     evaluate(
         EvalSpec(
-            out=out,
-            model=model,
-            dataset=organism_dataset(model) or "synthetic-reasoner:1-6",
+            RunSpec(
+                out=out,
+                model=model,
+                dataset=organism_dataset(model) or "synthetic-reasoner:1-6",
+                n=c.n_control_eval,
+                decode=DecodeConfig(max_new_tokens=max_tokens, batch_size=c.control_batch_size),
+            ),
             method=method,
             options=MethodOptions(**options),
-            n=c.n_control_eval,
-            decode=DecodeConfig(max_new_tokens=max_tokens, batch_size=c.control_batch_size),
         ),
         lm=state.lm(model),
     )

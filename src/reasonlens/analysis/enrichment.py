@@ -61,6 +61,6 @@ def peak_enrichment(
 
 
 def whole_word_ids(tokenizer: Any, words: Sequence[str]) -> set[int]:
-    from reasonlens.analysis.tokens import word_variant_ids
+    from reasonlens.analysis.tokens import words_ids
 
-    return {i for word in words for i in word_variant_ids(tokenizer, word, include_split_starts=False)}
+    return set(words_ids(tokenizer, words))

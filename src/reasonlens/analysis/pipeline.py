@@ -19,27 +19,31 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from reasonlens.analysis.enrichment import TraceCounts, peak_enrichment, trace_counts, whole_word_ids
-from reasonlens.analysis.peaks import PeakConfig, TraceStats, aggregate_stats, find_peaks, trace_stats
-from reasonlens.analysis.tokens import PeakToken, WordCounter, agreement_rate, peak_tokens, token_text, write_token_set
+from reasonlens.analysis.enrichment import peak_enrichment, whole_word_ids
+from reasonlens.analysis.peaks import PeakConfig
+from reasonlens.analysis.stages import (
+    PopulationConfig,
+    Sample,
+    TraceScoring,
+    TraceWriter,
+    aligned_states,
+    check_finite,
+    layer_arg,
+    layer_statistics,
+    population_statistics,
+    score_traces,
+    write_population,
+)
+from reasonlens.analysis.tokens import WordCounter, write_token_set
 from reasonlens.errors import UserError
-from reasonlens.eval.stats import correctness_auc
 from reasonlens.mi import get_estimator
-from reasonlens.mi.population import GramStatistic
-from reasonlens.mi.trajectory import AlignedStates
 
 GOLD_SOURCES = ("solution", "answer")
 
@@ -103,80 +107,13 @@ class MIConfig:
     def gold_identity(self, model_spec: str) -> dict[str, str]:
         return {"source": self.gold_source, "pooling": self.gold_pooling, "model": model_spec}
 
+    def scoring(self) -> TraceScoring:
+        """The settings of the trace-scoring stages (estimator, kernel, peaks)."""
+        return TraceScoring(self.estimator, self.sigma, self.eps, self.peaks)
 
-@dataclass
-class Sample:
-    index: int
-    id: str
-    correct: bool | None
-    gold_text: str
-
-
-@dataclass
-class _Tables:
-    """Streaming parquet writers for the per-step and per-peak tables."""
-
-    directory: Path
-    batch_rows: int = 200_000
-    _writers: dict[str, pq.ParquetWriter] = field(default_factory=dict)
-    _columns: dict[str, dict[str, list]] = field(default_factory=dict)
-    _schemas: dict[str, pa.Schema] = field(default_factory=dict)
-
-    def register(self, name: str, schema: pa.Schema) -> None:
-        self._schemas[name] = schema
-        self._columns[name] = {f.name: [] for f in schema}
-
-    def add_columns(self, name: str, **columns: Sequence[Any]) -> None:
-        cols = self._columns[name]
-        for key, values in columns.items():
-            cols[key].extend(values)
-        if len(next(iter(cols.values()))) >= self.batch_rows:
-            self._flush(name)
-
-    def _flush(self, name: str) -> None:
-        cols = self._columns[name]
-        if not next(iter(cols.values())):
-            return
-        table = pa.table(cols, schema=self._schemas[name])
-        if name not in self._writers:
-            self._writers[name] = pq.ParquetWriter(self.directory / f"{name}.parquet.tmp", self._schemas[name])
-        self._writers[name].write_table(table)
-        self._columns[name] = {f.name: [] for f in self._schemas[name]}
-
-    def close(self) -> None:
-        for name in self._schemas:
-            self._flush(name)
-            if name not in self._writers:  # no rows: still write an empty table with the schema
-                pq.write_table(self._schemas[name].empty_table(), self.directory / f"{name}.parquet.tmp")
-            else:
-                self._writers[name].close()
-            (self.directory / f"{name}.parquet.tmp").replace(self.directory / f"{name}.parquet")
-
-
-MI_SCHEMA = pa.schema(
-    [
-        ("index", pa.int64()),
-        ("layer", pa.string()),
-        ("step", pa.int32()),
-        ("mi", pa.float64()),
-        ("token_id", pa.int64()),
-        ("is_peak", pa.bool_()),
-    ]
-)
-PEAK_SCHEMA = pa.schema(
-    [
-        ("index", pa.int64()),
-        ("id", pa.string()),
-        ("layer", pa.string()),
-        ("step", pa.int32()),
-        ("mi", pa.float64()),
-        ("generated_id", pa.int64()),
-        ("generated_text", pa.string()),
-        ("argmax_id", pa.int64()),
-        ("argmax_text", pa.string()),
-        ("agree", pa.bool_()),
-    ]
-)
+    def population_config(self) -> PopulationConfig:
+        """The settings of the population stage."""
+        return PopulationConfig(self.align, self.n_bins, self.stride, self.min_samples, self.n_permutations, self.seed)
 
 
 def _paper_thinking_words() -> tuple[str, ...]:
@@ -186,10 +123,12 @@ def _paper_thinking_words() -> tuple[str, ...]:
 
 
 def mi_dir(run_path: str | Path) -> Path:
-    return Path(run_path) / "mi"
+    from reasonlens.runs import RunDir
+
+    return RunDir(run_path).mi_dir
 
 
-def _layer_keys(manifest: dict[str, Any], wanted: Sequence[str] | None) -> list[str]:
+def layer_keys(manifest: dict[str, Any], wanted: Sequence[str] | None) -> list[str]:
     captured = [str(k) for k in manifest.get("layers") or []]
     if not captured:
         raise UserError("manifest.json: field 'layers' is empty; re-run generate with --layers to capture states")
@@ -210,7 +149,7 @@ def default_token_layer(layers: Sequence[str]) -> str:
     return str(max(ints)) if ints else layers[0]
 
 
-def _samples(run: Any, manifest: dict[str, Any], config: MIConfig) -> list[Sample]:
+def load_samples(run: Any, manifest: dict[str, Any], config: MIConfig) -> list[Sample]:
     from reasonlens.data import load_problems
 
     results = [r for r in run.results() if r.get("status", "ok") != "failed" and run.has_states(int(r["index"]))]
@@ -263,44 +202,15 @@ class _ModelHandle:
         return self._lm
 
 
-def _layer_arg(key: str) -> int | str:
-    return key if key in ("final", "embed") else int(key)
-
-
-def save_golds(out_dir: Path, golds: dict[int, dict[str, torch.Tensor]], identity: dict[str, str]) -> None:
-    from reasonlens.runs.io import make_shared
-
-    path = out_dir / "golds.safetensors"
-    tensors = {f"{i}.{k}": v.contiguous() for i, by_layer in golds.items() for k, v in by_layer.items()}
-    save_file(tensors, str(path) + ".tmp", metadata=identity)
-    make_shared(Path(str(path) + ".tmp")).replace(path)
-
-
 def collect_golds(
     out_dir: Path, samples: list[Sample], layers: list[str], config: MIConfig, model: _ModelHandle
 ) -> tuple[dict[int, dict[str, torch.Tensor]], bool]:
     """Gold representations per sample and layer, read from ``golds.safetensors`` when it matches and encoded
     with the model otherwise; writes nothing. Returns the golds and whether any were encoded."""
     from reasonlens.runs.progress import progress_bar
+    from reasonlens.runs.rundir import GOLDS_NAME, read_golds
 
-    path = out_dir / "golds.safetensors"
-    identity = config.gold_identity(model.spec)
-    golds: dict[int, dict[str, torch.Tensor]] = {}
-    # golds.safetensors is a cache: a damaged, non-regular or symlinked one is ignored and the golds re-encoded.
-    if path.is_file() and not path.is_symlink():
-        try:
-            with safe_open(path, framework="pt") as handle:
-                meta = handle.metadata() or {}
-                if all(meta.get(k) == v for k, v in identity.items()):
-                    names = set(handle.keys())
-                    for s in samples:
-                        wanted = [f"{s.index}.{k}" for k in layers]
-                        if all(n in names for n in wanted):
-                            found = {k: handle.get_tensor(f"{s.index}.{k}") for k in layers}
-                            if all(t.dim() == 1 and bool(torch.isfinite(t).all()) for t in found.values()):
-                                golds[s.index] = found
-        except (SafetensorError, OSError, ValueError, RuntimeError):
-            golds = {}
+    golds = read_golds(out_dir / GOLDS_NAME, config.gold_identity(model.spec), [s.index for s in samples], layers)
     missing = [s for s in samples if s.index not in golds]
     if missing:
         from reasonlens.models import encode_gold
@@ -309,29 +219,10 @@ def collect_golds(
         with progress_bar(transient=True) as bar:
             task = bar.add_task("gold representations", total=len(missing), info="")
             for s in missing:
-                encoded = encode_gold(lm, s.gold_text, [_layer_arg(k) for k in layers], pooling=config.gold_pooling)
+                encoded = encode_gold(lm, s.gold_text, [layer_arg(k) for k in layers], pooling=config.gold_pooling)
                 golds[s.index] = {str(k): v.float() for k, v in encoded.items()}
                 bar.advance(task)
     return golds, bool(missing)
-
-
-def _shard_error(path: Path, exc: BaseException) -> UserError:
-    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-    return UserError(f"{path}: corrupt safetensors shard ({reason})")
-
-
-@contextmanager
-def _open_shard(path: Path) -> Iterator[Any]:
-    """``safe_open`` a state shard; a missing or corrupt shard becomes a one-line UserError naming it."""
-    try:
-        with safe_open(path, framework="pt") as handle:
-            yield handle
-    except UserError:
-        raise
-    except FileNotFoundError:
-        raise UserError(f"{path}: state shard not found") from None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise _shard_error(path, exc) from None
 
 
 def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str, int]:
@@ -341,7 +232,7 @@ def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str
     widths: dict[str, tuple[int, Path]] = {}
     for s in samples:
         path = run.state_path(s.index)
-        with _open_shard(path) as handle:
+        with run.open_states(s.index) as handle:
             names = set(handle.keys())
             missing = [f"layer.{k}" for k in layers if f"layer.{k}" not in names]
             if missing or "token_ids" not in names:
@@ -356,17 +247,8 @@ def check_shards(run: Any, samples: list[Sample], layers: list[str]) -> dict[str
                 first = widths.setdefault(key, (shape[1], path))
                 if shape[1] != first[0]:
                     raise UserError(f"{path}: layer.{key} has hidden size {shape[1]}, but {first[1]} has {first[0]}")
-                _check_finite(path, key, handle.get_tensor(f"layer.{key}"))
+                check_finite(path, key, handle.get_tensor(f"layer.{key}"))
     return {key: width for key, (width, _) in widths.items()}
-
-
-def _check_finite(path: Path, key: str, tensor: torch.Tensor) -> None:
-    """States of a sample whose record says ok must be finite (the decode loop marks non-finite ones failed)."""
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        raise UserError(
-            f"{path}: tensor 'layer.{key}' holds NaN or infinite values although the sample's record "
-            "says status ok (re-generate this sample)"
-        )
 
 
 def _check_gold_widths(
@@ -381,25 +263,6 @@ def _check_gold_widths(
                 f"model {model_spec!r} has hidden size {gold_width}; analyse with the model that "
                 "generated the run (--model)"
             )
-
-
-def _iter_states(
-    run: Any, samples: list[Sample], layers: list[str]
-) -> Iterator[tuple[Sample, torch.Tensor, dict[str, torch.Tensor]]]:
-    for s in samples:
-        path = run.state_path(s.index)
-        with _open_shard(path) as handle:
-            names = set(handle.keys())
-            missing = [k for k in layers if f"layer.{k}" not in names]
-            if missing or "token_ids" not in names:
-                raise UserError(
-                    f"{path}: shard lacks tensors {', '.join(['layer.' + k for k in missing] or ['token_ids'])}"
-                )
-            token_ids = handle.get_tensor("token_ids")
-            states = {k: handle.get_tensor(f"layer.{k}") for k in layers}
-        for key, tensor in states.items():
-            _check_finite(path, key, tensor)  # checked before any write too; the shard may change in between
-        yield s, token_ids, states
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -419,11 +282,11 @@ def _preflight(
 
     run = RunDir(run_path)
     manifest = run.open_run()
-    layers = _layer_keys(manifest, config.layers)
+    layers = layer_keys(manifest, config.layers)
     token_layer = config.token_layer or default_token_layer(layers)
     if token_layer not in layers:
         raise UserError(f"--token-layer: layer {token_layer!r} is not among the analysed layers ({', '.join(layers)})")
-    samples = _samples(run, manifest, config)
+    samples = load_samples(run, manifest, config)
     return run, manifest, layers, samples, check_shards(run, samples, layers)
 
 
@@ -474,7 +337,9 @@ def _stage_golds(
 ) -> None:
     """The golds of the new analysis: the previous cache file carried over unchanged when nothing was encoded
     (a hard link, else a copy), otherwise written anew."""
-    old = previous / "golds.safetensors"
+    from reasonlens.runs.rundir import GOLDS_NAME, write_golds
+
+    old = previous / GOLDS_NAME
     if not encoded and old.is_file() and not old.is_symlink():
         try:
             os.link(old, staging / old.name)
@@ -482,7 +347,7 @@ def _stage_golds(
         except OSError:
             shutil.copy2(old, staging / old.name)
             return
-    save_golds(staging, golds, identity)
+    write_golds(staging / GOLDS_NAME, golds, identity)
 
 
 def _write_analysis(
@@ -499,170 +364,44 @@ def _write_analysis(
     config: MIConfig,
     quiet: bool,
 ) -> dict[str, Any]:
+    """The stages (`analysis.stages`) over the run: scored traces -> writers -> layer and population statistics
+    -> thinking tokens -> summary."""
     from reasonlens.runs.io import atomic_write_json
     from reasonlens.runs.progress import progress_bar
 
     estimator = get_estimator(config.estimator)
     tokenizer = model.loaded.tokenizer if model.loaded is not None else None
-
-    tables = _Tables(out_dir)
-    tables.register("mi", MI_SCHEMA)
-    tables.register("peaks", PEAK_SCHEMA)
-    stats_rows: list[dict[str, Any]] = []
-    all_peaks: dict[str, list[PeakToken]] = {k: [] for k in layers}
     max_steps = int((manifest.get("decode") or {}).get("max_new_tokens") or 512)
-    aligned = (
-        {
-            k: AlignedStates(align=config.align, n_bins=config.n_bins, max_steps=max_steps, stride=config.stride)
-            for k in layers
-        }
-        if config.population
-        else {}
-    )
-    plot_traces: list[dict[str, Any]] = []
-    text_cache: dict[int, str] = {}
+    population = config.population_config()
     enrichment_words = list(config.enrichment_words or _paper_thinking_words())
-    enrichment_ids = whole_word_ids(tokenizer, enrichment_words) if tokenizer is not None else set()
-    enrichment_counts: list[TraceCounts] = []
-
-    def text_of(token_id: int | None) -> str | None:
-        if token_id is None or tokenizer is None:
-            return None
-        if token_id not in text_cache:
-            text_cache[token_id] = token_text(tokenizer, token_id)
-        return text_cache[token_id]
-
+    writer = TraceWriter(
+        out_dir,
+        layers,
+        token_layer,
+        lm,
+        tokenizer,
+        whole_word_ids(tokenizer, enrichment_words) if tokenizer is not None else set(),
+        aligned_states(layers, population, max_steps) if config.population else {},
+        config.plot_traces,
+    )
     with progress_bar(transient=quiet) as bar:
         task = bar.add_task("MI trajectories", total=len(samples), info="")
-        for sample, token_ids, states in _iter_states(run, samples, layers):
-            for key in layers:
-                h = states[key]
-                if h.shape[0] != token_ids.shape[0]:
-                    raise UserError(
-                        f"{run.state_path(sample.index)}: layer.{key} has {h.shape[0]} rows but "
-                        f"token_ids has {token_ids.shape[0]}"
-                    )
-                mi = estimator.scorer(golds[sample.index][key], config.sigma, config.eps)(h).numpy()
-                steps = find_peaks(mi, config.peaks)
-                stats: TraceStats = trace_stats(mi, config.peaks, peaks=steps)
-                is_peak = np.zeros(mi.shape[0], dtype=bool)
-                is_peak[steps] = True
-                tables.add_columns(
-                    "mi",
-                    index=[sample.index] * mi.shape[0],
-                    layer=[key] * mi.shape[0],
-                    step=list(range(mi.shape[0])),
-                    mi=mi.tolist(),
-                    token_id=token_ids.tolist(),
-                    is_peak=is_peak.tolist(),
-                )
-                readings = peak_tokens(
-                    sample.index, _layer_arg(key), steps.tolist(), token_ids, h if lm is not None else None, lm
-                )
-                all_peaks[key].extend(readings)
-                tables.add_columns(
-                    "peaks",
-                    index=[sample.index] * len(readings),
-                    id=[sample.id] * len(readings),
-                    layer=[key] * len(readings),
-                    step=[p.step for p in readings],
-                    mi=[float(mi[p.step]) for p in readings],
-                    generated_id=[p.generated_id for p in readings],
-                    generated_text=[text_of(p.generated_id) for p in readings],
-                    argmax_id=[p.argmax_id for p in readings],
-                    argmax_text=[text_of(p.argmax_id) for p in readings],
-                    agree=[p.agree for p in readings],
-                )
-                length = max(1, stats.n_steps)
-                stats_rows.append(
-                    {
-                        "index": sample.index,
-                        "id": sample.id,
-                        "layer": key,
-                        "correct": sample.correct,
-                        **stats.as_dict(),
-                        "mean_per_step": stats.cumulative / length,
-                    }
-                )
-                if config.population:
-                    aligned[key].add(sample.index, h)
-                if key == token_layer and tokenizer is not None:
-                    enrichment_counts.append(trace_counts(token_ids.tolist(), steps.tolist(), enrichment_ids))
-                if key == token_layer and len(plot_traces) < config.plot_traces:
-                    plot_traces.append(
-                        {
-                            "index": sample.index,
-                            "mi": mi,
-                            "peaks": steps,
-                            "labels": [text_of(int(token_ids[s])) or str(int(token_ids[s])) for s in steps],
-                        }
-                    )
+        for traces in score_traces(run, samples, layers, golds, config.scoring()):
+            for trace in traces:
+                writer.add(trace)
             bar.advance(task)
-    tables.close()
-    pq.write_table(pa.Table.from_pylist(stats_rows), out_dir / "stats.parquet")
+    writer.close()
 
-    per_layer: dict[str, Any] = {}
-    for key in layers:
-        rows = [r for r in stats_rows if r["layer"] == key]
-        agg = aggregate_stats(
-            [TraceStats(**{f: r[f] for f in TraceStats.__dataclass_fields__}) for r in rows],
-            n_boot=config.n_boot,
-            seed=config.seed,
-        )
-        per_layer[key] = {
-            "n_traces": len(rows),
-            "stats": {name: {"mean": a.mean, "ci95": [a.lo, a.hi], "n": a.n} for name, a in agg.items()},
-            "argmax_agreement": agreement_rate(all_peaks[key]),
-            "cumulative_mi_vs_correct": correctness_auc(rows, "cumulative", config.n_boot, config.seed),
-            "mean_mi_vs_correct": correctness_auc(rows, "mean_per_step", config.n_boot, config.seed),
-        }
-
+    per_layer = layer_statistics(writer.stats_rows, writer.peaks, layers, config.n_boot, config.seed)
     population_rows: list[dict[str, Any]] = []
     if config.population:
-        gold_by_layer = {k: {i: g[k] for i, g in golds.items()} for k in layers}
-        for key in layers:
-            for name in ("hsic", "linear_cka"):
-                points = aligned[key].trajectory(
-                    gold_by_layer[key],
-                    GramStatistic(name),
-                    n_permutations=config.n_permutations,
-                    seed=config.seed,
-                    min_samples=config.min_samples,
-                )
-                population_rows.extend(
-                    {
-                        "layer": key,
-                        "statistic": name,
-                        "align": config.align,
-                        "bin": p.position,
-                        "n": p.n,
-                        "value": p.statistic,
-                        "p_value": p.p_value,
-                    }
-                    for p in points
-                )
-        pq.write_table(
-            pa.Table.from_pylist(
-                population_rows,
-                schema=pa.schema(
-                    [
-                        ("layer", pa.string()),
-                        ("statistic", pa.string()),
-                        ("align", pa.string()),
-                        ("bin", pa.int64()),
-                        ("n", pa.int64()),
-                        ("value", pa.float64()),
-                        ("p_value", pa.float64()),
-                    ]
-                ),
-            ),
-            out_dir / "population.parquet",
-        )
+        population_rows = population_statistics(writer.aligned, golds, layers, population)
+        write_population(out_dir, population_rows)
 
     words = []
     if tokenizer is not None:
         counter = WordCounter(tokenizer, alphabetic_only=config.alphabetic_only)
-        counter.add(p.generated_id for p in all_peaks[token_layer])
+        counter.add(p.generated_id for p in writer.peaks[token_layer])
         words = counter.words()
         write_token_set(out_dir / "tokens.jsonl", words)
 
@@ -683,7 +422,7 @@ def _write_analysis(
         "thinking_word_enrichment": (
             {
                 "layer": token_layer,
-                **peak_enrichment(enrichment_counts, enrichment_words, n_boot=config.n_boot, seed=config.seed),
+                **peak_enrichment(writer.enrichment_counts, enrichment_words, n_boot=config.n_boot, seed=config.seed),
             }
             if tokenizer is not None
             else None
@@ -694,7 +433,9 @@ def _write_analysis(
     if config.plots:
         from reasonlens.analysis.plots import write_mi_plots
 
-        summary["plots"] = write_mi_plots(out_dir, plot_traces, words, stats_rows, token_layer, population_rows)
+        summary["plots"] = write_mi_plots(
+            out_dir, writer.plot_traces, words, writer.stats_rows, token_layer, population_rows
+        )
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
 

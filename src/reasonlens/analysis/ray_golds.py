@@ -9,14 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
-from safetensors.torch import save_file
-
-from reasonlens.analysis.pipeline import _layer_arg, _layer_keys, _samples, check_shards, mi_dir
+from reasonlens.analysis.pipeline import check_shards, layer_keys, load_samples
+from reasonlens.analysis.stages import layer_arg
 from reasonlens.errors import UserError
 from reasonlens.runs.executors import RayExecutor, shard_chunks
-from reasonlens.runs.io import make_shared
-from reasonlens.runs.rundir import RunDir
+from reasonlens.runs.rundir import RunDir, read_golds, write_golds
 
 
 def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
@@ -28,24 +25,18 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
     """
     run = RunDir(Path(run_path).resolve())
     manifest = run.open_run()
-    layers = _layer_keys(manifest, config.layers)
-    samples = _samples(run, manifest, config)
+    layers = layer_keys(manifest, config.layers)
+    samples = load_samples(run, manifest, config)
     spec = config.model or str(manifest.get("model"))
     identity = config.gold_identity(spec)
     widths = check_shards(run, samples, layers)
-    out_dir = mi_dir(run.path)
-    path = out_dir / "golds.safetensors"
-    tensors: dict[str, Any] = {}
-    if path.is_file():
-        with safe_open(path, framework="pt") as handle:
-            if all((handle.metadata() or {}).get(k) == v for k, v in identity.items()):
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    missing = [s for s in samples if not all(f"{s.index}.{k}" in tensors for k in layers)]
+    golds = read_golds(run.golds_path, identity, [s.index for s in samples], layers)
+    missing = [s for s in samples if s.index not in golds]
     if not missing:
         return 0
     actors = executor.actors(spec, "fp32", config.device, False)
     shares = shard_chunks(list(range(len(missing))), len(actors))
-    layer_args = [_layer_arg(k) for k in layers]
+    layer_args = [layer_arg(k) for k in layers]
     refs = [
         actor.encode_golds.remote(
             [(missing[i].index, missing[i].gold_text) for i in share], layer_args, config.gold_pooling
@@ -55,13 +46,13 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
     ]
     try:
         for part in executor.gather(refs):  # each worker's share as it finishes: a failure keeps the others' work
-            tensors.update(part)
+            for name, tensor in part.items():
+                index, key = name.split(".", 1)
+                golds.setdefault(int(index), {})[key] = tensor
     finally:
-        mismatch = _gold_width_mismatch(tensors, widths)
-        if tensors and mismatch is None:  # golds of another width must never land in RUN/mi
-            out_dir.mkdir(parents=True, exist_ok=True)
-            save_file(tensors, str(path) + ".tmp", metadata=identity)
-            make_shared(Path(str(path) + ".tmp")).replace(path)
+        mismatch = _gold_width_mismatch(golds, widths)
+        if golds and mismatch is None:  # golds of another width must never land in RUN/mi
+            write_golds(run.golds_path, golds, identity)
     if mismatch is not None:
         key, width, gold_width = mismatch
         raise UserError(
@@ -71,10 +62,10 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
     return len(missing)
 
 
-def _gold_width_mismatch(tensors: dict[str, Any], widths: dict[str, int]) -> tuple[str, int, int] | None:
+def _gold_width_mismatch(golds: dict[int, dict[str, Any]], widths: dict[str, int]) -> tuple[str, int, int] | None:
     """(layer, state width, gold width) of the first gold whose width differs from the run's states, else None."""
-    for name, tensor in tensors.items():
-        key = name.split(".", 1)[1]
-        if key in widths and int(tensor.shape[-1]) != widths[key]:
-            return key, widths[key], int(tensor.shape[-1])
+    for by_layer in golds.values():
+        for key, tensor in by_layer.items():
+            if key in widths and int(tensor.shape[-1]) != widths[key]:
+                return key, widths[key], int(tensor.shape[-1])
     return None

@@ -54,7 +54,7 @@ def registered_datasets() -> dict[str, DatasetInfo]:
 
 def dataset_info(name: str) -> DatasetInfo | None:
     """Registry entry for `name` (a `name:variant` form resolves through its base name's registration)."""
-    return _REGISTRY.get(name)
+    return _REGISTRY.get(name.split(":", 1)[0])
 
 
 # One problem is kilobytes; a longer line is a broken or hostile file (it would exhaust memory when tokenized).

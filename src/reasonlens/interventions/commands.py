@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from reasonlens.cli_options import device_option, dtype_option, sampling_kwargs, state_dtype_option
+from reasonlens.cli_options import (
+    dataclass_from_options,
+    device_option,
+    dtype_option,
+    sampling_kwargs,
+    state_dtype_option,
+    with_dataclass_options,
+)
 
 
 def register(app: typer.Typer) -> None:
+    from reasonlens.interventions.evaluate import MethodOptions
+    from reasonlens.interventions.registry import method_names
+
     @app.command("eval")
+    @with_dataclass_options(MethodOptions, before="engine")
     def eval_command(
         model: str = typer.Option(..., "--model", "-m", help="Built-in name, model directory, .gguf or hub id."),
         dataset: Optional[str] = typer.Option(
@@ -24,8 +35,7 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option(
             "baseline",
             "--method",
-            help="A registered method: baseline | suppress | rr | ttts | budget-force | "
-            "nowait | ... (an unknown name lists them).",
+            help=f"A registered method: {' | '.join(method_names())}.",
         ),
         n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
         offset: int = typer.Option(0, "--offset"),
@@ -41,27 +51,6 @@ def register(app: typer.Typer) -> None:
         stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
         revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit."),
-        words: Optional[str] = typer.Option(
-            None,
-            "--words",
-            help="Comma-separated words (suppress/rr triggers, "
-            "ttts thinking tokens); default: --token-set or the paper's list.",
-        ),
-        token_set: Optional[Path] = typer.Option(None, "--token-set", help="Token-set file from the MI analysis."),
-        token_set_dataset: Optional[str] = typer.Option(
-            None, "--token-set-dataset", help="Dataset the token set was learnt on (if unrecorded)."
-        ),
-        token_set_split: Optional[str] = typer.Option(
-            None, "--token-set-split", help="Split the token set was learnt on (if unrecorded)."
-        ),
-        k: Optional[int] = typer.Option(
-            None, "--top-words", help="suppress/rr: use the N most frequent words of the set."
-        ),
-        control: str = typer.Option("thinking", "--control", help="suppress: thinking | random."),
-        control_run: Optional[Path] = typer.Option(
-            None, "--control-run", help="suppress random: a generate run of this model."
-        ),
-        band: float = typer.Option(2.0, "--band", help="suppress random: frequency band factor."),
         seed: int = typer.Option(0, "--seed", help="Sampling seed, random control draw and RR recycling draws."),
         temperature: float = typer.Option(
             0.0, "--temperature", help="Sampling temperature; 0 decodes greedily (DeepSeek-R1 recommends 0.6)."
@@ -81,26 +70,6 @@ def register(app: typer.Typer) -> None:
         state_dtype: str = typer.Option(
             "fp32", "--state-dtype", callback=state_dtype_option, help="Storage dtype of captured states."
         ),
-        split_starts: bool = typer.Option(
-            False,
-            "--split-starts",
-            help="suppress/rr: also ban the first piece of "
-            "words the tokenizer splits (it starts other words too; warns).",
-        ),
-        layer: Optional[int] = typer.Option(None, "--rr-layer", help="rr: decoder layer re-run (default floor(2L/3))."),
-        p: float = typer.Option(1.0, "--p", help="rr: recycling probability."),
-        repeats: int = typer.Option(1, "--repeats", help="rr: extra applications of the layer."),
-        budgets: Optional[str] = typer.Option(None, "--budgets", help="ttts/budget-force/baseline: e.g. 64,128,256."),
-        min_fraction: float = typer.Option(0.5, "--min-fraction", help="budget-force: minimum / cap."),
-        block_eos: bool = typer.Option(False, "--block-eos", help="budget-force: block EOS below the minimum."),
-        max_waits: Optional[int] = typer.Option(
-            None,
-            "--max-waits",
-            help="budget-force: at most N stops become Wait (default: every stop below the minimum).",
-        ),
-        wait: str = typer.Option("Wait", "--wait", help="budget-force: word appended on early stops."),
-        answer_prompt: Optional[str] = typer.Option(None, "--answer-prompt", help="Text that forces the answer."),
-        answer_tokens: int = typer.Option(16, "--answer-tokens", help="Tokens allowed after the answer prompt."),
         engine: str = typer.Option("hf", "--engine", help="hf | vllm (baseline, suppress, ttts, budget-force)."),
         executor: str = typer.Option("local", "--executor", help="local | ray (shard over Ray workers)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (default: one per GPU or CPU)."),
@@ -113,45 +82,22 @@ def register(app: typer.Typer) -> None:
             "options dataclass, typed by it (repeatable), e.g. "
             "--set p=0.5, --set words=Wait,Hmm.",
         ),
+        **method_options: Any,
     ) -> None:
         """Evaluate a decoding method (resumable); prints accuracy (per budget for budget methods)."""
         from reasonlens.cli import echo_multi_sample, parse_stop
         from reasonlens.decode import DecodeConfig
-        from reasonlens.decode.escapes import parse_escapes
-        from reasonlens.interventions.evaluate import EvalSpec, MethodOptions, evaluate
+        from reasonlens.interventions.evaluate import EvalSpec, evaluate
         from reasonlens.interventions.registry import parse_settings
         from reasonlens.models.builtin import default_dataset
 
         dataset = default_dataset(model, dataset)
         from reasonlens.engines import EngineSpec, check_engine_support
-        from reasonlens.interventions.scaling import ANSWER_PROMPT, parse_budgets
-        from reasonlens.interventions.tokens import parse_words
+        from reasonlens.runs import RunSpec
         from reasonlens.runs.executors import make_executor
 
         check_engine_support(engine, method, command="eval")
-        options = MethodOptions(
-            words=parse_words(words) if words else None,
-            token_set=token_set,
-            token_set_dataset=token_set_dataset,
-            token_set_split=token_set_split,
-            k=k,
-            control=control,
-            control_run=control_run,
-            band=band,
-            seed=seed,
-            split_starts=split_starts,
-            layer=layer,
-            p=p,
-            repeats=repeats,
-            budgets=parse_budgets(budgets) if budgets else None,
-            min_fraction=min_fraction,
-            block_eos=block_eos,
-            max_waits=max_waits,
-            wait=wait,
-            answer_prompt=parse_escapes(answer_prompt, "--answer-prompt") if answer_prompt else ANSWER_PROMPT,
-            answer_tokens=answer_tokens,
-            settings=parse_settings(settings),
-        )
+        options = dataclass_from_options(MethodOptions, method_options, seed=seed, settings=parse_settings(settings))
         decode = DecodeConfig(
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
@@ -159,12 +105,10 @@ def register(app: typer.Typer) -> None:
             add_special_tokens=template != "chat",
             **sampling_kwargs(temperature, top_p, seed),
         )
-        spec = EvalSpec(
+        run = RunSpec(
             out=out,
             model=model,
             dataset=dataset,
-            method=method,
-            options=options,
             split=split,
             n=n,
             offset=offset,
@@ -177,8 +121,9 @@ def register(app: typer.Typer) -> None:
             revision=revision,
             samples=samples,
             layers=None if layers is None or layers.strip().lower() == "none" else layers,
-            state_dtype=state_dtype,
+            dtype=state_dtype,
         )
+        spec = EvalSpec(run, method, options)
         with make_executor(executor, workers, ray_address, EngineSpec(engine, tensor_parallel_size)) as runner:
             summary = evaluate(spec, executor=runner)
         if "accuracy_by_budget" in summary:

@@ -15,64 +15,93 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
-from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
-from reasonlens.interventions.methods import ResolvedMethod, build_plugins, get_method
+from reasonlens.interventions.methods import Method, ResolvedMethod, build_plugins, get_method
 from reasonlens.interventions.methods.words import format_token_ids
+from reasonlens.interventions.registry import cli_flag
 from reasonlens.interventions.scaling import ANSWER_PROMPT, ANSWER_TOKENS
+from reasonlens.runs import RunSpec
 
 console = Console(stderr=True)
 
 
+def _parse_answer_prompt(text: str) -> str:
+    from reasonlens.decode.escapes import parse_escapes
+
+    return parse_escapes(text, "--answer-prompt")
+
+
+def _parse_words(text: str) -> list[str]:
+    from reasonlens.interventions.tokens import parse_words
+
+    return parse_words(text)
+
+
+def _parse_budgets(text: str) -> list[int]:
+    from reasonlens.interventions.scaling import parse_budgets
+
+    return parse_budgets(text)
+
+
 @dataclass
 class MethodOptions:
-    """The method options the CLI has flags for; each registered method reads the fields its own options
-    dataclass has (by name), and `settings` (`--set key=value`) reaches any option of any method."""
+    """The method options `reasonlens eval` has flags for (generated from these fields, `cli_flag` metadata);
+    each registered method reads the fields its own options dataclass has (by name), and `settings`
+    (`--set key=value`) reaches any option of any method."""
 
-    words: list[str] | None = None  # explicit word list (overrides --token-set)
-    token_set: Path | None = None  # token-set file from the MI analysis (default: the paper's list)
-    token_set_dataset: str | None = None  # provenance override when the file does not record it
-    token_set_split: str | None = None
-    k: int | None = None  # suppress: number of words (top-k of the set)
-    control: str = "thinking"  # suppress: thinking | random
-    control_run: Path | None = None  # suppress random: generate run whose traces give word frequencies
-    band: float = 2.0  # suppress random: frequency band factor
-    seed: int = 0  # random control draw / RR recycling draws
-    split_starts: bool = False  # suppress/rr: also ban the first piece of each split form of a word (warns)
-    layer: int | None = None  # rr: decoder layer (default floor(2L/3))
-    p: float = 1.0  # rr: recycling probability
-    repeats: int = 1  # rr: extra applications of the layer
-    budgets: list[int] | None = None  # ttts / budget-force / baseline: token budgets
-    min_fraction: float = 0.5  # budget-force: minimum budget as a fraction of the cap
-    block_eos: bool = False  # budget-force: also block EOS below the minimum
-    max_waits: int | None = None  # budget-force: at most this many stops become "Wait" (s1's "N times"); None: all
-    wait: str = "Wait"  # budget-force: the word appended on early stops
-    prefix: str = " "  # text before an injected word
-    answer_prompt: str = ANSWER_PROMPT
-    answer_tokens: int = ANSWER_TOKENS
+    words: list[str] | None = cli_flag(
+        None,
+        "--words",
+        "Comma-separated words (suppress/rr triggers, ttts thinking tokens); default: --token-set or the paper's list.",
+        parse=_parse_words,
+    )
+    token_set: Path | None = cli_flag(None, "--token-set", "Token-set file from the MI analysis.")
+    token_set_dataset: str | None = cli_flag(
+        None, "--token-set-dataset", "Dataset the token set was learnt on (if unrecorded)."
+    )
+    token_set_split: str | None = cli_flag(
+        None, "--token-set-split", "Split the token set was learnt on (if unrecorded)."
+    )
+    k: int | None = cli_flag(None, "--top-words", "suppress/rr: use the N most frequent words of the set.")
+    control: str = cli_flag("thinking", "--control", "suppress: thinking | random.")
+    control_run: Path | None = cli_flag(None, "--control-run", "suppress random: a generate run of this model.")
+    band: float = cli_flag(2.0, "--band", "suppress random: frequency band factor.")
+    seed: int = 0  # random control draw / RR recycling draws (eval's --seed, shared with sampling)
+    split_starts: bool = cli_flag(
+        False,
+        "--split-starts",
+        "suppress/rr: also ban the first piece of words the tokenizer splits (it starts other words too; warns).",
+    )
+    layer: int | None = cli_flag(None, "--rr-layer", "rr: decoder layer re-run (default floor(2L/3)).")
+    p: float = cli_flag(1.0, "--p", "rr: recycling probability.")
+    repeats: int = cli_flag(1, "--repeats", "rr: extra applications of the layer.")
+    budgets: list[int] | None = cli_flag(
+        None, "--budgets", "ttts/budget-force/baseline: e.g. 64,128,256.", parse=_parse_budgets
+    )
+    min_fraction: float = cli_flag(0.5, "--min-fraction", "budget-force: minimum / cap.")
+    block_eos: bool = cli_flag(False, "--block-eos", "budget-force: block EOS below the minimum.")
+    max_waits: int | None = cli_flag(
+        None, "--max-waits", "budget-force: at most N stops become Wait (default: every stop below the minimum)."
+    )
+    wait: str = cli_flag("Wait", "--wait", "budget-force: word appended on early stops.")
+    prefix: str = " "  # text before an injected word (--set prefix=...)
+    answer_prompt: str = cli_flag(
+        ANSWER_PROMPT, "--answer-prompt", "Text that forces the answer.", parse=_parse_answer_prompt
+    )
+    answer_tokens: int = cli_flag(ANSWER_TOKENS, "--answer-tokens", "Tokens allowed after the answer prompt.")
     settings: dict[str, str] = field(default_factory=dict)  # --set key=value, typed by the method's options
 
 
 @dataclass
 class EvalSpec:
-    out: Path
-    model: str
-    dataset: str
+    """An evaluation: the run it writes (`RunSpec`: model, dataset, decoding, capture) and the method to resolve.
+
+    `evaluate` resolves `method` with `options` and writes `run` with `command="eval"` and the method's identity
+    as the run's `method`; budgeted methods write one sub-run per budget."""
+
+    run: RunSpec
     method: str = "baseline"
     options: MethodOptions = field(default_factory=MethodOptions)
-    split: str = "test"
-    n: int | None = None
-    offset: int = 0
-    template: str = "raw"
-    system: str | None = None
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    model_dtype: str = "fp32"
-    device: str = "cpu"
-    trust_remote_code: bool = False
-    revision: str | None = None
-    samples: int = 1  # samples per problem (sampling decoding): pass@k, maj@k in the summary
-    layers: str | list | None = None  # capture hidden states under the intervention (None: none)
-    state_dtype: str = "fp32"
 
 
 def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: str) -> ResolvedMethod:
@@ -84,26 +113,35 @@ def resolve_method(lm, name: str, options: MethodOptions, dataset: str, split: s
     return method.resolve(lm, method.options(options, options.settings), dataset, split)
 
 
+def progress_name(method: Method, identity: dict[str, Any]) -> str:
+    """The method as a run's progress bar names it: `suppress(thinking k=8)`, `rr(layer 20)`, `baseline`."""
+    details = method.label_details(identity)
+    return f"{method.name}({' '.join(details)})" if details else method.name
+
+
 def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dict[str, Any]:
     """Run (or resume) the evaluation; returns the summary also written to `OUT/summary.json`.
 
     `executor` (`reasonlens.runs.executors`) decodes the runs, e.g. sharded over Ray workers; default: here."""
     from reasonlens.models import load
-    from reasonlens.runs import RunSpec, execute
+    from reasonlens.runs import execute
 
     info = get_method(spec.method)
+    run_spec = spec.run
     if lm is None and executor is not None:
-        lm = executor.driver_model(spec.model, spec.model_dtype, spec.device, spec.trust_remote_code, spec.revision)
+        lm = executor.driver_model(
+            run_spec.model, run_spec.model_dtype, run_spec.device, run_spec.trust_remote_code, run_spec.revision
+        )
     elif lm is None:
         lm = load(
-            spec.model,
-            dtype=spec.model_dtype,
-            device=spec.device,
-            trust_remote_code=spec.trust_remote_code,
-            revision=spec.revision,
+            run_spec.model,
+            dtype=run_spec.model_dtype,
+            device=run_spec.device,
+            trust_remote_code=run_spec.trust_remote_code,
+            revision=run_spec.revision,
         )
     run = executor.run if executor is not None else execute
-    resolved = resolve_method(lm, spec.method, spec.options, spec.dataset, spec.split)
+    resolved = resolve_method(lm, spec.method, spec.options, run_spec.dataset, run_spec.split)
     for warning in resolved.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     if resolved.token_ids and not quiet:
@@ -112,26 +150,12 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
             highlight=False,
             markup=False,
         )
-    base = RunSpec(
-        out=spec.out,
-        model=spec.model,
-        dataset=spec.dataset,
+    base = replace(
+        run_spec,
         command="eval",
-        split=spec.split,
-        n=spec.n,
-        offset=spec.offset,
-        template=spec.template,
-        system=spec.system,
-        decode=spec.decode,
-        model_dtype=spec.model_dtype,
-        device=spec.device,
-        trust_remote_code=spec.trust_remote_code,
-        revision=spec.revision,
-        samples=spec.samples,
-        layers=spec.layers,
-        dtype=spec.state_dtype,
         method=resolved.identity,
-        extra_manifest=resolved.provenance,
+        extra_manifest={**run_spec.extra_manifest, **resolved.provenance},
+        label=progress_name(info, resolved.identity),
     )
     budgets = spec.options.budgets if (info.budgeted or spec.options.budgets) else None
     if not budgets:
@@ -147,6 +171,7 @@ def _evaluate_budgets(
     from reasonlens.runs import RunDir
     from reasonlens.runs import execute as execute_here
     from reasonlens.runs.provenance import run_provenance
+    from reasonlens.runs.rundir import budget_run_name
 
     execute = execute or execute_here
     # The sub-runs check their settings and load the problems only after the top-level manifest is written.
@@ -169,7 +194,7 @@ def _evaluate_budgets(
             "model_dtype": base.model_dtype,
             "method": {**resolved.identity, "budgets": budgets},
             "budgets": budgets,
-            "runs": {str(b): f"budget-{b}" for b in budgets},
+            "runs": {str(b): budget_run_name(b) for b in budgets},
             "reasonlens_version": reasonlens.__version__,
             "model_revision": base.revision,
             "provenance": run_provenance(lm),
@@ -180,7 +205,7 @@ def _evaluate_budgets(
     for budget in budgets:
         spec = replace(
             base,
-            out=base.out / f"budget-{budget}",
+            out=top.budget_run(budget).path,
             decode=replace(base.decode, max_new_tokens=budget),
             method={**resolved.identity, "budget": budget},
         )
@@ -202,7 +227,7 @@ def _evaluate_budgets(
         "accuracy_by_budget": {b: s["accuracy"] for b, s in per_budget.items()},
         "accuracy_ci95_by_budget": {b: s["accuracy_ci95"] for b, s in per_budget.items()},
         "mean_tokens_by_budget": {b: s["mean_tokens"] for b, s in per_budget.items()},
-        "runs": {b: f"budget-{b}" for b in per_budget},
+        "runs": {b: budget_run_name(b) for b in per_budget},
     }
     top.write_summary(summary)
     return summary
@@ -234,7 +259,7 @@ def load_eval_run(path: str | Path) -> EvalRun:
     if budgets:
         results = {}
         for budget in budgets:
-            sub = RunDir(Path(path) / f"budget-{budget}")
+            sub = run.budget_run(budget)
             if sub.exists():
                 results[int(budget)] = sub.results()
         if not results:
@@ -435,13 +460,14 @@ def run_sweep(base: EvalSpec, variants: Sequence[Variant], lm=None) -> list[dict
 
     from reasonlens.models import load
 
+    run = base.run
     if lm is None:
-        lm = load(base.model, dtype=base.model_dtype, device=base.device, trust_remote_code=base.trust_remote_code)
+        lm = load(run.model, dtype=run.model_dtype, device=run.device, trust_remote_code=run.trust_remote_code)
     rows = []
     for variant in variants:
         spec = replace(
             base,
-            out=Path(base.out) / variant.name,
+            run=replace(run, out=Path(run.out) / variant.name),
             method=variant.method,
             options=replace(base.options, **variant.options),
         )
@@ -457,6 +483,6 @@ def run_sweep(base: EvalSpec, variants: Sequence[Variant], lm=None) -> list[dict
                 "n": summary.get("n"),
             }
         )
-    Path(base.out).mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), Path(base.out) / "sweep.parquet")
+    Path(run.out).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), Path(run.out) / "sweep.parquet")
     return rows

@@ -15,9 +15,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from reasonlens.errors import UserError
+
+
+def cli_flag(default: Any, flag: str, help: str, parse: Callable[[str], Any] | None = None) -> Any:
+    """A dataclass field that `reasonlens eval` offers as the option `flag` (`cli_options.dataclass_options`):
+    typed by the field's annotation, or given as text and converted by `parse` (e.g. comma-separated lists)."""
+    return field(default=default, metadata={"flag": flag, "help": help, "parse": parse})
 
 
 @dataclass
@@ -168,8 +174,3 @@ def build_plugins(lm, method: dict[str, Any], budget: int | None = None) -> list
     if info.budgeted and budget is None:
         raise UserError(f"--method {info.name} needs --budgets")
     return info.build(lm, method, budget)
-
-
-def method_info(name: str) -> Method:
-    """Alias of `get_method` (older name)."""
-    return get_method(name)

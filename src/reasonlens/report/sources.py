@@ -38,7 +38,9 @@ class RunSource:
 
     @property
     def mi_dir(self) -> Path:
-        return self.path / "mi"
+        from reasonlens.runs import RunDir
+
+        return RunDir(self.path).mi_dir
 
     @property
     def has_mi(self) -> bool:

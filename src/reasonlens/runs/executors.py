@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 from reasonlens.engines import EngineSpec, load_engine_model
 from reasonlens.errors import UserError
 from reasonlens.runs.progress import progress_bar
-from reasonlens.runs.rundir import RunDir, merge_worker_results, worker_result_files
+from reasonlens.runs.rundir import RunDir
 from reasonlens.runs.runner import (
     PluginFactory,
     RecordHook,
@@ -56,7 +56,7 @@ def pending_chunks(run: RunDir, n_problems: int, unit: int) -> list[int]:
     `unit` is the run's `DecodeConfig.unit`."""
     if not run.exists():
         return list(range(len(chunk_indices(n_problems, unit))))
-    merge_worker_results(run)
+    run.merge_worker_results()
     done = _complete_indices(run, bool(run.manifest.get("layers")))
     return [k for k, chunk in enumerate(chunk_indices(n_problems, unit)) if not all(i in done for i in chunk)]
 
@@ -330,7 +330,7 @@ class RayExecutor:
                     bar.update(task, completed=done_before + _count_worker_records(run))
                 self._get(refs)
         finally:
-            merge_worker_results(run)
+            run.merge_worker_results()
         summary = summarize(run, spec, run.manifest.get("model_name"))
         run.write_summary(summary)
         return summary
@@ -378,7 +378,7 @@ def _identity_of(spec: RunSpec, manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _count_worker_records(run: RunDir) -> int:
     total = 0
-    for path in worker_result_files(run):
+    for path in run.worker_result_files():
         try:
             total += path.read_bytes().count(b"\n")
         except FileNotFoundError:  # merged away meanwhile

@@ -1,16 +1,28 @@
-"""A run directory: manifest, checksummed results, per-sample state shards, summary. Resumable."""
+"""A run directory: manifest, checksummed results, per-sample state shards, summary. Resumable.
+
+`RunDir` owns the on-disk layout of a run; nothing else spells a path inside it:
+
+    RUN/manifest.json, results.jsonl, summary.json   the run (`manifest`, `results()`, `summary`)
+    RUN/states/<index:06d>.safetensors               per-sample hidden states (`open_states`, `load_states`)
+    RUN/results.w<k>.jsonl                           Ray worker k's results until merged (`merge_worker_results`)
+    RUN/budget-<B>/                                  the sub-run of one token budget (`budget_run`)
+    RUN/mi/                                          the MI analysis (`mi_dir`)
+    RUN/mi/golds.safetensors                         its gold-representation cache (`read_golds`, `write_golds`)
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save, save_file
 
 from reasonlens.errors import UserError
 from reasonlens.runs.io import (
@@ -24,6 +36,7 @@ from reasonlens.runs.io import (
     encode_record,
     field_error,
     iter_records,
+    make_shared,
     read_checked_jsonl,
     read_json_object,
     remove_stale_temp_files,
@@ -114,6 +127,19 @@ class RunDir:
     @property
     def states_dir(self) -> Path:
         return self.path / "states"
+
+    @property
+    def mi_dir(self) -> Path:
+        """Where `reasonlens mi` publishes its analysis of this run."""
+        return self.path / "mi"
+
+    @property
+    def golds_path(self) -> Path:
+        return self.mi_dir / GOLDS_NAME
+
+    def budget_run(self, budget: int | str) -> "RunDir":
+        """The sub-run of one token budget of a budgeted evaluation."""
+        return RunDir(self.path / budget_run_name(budget))
 
     def exists(self) -> bool:
         """Whether the folder has a manifest (any file type: a pipe or folder there is refused when read)."""
@@ -254,24 +280,62 @@ class RunDir:
     def has_states(self, index: int) -> bool:
         return self.state_path(index).is_file()
 
-    def load_states(self, index: int) -> dict[str, torch.Tensor]:
-        path = self.state_path(index)
-        try:
-            return load_file(path)
-        except FileNotFoundError:
-            raise UserError(f"{path}: state shard not found") from None
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120]})") from None
-
-    def state_metadata(self, index: int) -> dict[str, str]:
-        from safetensors import safe_open
-
+    @contextmanager
+    def open_states(self, index: int) -> Iterator[Any]:
+        """`safe_open` the state shard of `index`; a missing or corrupt shard is a one-line UserError naming it."""
         path = self.state_path(index)
         try:
             with safe_open(path, framework="pt") as handle:
-                return dict(handle.metadata() or {})
+                yield handle
+        except UserError:
+            raise
+        except FileNotFoundError:
+            raise UserError(f"{path}: state shard not found") from None
         except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(f"{path}: corrupt safetensors shard ({str(exc).splitlines()[0][:120]})") from None
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise UserError(f"{path}: corrupt safetensors shard ({reason})") from None
+
+    def load_states(self, index: int) -> dict[str, torch.Tensor]:
+        with self.open_states(index) as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}
+
+    def state_metadata(self, index: int) -> dict[str, str]:
+        with self.open_states(index) as handle:
+            return dict(handle.metadata() or {})
+
+    # -- results files of the workers of a sharded run -----------------------------------------------------------
+    def worker_results_path(self, worker: int) -> Path:
+        """Results file of one executor worker; merged into results.jsonl when the sharded run ends."""
+        return self.path / f"results.w{worker}.jsonl"
+
+    def worker_result_files(self) -> list[Path]:
+        """`results.w<k>.jsonl` files of the run, by worker number."""
+        if not self.path.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.path.iterdir() if (m := _WORKER_FILE.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def merge_worker_results(self) -> int:
+        """Fold the worker result files into `results.jsonl` and delete them; returns how many records moved.
+
+        A worker's record for an index replaces the one in results.jsonl (it was redone because its shard was
+        missing). Crash-safe: results.jsonl is replaced atomically before the worker files go, and merging twice
+        gives the same file, so a crash between the two steps only repeats the merge next time.
+        """
+        files = self.worker_result_files()
+        if not files:
+            return 0
+        by_index = {r["index"]: r for r in iter_records(self.results_path) if isinstance(r.get("index"), int)}
+        moved = 0
+        for path in files:
+            for record in iter_records(path):
+                if isinstance(record.get("index"), int):
+                    by_index[record["index"]] = record
+                    moved += 1
+        atomic_write_bytes(self.results_path, b"".join(encode_record(by_index[i]) for i in sorted(by_index)))
+        for path in files:
+            path.unlink()
+        return moved
 
 
 def check_record(path: Path, line: int, record: dict[str, Any]) -> dict[str, Any]:
@@ -330,42 +394,47 @@ def _normalise(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True)) if value is not None else None
 
 
-# -- worker files of a sharded run ---------------------------------------------------------------------------------
-
 _WORKER_FILE = re.compile(r"^results\.w(\d+)\.jsonl$")
+GOLDS_NAME = "golds.safetensors"
 
 
-def worker_results_path(run: RunDir, worker: int) -> Path:
-    """Results file of one executor worker; merged into results.jsonl when the sharded run ends."""
-    return run.path / f"results.w{worker}.jsonl"
+def budget_run_name(budget: int | str) -> str:
+    """The folder of one budget's sub-run inside a budgeted evaluation (`budget-<B>`)."""
+    return f"budget-{budget}"
 
 
-def worker_result_files(run: RunDir) -> list[Path]:
-    """`results.w<k>.jsonl` files of a run, by worker number."""
-    if not run.path.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in run.path.iterdir() if (m := _WORKER_FILE.match(p.name))]
-    return [p for _, p in sorted(found)]
+# -- the gold-representation cache of the MI analysis ---------------------------------------------------------------
 
 
-def merge_worker_results(run: RunDir) -> int:
-    """Fold the worker result files into `results.jsonl` and delete them; returns how many records moved.
+def read_golds(
+    path: Path, identity: dict[str, str], indices: Iterable[int], layers: list[str]
+) -> dict[int, dict[str, torch.Tensor]]:
+    """The cached gold representations `{index: {layer: [d]}}` of those `indices` whose every layer is in the
+    file at `path` (finite vectors), when its metadata matches `identity`. The file is a cache: a missing,
+    damaged, non-regular or symlinked one, or other settings, give nothing (the golds are encoded again)."""
+    golds: dict[int, dict[str, torch.Tensor]] = {}
+    if not path.is_file() or path.is_symlink():
+        return golds
+    try:
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+            if not all(meta.get(k) == v for k, v in identity.items()):
+                return golds
+            names = set(handle.keys())
+            for index in indices:
+                if all(f"{index}.{k}" in names for k in layers):
+                    found = {k: handle.get_tensor(f"{index}.{k}") for k in layers}
+                    if all(t.dim() == 1 and bool(torch.isfinite(t).all()) for t in found.values()):
+                        golds[index] = found
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return {}
+    return golds
 
-    A worker's record for an index replaces the one in results.jsonl (it was redone because its shard was
-    missing). Crash-safe: results.jsonl is replaced atomically before the worker files go, and merging twice
-    gives the same file, so a crash between the two steps only repeats the merge next time.
-    """
-    files = worker_result_files(run)
-    if not files:
-        return 0
-    by_index = {r["index"]: r for r in iter_records(run.results_path) if isinstance(r.get("index"), int)}
-    moved = 0
-    for path in files:
-        for record in iter_records(path):
-            if isinstance(record.get("index"), int):
-                by_index[record["index"]] = record
-                moved += 1
-    atomic_write_bytes(run.results_path, b"".join(encode_record(by_index[i]) for i in sorted(by_index)))
-    for path in files:
-        path.unlink()
-    return moved
+
+def write_golds(path: Path, golds: dict[int, dict[str, torch.Tensor]], identity: dict[str, str]) -> None:
+    """Write the gold cache atomically (temp file, then rename), readable by the other users of a shared run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{i}.{k}": v.contiguous() for i, by_layer in golds.items() for k, v in by_layer.items()}
+    temp = Path(str(path) + ".tmp")
+    save_file(tensors, str(temp), metadata=identity)
+    make_shared(temp).replace(path)

@@ -17,7 +17,7 @@ from reasonlens.models.dtypes import DTYPES, canonical_dtype, check_device
 from reasonlens.runs.io import CheckedAppender, iter_records
 from reasonlens.runs.progress import progress_bar
 from reasonlens.runs.provenance import run_provenance
-from reasonlens.runs.rundir import RunDir, merge_worker_results, worker_results_path
+from reasonlens.runs.rundir import RunDir
 from reasonlens.runs.writer import BackgroundWriter
 
 PluginFactory = Callable[[LoadedModel], Sequence[Any]]
@@ -59,6 +59,7 @@ class RunSpec:
     samples: int = 1  # samples per problem (sampling decoding); summaries add pass@k, maj@k
     method: dict[str, Any] = field(default_factory=dict)  # intervention name and options (part of the run identity)
     extra_manifest: dict[str, Any] = field(default_factory=dict)  # recorded, not part of the identity
+    label: str = ""  # the method as the progress bar names it, e.g. "suppress(thinking k=8)" (set by evaluate)
 
     def validate(self) -> "RunSpec":
         self.decode.validate()
@@ -94,11 +95,7 @@ def progress_label(spec: RunSpec, model_name: str) -> str:
     parts = [spec.command, model_name]
     name = method.get("name")
     if name and name != "baseline" or spec.command == "eval":
-        detail = {
-            "suppress": lambda m: f"{m.get('control', '')} k={m.get('k')}",
-            "rr": lambda m: f"layer {m.get('layer')}",
-        }.get(name, lambda m: "")(method).strip()
-        parts.append(f"{name}({detail})" if detail else str(name))
+        parts.append(spec.label or str(name))
     parts.append(f"budget {method.get('budget', spec.decode.max_new_tokens)}")
     return " ".join(parts)
 
@@ -198,7 +195,7 @@ def _execute_started(
     decoder: Callable[[Any, list, DecodeConfig], ChunkDecoder] | None,
 ) -> dict[str, Any]:
     if worker is None:
-        merge_worker_results(run)  # a sharded run that was cut off left its records in worker files
+        run.merge_worker_results()  # a sharded run that was cut off left its records in worker files
         done = _complete_indices(run, bool(layers))
     else:
         done = _worker_complete_indices(run, worker, bool(layers))
@@ -232,7 +229,7 @@ def _execute_started(
 
     tokens_done = 0
     started = time.perf_counter()
-    appender_cm = run.appender() if worker is None else CheckedAppender(worker_results_path(run, worker))
+    appender_cm = run.appender() if worker is None else CheckedAppender(run.worker_results_path(worker))
     # Exit order matters: the writer drains (shards, then their records) before the appender closes.
     with (
         Grader() as grader,
@@ -265,7 +262,7 @@ def _execute_started(
             done.update(r["index"] for r in records)
             bar.update(task, completed=len(done))
     if worker is not None:
-        return {"worker": worker, "n_written": sum(1 for _ in iter_records(worker_results_path(run, worker)))}
+        return {"worker": worker, "n_written": sum(1 for _ in iter_records(run.worker_results_path(worker)))}
     summary = summarize(run, spec, lm.name)
     run.write_summary(summary)
     return summary
@@ -279,7 +276,7 @@ def _grader_version() -> str:
 
 def _worker_complete_indices(run: RunDir, worker: int, needs_states: bool) -> set[int]:
     """Like `_complete_indices` without rewriting shared files: results.jsonl plus this worker's own file."""
-    records = list(iter_records(run.results_path)) + list(iter_records(worker_results_path(run, worker)))
+    records = list(iter_records(run.results_path)) + list(iter_records(run.worker_results_path(worker)))
     return {
         r["index"]
         for r in records

@@ -10,9 +10,8 @@ from reasonlens.interventions.registry import (
     ResolvedMethod,
     build_plugins,
     get_method,
-    method_info,
     method_names,
     register_method,
 )
 
-__all__ = ["Method", "ResolvedMethod", "build_plugins", "get_method", "method_info", "method_names", "register_method"]
+__all__ = ["Method", "ResolvedMethod", "build_plugins", "get_method", "method_names", "register_method"]
