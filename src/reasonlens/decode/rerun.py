@@ -4,7 +4,8 @@ At a re-run the current position is recomputed from decoder layer `l` upwards: l
 their saved outputs and KV entries (no compute), layer `l` is applied `1 + repeats` times in the selected
 rows (each extra pass attends to the cached prefix plus its own fresh key/value), and exactly one KV entry
 per layer is kept for the position: layer `l` keeps its first-pass entry (computed from its real input),
-layers above keep the entry of the recomputed pass.
+layers above keep the entry of the recomputed pass. Hooks on the replayed layers (capture, `HiddenStateHook`s)
+do not fire during the re-run: their first-pass states stand.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Iterator
 import torch
 
 from reasonlens.errors import UserError
-from reasonlens.models.hooks import attach_hooks, first_tensor, replace_first
+from reasonlens.models.hooks import attach_hooks, first_tensor, muted, replace_first
 
 
 class LayerInputRecorder:
@@ -97,5 +98,5 @@ def rerun_last_position(lm, cache, forward, layer: int, repeats: int, rows: torc
         return replace_first(out, torch.where(select, current, first))
 
     patches = [(decoder_layers[i], replay_below(i)) for i in range(layer)] + [(decoder_layers[layer], doubled)]
-    with _patched_forwards(patches):
+    with _patched_forwards(patches), muted(list(decoder_layers[:layer])):  # below `layer`: replayed, not new states
         return forward()

@@ -26,6 +26,21 @@ HOOK_POINTS = ("blocks.{l}.resid_pre", "blocks.{l}.resid_post", "ln_final.out")
 HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 
 
+_MUTED: set[int] = set()  # ids of modules whose hooks do not fire now (their output is being replayed)
+
+
+@contextmanager
+def muted(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
+    """While active, hooks attached through `attach_hooks` to `modules` do not fire: a layer re-run replays
+    these layers' saved outputs, which are not new states (and must not be steered twice)."""
+    ids = {id(module) for module in modules} - _MUTED
+    _MUTED.update(ids)
+    try:
+        yield
+    finally:
+        _MUTED.difference_update(ids)
+
+
 def first_tensor(output) -> torch.Tensor:
     """Decoder layers return a tensor (transformers 5) or a tuple whose first item is the hidden state."""
     return output[0] if isinstance(output, (tuple, list)) else output
@@ -79,6 +94,8 @@ def attach_hooks(adapter: LayerAdapter, hooks: Sequence[tuple[str, HookFn]]) -> 
 
     def pre_hook(fns: list[HookFn]):
         def hook(module, args, kwargs):
+            if _MUTED and id(module) in _MUTED:
+                return None
             hidden = args[0] if args else kwargs["hidden_states"]
             changed = False
             for fn in fns:
@@ -95,6 +112,8 @@ def attach_hooks(adapter: LayerAdapter, hooks: Sequence[tuple[str, HookFn]]) -> 
 
     def post_hook(fns: list[HookFn]):
         def hook(module, args, output):
+            if _MUTED and id(module) in _MUTED:
+                return None
             hidden = first_tensor(output)
             changed = False
             for fn in fns:
