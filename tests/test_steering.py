@@ -159,3 +159,34 @@ def test_hooks_and_layer_rerun_are_refused_together(tiny_llama):
 
     with pytest.raises(UserError, match="layer re-run"):
         decode(tiny_llama, PROMPTS[:1], DecodeConfig(max_new_tokens=2), plugins=[Always(), RecordPre()])
+
+
+def test_steer_method_builds_the_steering_plugin_from_a_vector_file(tmp_path, tiny_llama):
+    """The registered `steer` method (one file, interventions/methods/steer.py): options through `--set`, the
+    vector from safetensors, the identity pins the file's content, and decoding equals the plug-in used directly."""
+    from safetensors.torch import save_file
+
+    from reasonlens.interventions.methods import build_plugins, get_method
+
+    vector = direction(tiny_llama, seed=2)
+    path = tmp_path / "v.safetensors"
+    save_file({"vector": vector.contiguous()}, str(path))
+    method = get_method("steer")
+    options = method.options(settings={"vector": str(path), "layer": "-2", "scale": "0.5"})
+    resolved = method.resolve(tiny_llama, options, "gsm8k", "test")
+    identity = resolved.identity
+    assert (identity["layer"], identity["scale"]) == (tiny_llama.layers.num_layers - 2, 0.5)
+    assert len(identity["vector_sha256"]) == 64 and method.label(identity) == f"steer (layer {identity['layer']}, x0.5)"
+    config = DecodeConfig(max_new_tokens=10, batch_size=2)
+    via_method = decode(tiny_llama, PROMPTS, config, plugins=build_plugins(tiny_llama, identity))
+    direct = decode(tiny_llama, PROMPTS, config, plugins=[Steering(identity["layer"], vector, scale=0.5)])
+    assert [g.token_ids for g in via_method] == [g.token_ids for g in direct]
+    save_file({"vector": torch.zeros(3)}, str(tmp_path / "short.safetensors"))
+    (tmp_path / "junk.safetensors").write_text("not a tensor file")
+    for settings, match in [
+        ({}, "needs --set vector"),
+        ({"vector": str(tmp_path / "short.safetensors")}, "has 3 dims"),
+        ({"vector": str(tmp_path / "junk.safetensors")}, "cannot read"),
+    ]:
+        with pytest.raises(UserError, match=match):
+            method.resolve(tiny_llama, method.options(settings=settings), "gsm8k", "test")
