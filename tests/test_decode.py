@@ -225,3 +225,36 @@ def test_no_double_bos_when_a_chat_template_already_has_one(tmp_path):
         quiet=True,
     )
     assert RunDir(tmp_path / "r").results()[0]["prompt"].startswith("<s>")
+
+
+def test_a_callers_stopping_rule_stops_rows_and_policies_see_its_reason(tiny_llama):
+    from reasonlens.decode import StoppingRule
+
+    class StopAfter(StoppingRule):
+        reason = "enough"
+
+        def __init__(self, n):
+            self.n = n
+
+        def __call__(self, row, state):
+            return row.n_generated >= self.n
+
+    class ContinueOnce(ContinuationPolicy):
+        def __init__(self):
+            self.reasons = []
+
+        def on_stop(self, row, reason, state):
+            self.reasons.append(reason)
+            return Continuation([87, 97], note="more") if row.n_continuations == 0 else None
+
+    gens = decode(tiny_llama, PROMPTS[:2], DecodeConfig(max_new_tokens=30, batch_size=2), plugins=[StopAfter(4)])
+    assert [(g.n_tokens, g.stop_reason) for g in gens] == [(4, "enough"), (4, "enough")]
+    policy = ContinueOnce()
+    gens = decode(tiny_llama, PROMPTS[:1], DecodeConfig(max_new_tokens=30), plugins=[StopAfter(4), policy])
+    # the stop at 4 became two injected tokens, the rule fired again after the first of them... and the row ended
+    assert gens[0].token_ids[4:] == [87] and gens[0].stop_reason == "enough" and policy.reasons == ["enough"] * 2
+    # built-in rules come first: the budget wins a tie with a caller's rule
+    gens = decode(tiny_llama, PROMPTS[:1], DecodeConfig(max_new_tokens=4), plugins=[StopAfter(4)])
+    assert gens[0].stop_reason == "budget"
+    with pytest.raises(TypeError, match="StoppingRule"):
+        decode(tiny_llama, PROMPTS[:1], DecodeConfig(max_new_tokens=2), plugins=[object()])

@@ -60,3 +60,28 @@ def test_rerun_keeps_one_kv_entry_per_position(tiny_llama):
     assert any(e["type"] == "rerun" for e in g.events)
     expected = len(g.prompt_ids) + g.n_tokens - 1
     assert seen["lengths"] == [expected] * tiny_llama.layers.num_layers
+
+
+def test_capture_below_the_rerun_layer_keeps_the_real_states(tiny_llama):
+    """Layers below the re-run layer are replayed, not recomputed: their captured states at a re-run step are the
+    first pass's, i.e. what a full forward of the final sequence gives (before the fix, every layer below held
+    the replayed input of the re-run layer)."""
+    import torch
+
+    from reasonlens.decode.capture import HiddenStateCapture
+    from reasonlens.models import record_layers
+
+    layers = [0, 1]
+    shards = {}
+    capture = HiddenStateCapture(layers, lambda row, tensors: shards.__setitem__(row.key, tensors))
+    config = DecodeConfig(max_new_tokens=10, batch_size=2)
+    gens = decode(tiny_llama, PROMPTS[:2], config, plugins=[RerunWhenDivisible(2, mod=1), capture])
+    for g in gens:
+        assert sum(e["type"] == "rerun" for e in g.events) == g.n_tokens  # every step re-ran layer 2
+        store = {}
+        with torch.no_grad(), record_layers(tiny_llama.layers, layers, store, last_only=False):
+            tiny_llama.model(torch.tensor([g.prompt_ids + g.token_ids]))
+        start = len(g.prompt_ids) - 1
+        for key in layers:
+            expected = store[key][0, start : start + g.n_tokens]
+            torch.testing.assert_close(shards[g.key][f"layer.{key}"], expected, atol=1e-4, rtol=1e-4)

@@ -30,16 +30,21 @@ import torch
 
 from reasonlens.decode.plugins import (
     ContinuationPolicy,
+    ForwardContext,
+    HiddenStateHook,
     LayerRerun,
     LogitsProcessor,
     Observer,
     RowState,
     StepState,
+    StoppingRule,
+    split_plugins,
 )
 from reasonlens.decode.rerun import LayerInputRecorder, rerun_last_position
+from reasonlens.decode.rows import RowStopper, default_stopping_rules
 from reasonlens.decode.sampling import choose_tokens
 from reasonlens.errors import UserError
-from reasonlens.models.hooks import record_layers
+from reasonlens.models.hooks import attach_hooks, record_layers
 
 SCHEDULES = ("join", "static")
 
@@ -136,19 +141,6 @@ def cache_argument(model) -> str:
     except (TypeError, ValueError):
         return "past_key_values"
     return "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
-
-
-def _split_plugins(plugins: Sequence[Any]):
-    kinds = (LogitsProcessor, LayerRerun, Observer, ContinuationPolicy)
-    for plugin in plugins:
-        if not isinstance(plugin, kinds):
-            raise TypeError(f"{type(plugin).__name__} is not a decode plug-in ({', '.join(k.__name__ for k in kinds)})")
-    return (
-        [p for p in plugins if isinstance(p, LogitsProcessor)],
-        [p for p in plugins if isinstance(p, LayerRerun)],
-        [p for p in plugins if isinstance(p, Observer)],
-        [p for p in plugins if isinstance(p, ContinuationPolicy)],
-    )
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -295,14 +287,26 @@ class _Batch:
         self.attention = torch.zeros((0, 0), dtype=torch.long, device=device)
         self.last_ids = torch.zeros((0, 1), dtype=torch.long, device=device)
         self.last_pos = torch.zeros((0, 1), dtype=torch.long, device=device)
+        self.hooked = False  # HiddenStateHook plug-ins read `context` in every forward
+        self.context: ForwardContext | None = None
 
     def forward(
-        self, ids: torch.Tensor, pos: torch.Tensor, attention: torch.Tensor | None = None, cache=None, **kwargs
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        attention: torch.Tensor | None = None,
+        cache=None,
+        rows: list[RowState] | None = None,
+        **kwargs,
     ):
         cache = self.cache if cache is None else cache
+        attention = self.attention if attention is None else attention
+        if self.hooked:
+            columns = attention[:, attention.shape[1] - ids.shape[1] :]
+            self.context = ForwardContext(self.rows if rows is None else rows, pos.masked_fill(columns == 0, -1))
         return self.model(
             input_ids=ids,
-            attention_mask=self.attention if attention is None else attention,
+            attention_mask=attention,
             position_ids=pos,
             use_cache=True,
             **{self.cache_kwarg: cache, **self.extra, **kwargs},
@@ -334,7 +338,7 @@ class _Batch:
             ids, side_mask = _left_pad(prefixes, self.pad_id, self.device)
             positions = (side_mask.cumsum(-1) - 1).masked_fill(side_mask == 0, 1)
             side_cache = _new_cache(self.model, len(rows))
-            self.forward(ids, positions, attention=side_mask, cache=side_cache)
+            self.forward(ids, positions, attention=side_mask, cache=side_cache, rows=list(rows))
         if self.cache is None:
             self.cache = side_cache if side_cache is not None else _new_cache(self.model, len(rows))
             self.attention = side_mask
@@ -382,7 +386,9 @@ class _Batch:
         self._renumber()
 
     def clear(self) -> None:
+        hooked = self.hooked
         self.__init__(self.model, self.device, self.extra, self.pad_id)
+        self.hooked = hooked
 
     def _renumber(self) -> None:
         for i, row in enumerate(self.rows):
@@ -422,7 +428,12 @@ def decode_batch(
 
     Prompts are admitted in their order; results come back in that order.
     """
-    processors, reruns, observers, policies = _split_plugins(plugins)
+    kinds = split_plugins(plugins)
+    hooks: list[HiddenStateHook] = kinds[HiddenStateHook]
+    processors: list[LogitsProcessor] = kinds[LogitsProcessor]
+    reruns: list[LayerRerun] = kinds[LayerRerun]
+    observers: list[Observer] = kinds[Observer]
+    policies: list[ContinuationPolicy] = kinds[ContinuationPolicy]
     model, tokenizer = lm.model, lm.tokenizer
     device = lm.device
     prompt_ids = encode_prompts(lm, prompts, config.add_special_tokens)
@@ -436,7 +447,8 @@ def decode_batch(
     if config.do_sample:
         seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(n)]
         generator_of = {id(r): torch.Generator(device="cpu").manual_seed(int(s)) for r, s in zip(all_rows, seeds)}
-    stop_window = max((len(s) for s in config.stop_strings), default=0) + 8
+    rules: list[StoppingRule] = default_stopping_rules(eos_ids, config.stop_strings, tokenizer)
+    stopper = RowStopper(rules + kinds[StoppingRule], policies)
     joining = config.schedule == "join" and joinable(model)
     slots = max(1, min(config.batch_size, n))
 
@@ -446,83 +458,89 @@ def decode_batch(
     observed_layers: list = []
     for observer in observers:
         observed_layers += [k for k in observer.layers if k not in observed_layers]
-    if (observed_layers or reruns) and lm.layers is None:
-        raise UserError(f"model '{lm.name}' does not support layer capture or layer re-run")
+    if (observed_layers or reruns or hooks) and lm.layers is None:
+        raise UserError(f"model '{lm.name}' does not support layer capture, hooks or layer re-run")
+    if hooks and reruns:
+        raise UserError("hidden-state hooks (steering, patching) cannot be combined with a layer re-run (rr) yet")
     hidden: dict = {}
-    recorder = LayerInputRecorder(lm.layers.decoder_layers, {r.layer for r in reruns}) if reruns else None
     batch = _Batch(model, device, extra, pad_id)
+    batch.hooked = bool(hooks)
+    hook_points = [(point, _hook_fn(hook, point, batch)) for hook in hooks for point in hook.points]
     pending = list(reversed(all_rows))  # pop() admits in input order
     clock = time.perf_counter()
-    try:
-        with record_layers(lm.layers, observed_layers, hidden) if observed_layers else _null():
-            step = 0
-            while pending or batch.rows:
-                output = None
-                free = slots - len(batch.rows)
-                if pending and free > 0 and (joining or not batch.rows):
-                    newcomers = [pending.pop() for _ in range(min(free, len(pending)))]
-                    for policy in policies:
-                        for row in newcomers:
-                            policy.on_start(row)
-                    if joining:
-                        batch.join(newcomers)
-                    else:
-                        output = batch.start_static(newcomers)
-                if output is None:
-                    output = batch.step()
-                rows = batch.rows
-                generators = [generator_of[id(r)] for r in rows] if generator_of else None
-                active = torch.tensor([not r.finished for r in rows])
-                state = StepState(step=step, rows=rows, active=active, lm=lm, model_output=output)
-                tokens = _choose(output, processors, state, config, generators)
-                queued = torch.tensor([bool(r.queue) for r in rows])
-                for rerun in reruns:
-                    selected = rerun.select(state, tokens).cpu() & active & ~queued
-                    if selected.any():
-                        output = rerun_last_position(
-                            lm,
-                            batch.cache,
-                            lambda: batch.forward(batch.last_ids, batch.last_pos),
-                            rerun.layer,
-                            rerun.repeats,
-                            selected,
-                            recorder.inputs[rerun.layer],
-                        )
-                        state.model_output = output
-                        second = _choose(output, processors, state, config, generators)
-                        for i in selected.nonzero().flatten().tolist():
-                            rows[i].events.append(
-                                {
-                                    "type": "rerun",
-                                    "step": rows[i].n_generated,
-                                    "layer": rerun.layer,
-                                    "first": int(tokens[i]),
-                                    "second": int(second[i]),
-                                }
-                            )
-                        tokens = torch.where(selected.to(tokens.device), second, tokens)
-                forced = _apply_queues_and_eos(rows, tokens, eos_ids, pad_id, policies, state)
-                state.forced = forced
-                for observer in observers:
-                    observer.on_step(state, hidden, tokens)
-                _advance_rows(rows, tokens, forced, eos_ids, config, tokenizer, stop_window, policies, state, observers)
-                now = time.perf_counter()
-                for row in rows:  # each step's time is shared by the rows it served
-                    seconds[id(row)] += (now - clock) / len(rows)
-                clock = now
-                still = [not r.finished for r in rows]
-                if progress is not None:
-                    progress(sum(still))
-                batch.last_ids = tokens.view(len(rows), 1).to(device)
-                batch.last_pos = batch.last_pos + 1
+    recorder = None
+    with contextlib.ExitStack() as attached:
+        if hook_points:  # before capture: observers see the states the hooks wrote
+            attached.enter_context(attach_hooks(lm.layers, hook_points))
+        if observed_layers:
+            attached.enter_context(record_layers(lm.layers, observed_layers, hidden))
+        if reruns:
+            recorder = LayerInputRecorder(lm.layers, {r.layer for r in reruns})
+            attached.callback(recorder.close)
+        step = 0
+        while pending or batch.rows:
+            output = None
+            free = slots - len(batch.rows)
+            if pending and free > 0 and (joining or not batch.rows):
+                newcomers = [pending.pop() for _ in range(min(free, len(pending)))]
+                for row in newcomers:
+                    stopper.start(row)
                 if joining:
-                    batch.leave()
-                elif not any(still):
-                    batch.clear()
-                step += 1
-    finally:
-        if recorder is not None:
-            recorder.close()
+                    batch.join(newcomers)
+                else:
+                    output = batch.start_static(newcomers)
+            if output is None:
+                output = batch.step()
+            rows = batch.rows
+            generators = [generator_of[id(r)] for r in rows] if generator_of else None
+            active = torch.tensor([not r.finished for r in rows])
+            state = StepState(step=step, rows=rows, active=active, lm=lm, model_output=output)
+            tokens = _choose(output, processors, state, config, generators)
+            queued = torch.tensor([bool(r.queue) for r in rows])
+            for rerun in reruns:
+                selected = rerun.select(state, tokens).cpu() & active & ~queued
+                if selected.any():
+                    output = rerun_last_position(
+                        lm,
+                        batch.cache,
+                        lambda: batch.forward(batch.last_ids, batch.last_pos),
+                        rerun.layer,
+                        rerun.repeats,
+                        selected,
+                        recorder.inputs[rerun.layer],
+                    )
+                    state.model_output = output
+                    second = _choose(output, processors, state, config, generators)
+                    for i in selected.nonzero().flatten().tolist():
+                        rows[i].events.append(
+                            {
+                                "type": "rerun",
+                                "step": rows[i].n_generated,
+                                "layer": rerun.layer,
+                                "first": int(tokens[i]),
+                                "second": int(second[i]),
+                            }
+                        )
+                    tokens = torch.where(selected.to(tokens.device), second, tokens)
+            tokens, forced = _settle_tokens(rows, tokens, pad_id, stopper, state)
+            state.forced = forced
+            for observer in observers:
+                observer.on_step(state, hidden, tokens)
+            _advance_rows(rows, tokens, forced, stopper, state, observers)
+            now = time.perf_counter()
+            for row in rows:  # each step's time is shared by the rows it served
+                seconds[id(row)] += (now - clock) / len(rows)
+            clock = now
+            still = [not r.finished for r in rows]
+            if progress is not None:
+                progress(sum(still))
+            batch.last_ids = tokens.view(len(rows), 1).to(device)
+            batch.last_pos = batch.last_pos + 1
+            if joining:
+                batch.leave()
+            elif not any(still):
+                batch.clear()
+            step += 1
 
     return [
         Generation(
@@ -539,12 +557,11 @@ def decode_batch(
     ]
 
 
-class _null:
-    def __enter__(self):
-        return None
+def _hook_fn(hook: HiddenStateHook, point: str, batch: _Batch):
+    def call(hidden: torch.Tensor) -> torch.Tensor | None:
+        return hook(point, hidden, batch.context)
 
-    def __exit__(self, *exc):
-        return False
+    return call
 
 
 def _choose(
@@ -564,93 +581,44 @@ def _choose(
     return choose_tokens(logits, config.do_sample, config.temperature, config.top_p, generators).cpu()
 
 
-def _apply_queues_and_eos(
-    rows: list[RowState],
-    tokens: torch.Tensor,
-    eos_ids: set[int],
-    pad_id: int,
-    policies: list[ContinuationPolicy],
-    state: StepState,
-) -> torch.Tensor:
-    """Finished rows get padding, queued injections override the choice, and an EOS may become a continuation."""
-    forced = torch.zeros(len(rows), dtype=torch.bool)
+def _settle_tokens(
+    rows: list[RowState], tokens: torch.Tensor, pad_id: int, stopper: RowStopper, state: StepState
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, forced): finished rows get padding, queued injections override the choice, and a stopping
+    token that a continuation replaces (EOS) becomes the continuation's first token."""
+    chosen = tokens.tolist()
+    forced = [False] * len(rows)
     for row in rows:
         i = row.row
         if row.finished:
-            tokens[i] = pad_id
-        elif row.queue:
-            tokens[i] = row.queue.popleft()
-            forced[i] = True
-        elif int(tokens[i]) in eos_ids:
-            continuation = _ask_policies(policies, row, "eos", state)
-            if continuation is not None and continuation.tokens:
-                # The EOS is dropped: the first injected token takes its place.
-                tokens[i] = continuation.tokens[0]
-                row.queue.extend(continuation.tokens[1:])
-                forced[i] = True
-    return forced
-
-
-def _ask_policies(policies: list[ContinuationPolicy], row: RowState, reason: str, state: StepState):
-    for policy in policies:
-        continuation = policy.on_stop(row, reason, state)  # type: ignore[arg-type]
-        if continuation is not None:
-            row.n_continuations += 1
-            row.budget += continuation.extra_budget
-            row.events.append(
-                {
-                    "type": "continue",
-                    "reason": reason,
-                    "step": row.n_generated,
-                    "tokens": list(continuation.tokens),
-                    "note": continuation.note,
-                }
-            )
-            return continuation
-    return None
+            chosen[i] = pad_id
+        else:
+            chosen[i], forced[i] = stopper.settle(row, chosen[i], state)
+    return torch.tensor(chosen, dtype=torch.long), torch.tensor(forced, dtype=torch.bool)
 
 
 def _advance_rows(
     rows: list[RowState],
     tokens: torch.Tensor,
     forced: torch.Tensor,
-    eos_ids: set[int],
-    config: DecodeConfig,
-    tokenizer,
-    stop_window: int,
-    policies: list[ContinuationPolicy],
+    stopper: RowStopper,
     state: StepState,
     observers: list[Observer],
 ) -> None:
+    token_list, forced_list = tokens.tolist(), forced.tolist()
     for row in rows:
         if row.finished:
             continue
         i = row.row
-        token, was_forced = int(tokens[i]), bool(forced[i])
-        row.token_ids.append(token)
-        row.forced.append(was_forced)
-        reason = None
         if any(e.get("type") == "nonfinite_logits" for e in row.events):
+            row.token_ids.append(token_list[i])
+            row.forced.append(forced_list[i])
             reason = "numerical"
-        elif not was_forced and token in eos_ids:
-            reason = "eos"  # no policy continued it in _apply_queues_and_eos
-        elif not was_forced and config.stop_strings and _hits_stop(row, tokenizer, config.stop_strings, stop_window):
-            reason = "stop"
-        elif row.n_generated >= row.budget and not row.queue:
-            reason = "budget"
+        else:
+            reason = stopper.advance(row, token_list[i], forced_list[i], state)
         if reason is None:
             continue
-        if reason != "eos":
-            continuation = _ask_policies(policies, row, reason, state)
-            if continuation is not None and continuation.tokens:
-                row.queue.extend(continuation.tokens)
-                continue
         row.finished = True
         row.stop_reason = reason
         for observer in observers:
             observer.on_finish(row)
-
-
-def _hits_stop(row: RowState, tokenizer, stop_strings: tuple[str, ...], window: int) -> bool:
-    tail = tokenizer.decode(row.token_ids[-window:], skip_special_tokens=True)
-    return any(s in tail for s in stop_strings)

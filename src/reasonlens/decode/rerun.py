@@ -4,48 +4,39 @@ At a re-run the current position is recomputed from decoder layer `l` upwards: l
 their saved outputs and KV entries (no compute), layer `l` is applied `1 + repeats` times in the selected
 rows (each extra pass attends to the cached prefix plus its own fresh key/value), and exactly one KV entry
 per layer is kept for the position: layer `l` keeps its first-pass entry (computed from its real input),
-layers above keep the entry of the recomputed pass.
+layers above keep the entry of the recomputed pass. Hooks on the replayed layers (capture, `HiddenStateHook`s)
+do not fire during the re-run: their first-pass states stand.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 import torch
 
 from reasonlens.errors import UserError
-from reasonlens.models.hooks import first_tensor
-
-
-def _replace_first(output, hidden: torch.Tensor):
-    if isinstance(output, tuple):
-        return (hidden,) + tuple(output[1:])
-    if isinstance(output, list):
-        return [hidden] + list(output[1:])
-    return hidden
+from reasonlens.models.hooks import attach_hooks, first_tensor, muted, replace_first
 
 
 class LayerInputRecorder:
-    """Keeps the last-position input of chosen decoder layers from every forward (needed to replay them)."""
+    """Keeps the last-position input (`blocks.{l}.resid_pre`) of chosen decoder layers from every forward
+    (needed to replay them)."""
 
-    def __init__(self, decoder_layers, layer_indices: set[int]):
+    def __init__(self, adapter, layer_indices: set[int]):
         self.inputs: dict[int, torch.Tensor] = {}
-        self._handles = []
-        for index in layer_indices:
-            self._handles.append(decoder_layers[index].register_forward_pre_hook(self._hook(index), with_kwargs=True))
+        self._stack = ExitStack()
+        points = [(f"blocks.{index}.resid_pre", self._keeper(index)) for index in sorted(layer_indices)]
+        self._stack.enter_context(attach_hooks(adapter, points))
 
-    def _hook(self, index: int):
-        def hook(module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
+    def _keeper(self, index: int):
+        def keep(hidden: torch.Tensor) -> None:
             self.inputs[index] = hidden[:, -1:, :].detach()
 
-        return hook
+        return keep
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self._stack.close()
 
 
 @contextmanager
@@ -104,8 +95,8 @@ def rerun_last_position(lm, cache, forward, layer: int, repeats: int, rows: torc
             current = first_tensor(original(current, *args, **kwargs))
         cache_layers[layer].keys[..., -1:, :] = keep_k
         cache_layers[layer].values[..., -1:, :] = keep_v
-        return _replace_first(out, torch.where(select, current, first))
+        return replace_first(out, torch.where(select, current, first))
 
     patches = [(decoder_layers[i], replay_below(i)) for i in range(layer)] + [(decoder_layers[layer], doubled)]
-    with _patched_forwards(patches):
+    with _patched_forwards(patches), muted(list(decoder_layers[:layer])):  # below `layer`: replayed, not new states
         return forward()

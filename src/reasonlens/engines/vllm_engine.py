@@ -1,139 +1,157 @@
-"""The vLLM engine for generation-only methods: baseline, suppression, TTTS and budget forcing.
+"""The vLLM engine for generation-only methods: baseline, suppression, NoWait, TTTS and budget forcing.
 
-vLLM is imported lazily (only when a `VllmModel` is built), so everything above `VllmModel` — the
-translation of a method's plug-ins into a `VllmPlan` and the request/continuation logic — is plain Python
-that runs and is tested without vLLM or a GPU.
+vLLM is imported lazily (only when a `VllmModel` is built), so everything above `VllmModel` - the row-state
+adapter that drives a method's plug-ins over vLLM requests - is plain Python that runs and is tested without
+vLLM or a GPU.
 
-How the HF plug-ins map onto vLLM requests:
-- suppression (`TokenSuppressor`): the request's `allowed_token_ids` is every id except the suppressed ones;
-  vLLM applies it as a logits mask (-inf elsewhere), exactly what the HF processor does.
-- TTTS / budget forcing (`ThinkingTokenScaling`, `BudgetForcing`): a request stops where the HF loop would
-  ask its continuation policy (EOS, a stop string, the budget); `absorb` applies the same rule to the
-  finished output (drop the EOS, inject a thinking word / "Wait" / the answer prompt, extend the budget)
-  and `next_request` continues from prompt + everything generated so far (prefix caching makes the
-  re-prefill cheap). `EosBlocker` becomes the request's `min_tokens`.
-Token accounting follows the HF loop: injected tokens count towards the budget and are marked forced; an
-EOS that a continuation replaces is dropped; a final EOS is kept in `token_ids`.
+The engine runs the same plug-in objects as the HF decode loop, through the same per-row code
+(`decode.rows.RowStopper`), on `RowState`s:
+- logits processors describe their effect on a whole request (`LogitsProcessor.request_constraints`): banned
+  ids become the request's `allowed_token_ids` (vLLM masks the rest with -inf, what `TokenSuppressor` does),
+  an EOS blocked below a length becomes its `min_tokens` (`EosBlocker`). A processor without that description
+  needs the loop and is refused, as are plug-ins that need the model's layers.
+- a request ends where the HF loop may stop (EOS, a stop string, the row's budget as `max_tokens`); its tokens
+  are then replayed one by one through the loop's stopping rules (the built-in ones and the caller's) and
+  continuation policies (TTTS, budget forcing): a stop may become injected tokens and a larger budget, and the
+  next request continues from prompt + everything so far (prefix caching makes the re-prefill cheap). Tokens
+  past the point where the loop would have stopped or injected are dropped.
+Token accounting is the HF loop's: injected tokens count towards the budget and are marked forced; an EOS
+that a continuation replaces is dropped; a final EOS is kept in `token_ids`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+
+from reasonlens.decode.plugins import (
+    ContinuationPolicy,
+    LogitsProcessor,
+    RowState,
+    StepState,
+    StoppingRule,
+    split_plugins,
+)
+from reasonlens.decode.rows import RowStopper, default_stopping_rules
 from reasonlens.errors import UserError
 
 FinishedOutput = tuple[list[int], str]  # (new token ids, "eos" | "stop" | "budget")
 
 
 @dataclass(frozen=True)
-class VllmPlan:
-    """A method as vLLM requests: a suppression mask and a continuation rule (kind plain | ttts | budget-force)."""
-
-    kind: str = "plain"
-    banned_ids: tuple[int, ...] = ()
-    budget: int | None = None  # ttts / budget-force: the token budget B
-    word_ids: tuple[tuple[int, ...], ...] = ()  # ttts: thinking words, used in turn
-    wait_ids: tuple[int, ...] = ()  # budget-force: "Wait"
-    min_tokens: int = 0  # budget-force: stops before this many tokens become "Wait"
-    block_eos: bool = False  # budget-force: EOS impossible below min_tokens (vLLM min_tokens)
-    answer_ids: tuple[int, ...] = ()
-    answer_tokens: int = 0
-
-
-def plan_from_plugins(plugins: Sequence[Any]) -> VllmPlan:
-    """Translate a method's HF plug-ins (built by `interventions.methods.build_plugins`) into a plan; refuse,
-    in one line, any plug-in that needs the model's layers."""
-    from reasonlens.interventions.scaling import BudgetForcing, EosBlocker, ThinkingTokenScaling
-    from reasonlens.interventions.suppress import TokenSuppressor
-
-    plan = VllmPlan()
-    banned: set[int] = set()
-    for plugin in plugins:
-        if isinstance(plugin, TokenSuppressor):
-            banned.update(plugin.token_ids)
-        elif isinstance(plugin, ThinkingTokenScaling):
-            plan = replace(
-                plan,
-                kind="ttts",
-                budget=plugin.budget,
-                word_ids=tuple(tuple(w) for w in plugin.word_ids),
-                answer_ids=tuple(plugin.answer_ids),
-                answer_tokens=plugin.answer_tokens,
-            )
-        elif isinstance(plugin, BudgetForcing):
-            plan = replace(
-                plan,
-                kind="budget-force",
-                budget=plugin.budget,
-                wait_ids=tuple(plugin.wait_ids),
-                min_tokens=plugin.min_tokens,
-                answer_ids=tuple(plugin.answer_ids),
-                answer_tokens=plugin.answer_tokens,
-            )
-        elif isinstance(plugin, EosBlocker):
-            plan = replace(plan, block_eos=True)
-        else:
-            raise UserError(
-                f"--engine vllm cannot run the {type(plugin).__name__} plug-in (it needs the model's "
-                "layers); use --engine hf"
-            )
-    if plan.block_eos and plan.kind != "budget-force":
-        raise UserError("--engine vllm: EOS blocking is only supported with --method budget-force")
-    return replace(plan, banned_ids=tuple(sorted(banned)))
-
-
-@dataclass
-class Trace:
-    """One sample across its requests: everything generated so far, as the HF loop's RowState keeps it."""
-
-    key: Any
-    prompt_ids: list[int]
-    budget: int
-    token_ids: list[int] = field(default_factory=list)
-    forced: list[bool] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-    answering: bool = False
-    extensions: int = 0
-    n_requests: int = 0
-    stop_reason: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.stop_reason is not None
-
-
-@dataclass(frozen=True)
 class Request:
-    """The next vLLM request of a trace: continue from `prompt_ids` for at most `max_tokens` tokens."""
+    """The next vLLM request of a row: continue from `prompt_ids` for at most `max_tokens` tokens."""
 
     key: Any
     prompt_ids: list[int]
     max_tokens: int
-    min_tokens: int = 0
+    min_tokens: int = 0  # EOS impossible before this many new tokens
+    banned_ids: tuple[int, ...] = ()  # ids never chosen in this request
     round: int = 0
 
 
-def start_trace(key: Any, prompt_ids: Sequence[int], plan: VllmPlan, max_new_tokens: int) -> Trace:
-    """A fresh trace; budgeted methods set the budget (as their `on_start` does in the HF loop)."""
-    budget = plan.budget if plan.kind != "plain" and plan.budget is not None else max_new_tokens
-    return Trace(key=key, prompt_ids=list(prompt_ids), budget=int(budget))
+class RowAdapter:
+    """A method's plug-ins, driven over requests of an engine that generates a whole request at a time.
 
+    `start` makes a sample's `RowState` (policies set its budget, as `on_start` does in the loop),
+    `next_request` turns the row into a request, `absorb` replays a finished request's tokens through the
+    loop's stopping rules and continuation policies.
+    """
 
-def next_request(trace: Trace, plan: VllmPlan) -> Request | None:
-    """The request that continues `trace`, or None when it is finished."""
-    if trace.finished:
-        return None
-    n = len(trace.token_ids)
-    remaining = trace.budget - n
-    if remaining < 1:  # absorb never leaves an unfinished trace at its budget
-        raise AssertionError(f"trace {trace.key}: unfinished with no budget left")
-    min_tokens = max(0, plan.min_tokens - n) if plan.block_eos else 0
-    return Request(
-        trace.key, trace.prompt_ids + trace.token_ids, remaining, min(min_tokens, remaining), trace.n_requests
-    )
+    def __init__(
+        self,
+        plugins: Sequence[Any],
+        eos_ids: Sequence[int],
+        max_new_tokens: int,
+        stop_strings: Sequence[str] = (),
+        tokenizer=None,
+        lm: Any = None,
+    ):
+        kinds = split_plugins(plugins)
+        for kind, found in kinds.items():
+            if found and kind not in (LogitsProcessor, StoppingRule, ContinuationPolicy):
+                raise UserError(
+                    f"--engine vllm cannot run the {type(found[0]).__name__} plug-in (it needs the model's "
+                    "layers); use --engine hf"
+                )
+        self.processors: list[LogitsProcessor] = kinds[LogitsProcessor]
+        probe = RowState(row=0, key=None, prompt_ids=[], budget=max_new_tokens)
+        for processor in self.processors:
+            if processor.request_constraints(probe) is None:
+                raise UserError(
+                    f"--engine vllm cannot apply the {type(processor).__name__} logits processor (it needs a "
+                    "per-step decode loop); use --engine hf"
+                )
+        rules = default_stopping_rules(eos_ids, stop_strings, tokenizer) + kinds[StoppingRule]
+        self.stopper = RowStopper(rules, kinds[ContinuationPolicy])
+        self.max_new_tokens = int(max_new_tokens)
+        self.lm = lm
+        self.rounds: dict[int, int] = {}
+
+    def start(self, key: Any, prompt_ids: Sequence[int]) -> RowState:
+        row = RowState(row=0, key=key, prompt_ids=list(prompt_ids), budget=self.max_new_tokens)
+        self.stopper.start(row)
+        self.rounds[id(row)] = 0
+        return row
+
+    def next_request(self, row: RowState) -> Request | None:
+        """The request that continues `row`, or None when it is finished."""
+        if row.finished:
+            return None
+        n = row.n_generated
+        remaining = row.budget - n
+        if remaining < 1:  # the budget rule never leaves an unfinished row at its budget with nothing queued
+            raise AssertionError(f"row {row.key}: unfinished with no budget left")
+        banned: set[int] = set()
+        min_tokens = 0
+        for processor in self.processors:
+            constraints = processor.request_constraints(row)
+            if constraints is None:
+                raise AssertionError(f"{type(processor).__name__} has no request constraints for row {row.key}")
+            banned |= constraints.banned_ids
+            min_tokens = max(min_tokens, constraints.min_tokens - n)
+        return Request(
+            row.key,
+            row.prompt_ids + row.token_ids,
+            remaining,
+            min(max(0, min_tokens), remaining),
+            tuple(sorted(banned)),
+            self.rounds.get(id(row), 0),
+        )
+
+    def absorb(self, row: RowState, new_ids: Sequence[int], reason: str) -> None:
+        """Take a finished request's tokens into `row`, deciding at every token what the HF loop would decide
+        (stop, or inject a continuation and go on); `reason` is the engine's account of why the request ended,
+        used only when no rule explains the end (e.g. a stop string the tokenizer splits differently)."""
+        self.rounds[id(row)] = self.rounds.get(id(row), 0) + 1
+        state = StepState(step=row.n_generated, rows=[row], active=torch.ones(1, dtype=torch.bool), lm=self.lm)
+        explained = False
+        for token in new_ids:
+            self._step(row, int(token), state)
+            if row.finished or row.queue:
+                explained = True
+                break
+        if not explained and not row.finished:
+            continuation = self.stopper.ask(row, reason, state)
+            if continuation is not None and continuation.tokens:
+                row.queue.extend(continuation.tokens)
+            else:
+                row.finished, row.stop_reason = True, reason
+        while row.queue and not row.finished:  # injected tokens are taken at once, one "step" each
+            self._step(row, -1, state)
+
+    def _step(self, row: RowState, token: int, state: StepState) -> None:
+        token, forced = self.stopper.settle(row, token, state)
+        reason = self.stopper.advance(row, token, forced, state)
+        if reason is not None:
+            row.finished, row.stop_reason = True, reason
+
+    def n_requests(self, row: RowState) -> int:
+        return self.rounds.get(id(row), 0)
 
 
 def finish_reason_of(finish_reason: str | None, stop_reason: Any) -> str:
@@ -145,80 +163,23 @@ def finish_reason_of(finish_reason: str | None, stop_reason: Any) -> str:
     raise RuntimeError(f"vLLM request ended with finish_reason {finish_reason!r}")
 
 
-def _continuation(trace: Trace, plan: VllmPlan, reason: str, n_generated: int) -> list[int] | None:
-    """What the HF continuation policy would inject at this stop (`_ForcedAnswer.on_stop`), or None."""
-    if plan.kind == "plain" or trace.answering:
-        return None
-    if reason == "budget":
-        trace.answering = True
-        tokens, extra, note = list(plan.answer_ids), len(plan.answer_ids) + plan.answer_tokens, "force answer"
-    else:
-        if plan.kind == "ttts":
-            if n_generated >= trace.budget:
-                return None
-            tokens = list(plan.word_ids[trace.extensions % len(plan.word_ids)])
-        elif n_generated < plan.min_tokens:  # budget-force
-            tokens = list(plan.wait_ids)
-        else:
-            return None
-        trace.extensions += 1
-        extra, note = 0, "extend"
-    trace.budget += extra
-    trace.events.append({"type": "continue", "reason": reason, "step": n_generated, "tokens": tokens, "note": note})
-    return tokens
-
-
-def absorb(trace: Trace, plan: VllmPlan, new_ids: Sequence[int], reason: str, eos_ids: Sequence[int]) -> None:
-    """Append a finished request's tokens to `trace` and decide, as the HF loop would, whether it stops
-    (sets `stop_reason`) or continues (injects forced tokens; the next request picks up from there)."""
-    trace.n_requests += 1
-    _stop(trace, plan, list(new_ids), reason, eos_ids)
-
-
-def _stop(trace: Trace, plan: VllmPlan, new_ids: list[int], reason: str, eos_ids: Sequence[int]) -> None:
-    if reason == "eos":
-        eos = new_ids.pop() if new_ids and new_ids[-1] in set(eos_ids) else None
-        _append(trace, new_ids, forced=False)
-        tokens = _continuation(trace, plan, "eos", len(trace.token_ids))
-        if tokens is None:
-            if eos is not None:
-                _append(trace, [eos], forced=False)
-            trace.stop_reason = "eos"
-            return
-    else:
-        _append(trace, new_ids, forced=False)
-        tokens = _continuation(trace, plan, reason, len(trace.token_ids))
-        if tokens is None:
-            trace.stop_reason = reason
-            return
-    _append(trace, tokens, forced=True)
-    if len(trace.token_ids) >= trace.budget:  # the injection itself used up the budget
-        _stop(trace, plan, [], "budget", eos_ids)
-
-
-def _append(trace: Trace, ids: Sequence[int], forced: bool) -> None:
-    trace.token_ids.extend(int(i) for i in ids)
-    trace.forced.extend([forced] * len(ids))
-
-
-def run_traces(
-    traces: list[Trace],
-    plan: VllmPlan,
-    eos_ids: Sequence[int],
+def run_rows(
+    adapter: RowAdapter,
+    rows: list[RowState],
     generate: Callable[[list[Request]], list[FinishedOutput]],
     on_round: Callable[[int], None] | None = None,
-) -> list[Trace]:
-    """Submit every unfinished trace's next request together (one vLLM batch per round) until all finish."""
-    by_key = {t.key: t for t in traces}
+) -> list[RowState]:
+    """Submit every unfinished row's next request together (one vLLM batch per round) until all finish."""
+    by_key = {row.key: row for row in rows}
     while True:
-        requests = [r for t in traces if (r := next_request(t, plan)) is not None]
+        requests = [r for row in rows if (r := adapter.next_request(row)) is not None]
         if not requests:
-            return traces
+            return rows
         outputs = generate(requests)
         if len(outputs) != len(requests):
             raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(requests)} requests")
         for request, (ids, reason) in zip(requests, outputs):
-            absorb(by_key[request.key], plan, ids, reason, eos_ids)
+            adapter.absorb(by_key[request.key], ids, reason)
         if on_round is not None:
             on_round(sum(len(ids) for ids, _ in outputs))
 
@@ -335,12 +296,11 @@ class VllmModel(TokenizerOnlyModel):
         self.vocab_size = int(config.get_vocab_size())
         self.device = "cuda"
 
-    def generate(
-        self, requests: list[Request], decode, seeds: dict[Any, int], allowed: list[int] | None
-    ) -> list[FinishedOutput]:
+    def generate(self, requests: list[Request], decode, seeds: dict[Any, int]) -> list[FinishedOutput]:
         """One vLLM batch: every request at once (continuous batching inside vLLM)."""
         from vllm import SamplingParams
 
+        allowed_of: dict[tuple[int, ...], list[int] | None] = {}
         params = []
         for request in requests:
             kwargs: dict[str, Any] = {
@@ -355,8 +315,10 @@ class VllmModel(TokenizerOnlyModel):
                 )
             else:
                 kwargs.update(temperature=0.0)
-            if allowed is not None:
-                kwargs["allowed_token_ids"] = allowed
+            if request.banned_ids not in allowed_of:
+                allowed_of[request.banned_ids] = allowed_token_ids(self.vocab_size, request.banned_ids)
+            if allowed_of[request.banned_ids] is not None:
+                kwargs["allowed_token_ids"] = allowed_of[request.banned_ids]
             params.append(SamplingParams(**kwargs))
         prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
         outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
@@ -370,41 +332,39 @@ class VllmModel(TokenizerOnlyModel):
 
 
 def vllm_decoder(lm: VllmModel, plugins: Sequence[Any], decode):
-    """`execute`'s chunk decoder for the vLLM engine: the method's plug-ins become a plan, every sample of the
-    chunk runs as one vLLM batch per continuation round; returns the HF loop's `Generation` records."""
+    """`execute`'s chunk decoder for the vLLM engine: the method's plug-ins drive the rows through a
+    `RowAdapter`, every sample of the chunk runs as one vLLM batch per continuation round; returns the HF
+    loop's `Generation` records."""
     from reasonlens.decode import Generation
 
-    plan = plan_from_plugins(plugins)
-    allowed = allowed_token_ids(lm.vocab_size, plan.banned_ids)
-    eos_ids = lm.eos_token_ids()
+    # built once, so a plug-in vLLM cannot run is refused before any request
+    adapter = RowAdapter(plugins, lm.eos_token_ids(), decode.max_new_tokens, decode.stop_strings, lm.tokenizer, lm)
 
     def decode_chunk(prompts: list, keys: list, seeds: list, progress: Callable[[int], None]) -> list:
         started = time.perf_counter()
-        traces = []
+        rows = []
         for prompt, key in zip(prompts, keys):
             ids = (
                 prompt
                 if not isinstance(prompt, str)
                 else lm.tokenizer(prompt, add_special_tokens=decode.add_special_tokens)["input_ids"]
             )
-            traces.append(start_trace(key, ids, plan, decode.max_new_tokens))
+            rows.append(adapter.start(key, ids))
         seed_of = dict(zip(keys, seeds))
-        run_traces(
-            traces, plan, eos_ids, lambda requests: lm.generate(requests, decode, seed_of, allowed), on_round=progress
-        )
-        seconds = (time.perf_counter() - started) / max(1, len(traces))
+        run_rows(adapter, rows, lambda requests: lm.generate(requests, decode, seed_of), on_round=progress)
+        seconds = (time.perf_counter() - started) / max(1, len(rows))
         return [
             Generation(
-                key=t.key,
-                prompt_ids=t.prompt_ids,
-                token_ids=t.token_ids,
-                forced=t.forced,
-                text=lm.tokenizer.decode(t.token_ids, skip_special_tokens=True),
-                stop_reason=t.stop_reason or "",
-                events=t.events,
+                key=row.key,
+                prompt_ids=row.prompt_ids,
+                token_ids=row.token_ids,
+                forced=row.forced,
+                text=lm.tokenizer.decode(row.token_ids, skip_special_tokens=True),
+                stop_reason=row.stop_reason or "",
+                events=row.events,
                 seconds=seconds,
             )
-            for t in traces
+            for row in rows
         ]
 
     return decode_chunk

@@ -15,7 +15,14 @@ from typing import Iterable, Sequence
 
 import torch
 
-from reasonlens.decode.plugins import Continuation, ContinuationPolicy, LogitsProcessor, RowState, StepState
+from reasonlens.decode.plugins import (
+    Continuation,
+    ContinuationPolicy,
+    LogitsProcessor,
+    RequestConstraints,
+    RowState,
+    StepState,
+)
 from reasonlens.errors import UserError
 from reasonlens.interventions.tokens import PAPER_THINKING_WORDS
 
@@ -148,6 +155,10 @@ class EosBlocker(LogitsProcessor):
         rows = young.nonzero().flatten()
         logits[rows[:, None], ids[None, :]] = float("-inf")
         return logits
+
+    def request_constraints(self, row: RowState) -> RequestConstraints:
+        # an engine's EOS is the model's EOS: the same ids this processor was built with (lm.eos_token_ids())
+        return RequestConstraints(min_tokens=self.min_tokens if self.eos_ids else 0)
 
 
 def min_tokens_for(budget: int, min_fraction: float) -> int:

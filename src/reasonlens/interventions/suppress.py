@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import torch
 
 from reasonlens.analysis.tokens import word_variant_ids, words_ids
-from reasonlens.decode.plugins import LogitsProcessor, StepState
+from reasonlens.decode.plugins import LogitsProcessor, RequestConstraints, RowState, StepState
 from reasonlens.errors import UserError
 from reasonlens.interventions.tokens import display_forms, trace_word_counts
 
@@ -36,6 +36,9 @@ class TokenSuppressor(LogitsProcessor):
             ids = [i for i in self.token_ids if i < logits.shape[-1]]
             self._index = torch.tensor(ids, dtype=torch.long, device=logits.device)
         return logits.index_fill(-1, self._index, float("-inf"))
+
+    def request_constraints(self, row: RowState) -> RequestConstraints:
+        return RequestConstraints(banned_ids=frozenset(self.token_ids))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A new method: write `interventions/methods/<name>.py` with a `Method` subclass d
 `@register_method("<name>")`, and add its module to the import line below (the one registration line).
 """
 
-from reasonlens.interventions.methods import baseline, budget_force, nowait, rr, suppress, ttts  # noqa: F401
+from reasonlens.interventions.methods import baseline, budget_force, nowait, rr, steer, suppress, ttts  # noqa: F401
 from reasonlens.interventions.registry import (
     Method,
     ResolvedMethod,
