@@ -133,7 +133,7 @@ def test_answer_format_words_come_from_the_data_and_the_grader():
         assert last_boxed(f"so \\{command}{{7}} then") == "7"
     grader = set(GRADER_ANSWER_COMMANDS)
     # a format only the data knows: "ANSWER[42]" in 3 of 4 solutions; "ref" glued on in 1 of 4 is no format
-    solutions = [("x ANSWER[42]", "42"), ("y ANSWER[7].", "7"), ("z ANSWER[1]", "1"), ("w ref5", "5"), ("none", "9")]
+    solutions = [("x ANSWER[42]", "42"), ("y ANSWER[7].", "7"), ("z ANSWER[1]", "1"), ("w ref:5", "5"), ("none", "9")]
     assert set(answer_format_words(solutions)) == grader | {"answer"}
     assert set(answer_format_words(solutions, share=0.2)) == grader | {"answer", "ref"}
     reasoner = load_problems("synthetic-reasoner:1-6", "train", n=100)
@@ -221,3 +221,11 @@ def test_suppression_takes_answer_format_words_out_of_both_sides(tmp_path):
     keep = MethodOptions(**options, settings={"keep_answer_format": "true"})
     kept = resolve_method(lm, "suppress", keep, "synthetic-reasoner:1-6", "test")
     assert kept.identity["words"] == ["Therefore", "boxed", "So"] and "excluded_answer_format" not in kept.identity
+
+
+def test_answer_wrapping_words_skip_the_answer_inside_longer_words_and_numbers():
+    from reasonlens.interventions.suppress import answer_wrapping_words
+
+    assert answer_wrapping_words("Bob says the answer is (B) not BB", "B") == []  # "(B)": nothing glued on
+    assert answer_wrapping_words("total 15 and so \\boxed{5}", "5") == ["boxed"]
+    assert answer_wrapping_words("Because 15 apples", "5") == []  # only inside "15": never stated

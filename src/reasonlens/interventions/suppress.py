@@ -54,7 +54,7 @@ class ControlWord:
     matched_frequency: int
 
 
-# The LaTeX commands reasonlens.eval.extract reads a final answer from (\\boxed{..}, \\fbox{..}).
+# The LaTeX commands reasonlens.eval.extract reads a final answer from (\boxed{..}, \fbox{..}).
 GRADER_ANSWER_COMMANDS: tuple[str, ...] = ("boxed", "fbox")
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -63,10 +63,10 @@ def answer_wrapping_words(solution: str, answer: str) -> list[str]:
     """Alphabetic words written *onto* the final answer in a reference solution: the text of the
     whitespace-delimited stretch around the last occurrence of `answer`, minus the answer itself
     (``... is \\boxed{74}.`` -> ``["boxed"]``; ``#### 72`` -> ``[]``). Empty when the solution never states it."""
-    answer = answer.strip()
-    at = solution.rfind(answer) if answer else -1
+    at = _last_standalone(solution, answer.strip())
     if at < 0:
         return []
+    answer = answer.strip()
     end = at + len(answer)
     start = at
     while start > 0 and not solution[start - 1].isspace():
@@ -75,6 +75,19 @@ def answer_wrapping_words(solution: str, answer: str) -> list[str]:
         end += 1
     wrapper = solution[start:at] + solution[at + len(answer) : end]
     return [w.lower() for w in _WORD.findall(wrapper)]
+
+
+def _last_standalone(text: str, answer: str) -> int:
+    """Index of the last occurrence of `answer` not inside a longer word or number ("5" in "15" or "B" in
+    "Bob" does not count); -1 if none."""
+    at = text.rfind(answer) if answer else -1
+    while at >= 0:
+        before = text[at - 1] if at > 0 else " "
+        after = text[at + len(answer)] if at + len(answer) < len(text) else " "
+        if not (before.isalnum() and answer[0].isalnum()) and not (after.isalnum() and answer[-1].isalnum()):
+            return at
+        at = text.rfind(answer, 0, at)
+    return -1
 
 
 def answer_format_words(solutions_and_answers: Iterable[tuple[str, str]], share: float = 0.5) -> list[str]:
@@ -88,7 +101,7 @@ def answer_format_words(solutions_and_answers: Iterable[tuple[str, str]], share:
     stated = 0
     for solution, answer in solutions_and_answers:
         solution, answer = solution or "", (answer or "").strip()
-        if answer and answer in solution:
+        if _last_standalone(solution, answer) >= 0:
             stated += 1
             glued.update(set(answer_wrapping_words(solution, answer)))
     usual = {w for w, c in glued.items() if stated and c / stated >= share}
