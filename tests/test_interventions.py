@@ -50,6 +50,7 @@ def test_eval_writes_a_resumable_run_with_the_method_as_identity(tmp_path, organ
         "name": "suppress",
         "control": "thinking",
         "k": 2,
+        "excluded_answer_format": ["boxed", "fbox"],  # synthetic-arith writes \boxed{N}; never suppressed
         "words": ["So", "Wait"],
         "token_ids": sorted(e["id"] for e in listed),
     }

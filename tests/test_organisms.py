@@ -150,6 +150,17 @@ def test_shipped_organism_loads_and_solves_its_test_slice(name):
     result = organism_train.evaluate(model, tokenizer, card["eval_dataset"], SLICE, card["decoding"]["max_new_tokens"])
     assert result.n == SLICE
     assert result.accuracy >= SHIPPED_FLOORS[name]
+    # the card's headline (accuracy by level on 200 problems) predicts this slice: within 3 standard errors
+    levels = [item.level for item in synthetic.generate(card["eval_dataset"], split="test", n=SLICE)]
+    expected, error = card_expectation(card["test_accuracy"]["by_level"], levels)
+    assert abs(result.accuracy - expected) <= 3 * error + 1 / SLICE, (result.accuracy, expected, error)
+
+
+def card_expectation(by_level: dict[str, float], levels: list[int]) -> tuple[float, float]:
+    """Accuracy a card's per-level figures predict for problems of these levels, and its standard error."""
+    rates = [by_level[str(level)] for level in levels]
+    variance = sum(p * (1 - p) for p in rates) / len(rates) ** 2
+    return sum(rates) / len(rates), variance**0.5
 
 
 def test_cot_organism_beats_its_direct_twin_in_the_cards():

@@ -89,6 +89,14 @@ def test_shipped_organism_recurrent_gains_accuracy_with_depth_and_spends_more_on
     # measured on these 64 problems (8 per level): 0.297 at r=1, 0.938 at r=8, 0.922 under the card's exit rule
     # with Spearman rho(level, mean iterations) = +0.85 (the card has the 300-problem figures)
     assert at_1 <= 0.5 and at_8 >= 0.85
+    # the card's headline (accuracy by r and level on 300 problems) predicts these 64: within 3 standard errors
+    from reasonlens.data import synthetic
+
+    levels = [item.level for item in synthetic.generate(card["eval_dataset"], split="test", n=64)]
+    for r, measured in (("1", at_1), ("8", at_8)):
+        rates = [card["test_accuracy_by_r_and_level"][r][str(level)] for level in levels]
+        expected, error = sum(rates) / 64, sum(p * (1 - p) for p in rates) ** 0.5 / 64
+        assert abs(measured - expected) <= 3 * error + 1 / 64, (r, measured, expected, error)
     adaptive = summary["adaptive"]
     assert adaptive["accuracy"] >= at_8 - 0.05
     assert adaptive["level_iteration_correlation"]["mean_iterations"]["rho"] >= 0.6

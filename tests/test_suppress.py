@@ -113,3 +113,119 @@ def test_random_control_falls_back_to_nearest_frequency_and_errors_when_too_few_
     assert random_control_words(["So"], traces, seed=0, band=1.6)[0].word in {"dd", "ee"}  # 6/1.6 <= c <= 9.6
     with pytest.raises(UserError, match="usable non-thinking words"):
         random_control_words(["a", "b", "c"], ["so so so"], seed=0)
+
+
+def test_answer_wrapping_words_are_the_words_written_onto_the_gold_answer():
+    from reasonlens.interventions.suppress import answer_wrapping_words
+
+    assert answer_wrapping_words("So 7 + 3 = 10. Therefore the answer is \\boxed{10}.", "10") == ["boxed"]
+    assert answer_wrapping_words("so there are $\\boxed{\\frac{1}{2}}$ left", "\\frac{1}{2}") == ["boxed"]
+    assert answer_wrapping_words("He runs 9*60=540 meters\n#### 540", "540") == []  # GSM8K: nothing glued on
+    assert answer_wrapping_words("The total is 12.", "13") == []  # not stated: nothing to read
+
+
+def test_answer_format_words_come_from_the_data_and_the_grader():
+    from reasonlens.data import load_problems
+    from reasonlens.eval import last_boxed
+    from reasonlens.interventions.suppress import GRADER_ANSWER_COMMANDS, answer_format_words
+
+    for command in GRADER_ANSWER_COMMANDS:  # each is a command the grader really reads answers from
+        assert last_boxed(f"so \\{command}{{7}} then") == "7"
+    grader = set(GRADER_ANSWER_COMMANDS)
+    # a format only the data knows: "ANSWER[42]" in 3 of 4 solutions; "ref" glued on in 1 of 4 is no format
+    solutions = [("x ANSWER[42]", "42"), ("y ANSWER[7].", "7"), ("z ANSWER[1]", "1"), ("w ref:5", "5"), ("none", "9")]
+    assert set(answer_format_words(solutions)) == grader | {"answer"}
+    assert set(answer_format_words(solutions, share=0.2)) == grader | {"answer", "ref"}
+    reasoner = load_problems("synthetic-reasoner:1-6", "train", n=100)
+    assert set(answer_format_words((p.solution, p.answer) for p in reasoner)) == {"boxed"} | grader
+    gsm8k = load_problems("gsm8k", "test", n=50)
+    assert set(answer_format_words((p.solution, p.answer) for p in gsm8k)) == grader
+
+
+def test_random_control_never_draws_an_excluded_word_even_when_it_matches_best():
+    # "boxed" occurs exactly as often as "so" (the only word in band 1.0): without the exclusion every draw
+    # is "boxed"; with it, the draw falls back to the nearest other frequencies
+    frequencies = {"so": 6, "boxed": 6, "aa": 1, "cc": 3, "dd": 4, "ee": 9, "ff": 10}
+    traces = [" ".join(w for w, c in frequencies.items() for _ in range(c))]
+    plain = {random_control_words(["So"], traces, seed=s, band=1.0)[0].word for s in range(10)}
+    assert plain == {"boxed"}
+    kept = {random_control_words(["So"], traces, seed=s, band=1.0, excluded=["BOXED"])[0].word for s in range(20)}
+    assert "boxed" not in kept and kept <= {"aa", "cc", "dd", "ee", "ff"} and len(kept) > 1
+
+
+def test_suppression_takes_answer_format_words_out_of_both_sides(tmp_path):
+    """The learnt set and the random control lose the grader's words alike; the manifest and console say so."""
+    from reasonlens.analysis.tokens import WordCount, write_token_set
+    from reasonlens.interventions import MethodOptions, resolve_method
+    from reasonlens.models import load
+    from reasonlens.runs import RunDir
+
+    lm = load("organism-reasoner")
+    trace = "Ava has 12. So she holds 15. Therefore the answer is \\boxed{15}. "
+    filler = "carries donates harvests keeps cookies result Ava Ben Mia Lily Tom pens cards dice "
+    # "boxed" as frequent as "Therefore" and "So": the frequency match would pick it without the rule
+    completions = [trace * 3 + filler * (i % 3 + 1) for i in range(12)]
+    run = RunDir(tmp_path / "gen")
+    run.start(
+        {
+            "command": "generate",
+            "model": "organism-reasoner",
+            "dataset": "synthetic-reasoner:1-6",
+            "split": "train",
+            "method": {"name": "baseline"},
+        }
+    )
+    with run.appender() as appender:
+        appender.append(
+            [
+                {"index": i, "id": str(i), "completion": c, "correct": False, "status": "ok"}
+                for i, c in enumerate(completions)
+            ]
+        )
+    tokens = tmp_path / "tokens.jsonl"
+    words = ["Therefore", "boxed", "So", "carries"]
+    write_token_set(
+        tokens,
+        [WordCount(w, 10 - i, word_variant_ids(lm.tokenizer, w)) for i, w in enumerate(words)],
+        {"kind": "run", "dataset": "x", "split": "train"},
+    )
+    options = dict(token_set=tokens, token_set_dataset="synthetic-reasoner:1-6", token_set_split="train", k=3)
+    thinking = resolve_method(lm, "suppress", MethodOptions(**options), "synthetic-reasoner:1-6", "test")
+    assert thinking.identity["words"] == ["Therefore", "So", "carries"]  # top 3 after boxed is taken out
+    assert thinking.provenance["excluded_thinking_words"] == ["boxed"]
+    assert thinking.provenance["answer_format"]["words"] == ["boxed", "fbox"]
+    assert any("boxed, fbox" in note and "boxed)" in note for note in thinking.notes)
+    drawn, drawn_unruled = set(), set()
+    for seed in range(8):
+        control = resolve_method(
+            lm,
+            "suppress",
+            MethodOptions(**options, control="random", control_run=run.path, seed=seed),
+            "synthetic-reasoner:1-6",
+            "test",
+        )
+        assert control.identity["thinking_words"] == ["Therefore", "So", "carries"]
+        drawn |= {w.lower() for w in control.identity["words"]}
+        unruled = MethodOptions(
+            words=["Therefore", "So", "carries"],
+            control="random",
+            control_run=run.path,
+            seed=seed,
+            settings={"keep_answer_format": "true"},
+        )
+        drawn_unruled |= {
+            w.lower()
+            for w in resolve_method(lm, "suppress", unruled, "synthetic-reasoner:1-6", "test").identity["words"]
+        }
+    assert "boxed" in drawn_unruled and "boxed" not in drawn  # the rule, not chance, keeps it out
+    keep = MethodOptions(**options, settings={"keep_answer_format": "true"})
+    kept = resolve_method(lm, "suppress", keep, "synthetic-reasoner:1-6", "test")
+    assert kept.identity["words"] == ["Therefore", "boxed", "So"] and "excluded_answer_format" not in kept.identity
+
+
+def test_answer_wrapping_words_skip_the_answer_inside_longer_words_and_numbers():
+    from reasonlens.interventions.suppress import answer_wrapping_words
+
+    assert answer_wrapping_words("Bob says the answer is (B) not BB", "B") == []  # "(B)": nothing glued on
+    assert answer_wrapping_words("total 15 and so \\boxed{5}", "5") == ["boxed"]
+    assert answer_wrapping_words("Because 15 apples", "5") == []  # only inside "15": never stated

@@ -439,13 +439,15 @@ def stage_controls(state: DemoState) -> str:
         for seed in c.control_seeds
     ]
     thinking_diff, *random_diffs = paired_diffs(base, thinking, *randoms, n_boot=c.n_boot)
-    # the random seeds pooled: every (problem, seed) pair is one paired observation
+    # the random seeds pooled: per problem, the mean over seeds (one paired observation per problem)
     pooled = _pooled_random_diff(base, randoms, c.n_boot)
-    gap = paired_diffs(randoms[0], thinking, n_boot=c.n_boot)[0]
+    gap = _pooled_random_diff(thinking, randoms, c.n_boot)  # random - thinking; printed as thinking - random
+    excluded = read_json_object(thinking / "manifest.json", "eval manifest")["method"].get("excluded_answer_format")
+    seeds = f"{len(randoms)} seed{'s' if len(randoms) > 1 else ''}"
     state.findings.append(
-        f"{c.reasoner}: thinking suppression {diff_text(thinking_diff)} vs random {pooled} "
-        f"({len(randoms)} seed{'s' if len(randoms) > 1 else ''}; top-{c.control_k} learnt words, "
-        f"thinking - random seed {c.control_seeds[0]}: {diff_text(gap)})"
+        f"{c.reasoner}: thinking suppression {diff_text(thinking_diff)} vs random {_interval_text(pooled)} "
+        f"({seeds}; top-{c.control_k} learnt words; thinking - random {_interval_text(gap, negate=True)}; "
+        f"answer-format words {', '.join(excluded or ['none'])} excluded from both)"
     )
     notes.append(
         f"baseline {thinking_diff['reference_accuracy']:.2f}, thinking suppressed "
@@ -465,26 +467,27 @@ def stage_controls(state: DemoState) -> str:
     return "; ".join(notes)
 
 
-def _pooled_random_diff(base: Path, randoms: list[Path], n_boot: int) -> str:
-    """Mean over seeds of (random-control accuracy - baseline), CI resampling problems (all seeds together)."""
+def _pooled_random_diff(reference: Path, randoms: list[Path], n_boot: int):
+    """Per problem, the mean over seeds of the random-control runs' correctness minus `reference`'s; the mean
+    with a bootstrap CI over problems (an `Interval`)."""
     import numpy as np
 
     from reasonlens.eval import bootstrap_ci
     from reasonlens.interventions.evaluate import load_eval_run
 
-    reference = {
-        r["index"]: bool(r.get("correct")) for r in load_eval_run(base).results[None] if r.get("status") == "ok"
-    }
-    per_seed = []
-    for run in randoms:
-        scored = {
-            r["index"]: bool(r.get("correct")) for r in load_eval_run(run).results[None] if r.get("status") == "ok"
-        }
-        per_seed.append(scored)
-    shared = sorted(set(reference).intersection(*per_seed))
-    diffs = np.array([np.mean([seed[i] for seed in per_seed]) - reference[i] for i in shared], dtype=float)
-    interval = bootstrap_ci(diffs, n_boot=n_boot)
-    return f"{signed(interval.estimate)} [{signed(interval.lo)},{signed(interval.hi)}]"
+    def scored(run: Path) -> dict[int, bool]:
+        return {r["index"]: bool(r.get("correct")) for r in load_eval_run(run).results[None] if r.get("status") == "ok"}
+
+    first = scored(reference)
+    per_seed = [scored(run) for run in randoms]
+    shared = sorted(set(first).intersection(*per_seed))
+    diffs = np.array([np.mean([seed[i] for seed in per_seed]) - first[i] for i in shared], dtype=float)
+    return bootstrap_ci(diffs, n_boot=n_boot)
+
+
+def _interval_text(interval, negate: bool = False) -> str:
+    estimate, low, high = (-interval.estimate, -interval.hi, -interval.lo) if negate else interval
+    return f"{signed(estimate)} [{signed(low)},{signed(high)}]"
 
 
 def stage_depth(state: DemoState) -> str:

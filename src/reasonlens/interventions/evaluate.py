@@ -144,6 +144,8 @@ def evaluate(spec: EvalSpec, lm=None, quiet: bool = False, executor=None) -> dic
     resolved = resolve_method(lm, spec.method, spec.options, run_spec.dataset, run_spec.split)
     for warning in resolved.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    for note in resolved.notes if not quiet else []:
+        console.print(note, highlight=False, markup=False)
     if resolved.token_ids and not quiet:
         console.print(
             f"{info.token_action} {len(resolved.token_ids)} token ids: {format_token_ids(resolved.token_ids)}",

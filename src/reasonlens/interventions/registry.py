@@ -32,6 +32,7 @@ class ResolvedMethod:
     provenance: dict[str, Any]  # recorded in the manifest, not part of the identity
     warnings: list[str]
     token_ids: list = field(default_factory=list)  # WordTokenId of every banned/trigger id (suppress, rr, ...)
+    notes: list[str] = field(default_factory=list)  # what the run decided (printed, not warnings)
 
 
 @dataclass
