@@ -17,10 +17,13 @@ from typing import Any
 
 VOLATILE = re.compile(
     r"(time|second|wall|elapsed|tok_per|per_s$|throughput|path|dir$|^out$|provenance|date|created|host|pid|version"
-    r"|commit|command|argv|lock|cache|started|finished|cpu|threads|fingerprint|revision)",
+    r"|commit|command|argv|lock|cache|started|finished|cpu|threads|fingerprint|revision|^crc$)",
     re.IGNORECASE,
 )
 SKIP_SUFFIXES = {".png", ".svg", ".html", ".lock", ".log", ".txt"}
+
+
+ROOT = ""  # the tree being digested: its absolute path is written as <OUT> so two trees compare
 
 
 def canonical(value: Any) -> Any:
@@ -30,6 +33,8 @@ def canonical(value: Any) -> Any:
         return [canonical(v) for v in value]
     if isinstance(value, float):
         return round(value, 9)
+    if isinstance(value, str) and ROOT:
+        return value.replace(ROOT, "<OUT>")
     return value
 
 
@@ -46,7 +51,7 @@ def digest_file(path: Path) -> dict[str, Any]:
     if path.suffix == ".jsonl":
         lines = [line for line in path.read_text().splitlines() if line.strip()]
         records = [canonical(json.loads(line)) for line in lines]
-        records.sort(key=lambda r: json.dumps(r, sort_keys=True))
+        records.sort(key=lambda r: (r.get("index", 0) if isinstance(r, dict) else 0, json.dumps(r, sort_keys=True)))
         return {
             "n": len(records),
             "records": [hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:16] for r in records],
@@ -58,6 +63,8 @@ def digest_file(path: Path) -> dict[str, Any]:
 
 
 def digest_tree(root: Path) -> dict[str, Any]:
+    global ROOT
+    ROOT = str(root.resolve())
     out = {}
     for path in sorted(root.rglob("*")):
         if not path.is_file() or path.suffix in SKIP_SUFFIXES or path.name == "digest.json":
