@@ -76,7 +76,7 @@ def generate(
         "'final', comma-separated; 'none' captures nothing (default: -1 on the HF "
         "engine, none on vLLM).",
     ),
-    template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat."),
+    template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat | few-shot | chat-few-shot."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt for --template chat."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget per sample."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples decoded together."),

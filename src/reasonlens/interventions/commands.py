@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
         offset: int = typer.Option(0, "--offset"),
         split: str = typer.Option("test", "--split"),
-        template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat."),
+        template: str = typer.Option(
+            "raw", "--template", help="raw | deepseek-math | chat | few-shot | chat-few-shot."
+        ),
         system: Optional[str] = typer.Option(None, "--system"),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget (plain methods)."),
         batch_size: int = typer.Option(8, "--batch-size"),
