@@ -141,7 +141,7 @@ def generate(
         max_new_tokens=max_new_tokens,
         stop_strings=parse_stop(stop),
         batch_size=batch_size,
-        add_special_tokens=template != "chat",
+        add_special_tokens=not template.startswith("chat"),  # a chat template writes its own
         schedule=schedule,
         window=window,
         **sampling_kwargs(temperature, top_p, seed, sample),

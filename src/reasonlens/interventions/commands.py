@@ -158,7 +158,7 @@ def register(app: typer.Typer) -> None:
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             stop_strings=parse_stop(stop),
-            add_special_tokens=template != "chat",
+            add_special_tokens=not template.startswith("chat"),  # a chat template writes its own
             **sampling_kwargs(temperature, top_p, seed),
         )
         spec = EvalSpec(
