@@ -104,7 +104,7 @@ def test_outputs_are_real_runs_and_in_the_report(finished):
     assert manifest["method"]["control"] == "thinking" and manifest["split"] == "test"
     source = manifest["token_set"]  # learnt on the demo's train traces, or the paper's list if they hold no word
     assert source["source_kind"] == "paper" or (
-        source["source_split"] == "train" and source["source_run"] == str(out / "traces-smollm2")
+        source["source_split"] == "train" and source["source_manifest"] == str(out / "traces-smollm2" / "manifest.json")
     ), source
     ttts = json.loads((out / "eval" / "ttts" / "summary.json").read_text())
     assert sorted(ttts["accuracy_by_budget"], key=int) == ["5", "10"]

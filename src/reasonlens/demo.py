@@ -97,7 +97,7 @@ class DemoConfig:
             n_side_eval=8,
             batch_size=3,
             smollm2_batch_size=8,
-            budgets=(16, 48),
+            budgets=(16, 32),
             n_organism=6,
             organism_tokens=48,
             depth_steps=(1, 2, 4, 8),
@@ -284,6 +284,10 @@ def _eval(state: DemoState, name: str, method: str, n: int | None = None, **opti
         options.setdefault("token_set", state.token_set)
         options.setdefault("token_set_dataset", c.dataset)
         options.setdefault("token_set_split", "train")  # the traces stage ran on train; evaluation is on test
+        learnt = sum(1 for line in state.token_set.read_text().splitlines() if line.strip())
+        if options.get("k") and options["k"] > learnt:
+            warn(f"the SmolLM2 train traces gave {learnt} thinking word(s), fewer than k = {options['k']}: using all")
+            options["k"] = learnt
     out = c.out / "eval" / name
     max_tokens = max(options.get("budgets") or [c.max_new_tokens])
     summary = evaluate(
