@@ -332,10 +332,10 @@ def stage_suppress(state: DemoState) -> str:
             thinking_diff, random_diff = paired_diffs(
                 eval_dir / "baseline", eval_dir / "suppress-thinking", eval_dir / "suppress-random", n_boot=c.n_boot
             )
-            words = "/".join((thinking.get("method") or {}).get("words") or []) or "?"
+            words = (thinking.get("method") or {}).get("words") or []
             state.findings.append(
                 f"{c.model} on {c.dataset}: thinking suppression {diff_text(thinking_diff)} vs random "
-                f"{diff_text(random_diff)} (top-{c.suppress_k} words learnt on train: {words}; "
+                f"{diff_text(random_diff)} (top-{len(words)} words learnt on train: {'/'.join(words)}; "
                 f"test baseline {base['accuracy']:.2f}, n={thinking_diff['n_paired']})"
             )
         except UserError as exc:  # too few distinct words in the traces to match frequencies
