@@ -94,7 +94,7 @@ class DemoConfig:
             layers="20",
             n_traces=16,
             n_eval=16,
-            n_side_eval=8,
+            n_side_eval=4,
             batch_size=3,
             budgets=(16, 32),
             n_organism=6,
@@ -285,7 +285,8 @@ def _eval(state: DemoState, name: str, method: str, n: int | None = None, **opti
         options.setdefault("token_set_split", "train")  # the traces stage ran on train; evaluation is on test
         learnt = sum(1 for line in state.token_set.read_text().splitlines() if line.strip())
         if options.get("k") and options["k"] > learnt:
-            warn(f"the SmolLM2 train traces gave {learnt} thinking word(s), fewer than k = {options['k']}: using all")
+            if name == "suppress-thinking":  # once per demo, not once per method
+                warn(f"the SmolLM2 train traces gave {learnt} thinking word(s), fewer than k = {options['k']}")
             options["k"] = learnt
     out = c.out / "eval" / name
     max_tokens = max(options.get("budgets") or [c.max_new_tokens])
