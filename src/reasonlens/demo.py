@@ -60,7 +60,7 @@ class DemoConfig:
     token_layer: str | None = "20"
     n_traces: int = 64  # train-split problems whose traces give the thinking tokens and the random control's words
     n_eval: int = 80  # held-out test-split problems the interventions are evaluated on
-    n_side_eval: int = 16  # test problems of the TTTS curves (a side show: SmolLM2 answers in ~30 tokens)
+    n_side_eval: int = 8  # test problems of the TTTS curves (a side show: SmolLM2 answers in ~30 tokens)
     max_new_tokens: int = 48
     batch_size: int = 8  # organism traces and depth
     smollm2_batch_size: int = 16
