@@ -11,8 +11,7 @@ it. This set is easy enough that such a model solves part of it and hard enough 
 
 Measured (docs/results.md): SmolLM2-135M-Instruct under ``--template chat-few-shot`` solves ~94% of level 1,
 ~34% of level 2 (so ~60% of ``word-arith:1,2``, the demo's set; 200 test problems), ~6% of level 3 and ~56% of
-level 4 (16 train problems each); under the
-"reason step by step" chat template it is near 0% on every level.
+level 4 (16 train problems each); under the "reason step by step" chat template it is near 0% on every level.
 
 Everything is a pure function of ``(split, level, seed)``; train and test are split by the problem's arithmetic
 (its *signature*: start value and operations, without names and objects): a signature whose hash falls in the
