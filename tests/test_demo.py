@@ -23,6 +23,7 @@ def tiny_config(out: Path) -> DemoConfig:
         model="tiny-llama",
         template="raw",
         layers="-1",
+        token_layer=None,
         n_traces=2,
         n_eval=2,
         max_new_tokens=10,
@@ -97,8 +98,14 @@ def test_outputs_are_real_runs_and_in_the_report(finished):
     assert (out / "traces-smollm2" / "mi" / "mi.parquet").is_file()
     for name in ("baseline", "suppress-thinking", "rr", "budget-baseline", "ttts"):
         assert (out / "eval" / name / "summary.json").is_file(), name
+    traces = json.loads((out / "traces-smollm2" / "manifest.json").read_text())
+    assert traces["split"] == "train" and traces["dataset"] == config.dataset == "word-arith:1,2"
     manifest = json.loads((out / "eval" / "suppress-thinking" / "manifest.json").read_text())
-    assert manifest["method"]["control"] == "thinking" and manifest["offset"] == config.n_traces
+    assert manifest["method"]["control"] == "thinking" and manifest["split"] == "test"
+    source = manifest["token_set"]  # learnt on the demo's train traces, or the paper's list if they hold no word
+    assert source["source_kind"] == "paper" or (
+        source["source_split"] == "train" and source["source_manifest"] == str(out / "traces-smollm2" / "manifest.json")
+    ), source
     ttts = json.loads((out / "eval" / "ttts" / "summary.json").read_text())
     assert sorted(ttts["accuracy_by_budget"], key=int) == ["5", "10"]
     html = (out / "report.html").read_text()
@@ -150,4 +157,5 @@ def test_presets():
     full, quick = DemoConfig.preset(False), DemoConfig.preset(True)
     assert full.out == Path("runs/demo") and quick.out == Path("runs/demo-quick")
     assert quick.n_traces < full.n_traces and max(quick.budgets) < max(full.budgets)
-    assert quick.max_new_tokens < full.max_new_tokens
+    assert quick.n_eval < full.n_eval and quick.dataset == full.dataset == "word-arith:1,2"
+    assert full.template == "chat-few-shot" and full.token_layer in full.layers.split(",")

@@ -43,3 +43,34 @@ def test_train_and_test_never_share_arithmetic_and_levels_select():
         load_problems("word-arith:9")
     with pytest.raises(UserError, match="no split 'dev'"):
         load_problems("word-arith", split="dev")
+
+
+def test_few_shot_examples_are_right_and_never_a_problem_of_the_set():
+    from reasonlens.data.templates import FEW_SHOT_EXAMPLES
+
+    problems = [p for s in ("train", "test") for p in load_problems("word-arith", split=s)]
+    signatures = {p.meta["signature"] for p in problems}
+    for question, answer in FEW_SHOT_EXAMPLES:
+        value = _evaluate(question)
+        assert answer.endswith(f"= {value}. The answer is {value}."), (question, answer)
+        start, amount = (int(n) for n in re.findall(r"\d+", question))
+        signature = f"{start} {'+' if value > start else '-'}{amount}"
+        assert signature not in signatures and question not in {p.question for p in problems}
+    assert "7 +5" in signatures  # the signature format the check above relies on
+
+
+def test_few_shot_templates_show_the_examples_then_the_question(smollm2):
+    from reasonlens.data import Problem, render_prompt
+    from reasonlens.data.templates import FEW_SHOT_EXAMPLES
+
+    p = load_problems("word-arith:1", split="test", n=1)[0]
+    plain = render_prompt(p, "few-shot")
+    assert plain.endswith(f"Question: {p.question}\nAnswer:")
+    assert plain.count("Question: ") == len(FEW_SHOT_EXAMPLES) + 1 and plain.count("The answer is") == 3
+    chat = render_prompt(p, "chat-few-shot", smollm2.tokenizer, system="Be brief.")
+    assert chat.index("Be brief.") < chat.index(FEW_SHOT_EXAMPLES[0][0]) < chat.index(FEW_SHOT_EXAMPLES[-1][1])
+    assert chat.index(FEW_SHOT_EXAMPLES[-1][1]) < chat.index(p.question)
+    assert chat.count("<|im_start|>assistant") == len(FEW_SHOT_EXAMPLES) + 1
+    assert chat.rstrip().endswith("<|im_start|>assistant")
+    with pytest.raises(UserError, match="no chat template"):
+        render_prompt(Problem("i", "q", "", "1"), "chat-few-shot", None)

@@ -76,7 +76,7 @@ def generate(
         "'final', comma-separated; 'none' captures nothing (default: -1 on the HF "
         "engine, none on vLLM).",
     ),
-    template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat."),
+    template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat | few-shot | chat-few-shot."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt for --template chat."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget per sample."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples decoded together."),
@@ -141,7 +141,7 @@ def generate(
         max_new_tokens=max_new_tokens,
         stop_strings=parse_stop(stop),
         batch_size=batch_size,
-        add_special_tokens=template != "chat",
+        add_special_tokens=not template.startswith("chat"),  # a chat template writes its own
         schedule=schedule,
         window=window,
         **sampling_kwargs(temperature, top_p, seed, sample),

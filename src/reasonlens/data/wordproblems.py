@@ -9,6 +9,10 @@ it. This set is easy enough that such a model solves part of it and hard enough 
 * level 4: one multiplication of one-digit numbers ("3 bags with 4 apples in each");
 * level 5: a multiplication followed by an addition or subtraction.
 
+Measured (docs/results.md): SmolLM2-135M-Instruct under ``--template chat-few-shot`` solves ~94% of level 1,
+~34% of level 2 (so ~60% of ``word-arith:1,2``, the demo's set; 200 test problems), ~6% of level 3 and ~56% of
+level 4 (16 train problems each); under the "reason step by step" chat template it is near 0% on every level.
+
 Everything is a pure function of ``(split, level, seed)``; train and test are split by the problem's arithmetic
 (its *signature*: start value and operations, without names and objects): a signature whose hash falls in the
 test bucket only ever appears in the test split, so the same sum is never in both. ``word-arith:1,2`` selects

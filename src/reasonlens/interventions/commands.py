@@ -40,7 +40,9 @@ def register(app: typer.Typer) -> None:
         n: Optional[int] = typer.Option(None, "--limit", help="Number of problems (default: all)."),
         offset: int = typer.Option(0, "--offset"),
         split: str = typer.Option("test", "--split"),
-        template: str = typer.Option("raw", "--template", help="raw | deepseek-math | chat."),
+        template: str = typer.Option(
+            "raw", "--template", help="raw | deepseek-math | chat | few-shot | chat-few-shot."
+        ),
         system: Optional[str] = typer.Option(None, "--system"),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Token budget (plain methods)."),
         batch_size: int = typer.Option(8, "--batch-size"),
@@ -102,7 +104,7 @@ def register(app: typer.Typer) -> None:
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             stop_strings=parse_stop(stop),
-            add_special_tokens=template != "chat",
+            add_special_tokens=not template.startswith("chat"),  # a chat template writes its own
             **sampling_kwargs(temperature, top_p, seed),
         )
         run = RunSpec(
