@@ -258,7 +258,7 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 
 def train_recurrent_organism(output_dir: Path | None, overrides: dict[str, Any], command: str):
-    """Trainer registered for ``reasonlens organisms train organism-recurrent``; returns organisms' TrainResult.
+    """The trainer of the ``recurrent-organism`` recipe (``reasonlens organisms train organism-recurrent``).
 
     Training resumes from ``<target>.work/checkpoint`` when interrupted; the shipped directory is replaced only
     once the model is trained and evaluated.
