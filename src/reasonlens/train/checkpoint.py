@@ -28,7 +28,10 @@ def save_checkpoint(
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
+    from reasonlens.runs.progress import quiet_transformers
+
+    with quiet_transformers():  # no "Writing model shards" bar every checkpoint
+        model.save_pretrained(tmp)
     state = optimizer.state_dict()
     tensors: dict[str, Tensor] = {"rng.torch": torch.get_rng_state()}
     for index, param_state in state["state"].items():
