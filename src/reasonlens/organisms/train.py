@@ -314,6 +314,7 @@ def train_model(
         run_identity={"organism": asdict(config)},
         checkpoint_every=CHECKPOINT_EVERY,
         log_every=1,
+        print_every=100,
         stop_after=stop_after,
         quiet=not show_progress,
     )

@@ -77,6 +77,7 @@ class LoopOptions:
     run_identity: dict[str, Any] | None = None  # stored in checkpoints; a checkpoint of another run is refused
     checkpoint_every: int = 200
     log_every: int = 10  # steps between history entries
+    print_every: int | None = None  # steps between printed loss lines (they land in logs when stdout is no terminal)
     stop_after: int | None = None  # stop after this many steps of this call (checkpointing first)
     quiet: bool = False
     on_step: Callable[[int, float], None] | None = None
@@ -142,6 +143,12 @@ def train_loop(
                 options.on_step(step, losses[-1])
             info = " ".join([f"loss {losses[-1]:.3f}"] + [f"{k}={v}" for k, v in extra.items()])
             bar.update(task, completed=step, info=info)
+            if options.print_every and not options.quiet and step % options.print_every == 0:
+                recent = losses[-options.print_every :]
+                bar.console.log(
+                    f"step {step}/{config.steps} loss {sum(recent) / len(recent):.4f} "
+                    f"elapsed {time.perf_counter() - started:.0f} s"
+                )
             if options.checkpoint_dir is not None and (step % options.checkpoint_every == 0 or step == stop_at):
                 save_checkpoint(options.checkpoint_dir, model, optimizer, step, history, options.run_identity)
     model.eval()
