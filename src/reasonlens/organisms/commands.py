@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
             e = result.evaluation
             console.print(
                 f"test accuracy {100 * e.accuracy:.1f}% ({e.n_correct}/{e.n}), "
-                f"95% CI [{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}]"
+                f"95% Wilson CI [{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}]"
             )
 
     @organisms.command("list")
