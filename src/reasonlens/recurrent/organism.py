@@ -227,7 +227,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{card['torch_threads']}), process CPU time {card['cpu_time_seconds']:.0f} s",
         f"- Trained with torch {card.get('torch_version', '?')} on CPU `{card.get('cpu_model') or 'not recorded'}` "
         f"with {card['torch_threads']} threads: re-training reproduces these weights byte for byte only on the same "
-        "CPU type and thread count",
+        "CPU type and thread count" + (f"; CPU: {card['cpu_model_note']}" if card.get("cpu_model_note") else ""),
         f"- Parameters: {card['n_parameters']:,}; seed {card['seed']}; final training loss {card['final_train_loss']}",
         f"- Test accuracy (greedy, first {card['test_accuracy_n']} test problems, zero initial state), by core "
         "iterations r:",
