@@ -126,12 +126,81 @@ def test_training_is_reproducible_from_the_seed():
     assert first == again
 
 
-def test_extract_boxed_and_bootstrap_ci():
-    assert organism_train.extract_boxed("So \\boxed{12} then \\boxed{-3}.") == "-3"
-    assert organism_train.extract_boxed("no answer") is None
-    low, high = organism_train.bootstrap_ci([True] * 60 + [False] * 40)
-    assert 0.49 < low < 0.55 and 0.65 < high < 0.71
-    assert organism_train.bootstrap_ci([True] * 10) == (1.0, 1.0)
+def test_cards_are_graded_by_the_toolkit_grader_with_a_wilson_interval():
+    verdicts = organism_train.grade_completions(
+        "synthetic-arith-small:1-3", ["So \\boxed{12} then \\boxed{-3}.", "no answer", "\\boxed{7}"], ["-3", "4", "8"]
+    )
+    assert verdicts == [True, False, False]
+    from reasonlens.eval import wilson_ci
+
+    assert wilson_ci(10, 10).lo > 0.69  # a perfect slice still gets an interval (a bootstrap would give [1, 1])
+
+
+def test_epoch_batches_replay_the_pop_order_of_successive_epochs(tokenizer):
+    items = synthetic.generate_arith("train", n=40, levels=(1, 2))
+    examples = organism_train.encode_examples(tokenizer, items, "direct", 512)
+    generator = torch.Generator().manual_seed(3)
+    expected: list[list[int]] = []
+    order: list[list[int]] = []
+    for _ in range(13):  # the pre-refactor loop: refill an epoch when empty, take from its end
+        if not order:
+            order = organism_train.length_bucketed_batches(examples, 8, generator)
+        expected.append(order.pop())
+    batches = organism_train.EpochBatches(examples, 8, seed=3)
+    assert [batches(step) for step in range(13)] == expected
+    assert organism_train.EpochBatches(examples, 8, seed=3)(12) == expected[12]  # pure in the step: resumable
+
+
+def test_recipes_are_the_shipped_cards_configs_and_bad_recipes_name_their_file(tmp_path):
+    from dataclasses import asdict
+
+    from reasonlens.train import read_recipe, recipe_names
+
+    assert "organism-recurrent" in recipe_names() and "organism-recurrent" not in recipe_names("llama-organism")
+    for name in recipe_names("llama-organism"):
+        card_path = ORGANISMS_DIR / name / "card.json"
+        if card_path.is_file():
+            assert asdict(organism_train.organism_config(name)) == json.loads(card_path.read_text())["config"]
+    with pytest.raises(UserError, match="unknown name 'organism-nope'"):
+        organism_train.organism_config("organism-nope")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kind": "gpt", "name": "x"}')
+    with pytest.raises(UserError, match=r"bad.json: 'kind' must be one of"):
+        read_recipe(bad)
+    bad.write_text("[1]")
+    with pytest.raises(UserError, match="bad.json: a recipe must be a JSON object"):
+        read_recipe(bad)
+
+
+def test_an_interrupted_organism_run_resumes_to_the_same_weights(tmp_path):
+    config = organism_train.OrganismConfig(
+        name="organism-resume",
+        dataset="synthetic-hops:1",
+        target="direct",
+        hidden_size=16,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=32,
+        n_train=64,
+        steps=6,
+        batch_size=8,
+        warmup_steps=2,
+        threads=1,
+    )
+    straight, _, straight_losses = organism_train.train_model(config, show_progress=False)
+    checkpoint = tmp_path / "work" / "checkpoint"
+    _, _, first_losses = organism_train.train_model(
+        config, show_progress=False, checkpoint_dir=checkpoint, stop_after=4
+    )  # an interrupted run: 4 steps, then its checkpoint
+    assert first_losses == straight_losses[:4]
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == 4
+    resumed, _, resumed_losses = organism_train.train_model(config, show_progress=False, checkpoint_dir=checkpoint)
+    assert resumed_losses == [round(loss, 5) for loss in straight_losses]  # the whole run, from the checkpoint's log
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    other = organism_train.OrganismConfig(**{**config.__dict__, "seed": 1})
+    with pytest.raises(UserError, match="other settings"):
+        organism_train.train_model(other, show_progress=False, checkpoint_dir=checkpoint)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_FLOORS))

@@ -50,6 +50,7 @@ def test_organisms_train_organism_recurrent_writes_a_loadable_organism_with_card
     main(["organisms", "train", "organism-recurrent", "--max-steps", "3", "--eval-n", "6", "--out", str(out)])
     card = json.loads((out / "card.json").read_text())
     assert card["eval_dataset"] == "synthetic-flips:1-8" and card["steps"] == 3
+    assert card["cpu_model"] and card["torch_version"] and card["torch_threads"] == 2  # what byte-identity needs
     assert card["training_command"].startswith("reasonlens organisms train organism-recurrent")
     assert set(card["test_accuracy_by_r"]) == {"1", "2", "4", "8", "16", "32"}
     assert card["test_accuracy_n"] == 6 and card["test_accuracy"]["n"] == 6 and card["test_accuracy"]["r"] == 32

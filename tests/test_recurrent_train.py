@@ -48,6 +48,16 @@ def test_depth_sampler_mean_and_support():
     assert split_depth(3, 8) == (0, 3) and split_depth(20, 8) == (12, 8) and split_depth(1, 8) == (0, 1)
 
 
+def test_the_model_samples_its_training_depth_with_the_trainers_sampler_and_split():
+    model = RecurrentDepthLM(tiny_config())
+    for seed in range(20):
+        torch.manual_seed(seed)
+        drawn = model.sample_num_steps()
+        torch.manual_seed(seed)
+        assert drawn == split_depth(sample_depth(4), 2)
+        assert drawn[1] == max(1, min(2, sum(drawn)))  # k = max(1, min(backprop, r)): never 0 with-grad iterations
+
+
 def _grads(model) -> dict[str, torch.Tensor]:
     return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
 

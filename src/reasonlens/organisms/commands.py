@@ -26,13 +26,13 @@ def register(app: typer.Typer) -> None:
 
     @organisms.command("train")
     def train_command(
-        name: str = typer.Argument(..., help="organism to train, e.g. organism-cot"),
+        name: str = typer.Argument(..., help="organism to train: a recipe in reasonlens/recipes/, e.g. organism-cot"),
         out: Optional[Path] = typer.Option(None, "--out", help="output directory (default: the shipped location)"),
         steps: Optional[int] = typer.Option(None, "--max-steps", help="override the number of optimizer steps"),
         eval_n: Optional[int] = typer.Option(None, "--eval-n", help="test problems scored for the card (0: skip)"),
         seed: Optional[int] = typer.Option(None, "--seed", help="override the training seed"),
     ) -> None:
-        """Train an organism from its recorded config and write the HF directory plus model card."""
+        """Train an organism from its recipe and write the HF directory plus model card (resumes if interrupted)."""
         from reasonlens.errors import UserError
         from reasonlens.organisms.train import train_organism
         from reasonlens.runs.progress import table_console
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
             e = result.evaluation
             console.print(
                 f"test accuracy {100 * e.accuracy:.1f}% ({e.n_correct}/{e.n}), "
-                f"95% CI [{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}]"
+                f"95% Wilson CI [{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}]"
             )
 
     @organisms.command("list")
@@ -68,13 +68,13 @@ def register(app: typer.Typer) -> None:
         """Show the shipped organisms with their dataset, size and recorded test accuracy."""
         from rich.table import Column, Table
 
-        from reasonlens.organisms.train import ORGANISMS, shipped_organisms
+        from reasonlens.organisms.train import shipped_organisms, trainable_names
         from reasonlens.runs.progress import table_console
 
         shipped = shipped_organisms()
         table = Table("shipped", "dataset", "parameters", "test accuracy", "train wall time")
         table.columns.insert(0, Column("name", no_wrap=True))
-        for name in sorted(set(shipped) | set(ORGANISMS) | {"organism-recurrent"}):
+        for name in sorted(set(shipped) | set(trainable_names())):
             card = shipped.get(name)
             if card is None:
                 table.add_row(name, "yes" if name in shipped else "no", "", "", "", "")

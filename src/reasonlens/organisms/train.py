@@ -1,20 +1,22 @@
 """Train, evaluate and ship the small model organisms (LlamaForCausalLM on synthetic reasoning corpora).
 
 A training run is a pure function of its ``OrganismConfig`` (seeded data, tokenizer, init and batch order);
-only the wall time depends on the machine. The output directory is a Hugging Face model directory
-(``config.json``, ``model.safetensors``, tokenizer files) plus a model card (``README.md``, ``card.json``).
+only the wall time depends on the machine. The configs are recipes (``reasonlens/recipes/<name>.json``, kind
+``llama-organism``); training goes through the toolkit's one loop (:func:`reasonlens.train.train_loop`) and
+the card's accuracy through the one decode loop and the one grader (:mod:`reasonlens.eval`). The output
+directory is a Hugging Face model directory (``config.json``, ``model.safetensors``, tokenizer files) plus a
+model card (``README.md``, ``card.json``). ``train_organism`` trains any recipe, the recurrent-depth one too.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
-import re
+import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -23,10 +25,11 @@ from reasonlens.errors import UserError
 from reasonlens.organisms import ORGANISMS_DIR
 from reasonlens.organisms.artifacts import EvalResult, TrainResult, swap_into_place
 from reasonlens.organisms.tokenizer import build_tokenizer, save_tokenizer
+from reasonlens.train import LoopOptions, OptimConfig, load_recipe, recipe_names, train_loop
+from reasonlens.train.provenance import training_machine
 
 IGNORE_INDEX = -100
-LOG_EVERY = 100  # steps between loss lines (they also land in logs when stdout is not a terminal)
-BOXED_PATTERN = re.compile(r"\\boxed\{(-?\d+)\}")
+CHECKPOINT_EVERY = 200  # steps between checkpoints of an interrupted `organisms train` (resumed on re-run)
 
 
 @dataclass(frozen=True)
@@ -60,64 +63,43 @@ class OrganismConfig:
     def max_new_tokens(self) -> int:
         return 16 if self.target == "direct" else 400
 
-
-REASONER_DATASET = "synthetic-reasoner:1-6"
-ORGANISMS: dict[str, OrganismConfig] = {
-    "organism-cot": OrganismConfig(name="organism-cot", dataset="synthetic-arith-small:1-3", target="cot"),
-    "organism-direct": OrganismConfig(name="organism-direct", dataset="synthetic-arith-small:1-3", target="direct"),
-    # The controls of the instrument (docs/organisms.md): one world, three answer formats, one budget.
-    "organism-reasoner": OrganismConfig(
-        name="organism-reasoner", dataset=REASONER_DATASET, target="cot", steps=1000, vocab_size=2048, threads=1
-    ),
-    "organism-reasoner-direct": OrganismConfig(
-        name="organism-reasoner-direct",
-        dataset=REASONER_DATASET,
-        target="direct",
-        steps=1000,
-        vocab_size=2048,
-        threads=1,
-    ),
-    "organism-reasoner-noreflect": OrganismConfig(
-        name="organism-reasoner-noreflect",
-        dataset=REASONER_DATASET,
-        target="noreflect",
-        steps=1000,
-        vocab_size=2048,
-        threads=1,
-    ),
-}
+    def optim(self) -> OptimConfig:
+        """The optimizer and schedule part, as the one training loop takes it."""
+        return OptimConfig(
+            steps=self.steps,
+            lr=self.learning_rate,
+            min_lr_ratio=self.min_learning_rate_ratio,
+            warmup_steps=self.warmup_steps,
+            weight_decay=self.weight_decay,
+            betas=(0.9, 0.98),
+            grad_clip=self.grad_clip,
+        )
 
 
-# Organisms trained by code elsewhere (e.g. the recurrent-depth model) plug into `reasonlens organisms train`:
-# trainer(output_dir or None, overrides, command) -> TrainResult.
-ExternalTrainer = Callable[[Path | None, dict[str, Any], str], "TrainResult"]
-_EXTERNAL_TRAINERS: dict[str, ExternalTrainer] = {}
-
-
-def register_trainer(name: str, trainer: ExternalTrainer) -> None:
-    """Let ``reasonlens organisms train NAME`` call ``trainer`` for an organism not configured here."""
-    _EXTERNAL_TRAINERS[name] = trainer
-
-
-def _train_recurrent_organism(output_dir: Path | None, overrides: dict[str, Any], command: str) -> "TrainResult":
-    from reasonlens.recurrent.organism import train_recurrent_organism  # imported late: it needs the recurrent stack
-
-    return train_recurrent_organism(output_dir, overrides, command)
-
-
-register_trainer("organism-recurrent", _train_recurrent_organism)
+LLAMA_KIND = "llama-organism"
+RECURRENT_KIND = "recurrent-organism"
 
 
 def trainable_names() -> list[str]:
-    return sorted(set(ORGANISMS) | set(_EXTERNAL_TRAINERS))
+    """Every organism `reasonlens organisms train` knows: one per recipe."""
+    return recipe_names()
 
 
 def organism_config(name: str) -> OrganismConfig:
-    try:
-        return ORGANISMS[name]
-    except KeyError:
-        known = ", ".join(trainable_names())
-        raise UserError(f"organism: unknown name {name!r} (trainable here: {known})") from None
+    """The ``OrganismConfig`` of a ``llama-organism`` recipe (every field given, none unknown)."""
+    recipe = load_recipe(name)
+    if recipe.kind != LLAMA_KIND:
+        raise UserError(f"{recipe.path}: kind {recipe.kind!r} is not a {LLAMA_KIND} recipe")
+    known = [f.name for f in fields(OrganismConfig)]
+    given = {"name": recipe.name, **recipe.fields}
+    unknown = sorted(set(given) - set(known))
+    missing = sorted(set(known) - set(given))
+    if unknown or missing:
+        problems = ([f"unknown field(s) {', '.join(unknown)}"] if unknown else []) + (
+            [f"missing field(s) {', '.join(missing)}"] if missing else []
+        )
+        raise UserError(f"{recipe.path}: {'; '.join(problems)}")
+    return OrganismConfig(**given)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,6 +166,26 @@ def length_bucketed_batches(
     return [batches[i] for i in batch_order]
 
 
+class EpochBatches:
+    """``length_bucketed_batches`` epoch after epoch, taken from the end of each epoch's list; ``batch(step)``
+    is a pure function of (examples, seed, step), so a resumed run gets the batches of an uninterrupted one."""
+
+    def __init__(self, examples: Sequence[tuple[list[int], int]], batch_size: int, seed: int):
+        self.examples, self.batch_size = examples, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epochs: list[list[list[int]]] = []
+        self.first_step: list[int] = []  # step at which each epoch starts
+
+    def __call__(self, step: int) -> list[int]:
+        while not self.epochs or step >= self.first_step[-1] + len(self.epochs[-1]):
+            start = self.first_step[-1] + len(self.epochs[-1]) if self.epochs else 0
+            self.epochs.append(length_bucketed_batches(self.examples, self.batch_size, self.generator))
+            self.first_step.append(start)
+        epoch = max(i for i, first in enumerate(self.first_step) if first <= step)
+        batches = self.epochs[epoch]
+        return batches[len(batches) - 1 - (step - self.first_step[epoch])]
+
+
 def tokenizer_corpus(config: OrganismConfig, items: Sequence[synthetic.SyntheticItem]) -> list[str]:
     """Texts the BPE merges are learned from: both answer formats, so CoT and direct twins share one vocabulary."""
     texts = [training_text(item.question, item.solution) for item in items[:5000]]
@@ -225,34 +227,8 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def learning_rate_at(step: int, config: OrganismConfig) -> float:
-    """Linear warmup, then cosine decay to ``min_learning_rate_ratio`` of the peak."""
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    floor = config.min_learning_rate_ratio
-    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # evaluation
-
-
-def extract_boxed(text: str) -> str | None:
-    """The integer inside the last ``\\boxed{}``, or None."""
-    found = BOXED_PATTERN.findall(text)
-    return found[-1] if found else None
-
-
-def bootstrap_ci(correct: Sequence[bool], n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% bootstrap interval of the mean of 0/1 outcomes."""
-    if not correct:
-        return (float("nan"), float("nan"))
-    generator = torch.Generator().manual_seed(seed)
-    values = torch.tensor([float(c) for c in correct])
-    draws = torch.randint(0, len(values), (n_resamples, len(values)), generator=generator)
-    means = values[draws].mean(dim=1)
-    return float(torch.quantile(means, 0.025)), float(torch.quantile(means, 0.975))
 
 
 def generate_answers(
@@ -268,14 +244,26 @@ def generate_answers(
     return [g.text for g in generations]
 
 
+def grade_completions(dataset: str, completions: Sequence[str], golds: Sequence[str]) -> list[bool]:
+    """Verdicts of the toolkit's one grader, with the dataset's grading kind (what `reasonlens eval` records)."""
+    from reasonlens.data import grader_kind
+    from reasonlens.eval import Grader
+
+    kind = grader_kind(dataset)
+    with Grader() as grader:
+        return [grader.grade(text, gold, kind=kind).correct is True for text, gold in zip(completions, golds)]
+
+
 def evaluate(
     model: Any, tokenizer: Any, dataset: str, n: int, max_new_tokens: int, seed: int = synthetic.DEFAULT_SEED
 ) -> EvalResult:
-    """Exact match of the boxed integer on the first ``n`` test problems of ``dataset``, greedy decoding."""
+    """Accuracy on the first ``n`` test problems of ``dataset``: greedy decoding, the toolkit's grader, Wilson CI."""
+    from reasonlens.eval import proportion_ci
+
     items = synthetic.generate(dataset, split="test", n=n, seed=seed)
     completions = generate_answers(model, tokenizer, [item.question for item in items], max_new_tokens)
-    correct = [extract_boxed(text) == str(item.answer) for item, text in zip(items, completions)]
-    low, high = bootstrap_ci(correct)
+    correct = grade_completions(dataset, completions, [str(item.answer) for item in items])
+    accuracy, low, high = proportion_ci(correct)
     by_level: dict[str, list[bool]] = {}
     for item, ok in zip(items, correct):
         by_level.setdefault(str(item.level), []).append(ok)
@@ -294,51 +282,45 @@ def evaluate(
 # training
 
 
-def train_model(config: OrganismConfig, show_progress: bool = True) -> tuple[Any, Any, list[float]]:
-    """Build the tokenizer and model from the config and train; returns (model, tokenizer, loss per step)."""
-    from rich.progress import Progress
+def train_model(
+    config: OrganismConfig,
+    show_progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    stop_after: int | None = None,
+) -> tuple[Any, Any, list[float]]:
+    """Build the tokenizer and model from the config and train; returns (model, tokenizer, loss per step).
 
+    With ``checkpoint_dir`` the run checkpoints there and resumes from it; a resumed run returns the losses of
+    every step from the checkpoint's log (rounded to 5 decimals). ``stop_after`` ends this call after that many
+    steps (checkpointing first), as an interruption would.
+    """
     torch.set_num_threads(config.threads)
     random.seed(config.seed)
     items = synthetic.generate(config.dataset, split="train", n=config.n_train, seed=config.data_seed)
     tokenizer = build_tokenizer(tokenizer_corpus(config, items), vocab_size=config.vocab_size)
     examples = encode_examples(tokenizer, items, config.target, config.max_positions)
     model = build_model(config, tokenizer)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-        betas=(0.9, 0.98),
+    batches = EpochBatches(examples, config.batch_size, config.seed)
+
+    def batch_at(step: int) -> dict[str, torch.Tensor]:
+        return collate([examples[i] for i in batches(step)], tokenizer.pad_token_id)
+
+    def loss_of(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch).loss
+
+    options = LoopOptions(
+        label=f"train {config.name}",
+        checkpoint_dir=checkpoint_dir,
+        run_identity={"organism": asdict(config)},
+        checkpoint_every=CHECKPOINT_EVERY,
+        log_every=1,
+        print_every=100,
+        stop_after=stop_after,
+        quiet=not show_progress,
     )
-    order_generator = torch.Generator().manual_seed(config.seed)
-    started = time.perf_counter()
-    order: list[list[int]] = []
-    losses: list[float] = []
-    model.train()
-    with Progress(disable=not show_progress) as progress:
-        task = progress.add_task(f"train {config.name}", total=config.steps)
-        for step in range(config.steps):
-            if not order:
-                order = length_bucketed_batches(examples, config.batch_size, order_generator)
-            batch_indices = order.pop()
-            batch = collate([examples[i] for i in batch_indices], tokenizer.pad_token_id)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(step, config)
-            loss = model(**batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            progress.update(task, advance=1, description=f"train {config.name} loss {losses[-1]:.3f}")
-            if show_progress and (step + 1) % LOG_EVERY == 0:
-                recent = losses[-LOG_EVERY:]
-                progress.console.log(
-                    f"step {step + 1}/{config.steps} loss {sum(recent) / len(recent):.4f} "
-                    f"elapsed {time.perf_counter() - started:.0f} s"
-                )
-    model.eval()
+    loop = train_loop(model, config.optim(), batch_at, loss_of, options)
+    resumed = len(loop.losses) < len(loop.history)
+    losses = [entry["loss"] for entry in loop.history] if resumed else loop.losses
     return model, tokenizer, losses
 
 
@@ -349,21 +331,27 @@ def train_organism(
     evaluate_after: bool = True,
     command: str | None = None,
 ) -> TrainResult:
-    """Train organism ``name`` and write the HF directory and model card to ``output_dir`` (atomically)."""
-    if name in _EXTERNAL_TRAINERS and name not in ORGANISMS:
-        target_dir = Path(output_dir) if output_dir is not None else None
-        return _EXTERNAL_TRAINERS[name](
-            target_dir, dict(overrides or {}), command or f"reasonlens organisms train {name}"
-        )
+    """Train organism ``name`` from its recipe and write the model directory and card to ``output_dir``.
+
+    The directory is swapped into place only when complete; an interrupted run resumes from
+    ``<output_dir>.work/checkpoint`` when re-run with the same recipe and overrides.
+    """
+    recipe = load_recipe(name)
+    target = Path(output_dir) if output_dir is not None else ORGANISMS_DIR / name
+    command = command or f"reasonlens organisms train {name}"
+    if recipe.kind == RECURRENT_KIND:
+        from reasonlens.recurrent.organism import train_recurrent_organism  # the recurrent stack, only when asked
+
+        return train_recurrent_organism(target, dict(overrides or {}), command)
     config = organism_config(name)
     if overrides:
         unknown = sorted(set(overrides) - set(OrganismConfig.__dataclass_fields__))
         if unknown:
             raise UserError(f"organism override: unknown field(s) {', '.join(unknown)}")
         config = replace(config, **overrides)
-    target = Path(output_dir) if output_dir is not None else ORGANISMS_DIR / name
+    work = target.with_name(target.name + ".work")
     started, cpu_started = time.perf_counter(), time.process_time()
-    model, tokenizer, losses = train_model(config)
+    model, tokenizer, losses = train_model(config, checkpoint_dir=work / "checkpoint")
     wall_seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     evaluation = None
     if evaluate_after and config.eval_n > 0:
@@ -371,21 +359,8 @@ def train_organism(
     n_parameters = count_parameters(model)
     card = model_card(config, wall_seconds, n_parameters, losses, evaluation, command, cpu_seconds)
     write_organism(target, model, tokenizer, card)
+    shutil.rmtree(work, ignore_errors=True)
     return TrainResult(target, wall_seconds, n_parameters, losses, evaluation)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (as ``lscpu`` prints it): byte-identical weights only hold on the same CPU type and
-    thread count, because float reductions are ordered differently by different kernels."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def model_card(
@@ -418,8 +393,7 @@ def model_card(
         "test_accuracy": evaluation.to_dict() if evaluation else None,
         "decoding": {"kind": "greedy", "prompt": "raw question", "max_new_tokens": config.max_new_tokens},
         "config": asdict(config),
-        "torch_version": torch.__version__,
-        "cpu_model": cpu_model(),
+        **{k: v for k, v in training_machine(config.threads).items() if k != "torch_threads"},
     }
 
 
@@ -428,7 +402,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     if evaluation:
         accuracy_line = (
             f"{100 * evaluation['accuracy']:.1f}% exact match ({evaluation['n_correct']}/{evaluation['n']}), "
-            f"95% bootstrap CI [{100 * evaluation['ci_low']:.1f}, {100 * evaluation['ci_high']:.1f}]"
+            f"95% Wilson CI [{100 * evaluation['ci_low']:.1f}, {100 * evaluation['ci_high']:.1f}]"
         )
         levels = ", ".join(f"L{k}: {100 * v:.0f}%" for k, v in evaluation["by_level"].items())
     else:

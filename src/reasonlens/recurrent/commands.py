@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
             "--config",
             "-c",
             help="JSON with 'model' (huginn config fields) or 'init' "
-            "(model dir), and 'train' (TrainConfig fields); or a preset: organism-recurrent.",
+            "(model dir), and 'train' (TrainConfig fields); or a recipe name from reasonlens/recipes/: "
+            "organism-recurrent.",
         ),
         data: str = typer.Option(
             ...,

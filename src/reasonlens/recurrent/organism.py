@@ -1,6 +1,7 @@
 """``organism-recurrent``: the recurrent-depth model organism, trained by ``reasonlens organisms train``.
 
-The recipe is the ``organism-recurrent`` preset of :mod:`reasonlens.recurrent.train` on its own task,
+The recipe is ``reasonlens/recipes/organism-recurrent.json`` (its ``model`` and ``train`` sections are also
+the ``train-recurrent --config organism-recurrent`` preset) on its own task,
 ``synthetic-flips:1-8`` (chains of ``x + d``, ``x - d`` and ``d - x`` steps answered directly). A ``d - x`` step
 flips the sign of everything before it, so the answer needs every step in order: there is no shallow sum of
 the operands to fall back on (``synthetic-hops`` has one). The core block is a single layer, so at r = 1 the
@@ -16,24 +17,44 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from reasonlens.errors import UserError
+from reasonlens.train.provenance import training_machine
 
 NAME = "organism-recurrent"
-DATASET = "synthetic-flips:1-8"
-TOKENIZER_VOCAB = 400  # upper bound for the BPE merges over the task's corpus; the model's vocab_size leaves room
 DEPTH_STEPS = (1, 2, 4, 8, 16, 32)
 # Adaptive-exit rules scored for the card. The first is the organism's own: measured on its 300 test problems,
 # latent-diff < 0.005 keeps r=32's accuracy (0.940 vs 0.943) and rises with the level (rho +0.84), while the
 # paper's KL < 5e-4 (second) exits on a plateau of the answer distribution before a long chain is done (0.50).
 EXIT_RULES = (("latent-diff", 0.005), ("kl", 5e-4))
-THREADS = 2  # measured: a training step takes 0.09 s with 2 threads, 0.14 s with 1 (batch 32, r = 6)
-EVAL_N = 300
 OVERRIDABLE = ("steps", "seed", "eval_n")
+
+
+@dataclass(frozen=True)
+class OrganismRecipe:
+    """The organism-level fields of the recipe (its ``model`` and ``train`` sections go to train_recurrent)."""
+
+    dataset: str  # the task it is trained and evaluated on
+    threads: int  # torch threads while training (recorded in the card: byte-identity needs the same count)
+    eval_n: int  # test problems scored for the card
+    tokenizer_vocab: int  # upper bound for the BPE merges over the task's corpus; the model's vocab_size leaves room
+
+
+def organism_recipe() -> OrganismRecipe:
+    from reasonlens.train.recipes import load_recipe
+
+    recipe = load_recipe(NAME)
+    known = [f.name for f in fields(OrganismRecipe)]
+    given = {k: v for k, v in recipe.fields.items() if k not in ("model", "train")}
+    unknown, missing = sorted(set(given) - set(known)), sorted(set(known) - set(given))
+    if unknown or missing:
+        raise UserError(f"{recipe.path}: unknown field(s) {unknown or 'none'}, missing field(s) {missing or 'none'}")
+    return OrganismRecipe(**given)
 
 
 def _recipe(overrides: dict[str, Any]):
@@ -50,16 +71,18 @@ def _recipe(overrides: dict[str, Any]):
     return model_config, train_config.validate()
 
 
-def build_task_tokenizer(train_config) -> Any:
+def build_task_tokenizer(train_config, recipe: OrganismRecipe | None = None) -> Any:
     """The organisms' word-level BPE tokenizer, learnt on the training split of the task (deterministic)."""
     from reasonlens.data import synthetic
     from reasonlens.organisms.tokenizer import build_tokenizer
 
-    items = synthetic.generate(DATASET, split=train_config.data_split, n=train_config.data_n)
-    return build_tokenizer([f"{item.question} {item.direct_solution}" for item in items], vocab_size=TOKENIZER_VOCAB)
+    recipe = recipe or organism_recipe()
+    items = synthetic.generate(recipe.dataset, split=train_config.data_split, n=train_config.data_n)
+    texts = [f"{item.question} {item.direct_solution}" for item in items]
+    return build_tokenizer(texts, vocab_size=recipe.tokenizer_vocab)
 
 
-def evaluate_depth(model_dir: Path, n: int, quiet: bool = False) -> dict[str, Any]:
+def evaluate_depth(model_dir: Path, n: int, quiet: bool = False, dataset: str | None = None) -> dict[str, Any]:
     """Accuracy at r in DEPTH_STEPS and under each rule of EXIT_RULES on the first ``n`` test problems.
 
     Returns run_depth's summary for the first rule plus ``other_exit_rules``: the adaptive block of each
@@ -67,13 +90,14 @@ def evaluate_depth(model_dir: Path, n: int, quiet: bool = False) -> dict[str, An
     """
     from reasonlens.recurrent.depth import DepthSpec, run_depth
 
+    dataset = dataset or organism_recipe().dataset
     with tempfile.TemporaryDirectory(prefix="organism-recurrent-eval.") as scratch:
 
         def run(number: int, steps: tuple[int, ...]) -> dict[str, Any]:
             criterion, threshold = EXIT_RULES[number]
             spec = DepthSpec(
                 model=str(model_dir),
-                dataset=DATASET,
+                dataset=dataset,
                 out=Path(scratch) / f"rule{number}",
                 steps=steps,
                 exit_criterion=criterion,
@@ -135,7 +159,9 @@ def card_from(
     depth: dict[str, Any] | None,
     command: str,
     cpu_seconds: float,
+    recipe: OrganismRecipe | None = None,
 ) -> dict[str, Any]:
+    recipe = recipe or organism_recipe()
     steps = (depth or {}).get("steps", {})
     adaptive = (depth or {}).get("adaptive") or {}
     return {
@@ -145,16 +171,16 @@ def card_from(
             f"{model_config.n_layers_in_recurrent_block} core, {model_config.n_layers_in_coda} coda "
             f"block, n_embd {model_config.n_embd})"
         ),
-        "dataset": DATASET.split(":", 1)[0],
-        "dataset_spec": DATASET,
-        "eval_dataset": DATASET,
+        "dataset": recipe.dataset.split(":", 1)[0],
+        "dataset_spec": recipe.dataset,
+        "eval_dataset": recipe.dataset,
         "split": "test",
         "train_split": train_config.data_split,
         "target": "direct",
         "training_command": command,
         "wall_time_seconds": round(train_result.seconds, 1),
         "cpu_time_seconds": round(cpu_seconds, 1),
-        "torch_threads": THREADS,
+        "torch_threads": recipe.threads,
         "n_parameters": n_parameters,
         "seed": train_config.seed,
         "steps": train_result.steps,
@@ -177,7 +203,7 @@ def card_from(
             f"--steps {','.join(map(str, DEPTH_STEPS))} --exit {EXIT_RULES[0][0]} --threshold {EXIT_RULES[0][1]:g} "
             "--out RUN"
         ),
-        "torch_version": torch.__version__,
+        **{k: v for k, v in training_machine(recipe.threads).items() if k != "torch_threads"},
     }
 
 
@@ -199,6 +225,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- Training command: `{card['training_command']}`",
         f"- Wall time: {card['wall_time_seconds']:.0f} s ({card['steps']} steps, torch threads = "
         f"{card['torch_threads']}), process CPU time {card['cpu_time_seconds']:.0f} s",
+        f"- Trained with torch {card.get('torch_version', '?')} on CPU `{card.get('cpu_model') or 'not recorded'}` "
+        f"with {card['torch_threads']} threads: re-training reproduces these weights byte for byte only on the same "
+        "CPU type and thread count" + (f"; CPU: {card['cpu_model_note']}" if card.get("cpu_model_note") else ""),
         f"- Parameters: {card['n_parameters']:,}; seed {card['seed']}; final training loss {card['final_train_loss']}",
         f"- Test accuracy (greedy, first {card['test_accuracy_n']} test problems, zero initial state), by core "
         "iterations r:",
@@ -229,7 +258,7 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 
 def train_recurrent_organism(output_dir: Path | None, overrides: dict[str, Any], command: str):
-    """Trainer registered for ``reasonlens organisms train organism-recurrent``; returns organisms' TrainResult.
+    """The trainer of the ``recurrent-organism`` recipe (``reasonlens organisms train organism-recurrent``).
 
     Training resumes from ``<target>.work/checkpoint`` when interrupted; the shipped directory is replaced only
     once the model is trained and evaluated.
@@ -240,18 +269,19 @@ def train_recurrent_organism(output_dir: Path | None, overrides: dict[str, Any],
     from reasonlens.recurrent.train import train_recurrent
 
     model_config, train_config = _recipe(overrides)
-    eval_n = int(overrides.get("eval_n", EVAL_N))
+    recipe = organism_recipe()
+    eval_n = int(overrides.get("eval_n", recipe.eval_n))
     target = Path(output_dir) if output_dir is not None else ORGANISMS_DIR / NAME
     work = target.with_name(target.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(THREADS)
-    tokenizer = build_task_tokenizer(train_config)
+    torch.set_num_threads(recipe.threads)
+    tokenizer = build_task_tokenizer(train_config, recipe)
     cpu_started = time.process_time()
-    result = train_recurrent(model_config, train_config, DATASET, work, tokenizer=tokenizer)
+    result = train_recurrent(model_config, train_config, recipe.dataset, work, tokenizer=tokenizer)
     cpu_seconds = time.process_time() - cpu_started
     n_parameters = sum(p.numel() for p in RecurrentDepthLM.from_pretrained(work).parameters())
-    depth = evaluate_depth(work, eval_n) if eval_n > 0 else None
-    card = card_from(result, train_config, model_config, n_parameters, depth, command, cpu_seconds)
+    depth = evaluate_depth(work, eval_n, dataset=recipe.dataset) if eval_n > 0 else None
+    card = card_from(result, train_config, model_config, n_parameters, depth, command, cpu_seconds, recipe)
     (work / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     (work / "README.md").write_text(card_markdown(card))
     write_recurrent_organism(work, target)

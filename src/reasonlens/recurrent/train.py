@@ -2,32 +2,34 @@
 
 Each optimizer step samples a depth r = 1 + Poisson(rate), rate ~ LogNormal(ln(mean) - sigma^2/2, sigma)
 (huginn's sampler, E[rate] = mean), runs r - k core iterations without gradient and the last k with it
-(truncated backprop: memory independent of r), and optimises the next-token loss with AdamW, linear warmup
-then cosine decay, and gradient-norm clipping. bf16 autocast on CUDA, fp32 on CPU.
+(truncated backprop: memory independent of r), and optimises the next-token loss through the toolkit's one
+training loop (:func:`reasonlens.train.train_loop`: AdamW, linear warmup then cosine decay, gradient-norm
+clipping). bf16 autocast on CUDA, fp32 on CPU.
 
 Checkpoints (`OUT/checkpoint/`, every `checkpoint_every` steps and at the end) hold `model.safetensors` +
 `config.json` (loadable by `RecurrentDepthLM.from_pretrained`), `optimizer.safetensors` (AdamW moments and
-RNG state) and `trainer_state.json` (step counter, losses). Batches are a pure function of (seed, step), so a
-resumed run continues exactly where an uninterrupted one would be.
+RNG state) and `trainer_state.json` (step counter, losses). Batches and depths are a pure function of
+(seed, step), so a resumed run continues exactly where an uninterrupted one would be.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import random
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from reasonlens.errors import UserError
 from reasonlens.recurrent.config import RecurrentDepthConfig
 from reasonlens.recurrent.model import RecurrentDepthLM, sample_depth, split_depth  # noqa: F401  (re-exported)
+from reasonlens.train import LoopOptions, OptimConfig, train_loop
+from reasonlens.train import lr_factor as schedule_factor
+from reasonlens.train.recipes import load_recipe, recipe_names
 
 
 @dataclass
@@ -61,60 +63,34 @@ class TrainConfig:
         for name in ("steps", "batch_size", "seq_len", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"train config: {name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise UserError(
-                f"train config: lr must be > 0 and min_lr_ratio in [0, 1] (got {self.lr}, {self.min_lr_ratio})"
-            )
+        self.optim().validate()
         if self.target not in ("solution", "direct"):
             raise UserError(f"train config: target '{self.target}' must be 'solution' or 'direct'")
         return self
 
-
-# Built-in --config presets. "organism-recurrent": the recurrent model organism, trained on its task
-# (synthetic-flips:1-8) by `reasonlens organisms train organism-recurrent` (reasonlens.recurrent.organism builds
-# its word-level tokenizer first). A one-layer core keeps r = 1 shallow; tiny dims keep a step cheap on 2 CPU
-# cores.
-PRESETS: dict[str, dict[str, Any]] = {
-    "organism-recurrent": {
-        "model": {
-            "n_embd": 64,
-            "n_heads": 4,
-            "vocab_size": 416,
-            "intermediate_size": 128,
-            "block_size": 256,
-            "n_layers_in_prelude": 1,
-            "n_layers_in_recurrent_block": 1,
-            "n_layers_in_coda": 1,
-            "mean_recurrence": 6,
-            "mean_backprop_depth": 4,
-            "rope_base": 10000.0,
-        },
-        "train": {
-            "steps": 3000,
-            "batch_size": 32,
-            "seq_len": 96,
-            "lr": 3e-3,
-            "warmup_steps": 50,
-            "checkpoint_every": 200,
-            "log_every": 50,
-            "max_recurrence": 16,
-            "target": "direct",
-            "data_n": 50000,
-            "min_lr_ratio": 0.05,
-        },
-    },
-}
+    def optim(self) -> OptimConfig:
+        """The optimizer and schedule part, as the one training loop takes it."""
+        return OptimConfig(
+            steps=self.steps,
+            lr=self.lr,
+            min_lr_ratio=self.min_lr_ratio,
+            warmup_steps=self.warmup_steps,
+            weight_decay=self.weight_decay,
+            betas=(self.beta1, self.beta2),
+            grad_clip=self.grad_clip,
+        )
 
 
 def load_train_file(path: str | Path) -> tuple[RecurrentDepthConfig | None, TrainConfig, dict[str, Any]]:
-    """Read a --config JSON (or a preset name from PRESETS).
+    """Read a --config JSON, or the ``model`` and ``train`` sections of a shipped recurrent recipe by name
+    (``reasonlens/recipes/<name>.json``, e.g. ``organism-recurrent``).
 
     Format: {"model": {huginn config fields} | omitted with "init", "train": {TrainConfig fields}, "init": dir}.
     """
-    if str(path) in PRESETS and not Path(path).is_file():
-        data = json.loads(json.dumps(PRESETS[str(path)]))
-        path = Path(str(path))
-        return _parse_train_dict(data, path)
+    if not Path(path).is_file() and str(path) in recipe_names(kind="recurrent-organism"):
+        recipe = load_recipe(str(path))
+        data = {"model": recipe.section("model"), "train": recipe.section("train")}
+        return _parse_train_dict(data, recipe.path)
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -213,80 +189,21 @@ def batch_indices(n_examples: int, batch_size: int, seed: int, step: int) -> lis
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """Linear warmup to 1, then cosine decay to min_lr_ratio at the last step."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    span = max(config.steps - config.warmup_steps, 1)
-    progress = min((step - config.warmup_steps) / span, 1.0)
-    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-
-def make_optimizer(model: RecurrentDepthLM, config: TrainConfig) -> torch.optim.AdamW:
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (decay if param.dim() >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
-
-
-def save_checkpoint(
-    directory: Path, model: RecurrentDepthLM, optimizer: torch.optim.Optimizer, step: int, history: list[dict]
-) -> None:
-    """Model + optimizer (safetensors) + JSON step counter; written to a temp dir then renamed (atomic)."""
-    directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
-    state = optimizer.state_dict()
-    tensors: dict[str, Tensor] = {"rng.torch": torch.get_rng_state()}
-    for index, param_state in state["state"].items():
-        for key, value in param_state.items():
-            value = value if isinstance(value, Tensor) else torch.tensor(value)
-            tensors[f"state.{index}.{key}"] = value.detach().contiguous().cpu()
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in state["param_groups"]]
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "param_groups": groups, "history": history}))
-    if directory.exists():
-        old = directory.with_name(directory.name + ".old")
-        directory.rename(old)
-        tmp.rename(directory)
-        for item in old.iterdir():
-            item.unlink()
-        old.rmdir()
-    else:
-        tmp.rename(directory)
-
-
-def load_checkpoint(
-    directory: Path, model: RecurrentDepthLM, optimizer: torch.optim.Optimizer
-) -> tuple[int, list[dict]]:
-    """Restore weights, optimizer and RNG from `directory`; returns (step, history)."""
-    directory = Path(directory)
-    try:
-        trainer = json.loads((directory / "trainer_state.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{directory}: unreadable checkpoint ({exc})") from None
-    loaded = RecurrentDepthLM.from_pretrained(directory)
-    with torch.no_grad():
-        own = model.state_dict()
-        for name, tensor in loaded.state_dict().items():
-            own[name].copy_(tensor)
-    tensors = load_file(str(directory / "optimizer.safetensors"))
-    per_param: dict[int, dict[str, Tensor]] = {}
-    for name, tensor in tensors.items():
-        if name.startswith("state."):
-            _, index, key = name.split(".", 2)
-            per_param.setdefault(int(index), {})[key] = tensor
-    optimizer.load_state_dict({"state": per_param, "param_groups": trainer["param_groups"]})
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
-    return int(trainer["step"]), list(trainer.get("history", []))
+    """Linear warmup to 1, then cosine decay to min_lr_ratio at the last step (the one trainer's schedule)."""
+    return schedule_factor(step, config.steps, config.warmup_steps, config.min_lr_ratio)
 
 
 # ----------------------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class DepthBatch:
+    """One step's batch and its sampled depth r, split into (iterations without grad, with grad)."""
+
+    ids: Tensor
+    labels: Tensor
+    r: int
+    num_steps: tuple[int, int]
 
 
 @dataclass
@@ -342,67 +259,44 @@ def train_recurrent(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     mean_r = config.mean_recurrence or model_config.mean_recurrence
     backprop = config.backprop_depth or model_config.mean_backprop_depth
-    optimizer = make_optimizer(model, config)
-    checkpoint_dir = out / "checkpoint"
-    step, history = 0, []
-    if (checkpoint_dir / "trainer_state.json").is_file():
-        step, history = load_checkpoint(checkpoint_dir, model, optimizer)
+
+    def batch_at(step: int) -> DepthBatch:
+        depth_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step + 17)  # pure in (seed, step)
+        r = sample_depth(mean_r, generator=depth_rng)
+        if config.max_recurrence is not None:
+            r = min(r, config.max_recurrence)
+        indices = batch_indices(len(examples), config.batch_size, config.seed, step)
+        ids, labels = make_batch(examples, indices, config.seq_len, pad_id)
+        return DepthBatch(ids.to(device), labels.to(device), r, split_depth(r, backprop))
+
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if str(device).startswith("cuda") else None
 
-    from reasonlens.runs.progress import progress_bar
+    def loss_of(model: torch.nn.Module, batch: DepthBatch) -> Tensor:
+        with autocast if autocast is not None else contextlib.nullcontext():
+            return model(batch.ids, num_steps=batch.num_steps, labels=batch.labels, init_scale=config.init_scale).loss
 
-    started = time.perf_counter()
-    stop_at = config.steps if max_steps_this_call is None else min(config.steps, step + max_steps_this_call)
-    model.train()
-    loss_value = float("nan")
-    with progress_bar(transient=quiet) as bar:
-        task = bar.add_task("train-recurrent", total=config.steps, completed=step, info="")
-        while step < stop_at:
-            depth_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step + 17)  # pure in (seed, step)
-            r = sample_depth(mean_r, generator=depth_rng)
-            if config.max_recurrence is not None:
-                r = min(r, config.max_recurrence)
-            n_no_grad, n_grad = split_depth(r, backprop)
-            ids, labels = make_batch(
-                examples, batch_indices(len(examples), config.batch_size, config.seed, step), config.seq_len, pad_id
-            )
-            ids, labels = ids.to(device), labels.to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(step, config)
-            if autocast is not None:
-                with autocast:
-                    loss = model(ids, num_steps=(n_no_grad, n_grad), labels=labels, init_scale=config.init_scale).loss
-            else:
-                loss = model(ids, num_steps=(n_no_grad, n_grad), labels=labels, init_scale=config.init_scale).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            loss_value = float(loss.detach())
-            if step % config.log_every == 0 or step == stop_at:
-                history.append(
-                    {
-                        "step": step,
-                        "loss": round(loss_value, 5),
-                        "r": r,
-                        "grad_norm": round(float(grad_norm), 4),
-                        "lr": optimizer.param_groups[0]["lr"],
-                    }
-                )
-            if on_step is not None:
-                on_step(step, loss_value)
-            bar.update(task, completed=step, info=f"loss {loss_value:.3f} r={r}")
-            if step % config.checkpoint_every == 0 or step == stop_at:
-                save_checkpoint(checkpoint_dir, model, optimizer, step, history)
-    model.eval()
-    if step >= config.steps:
+    options = LoopOptions(
+        label="train-recurrent",
+        checkpoint_dir=out / "checkpoint",
+        run_identity={
+            "train": {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "log_every")},
+            "data": data,
+        },
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        stop_after=max_steps_this_call,
+        quiet=quiet,
+        on_step=on_step,
+        step_info=lambda batch: {"r": batch.r},
+    )
+    loop = train_loop(model, config.optim(), batch_at, loss_of, options)
+    if loop.steps >= config.steps:
         model.save_pretrained(out)
         tokenizer.save_pretrained(str(out))
         (out / "train_config.json").write_text(json.dumps({"train": asdict(config), "data": data}, indent=2))
         with open(out / "train_log.jsonl", "w") as handle:
-            for entry in history:
+            for entry in loop.history:
                 handle.write(json.dumps(entry) + "\n")
     return TrainResult(
-        out=out, steps=step, final_loss=loss_value, seconds=time.perf_counter() - started, history=history
+        out=out, steps=loop.steps, final_loss=loop.final_loss, seconds=loop.seconds, history=loop.history
     )
