@@ -12,7 +12,7 @@ import pytest
 
 import reasonlens.demo as demo
 from reasonlens.cli import main
-from reasonlens.demo import DemoConfig, StageSkipped, organism_available, require, run_demo
+from reasonlens.demo import DemoConfig, organism_available, run_demo
 from reasonlens.errors import UserError
 
 
@@ -140,9 +140,7 @@ def test_a_failing_stage_is_reported_and_the_report_still_built(finished, monkey
     assert "RuntimeError: boom" in results[0].note
 
 
-def test_missing_module_skips_with_reason(tmp_path):
-    with pytest.raises(StageSkipped, match="reasonlens.nonexistent is not available"):
-        require("reasonlens.nonexistent")
+def test_unknown_stage_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--stage 'nope'"):
         run_demo(replace(tiny_config(tmp_path / "x")), only=["nope"])
 

@@ -26,7 +26,6 @@ summary; a stage that fails is reported with its error and the demo continues, s
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
@@ -153,16 +152,6 @@ class DemoState:
         return path
 
 
-def require(module: str) -> None:
-    """Skip the stage when ``module`` is not part of this installation."""
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        raise StageSkipped(f"module {module} is not available in this build")
-
-
 def organism_available(name: str) -> bool:
     try:
         from reasonlens.organisms import organism_dir
@@ -202,7 +191,6 @@ def paired_diffs(reference: Path, *runs: Path, n_boot: int = 1000) -> list[dict[
 
 
 def stage_traces(state: DemoState) -> str:
-    require("reasonlens.runs")
     from reasonlens.runs import RunSpec, execute
 
     c = state.config
@@ -250,7 +238,6 @@ def stage_traces(state: DemoState) -> str:
 
 
 def stage_mi(state: DemoState) -> str:
-    require("reasonlens.analysis.pipeline")
     if not state.trace_runs:
         raise StageSkipped("no trace runs (the traces stage did not produce any)")
     from reasonlens.analysis.pipeline import MIConfig, ensure_analysis
@@ -312,7 +299,6 @@ def _eval(state: DemoState, name: str, method: str, n: int | None = None, **opti
 
 
 def stage_suppress(state: DemoState) -> str:
-    require("reasonlens.interventions")
     c = state.config
     base = _eval(state, "baseline", "baseline")
     thinking = _eval(state, "suppress-thinking", "suppress", k=c.suppress_k, control="thinking")
@@ -351,7 +337,6 @@ def stage_suppress(state: DemoState) -> str:
 
 
 def stage_rr(state: DemoState) -> str:
-    require("reasonlens.interventions")
     c = state.config
     summary = _eval(state, "rr", "rr", k=c.suppress_k)
     base = c.out / "eval" / "baseline"
@@ -362,7 +347,6 @@ def stage_rr(state: DemoState) -> str:
 
 
 def stage_ttts(state: DemoState) -> str:
-    require("reasonlens.interventions")
     budgets = list(state.config.budgets)
     n = state.config.n_side_eval
     plain = _eval(state, "budget-baseline", "baseline", n=n, budgets=budgets)
@@ -402,8 +386,6 @@ def _control_eval(state: DemoState, model: str, name: str, method: str, **option
 
 def stage_controls(state: DemoState) -> str:
     """The reasoner organisms: does the instrument find the effects built into them, and only those?"""
-    require("reasonlens.interventions")
-    require("reasonlens.analysis.pipeline")
     c = state.config
     missing = [m for m in (c.reasoner, c.reasoner_twin) if not organism_available(m)]
     if missing:
@@ -520,7 +502,6 @@ def _interval_text(interval, negate: bool = False) -> str:
 
 
 def stage_depth(state: DemoState) -> str:
-    require("reasonlens.recurrent.depth")
     if not organism_available("organism-recurrent"):
         raise StageSkipped(
             "organism-recurrent is not shipped in this installation "
@@ -580,7 +561,6 @@ def stage_depth(state: DemoState) -> str:
 
 
 def stage_report(state: DemoState) -> str:
-    require("reasonlens.report")
     from reasonlens.report import ReportConfig, build_report
     from reasonlens.runs.progress import progress_bar
 
