@@ -199,8 +199,8 @@ def card_from(
             _adaptive_block(block) for block in (depth or {}).get("other_exit_rules", []) if block
         ],
         "depth_command": (
-            f"reasonlens depth --model {NAME} --n {(depth or {}).get('steps', {}).get('1', {}).get('n')} "
-            f"--steps {','.join(map(str, DEPTH_STEPS))} --exit {EXIT_RULES[0][0]} --threshold {EXIT_RULES[0][1]:g} "
+            f"reasonlens depth --model {NAME} --limit {(depth or {}).get('steps', {}).get('1', {}).get('n')} "
+            f"--recurrence {','.join(map(str, DEPTH_STEPS))} --exit {EXIT_RULES[0][0]} --threshold {EXIT_RULES[0][1]:g} "
             "--out RUN"
         ),
         **{k: v for k, v in training_machine(recipe.threads).items() if k != "torch_threads"},
