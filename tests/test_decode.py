@@ -2,27 +2,13 @@
 
 import pytest
 import torch
+from hf_reference import full_forward_states, hf_greedy
 
 from reasonlens.decode import Continuation, ContinuationPolicy, DecodeConfig, LogitsProcessor, Observer, decode
 from reasonlens.decode.capture import HiddenStateCapture
-from reasonlens.models import record_layers
 from reasonlens.models.tiny import tiny_gpt2, tiny_llama, tiny_qwen2
 
 PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by step about this."]
-
-
-def hf_greedy(lm, prompts, max_new_tokens):
-    """Reference: transformers' own generate, greedy, trimmed after the first EOS."""
-    enc = lm.tokenizer(prompts, return_tensors="pt", padding=True)
-    out = lm.model.generate(
-        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id
-    )
-    eos = set(lm.eos_token_ids())
-    result = []
-    for row in out[:, enc["input_ids"].shape[1] :].tolist():
-        cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
-        result.append(row[:cut])
-    return result
 
 
 @pytest.mark.parametrize("factory", [tiny_llama, tiny_qwen2, tiny_gpt2])
@@ -131,13 +117,7 @@ def test_capture_is_the_state_that_predicts_each_token(tiny_llama):
     for g in gens:
         t = shards[g.key]
         assert t["token_ids"].tolist() == g.token_ids
-        full = torch.tensor([g.prompt_ids + g.token_ids])
-        store = {}
-        with torch.no_grad(), record_layers(tiny_llama.layers, layers, store, last_only=False):
-            tiny_llama.model(full)
-        start = len(g.prompt_ids) - 1
-        for key in layers:
-            expected = store[key][0, start : start + g.n_tokens]
+        for key, expected in full_forward_states(tiny_llama, g, layers).items():
             assert t[f"layer.{key}"].shape == (g.n_tokens, 64)
             torch.testing.assert_close(t[f"layer.{key}"], expected, atol=1e-4, rtol=1e-4)
         # and the LM head on the final-normed state gives the greedy token

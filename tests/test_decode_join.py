@@ -3,6 +3,7 @@ expected one, the KV cache stays as wide as the longest live row, and every kind
 
 import pytest
 import torch
+from hf_reference import full_forward_states
 from naive_rerun import naive_rerun_greedy
 
 from reasonlens.decode import ContinuationPolicy, DecodeConfig, LayerRerun, LogitsProcessor, Observer, decode
@@ -11,7 +12,6 @@ from reasonlens.errors import UserError
 from reasonlens.interventions.recycle import RepresentationRecycling
 from reasonlens.interventions.scaling import BudgetForcing, EosBlocker, ThinkingTokenScaling
 from reasonlens.interventions.suppress import TokenSuppressor
-from reasonlens.models import record_layers
 from reasonlens.models.tiny import tiny_gpt2, tiny_llama, tiny_qwen2
 
 # Ragged prompts (one of a single token: nothing to prefill before it joins) and long-tailed budgets.
@@ -117,12 +117,7 @@ def test_capture_with_join_is_the_state_that_predicts_each_token(tiny_llama):
     for g in gens:
         t = shards[g.key]
         assert t["token_ids"].tolist() == g.token_ids
-        store = {}
-        with torch.no_grad(), record_layers(tiny_llama.layers, layers, store, last_only=False):
-            tiny_llama.model(torch.tensor([g.prompt_ids + g.token_ids]))
-        start = len(g.prompt_ids) - 1
-        for key in layers:
-            expected = store[key][0, start : start + g.n_tokens]
+        for key, expected in full_forward_states(tiny_llama, g, layers).items():
             assert t[f"layer.{key}"].shape == (g.n_tokens, 64)
             torch.testing.assert_close(t[f"layer.{key}"], expected, atol=1e-4, rtol=1e-4)
             assert halves[g.key][f"layer.{key}"].dtype == torch.float16

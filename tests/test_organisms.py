@@ -107,9 +107,9 @@ def test_few_step_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
     assert saved["dataset"] == "synthetic-arith" and saved["n_parameters"] == card["n_parameters"]
 
 
-def test_training_is_reproducible_from_the_seed():
-    config = organism_train.OrganismConfig(
-        name="organism-repro",
+def micro_organism(name: str, **overrides) -> organism_train.OrganismConfig:
+    """A one-layer organism that trains in well under a second (reproducibility and resume checks)."""
+    settings = dict(
         dataset="synthetic-hops:1",
         target="direct",
         hidden_size=16,
@@ -117,10 +117,13 @@ def test_training_is_reproducible_from_the_seed():
         num_heads=2,
         intermediate_size=32,
         n_train=64,
-        steps=4,
         batch_size=8,
-        warmup_steps=1,
     )
+    return organism_train.OrganismConfig(name=name, **{**settings, **overrides})
+
+
+def test_training_is_reproducible_from_the_seed():
+    config = micro_organism("organism-repro", steps=4, warmup_steps=1)
     _, _, first = organism_train.train_model(config, show_progress=False)
     _, _, again = organism_train.train_model(config, show_progress=False)
     assert first == again
@@ -173,20 +176,7 @@ def test_recipes_are_the_shipped_cards_configs_and_bad_recipes_name_their_file(t
 
 
 def test_an_interrupted_organism_run_resumes_to_the_same_weights(tmp_path):
-    config = organism_train.OrganismConfig(
-        name="organism-resume",
-        dataset="synthetic-hops:1",
-        target="direct",
-        hidden_size=16,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=32,
-        n_train=64,
-        steps=6,
-        batch_size=8,
-        warmup_steps=2,
-        threads=1,
-    )
+    config = micro_organism("organism-resume", steps=6, warmup_steps=2, threads=1)
     straight, _, straight_losses = organism_train.train_model(config, show_progress=False)
     checkpoint = tmp_path / "work" / "checkpoint"
     _, _, first_losses = organism_train.train_model(

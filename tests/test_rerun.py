@@ -1,6 +1,7 @@
 """Layer re-run with cache rollback equals a naive, obviously correct implementation."""
 
 import pytest
+from hf_reference import full_forward_states
 from naive_rerun import naive_rerun_greedy
 
 from reasonlens.decode import DecodeConfig, LayerRerun, decode
@@ -69,7 +70,6 @@ def test_capture_below_the_rerun_layer_keeps_the_real_states(tiny_llama):
     import torch
 
     from reasonlens.decode.capture import HiddenStateCapture
-    from reasonlens.models import record_layers
 
     layers = [0, 1]
     shards = {}
@@ -78,10 +78,5 @@ def test_capture_below_the_rerun_layer_keeps_the_real_states(tiny_llama):
     gens = decode(tiny_llama, PROMPTS[:2], config, plugins=[RerunWhenDivisible(2, mod=1), capture])
     for g in gens:
         assert sum(e["type"] == "rerun" for e in g.events) == g.n_tokens  # every step re-ran layer 2
-        store = {}
-        with torch.no_grad(), record_layers(tiny_llama.layers, layers, store, last_only=False):
-            tiny_llama.model(torch.tensor([g.prompt_ids + g.token_ids]))
-        start = len(g.prompt_ids) - 1
-        for key in layers:
-            expected = store[key][0, start : start + g.n_tokens]
+        for key, expected in full_forward_states(tiny_llama, g, layers).items():
             torch.testing.assert_close(shards[g.key][f"layer.{key}"], expected, atol=1e-4, rtol=1e-4)

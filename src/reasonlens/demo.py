@@ -161,12 +161,13 @@ def organism_available(name: str) -> bool:
 
 
 def _decode(config: DemoConfig, max_new_tokens: int, batch_size: int | None = None):
+    from reasonlens.data import adds_special_tokens
     from reasonlens.decode import DecodeConfig
 
     return DecodeConfig(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size or config.batch_size,
-        add_special_tokens=not config.template.startswith("chat"),
+        add_special_tokens=adds_special_tokens(config.template),
     )
 
 

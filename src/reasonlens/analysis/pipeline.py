@@ -61,9 +61,10 @@ class MIConfig:
 
     layers: Sequence[str] | None = None
     token_layer: str | None = None
-    estimator: str = "paper_hsic"  # per-trace estimator, by its registered name (reasonlens.mi.estimators)
-    sigma: float | str = 50.0
-    eps: float = 1e-5
+    # the stages' settings are flat here (they are the `config` block of mi/summary.json); defaults come from the stages
+    estimator: str = TraceScoring.estimator  # per-trace estimator, by its registered name (reasonlens.mi.estimators)
+    sigma: float | str = TraceScoring.sigma
+    eps: float = TraceScoring.eps
     peaks: PeakConfig = PeakConfig()
     gold_source: str = "solution"
     gold_pooling: str = "last"
@@ -72,13 +73,13 @@ class MIConfig:
     decode_argmax: bool = True
     alphabetic_only: bool = True
     population: bool = True
-    align: str = "relative"
-    n_bins: int = 10
-    stride: int = 32
-    min_samples: int = 4
-    n_permutations: int = 200
+    align: str = PopulationConfig.align
+    n_bins: int = PopulationConfig.n_bins
+    stride: int = PopulationConfig.stride
+    min_samples: int = PopulationConfig.min_samples
+    n_permutations: int = PopulationConfig.n_permutations
     n_boot: int = 2000
-    seed: int = 0
+    seed: int = PopulationConfig.seed
     plots: bool = True
     plot_traces: int = 6
     limit: int | None = None

@@ -12,7 +12,7 @@ from reasonlens.data.registry import (
     register_dataset,
     registered_datasets,
 )
-from reasonlens.data.templates import TEMPLATES, render_prompt
+from reasonlens.data.templates import TEMPLATES, adds_special_tokens, render_prompt
 
 _synthetic.register()
 _wordproblems.register()
@@ -27,5 +27,6 @@ __all__ = [
     "register_dataset",
     "registered_datasets",
     "TEMPLATES",
+    "adds_special_tokens",
     "render_prompt",
 ]

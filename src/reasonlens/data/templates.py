@@ -72,6 +72,15 @@ TEMPLATES: dict[str, Callable[[Problem, Any, str | None], str]] = {
 }
 
 
+# templates rendered by the tokenizer's chat template, which writes the special tokens (BOS, role markers) itself
+CHAT_TEMPLATES = frozenset({"chat", "chat-few-shot"})
+
+
+def adds_special_tokens(template: str) -> bool:
+    """Whether prompts under `template` need the tokenizer's special tokens (False: the chat template wrote them)."""
+    return template not in CHAT_TEMPLATES
+
+
 def render_prompt(problem: Problem, template: str, tokenizer: Any = None, system: str | None = None) -> str:
     """The prompt text for `problem` under `template` (one of TEMPLATES)."""
     try:

@@ -88,6 +88,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate a decoding method (resumable); prints accuracy (per budget for budget methods)."""
         from reasonlens.cli import echo_multi_sample, parse_stop
+        from reasonlens.data import adds_special_tokens
         from reasonlens.decode import DecodeConfig
         from reasonlens.interventions.evaluate import EvalSpec, evaluate
         from reasonlens.interventions.registry import parse_settings
@@ -104,7 +105,7 @@ def register(app: typer.Typer) -> None:
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             stop_strings=parse_stop(stop),
-            add_special_tokens=not template.startswith("chat"),  # a chat template writes its own
+            add_special_tokens=adds_special_tokens(template),
             **sampling_kwargs(temperature, top_p, seed),
         )
         run = RunSpec(
