@@ -9,7 +9,7 @@ import torch
 
 from reasonlens.decode import DecodeConfig, decode
 from reasonlens.models.loaded import LoadedModel, byte_level_tokenizer
-from reasonlens.recurrent import RecurrentDepthConfig, RecurrentDepthLM
+from reasonlens.recurrent import ExitCriterion, RecurrentDepthConfig, RecurrentDepthLM, register_criterion
 from reasonlens.recurrent.depth import IterationAccounting
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -124,6 +124,42 @@ def test_depth_command_writes_summary(lm, tmp_path):
     # resumable: a second call finds everything done and returns the same numbers
     again = run_depth(spec, lm=lm, quiet=True)
     assert again["steps"] == summary["steps"]
+
+
+@register_criterion
+class FirstIteration(ExitCriterion):
+    """A criterion registered outside exit.py, as a new file would: fires after the first iteration."""
+
+    name = "test-first-iteration"
+    default_threshold = 0.25
+
+    def reset(self, initial_state):
+        pass
+
+    def check(self, state, logits):
+        value = torch.zeros(state.shape[0])
+        return value, value < self.threshold
+
+
+def test_a_criterion_registered_elsewhere_runs_in_depth_with_its_default_threshold(lm, tmp_path):
+    """The registration line is all a new criterion needs: `depth --exit NAME` knows its name and default."""
+    from reasonlens.recurrent.depth import DepthSpec, run_depth
+
+    spec = DepthSpec(
+        model="tiny-rec",
+        dataset="synthetic-hops",
+        out=tmp_path / "depth",
+        steps=(4,),
+        n=2,
+        exit_criterion="test-first-iteration",
+        max_new_tokens=3,
+        batch_size=2,
+    )
+    adaptive = run_depth(spec, lm=lm, quiet=True)["adaptive"]
+    assert adaptive["criterion"] == "test-first-iteration" and adaptive["threshold"] == 0.25
+    assert adaptive["mean_iterations_per_token"] == 1.0 and adaptive["max_steps"] == 4
+    with pytest.raises(ValueError, match="registered twice"):
+        register_criterion(FirstIteration)
 
 
 def test_latent_items_from_a_depth_run_directory(lm, tmp_path):

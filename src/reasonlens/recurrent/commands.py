@@ -61,9 +61,8 @@ def register(app: typer.Typer) -> None:
         exit_criterion: Optional[str] = typer.Option(
             None,
             "--exit",
-            help="Adaptive exit: kl, kl-reference, "
-            "entropy-diff, latent-diff, argmax-stability, cosine, "
-            "ouro-gate (Ouro models).",
+            help="Adaptive exit criterion, by registered name (reasonlens.recurrent.exit): e.g. kl, cosine, "
+            "argmax-stability; ouro-gate for Ouro models. An unknown name lists them all.",
         ),
         threshold: Optional[float] = typer.Option(
             None, "--threshold", help="Exit threshold (default: the criterion's documented default, kl 5e-4)."

@@ -13,7 +13,8 @@ may stop. Default thresholds (`DEFAULT_THRESHOLDS`):
 - `ouro-gate`: the cumulative exit probability of a learned exit gate >= 0.5 (Ouro / LoopLM models only).
 
 With threshold 0 the strict `<` criteria never fire (values are clamped at >= 0), so decoding equals fixed
-r_max. A new criterion is one subclass plus one `register_criterion` call.
+r_max. A new criterion is one `ExitCriterion` subclass decorated with `@register_criterion` (here, or in its own
+module imported by `reasonlens/recurrent/__init__.py`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,20 @@ class ExitCriterion:
         raise NotImplementedError
 
 
+CRITERIA: dict[str, type[ExitCriterion]] = {}
+DEFAULT_THRESHOLDS: dict[str, float] = {}  # name -> the criterion's documented default, filled by registration
+
+
+def register_criterion(cls: type[ExitCriterion]) -> type[ExitCriterion]:
+    """Class decorator: `@register_criterion` makes `cls.name` a choice of `depth --exit` and `exit_criterion=`."""
+    if cls.name in CRITERIA:
+        raise ValueError(f"exit criterion '{cls.name}' is registered twice")
+    CRITERIA[cls.name] = cls
+    DEFAULT_THRESHOLDS[cls.name] = cls.default_threshold
+    return cls
+
+
+@register_criterion
 class KLCriterion(ExitCriterion):
     name = "kl"
     default_threshold = 5e-4
@@ -70,11 +85,13 @@ class KLCriterion(ExitCriterion):
         return value, value < self.threshold
 
 
+@register_criterion
 class ReferenceKLCriterion(KLCriterion):
     name = "kl-reference"
     reverse = True
 
 
+@register_criterion
 class EntropyDiffCriterion(ExitCriterion):
     name = "entropy-diff"
     default_threshold = 1e-3
@@ -91,6 +108,7 @@ class EntropyDiffCriterion(ExitCriterion):
         return value, value < self.threshold
 
 
+@register_criterion
 class LatentDiffCriterion(ExitCriterion):
     name = "latent-diff"
     default_threshold = 0.03
@@ -105,6 +123,7 @@ class LatentDiffCriterion(ExitCriterion):
         return value, value < self.threshold
 
 
+@register_criterion
 class CosineCriterion(ExitCriterion):
     name = "cosine"
     default_threshold = 1e-3
@@ -119,6 +138,7 @@ class CosineCriterion(ExitCriterion):
         return value, value < self.threshold
 
 
+@register_criterion
 class ArgmaxStabilityCriterion(ExitCriterion):
     name = "argmax-stability"
     default_threshold = 5
@@ -136,6 +156,7 @@ class ArgmaxStabilityCriterion(ExitCriterion):
         return self.stable.float(), self.stable >= self.threshold
 
 
+@register_criterion
 class LearnedGateCriterion(ExitCriterion):
     """Ouro's exit rule: stop at the first loop whose cumulative exit probability reaches the threshold.
 
@@ -166,28 +187,6 @@ class LearnedGateCriterion(ExitCriterion):
         self.cdf = self.cdf + exit_probability * self.remaining
         self.remaining = self.remaining * (1.0 - exit_probability)
         return self.cdf, self.cdf >= self.threshold
-
-
-CRITERIA: dict[str, type[ExitCriterion]] = {}
-
-
-def register_criterion(cls: type[ExitCriterion]) -> type[ExitCriterion]:
-    CRITERIA[cls.name] = cls
-    return cls
-
-
-for _cls in (
-    KLCriterion,
-    ReferenceKLCriterion,
-    EntropyDiffCriterion,
-    LatentDiffCriterion,
-    CosineCriterion,
-    ArgmaxStabilityCriterion,
-    LearnedGateCriterion,
-):
-    register_criterion(_cls)
-
-DEFAULT_THRESHOLDS: dict[str, float] = {name: cls.default_threshold for name, cls in CRITERIA.items()}
 
 
 def make_criterion(criterion: str | ExitCriterion, threshold: float | None = None) -> ExitCriterion:
