@@ -7,7 +7,7 @@ import torch
 
 from reasonlens.decode import DecodeConfig, decode
 from reasonlens.errors import UserError
-from reasonlens.interventions import TokenSuppressor, random_control_words, suppression_ids, word_variant_ids
+from reasonlens.interventions import TokenSuppressor, random_control_words, word_variant_ids, words_ids
 from reasonlens.interventions.tokens import trace_word_counts
 
 PROMPTS = ["Hello world", "The answer is 42 because", "x", "Let me think step by step."]
@@ -37,11 +37,11 @@ def test_suppressor_sets_minus_inf_only_on_its_ids():
 
 def test_word_variant_ids_ban_whole_words_only_unless_split_starts_are_asked_for(tiny_llama):
     tok = tiny_llama.tokenizer  # byte level: no token spells "So"; its split forms start with S and s
-    assert word_variant_ids(tok, "So") == [] and suppression_ids(tok, ["So", "Wait"]) == []
+    assert word_variant_ids(tok, "So") == [] and words_ids(tok, ["So", "Wait"]) == []
     starts = word_variant_ids(tok, "So", include_split_starts=True)
     expected = {tok("S", add_special_tokens=False)["input_ids"][0], tok("s", add_special_tokens=False)["input_ids"][0]}
     assert set(starts) == expected
-    assert suppression_ids(tok, ["So", "Wait"], include_split_starts=True) == sorted(
+    assert words_ids(tok, ["So", "Wait"], include_split_starts=True) == sorted(
         expected | set(word_variant_ids(tok, "Wait", include_split_starts=True))
     )
 
@@ -95,7 +95,7 @@ def test_random_control_words_are_single_tokens_that_share_no_id_with_the_thinki
     for seed in range(6):
         for c in random_control_words(["So", "Then"], TRACES, seed=seed, tokenizer=tok, band=100.0):
             ids = word_variant_ids(tok, c.word)
-            assert ids and set(ids).isdisjoint(suppression_ids(tok, ["So", "Then"]))
+            assert ids and set(ids).isdisjoint(words_ids(tok, ["So", "Then"]))
     # a byte-level tokenizer spells no word whole: suppressing any control word would ban nothing
     from reasonlens.models.tiny import tiny_llama
 

@@ -9,6 +9,7 @@ scores the HF loop sees must give, token for token, what the HF loop gives with 
 import pytest
 import torch
 
+from reasonlens.analysis.tokens import words_ids
 from reasonlens.decode import (
     Continuation,
     ContinuationPolicy,
@@ -32,7 +33,6 @@ from reasonlens.engines.vllm_engine import (
 from reasonlens.errors import UserError
 from reasonlens.interventions.methods import build_plugins
 from reasonlens.interventions.scaling import EosBlocker, encode_text
-from reasonlens.interventions.suppress import suppression_ids
 
 EOS = 2  # tiny models' EOS id
 TTTS = {"name": "ttts", "words": ["So", "Let"], "prefix": " ", "answer_prompt": " Final:", "answer_tokens": 3}
@@ -96,7 +96,7 @@ def test_request_constraints_are_what_the_processors_do(tiny_llama):
     adapter = RowAdapter(plugins, [EOS], 20)
     row = adapter.start(0, [1, 40, 41])
     request = adapter.next_request(row)
-    assert request.banned_ids == tuple(suppression_ids(tiny_llama.tokenizer, ["Wait", "So"], True)) != ()
+    assert request.banned_ids == tuple(words_ids(tiny_llama.tokenizer, ["Wait", "So"], True)) != ()
     assert (request.min_tokens, request.max_tokens, request.prompt_ids) == (5, 20, [1, 40, 41])
     state = StepState(step=0, rows=[row], active=torch.ones(1, dtype=torch.bool), lm=tiny_llama)
     logits = torch.zeros(1, 300)

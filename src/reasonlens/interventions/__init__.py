@@ -24,7 +24,7 @@ from reasonlens.interventions.methods import (
 from reasonlens.interventions.recycle import RepresentationRecycling, default_layer, layer_sweep
 from reasonlens.interventions.registry import parse_settings
 from reasonlens.interventions.scaling import BudgetForcing, EosBlocker, ThinkingTokenScaling, parse_budgets
-from reasonlens.interventions.suppress import ControlWord, TokenSuppressor, random_control_words, suppression_ids
+from reasonlens.interventions.suppress import ControlWord, TokenSuppressor, random_control_words
 from reasonlens.interventions.tokens import (
     PAPER_THINKING_WORDS,
     TokenSet,
@@ -64,7 +64,6 @@ __all__ = [
     "resolve_method",
     "rr_layer_variants",
     "run_sweep",
-    "suppression_ids",
     "suppression_variants",
     "Variant",
     "word_variant_ids",

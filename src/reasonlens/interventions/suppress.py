@@ -173,7 +173,3 @@ def random_control_words(
         used.add(key)
         chosen.append(ControlWord(forms[key], count, word, counts.get(word.lower(), 0)))
     return chosen
-
-
-def suppression_ids(tokenizer, words: Sequence[str], include_split_starts: bool = False) -> list[int]:
-    return words_ids(tokenizer, words, include_split_starts)

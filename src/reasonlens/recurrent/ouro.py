@@ -20,7 +20,6 @@ criterion, `num_steps` loops run (default `total_ut_steps`), which equals the re
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -135,14 +134,10 @@ class OuroConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "OuroConfig":
+        from reasonlens.runs.io import read_json_object
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: cannot read config ({exc})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: config must be a JSON object")
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json_object(path, "config"), source=str(path))
 
 
 def is_ouro_config(data: dict[str, Any]) -> bool:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
+from reasonlens.runs import RunDir
+from reasonlens.runs.io import read_json_object
 
 KINDS = ("trace", "eval", "depth", "latent")
 MAX_EXPAND_DEPTH = 3
@@ -38,8 +40,6 @@ class RunSource:
 
     @property
     def mi_dir(self) -> Path:
-        from reasonlens.runs import RunDir
-
         return RunDir(self.path).mi_dir
 
     @property
@@ -47,40 +47,25 @@ class RunSource:
         return (self.mi_dir / "summary.json").is_file() and (self.mi_dir / "mi.parquet").is_file()
 
 
-def read_json_file(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; UserError naming the file when it is not one (the one validated reader)."""
-    from reasonlens.runs.io import read_json_object
-
-    return read_json_object(path, "JSON file")
-
-
 def detect_kind(path: Path) -> str | None:
     """The kind of run directory at ``path``, or None when it is not one."""
-    manifest_path, summary_path = path / "manifest.json", path / "summary.json"
-    if os.path.lexists(manifest_path):
-        command = read_json_file(manifest_path).get("command")
+    run = RunDir(path)  # depth and latent directories keep their summary.json where a run keeps its own
+    if run.exists():
+        command = read_json_object(run.manifest_path, "manifest").get("command")
         return "eval" if command == "eval" else "trace"
-    if os.path.lexists(summary_path):
-        command = read_json_file(summary_path).get("command")
+    if os.path.lexists(run.summary_path):
+        command = read_json_object(run.summary_path, "summary").get("command")
         if command in ("depth", "latent"):
             return command
     return None
 
 
 def _load_source(path: Path, kind: str) -> RunSource:
-    if (path / "manifest.json").is_file():
-        from reasonlens.runs import RunDir
-
-        manifest = RunDir(path).open_run()  # checks the format version this reasonlens can read
-    else:
-        manifest = {}
-    summary = read_json_file(path / "summary.json") if (path / "summary.json").is_file() else {}
-    if (
-        kind in ("trace", "eval")
-        and not summary
-        and not (path / "results.jsonl").is_file()
-        and not manifest.get("budgets")
-    ):
+    run = RunDir(path)
+    # open_run checks the format version this reasonlens can read
+    manifest = run.open_run() if run.manifest_path.is_file() else {}
+    summary = read_json_object(run.summary_path, "summary") if run.summary_path.is_file() else {}
+    if kind in ("trace", "eval") and not summary and not run.results_path.is_file() and not manifest.get("budgets"):
         raise UserError(f"{path}: run directory has neither summary.json nor results.jsonl (has it started?)")
     return RunSource(path=path, kind=kind, manifest=manifest, summary=summary)
 
@@ -148,8 +133,8 @@ def run_summary(source: RunSource) -> dict[str, Any]:
     """The run's summary.json, or one computed from its results when it has none yet."""
     if source.summary:
         return source.summary
-    if source.kind in ("trace", "eval") and (source.path / "results.jsonl").is_file():
-        from reasonlens.runs import RunDir, summarize
+    if source.kind in ("trace", "eval") and RunDir(source.path).results_path.is_file():
+        from reasonlens.runs import summarize
 
         return summarize(RunDir(source.path))
     return {}

@@ -99,7 +99,9 @@ def _mi_by_trace(mi_dir: Path, indices: set[int]) -> dict[int, dict[str, dict[st
 def _state_token_ids(run_path: Path, index: int) -> np.ndarray | None:
     from safetensors import safe_open
 
-    path = run_path / "states" / f"{index:06d}.safetensors"
+    from reasonlens.runs import RunDir
+
+    path = RunDir(run_path).state_path(index)
     if not path.is_file():
         return None
     try:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reasonlens.interventions.methods.words import resolve_token_ids
+from reasonlens.interventions.methods.words import identity_token_ids, resolve_token_ids
 from reasonlens.interventions.registry import Method, ResolvedMethod, register_method
-from reasonlens.interventions.suppress import TokenSuppressor, suppression_ids
+from reasonlens.interventions.suppress import TokenSuppressor
 
 # The paper's reflection keywords (its Sec. 3); every case/space variant of each is banned (word_token_ids).
 NOWAIT_WORDS = (
@@ -57,7 +57,7 @@ class NoWait(Method):
         return ResolvedMethod(identity, provenance, warnings, entries)
 
     def build(self, lm, identity, budget=None) -> list:
-        return [TokenSuppressor(suppression_ids(lm.tokenizer, identity["words"], identity.get("split_starts", False)))]
+        return [TokenSuppressor(identity_token_ids(lm, identity))]
 
     def label_details(self, identity) -> list[str]:
         return [f"{len(identity.get('words') or [])} words"]

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
-from reasonlens.interventions.methods.words import chosen_token_set, resolve_token_ids
+from reasonlens.interventions.methods.words import chosen_token_set, identity_token_ids, resolve_token_ids
 from reasonlens.interventions.recycle import RepresentationRecycling, default_layer
 from reasonlens.interventions.registry import Method, ResolvedMethod, register_method
-from reasonlens.interventions.suppress import suppression_ids
 
 
 @dataclass
@@ -62,7 +61,7 @@ class Recycle(Method):
         return ResolvedMethod(identity, provenance, warnings, entries)
 
     def build(self, lm, identity, budget=None) -> list:
-        triggers = suppression_ids(lm.tokenizer, identity["words"], identity.get("split_starts", False))
+        triggers = identity_token_ids(lm, identity)
         return [
             RepresentationRecycling(
                 triggers, layer=identity["layer"], p=identity["p"], repeats=identity["repeats"], seed=identity["seed"]

@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
-from reasonlens.interventions.methods.words import chosen_token_set, control_traces, resolve_token_ids
+from reasonlens.interventions.methods.words import (
+    chosen_token_set,
+    control_traces,
+    identity_token_ids,
+    resolve_token_ids,
+)
 from reasonlens.interventions.registry import Method, ResolvedMethod, register_method
 from reasonlens.interventions.suppress import (
     TokenSuppressor,
     answer_format_words,
     random_control_words,
-    suppression_ids,
     without_words,
 )
 from reasonlens.interventions.tokens import TokenSet
@@ -106,7 +110,7 @@ class Suppress(Method):
         return ResolvedMethod(identity, provenance, warnings, entries, notes)
 
     def build(self, lm, identity, budget=None) -> list:
-        return [TokenSuppressor(suppression_ids(lm.tokenizer, identity["words"], identity.get("split_starts", False)))]
+        return [TokenSuppressor(identity_token_ids(lm, identity))]
 
     def label_details(self, identity) -> list[str]:
         return [str(identity.get("control", "thinking")), f"k={identity.get('k', len(identity.get('words') or []))}"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from reasonlens.analysis.tokens import WordTokenId, word_token_ids
+from reasonlens.analysis.tokens import WordTokenId, word_token_ids, words_ids
 from reasonlens.errors import UserError
 from reasonlens.interventions.tokens import TokenSet, leakage_warning, load_token_set, paper_token_set
 
@@ -34,6 +34,11 @@ def resolve_token_ids(
             " is banned (the tokenizer splits every form)"
         )
     return entries
+
+
+def identity_token_ids(lm, identity: dict[str, Any]) -> list[int]:
+    """The ids a resolved word-based method acts on: its words, with their split first pieces if it says so."""
+    return words_ids(lm.tokenizer, identity["words"], identity.get("split_starts", False))
 
 
 def format_token_ids(entries: Sequence[WordTokenId]) -> str:
