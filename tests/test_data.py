@@ -78,3 +78,18 @@ def test_dataset_info_resolves_a_variant_through_its_base_name():
     base = dataset_info("synthetic-reasoner")
     assert base is not None and dataset_info("synthetic-reasoner:1-6") is base
     assert dataset_info("no-such-dataset:1") is None
+
+
+def test_a_variant_reaches_only_loaders_that_take_one_and_loader_errors_are_not_masked():
+    from reasonlens.data import register_dataset
+
+    with pytest.raises(UserError, match="dataset 'gsm8k' has no variants"):
+        load_problems("gsm8k:easy")
+
+    def broken(split: str, variant: str | None = None) -> list[Problem]:
+        raise TypeError("a bug inside the loader")
+
+    register_dataset("test-broken-variant", broken)
+    with pytest.raises(TypeError, match="a bug inside the loader"):
+        load_problems("test-broken-variant:1")
+    assert [p.meta["level"] for p in load_problems("synthetic-hops:2", n=3)] == [2, 2, 2]

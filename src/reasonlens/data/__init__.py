@@ -1,7 +1,7 @@
 """Datasets and prompts: registered math sets, local files, hub ids, synthetic generators."""
 
-from reasonlens.data import synthetic as _synthetic  # noqa: E402  (registers the synthetic-* families)
-from reasonlens.data import wordproblems as _wordproblems  # noqa: E402  (registers word-arith)
+# Importing a dataset module registers its datasets: this line is their registration.
+from reasonlens.data import synthetic, wordproblems  # noqa: F401
 from reasonlens.data.records import Problem
 from reasonlens.data.registry import (
     DatasetInfo,
@@ -13,9 +13,6 @@ from reasonlens.data.registry import (
     registered_datasets,
 )
 from reasonlens.data.templates import TEMPLATES, adds_special_tokens, render_prompt
-
-_synthetic.register()
-_wordproblems.register()
 
 __all__ = [
     "Problem",

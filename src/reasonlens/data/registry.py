@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -12,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 from reasonlens.data.records import Problem
 from reasonlens.errors import UserError, did_you_mean
 
-Loader = Callable[[str], list[Problem]]
+Loader = Callable[..., list[Problem]]  # loader(split), or loader(split, variant=None) for `name:variant`
 
 # Candidate source fields for each record field, in order of preference.
 DEFAULT_FIELD_MAP: dict[str, tuple[str, ...]] = {
@@ -42,7 +43,8 @@ def register_dataset(
     splits: Iterable[str] = ("test",),
     description: str = "",
 ) -> None:
-    """Make `name` loadable everywhere a dataset is accepted. `loader(split)` returns the records."""
+    """Make `name` loadable everywhere a dataset is accepted. `loader(split)` returns the records; a loader with a
+    `variant` parameter also serves `name:variant` (the text after the colon, e.g. synthetic levels)."""
     if grader not in ("numeric", "math", "letter"):
         raise ValueError(f"grader must be 'numeric', 'math' or 'letter', got {grader!r}")
     _REGISTRY[name] = DatasetInfo(name, loader, grader, tuple(splits), description)
@@ -223,11 +225,10 @@ def load_problems(
 
 
 def _load_variant(info: DatasetInfo, name: str, split: str) -> list[Problem]:
-    # "name:variant" is passed whole to loaders that accept it (e.g. synthetic levels).
-    try:
-        return info.loader(split, variant=name.split(":", 1)[1])  # type: ignore[call-arg]
-    except TypeError:
-        raise UserError(f"dataset '{info.name}' has no variants (got '{name}')") from None
+    # "name:variant": the text after the colon goes to loaders that take a `variant` (e.g. synthetic levels).
+    if "variant" not in inspect.signature(info.loader).parameters:
+        raise UserError(f"dataset '{info.name}' has no variants (got '{name}')")
+    return info.loader(split, variant=name.split(":", 1)[1])  # type: ignore[call-arg]
 
 
 def grader_kind(dataset: str) -> str:

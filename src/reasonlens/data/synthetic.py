@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from reasonlens.data.registry import register_dataset
 from reasonlens.errors import UserError
 
 ARITH_LEVELS = (1, 2, 3, 4, 5)
@@ -1072,42 +1073,39 @@ def _loader(family: str) -> Callable[..., list[Any]]:
     return load
 
 
-def register() -> None:
-    """Register the synthetic families (``NAME:L`` / ``NAME:L1-L2`` pick levels)."""
-    from reasonlens.data.registry import register_dataset
-
-    register_dataset(
-        "synthetic-arith",
-        _loader("synthetic-arith"),
-        grader="numeric",
-        splits=SPLITS,
-        description="multi-step arithmetic with CoT traces, levels 1-5 (L+1 operations); :L picks levels",
-    )
-    register_dataset(
-        "synthetic-arith-small",
-        _loader("synthetic-arith-small"),
-        grader="numeric",
-        splits=SPLITS,
-        description="synthetic-arith with one-digit operands and values below 100 (the organisms' task)",
-    )
-    register_dataset(
-        "synthetic-hops",
-        _loader("synthetic-hops"),
-        grader="numeric",
-        splits=SPLITS,
-        description="variable-binding chains answered directly, levels = hops 1-8; :H picks levels",
-    )
-    register_dataset(
-        "synthetic-flips",
-        _loader("synthetic-flips"),
-        grader="numeric",
-        splits=SPLITS,
-        description="chains of x+d, x-d and d-x steps (order matters), levels = steps 1-8; the recurrent organism's task",
-    )
-    register_dataset(
-        "synthetic-reasoner",
-        _loader("synthetic-reasoner"),
-        grader="numeric",
-        splits=SPLITS,
-        description="word problems with So/Therefore/Wait reflection traces, levels = steps 1-6 (reasoner organisms)",
-    )
+# Importing this module registers its datasets (the import in reasonlens/data/__init__.py is the registration line).
+register_dataset(
+    "synthetic-arith",
+    _loader("synthetic-arith"),
+    grader="numeric",
+    splits=SPLITS,
+    description="multi-step arithmetic with CoT traces, levels 1-5 (L+1 operations); :L picks levels",
+)
+register_dataset(
+    "synthetic-arith-small",
+    _loader("synthetic-arith-small"),
+    grader="numeric",
+    splits=SPLITS,
+    description="synthetic-arith with one-digit operands and values below 100 (the organisms' task)",
+)
+register_dataset(
+    "synthetic-hops",
+    _loader("synthetic-hops"),
+    grader="numeric",
+    splits=SPLITS,
+    description="variable-binding chains answered directly, levels = hops 1-8; :H picks levels",
+)
+register_dataset(
+    "synthetic-flips",
+    _loader("synthetic-flips"),
+    grader="numeric",
+    splits=SPLITS,
+    description="chains of x+d, x-d and d-x steps (order matters), levels = steps 1-8; the recurrent organism's task",
+)
+register_dataset(
+    "synthetic-reasoner",
+    _loader("synthetic-reasoner"),
+    grader="numeric",
+    splits=SPLITS,
+    description="word problems with So/Therefore/Wait reflection traces, levels = steps 1-6 (reasoner organisms)",
+)

@@ -26,6 +26,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from reasonlens.data.registry import register_dataset
 from reasonlens.errors import UserError
 
 LEVELS = (1, 2, 3, 4, 5)
@@ -175,13 +176,11 @@ def _loader() -> Callable[..., list[Any]]:
     return load
 
 
-def register() -> None:
-    from reasonlens.data.registry import register_dataset
-
-    register_dataset(
-        "word-arith",
-        _loader(),
-        grader="numeric",
-        splits=SPLITS,
-        description="one/two-step arithmetic word problems, levels 1-5 (generated; 'word-arith:1,2')",
-    )
+# Importing this module registers its datasets (the import in reasonlens/data/__init__.py is the registration line).
+register_dataset(
+    "word-arith",
+    _loader(),
+    grader="numeric",
+    splits=SPLITS,
+    description="one/two-step arithmetic word problems, levels 1-5 (generated; 'word-arith:1,2')",
+)
