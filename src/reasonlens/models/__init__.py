@@ -180,10 +180,8 @@ def load(
         name = path.name if path.is_dir() else spec
 
     if path.is_dir() and _is_recurrent_dir(path):
-        try:
-            from reasonlens.recurrent import load_recurrent
-        except ImportError:
-            raise UserError(f"{path}: recurrent-depth checkpoints need reasonlens.recurrent") from None
+        from reasonlens.recurrent import load_recurrent
+
         lm = load_recurrent(path, dtype=weights_dtype, device=device)
         lm.spec = spec
         lm.extra["source"] = {"path": str(path.resolve())}
