@@ -94,13 +94,14 @@ def _recorded_source(path: Path) -> dict[str, Any]:
 def _provenance(path: Path) -> dict[str, Any]:
     """Dataset and split of the run the token set was learnt from, from a manifest next to (or above) the file."""
     from reasonlens.runs.io import read_json_object
+    from reasonlens.runs.rundir import RunDir
 
     source: dict[str, Any] = {"kind": "file", "path": str(path)}
     recorded = _recorded_source(path)
     if recorded.get("dataset") is not None:
         return source | {key: recorded[key] for key in ("dataset", "split", "model", "run") if key in recorded}
     for directory in (path.parent, path.parent.parent):
-        manifest_path = directory / "manifest.json"
+        manifest_path = RunDir(directory).manifest_path
         if manifest_path.is_file():
             try:
                 manifest = read_json_object(manifest_path, "manifest")

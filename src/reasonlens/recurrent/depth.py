@@ -87,14 +87,14 @@ class DepthSpec:
 def _check_depth_folder(out: Path) -> None:
     """`--out` must be new, empty, or a depth folder written before (resumed): never someone's own folder."""
     from reasonlens.runs.io import read_json_object
-    from reasonlens.runs.rundir import check_empty_or_new
+    from reasonlens.runs.rundir import RunDir, check_empty_or_new
 
     summary = out / "summary.json"
     if summary.is_file() and read_json_object(summary, "depth summary").get("command") == "depth":
         return
     if (
         out.is_dir()
-        and all((child / "manifest.json").is_file() for child in out.iterdir() if child.is_dir())
+        and all(RunDir(child).manifest_path.is_file() for child in out.iterdir() if child.is_dir())
         and all(child.is_dir() for child in out.iterdir())
     ):
         return  # sub-runs of an interrupted depth run (the summary is written last)

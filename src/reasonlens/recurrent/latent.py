@@ -352,14 +352,14 @@ def items_from_source(
     source: str, texts: list[str] | None = None, dataset: str | None = None, split: str = "test", n: int = 4
 ) -> tuple[str, list[LatentItem]]:
     """(model spec, items) from a run directory (prompt + completion, gold solution) or a model spec + texts/dataset."""
-    path = Path(source)
-    if (path / "manifest.json").is_file():
-        from reasonlens.runs.rundir import RunDir
+    from reasonlens.runs.rundir import RunDir
 
-        run = RunDir(path)
+    path = Path(source)
+    run = RunDir(path)
+    if run.manifest_path.is_file():
         model = run.manifest.get("model")
         if not model:
-            raise UserError(f"{path}/manifest.json: no 'model' field")
+            raise UserError(f"{run.manifest_path}: no 'model' field")
         items = [
             LatentItem(
                 str(r.get("id", r["index"])),
