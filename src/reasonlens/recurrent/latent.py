@@ -53,7 +53,7 @@ class LatentConfig:
         if not 0 < self.window <= 1:
             raise UserError(f"latent: --window must be in (0, 1], got {self.window}")
         if self.max_tokens < 1:
-            raise UserError(f"latent: --max-tokens must be >= 1, got {self.max_tokens}")
+            raise UserError(f"latent: --last-tokens must be >= 1, got {self.max_tokens}")
         if not math.isfinite(self.init_scale) or self.init_scale < 0:
             raise UserError(f"latent: --init-scale must be a finite number >= 0, got {self.init_scale}")
         return self
