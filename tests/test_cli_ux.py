@@ -134,6 +134,18 @@ def test_renamed_options_still_work_with_a_note():
     assert rewrite_renamed(["generate", "--k", "1"], notes.append) == ["generate", "--k", "1"]
 
 
+def test_an_old_name_with_its_new_name_is_refused(tmp_path):
+    """Both would reach the same option and the last would win silently (an old `--dtype fp16 --model-dtype
+    bf16` meant fp16 states and bf16 weights; it would store fp32 states)."""
+    with pytest.raises(UserError, match="--model-dtype is the old name of --dtype; give --dtype once; .*--state-dtype"):
+        rewrite_renamed(["generate", "-m", "x", "--dtype", "fp16", "--model-dtype=bf16"])
+    with pytest.raises(UserError, match="eval: --k is the old name of --top-words"):
+        rewrite_renamed(["eval", "--top-words", "3", "--k", "5"])
+    result = run("generate", "-m", "tiny-llama", "--dtype", "fp16", "--model-dtype", "bf16", "-o", "X", cwd=tmp_path)
+    assert result.returncode == 2 and "old name of --dtype" in result.stderr
+    assert not (tmp_path / "X").exists()
+
+
 def test_every_renamed_option_exists_under_its_new_name():
     import typer.main
 

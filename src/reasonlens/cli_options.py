@@ -13,6 +13,8 @@ import sys
 import typing
 from typing import Any, Callable, Optional, Sequence
 
+from reasonlens.errors import UserError
+
 # command path -> {old option name: new option name}; old names are accepted (with a note) until 0.3
 RENAMED: dict[tuple[str, ...], dict[str, str]] = {
     ("generate",): {"--n": "--limit", "--model-dtype": "--dtype"},
@@ -45,6 +47,7 @@ def rewrite_renamed(argv: Sequence[str], warn=None) -> list[str]:
     """`argv` with renamed options replaced by their new names (a note on stderr for each)."""
     path = command_path(argv)
     renamed = {**RENAMED.get(path, {})}
+    _refuse_old_and_new(path, argv, renamed)
     out: list[str] = []
     noted: set[str] = set()
     for position, token in enumerate(argv):
@@ -62,6 +65,16 @@ def rewrite_renamed(argv: Sequence[str], warn=None) -> list[str]:
             (warn or (lambda m: print(m, file=sys.stderr)))(message)
         out.append(new + eq + value)
     return out
+
+
+def _refuse_old_and_new(path: tuple[str, ...], argv: Sequence[str], renamed: dict[str, str]) -> None:
+    """An old name given with its new one would silently keep only the last value (an old script's
+    `generate --dtype fp16 --model-dtype bf16` meant fp16 states, and would get fp32)."""
+    given = {token.partition("=")[0] for token in argv[len(path) :] if token.startswith("-")}
+    for old, new in renamed.items():
+        if old in given and new in given:
+            hint = "; the stored states' dtype is --state-dtype" if new == "--dtype" and "generate" in path else ""
+            raise UserError(f"{' '.join(path)}: {old} is the old name of {new}; give {new} once{hint}")
 
 
 def device_option(value: Optional[str]) -> Optional[str]:
@@ -87,7 +100,6 @@ def state_dtype_option(value: Optional[str]) -> Optional[str]:
 def sampling_kwargs(temperature: float, top_p: float, seed: int, sample_flag: bool = False) -> dict:
     """DecodeConfig fields for the sampling options: temperature 0 is greedy (vLLM's and lm-eval's convention);
     the hidden old flag --sample means temperature 1 unless one is given."""
-    from reasonlens.errors import UserError
     from reasonlens.runs.runner import MAX_SEED
 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
