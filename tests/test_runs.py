@@ -65,6 +65,15 @@ def test_generate_run_writes_results_shards_summary(tmp_path, tiny_llama):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["n"] == 5
 
 
+def test_capture_from_a_model_without_a_layer_adapter_is_a_user_error(tmp_path, tiny_llama):
+    from dataclasses import replace
+
+    no_adapter = replace(tiny_llama, layers=None)
+    with pytest.raises(UserError, match="--layers: .* does not support hidden-state capture"):
+        execute(spec(tmp_path / "run"), lm=no_adapter, quiet=True)
+    assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
 def test_resume_redoes_only_incomplete_samples(tmp_path, tiny_llama):
     reference = tmp_path / "ref"
     execute(spec(reference), lm=tiny_llama, quiet=True)

@@ -139,9 +139,9 @@ def execute(
             trust_remote_code=spec.trust_remote_code,
             revision=spec.revision,
         )
-    layers = lm.layers.resolve_many(spec.layers) if spec.layers is not None else []
-    if layers and lm.layers is None:
+    if spec.layers is not None and lm.layers is None:
         raise UserError(f"--layers: model '{spec.model}' does not support hidden-state capture")
+    layers = lm.layers.resolve_many(spec.layers) if spec.layers is not None else []
     prompts = [render_prompt(p, spec.template, lm.tokenizer, spec.system) for p in problems]
     _check_prompt_lengths(lm, problems, prompts, spec)
     run = RunDir(spec.out)
