@@ -29,7 +29,7 @@ SYNTHETIC_MODEL = "synthetic-bench"
 
 
 def write_run(root: Path, n: int, steps: int, d: int, seed: int = 0) -> None:
-    from reasonlens.analysis.pipeline import MIConfig
+    from reasonlens.analysis.pipeline import GoldConfig
     from reasonlens.data import load_problems
     from reasonlens.runs import RunDir
     from reasonlens.runs.io import atomic_write_json
@@ -91,17 +91,23 @@ def write_run(root: Path, n: int, steps: int, d: int, seed: int = 0) -> None:
                 ]
             )
     (root / "mi").mkdir(exist_ok=True)
-    identity = MIConfig().gold_identity(SYNTHETIC_MODEL)
+    identity = GoldConfig().identity(SYNTHETIC_MODEL)
     save_file(golds, str(root / "mi" / "golds.safetensors"), metadata=identity)
     atomic_write_json(root / "summary.json", {"n": n, "n_correct": sum(1 for i in range(n) if i % 3), "accuracy": None})
 
 
 def analyse(root: Path, limit: int | None) -> None:
     """Child process: run the analysis and report time and peak RSS as JSON on the last stdout line."""
-    from reasonlens.analysis.pipeline import MIConfig, analyze_run
+    from reasonlens.analysis.pipeline import MIConfig, OutputConfig, analyze_run
+    from reasonlens.analysis.stages import PopulationConfig
 
     start = time.perf_counter()
-    config = MIConfig(decode_argmax=False, n_permutations=100, n_boot=1000, limit=limit)
+    config = MIConfig(
+        population=PopulationConfig(n_permutations=100),
+        output=OutputConfig(decode_argmax=False),
+        n_boot=1000,
+        limit=limit,
+    )
     summary = analyze_run(root, config, quiet=True)
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -505,11 +505,15 @@ def make_base_run(out: Path, lm, analysed: bool = False) -> Path:
         quiet=True,
     )
     if analysed:
-        from reasonlens.analysis.pipeline import MIConfig, analyze_run
+        from reasonlens.analysis.pipeline import MIConfig, OutputConfig, analyze_run
+        from reasonlens.analysis.stages import PopulationConfig
 
-        analyze_run(
-            out, MIConfig(n_boot=20, n_permutations=0, population=False, plots=True, decode_argmax=False), quiet=True
+        config = MIConfig(
+            n_boot=20,
+            population=PopulationConfig(enabled=False, n_permutations=0),
+            output=OutputConfig(plots=True, decode_argmax=False),
         )
+        analyze_run(out, config, quiet=True)
     return out
 
 

@@ -1,6 +1,7 @@
 """End to end on a tiny real model: generate -> mi -> tokens -> compare, checked against direct computation."""
 
 import json
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
@@ -8,7 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from reasonlens.analysis.peaks import PeakConfig, find_peaks
-from reasonlens.analysis.pipeline import MIConfig, analyze_run
+from reasonlens.analysis.pipeline import GoldConfig, MIConfig, OutputConfig, analyze_run
+from reasonlens.analysis.stages import PopulationConfig
 from reasonlens.analysis.tokens import read_token_set
 from reasonlens.cli import app
 from reasonlens.data import load_problems
@@ -36,7 +38,7 @@ def run_dir(tmp_path_factory):
     return out
 
 
-FAST = MIConfig(n_boot=200, n_permutations=9, n_bins=2, plot_traces=2)
+FAST = MIConfig(n_boot=200, population=PopulationConfig(n_permutations=9, n_bins=2), output=OutputConfig(plot_traces=2))
 
 
 def test_mi_outputs_match_direct_computation(run_dir):
@@ -85,13 +87,13 @@ def test_greedy_peaks_read_the_same_token_through_the_lm_head(run_dir):
 
 
 def test_gold_cache_is_reused(run_dir):
-    quick = MIConfig(n_boot=50, population=False, plots=False)
+    quick = MIConfig(n_boot=50, population=PopulationConfig(enabled=False), output=OutputConfig(plots=False))
     analyze_run(run_dir, quick, quiet=True)
     golds = run_dir / "mi" / "golds.safetensors"
     before = golds.stat().st_mtime_ns
     analyze_run(run_dir, quick, quiet=True)
     assert golds.stat().st_mtime_ns == before
-    analyze_run(run_dir, MIConfig(n_boot=50, population=False, plots=False, gold_source="answer"), quiet=True)
+    analyze_run(run_dir, replace(quick, gold=GoldConfig(source="answer")), quiet=True)
     assert golds.stat().st_mtime_ns != before  # another gold text: re-encoded
 
 

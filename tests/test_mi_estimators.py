@@ -1,19 +1,23 @@
 """The per-trace MI estimator registry: the paper HSIC is the registered default, a new estimator is one
-registered class or function, chosen by `MIConfig.estimator` / `reasonlens mi --estimator`."""
+registered class or function, chosen by `MIConfig.scoring.estimator` / `reasonlens mi --estimator`."""
 
 import json
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from reasonlens.analysis.pipeline import MIConfig, analyze_run
+from reasonlens.analysis.pipeline import MIConfig, OutputConfig, analyze_run
+from reasonlens.analysis.stages import PopulationConfig, TraceScoring
 from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
 from reasonlens.mi import PaperHSIC, estimator_names, get_estimator, register_estimator
 from reasonlens.runs import RunSpec, execute
 
-QUICK = MIConfig(n_boot=20, population=False, plots=False, decode_argmax=False)
+QUICK = MIConfig(
+    n_boot=20, population=PopulationConfig(enabled=False), output=OutputConfig(plots=False, decode_argmax=False)
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_the_paper_hsic_is_the_registered_default():
-    assert MIConfig().estimator == "paper_hsic" and "paper_hsic" in estimator_names()
+    assert MIConfig().scoring.estimator == "paper_hsic" and "paper_hsic" in estimator_names()
     estimator = get_estimator("paper_hsic")
     assert estimator.factory is PaperHSIC
     assert (
@@ -56,7 +60,7 @@ def test_a_registered_estimator_drives_the_analysis(run_dir):
     paper_mi = pq.read_table(run_dir / "mi" / "mi.parquet").to_pylist()
     summary = analyze_run(
         run_dir,
-        MIConfig(n_boot=20, population=False, plots=False, decode_argmax=False, estimator="test-cosine"),
+        replace(QUICK, scoring=TraceScoring(estimator="test-cosine")),
         quiet=True,
     )
     assert paper["estimator"].startswith("paper_hsic (") and summary["estimator"].startswith("test-cosine (")

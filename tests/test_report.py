@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from reasonlens.analysis.pipeline import MIConfig, analyze_run
+from reasonlens.analysis.pipeline import MIConfig, OutputConfig, analyze_run
+from reasonlens.analysis.stages import PopulationConfig
 from reasonlens.cli import main
 from reasonlens.decode import DecodeConfig
 from reasonlens.errors import UserError
@@ -40,7 +41,11 @@ def runs(tmp_path_factory) -> Path:
         ),
         quiet=True,
     )
-    analyze_run(root / "traces", MIConfig(n_boot=100, population=False, plot_traces=2), quiet=True)
+    analyze_run(
+        root / "traces",
+        MIConfig(n_boot=100, population=PopulationConfig(enabled=False), output=OutputConfig(plot_traces=2)),
+        quiet=True,
+    )
     lm = load("tiny-llama")
     decode = DecodeConfig(max_new_tokens=12, batch_size=4)
     for name, method, options in (

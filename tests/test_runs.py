@@ -183,7 +183,8 @@ def test_run_files_follow_the_umask_not_mkstemp(tmp_path, tiny_llama, umask, fil
     """A shared cluster: colleagues must read runs (mkstemp would make every file 0600)."""
     import stat
 
-    from reasonlens.analysis.pipeline import MIConfig, analyze_run
+    from reasonlens.analysis.pipeline import MIConfig, OutputConfig, analyze_run
+    from reasonlens.analysis.stages import PopulationConfig
     from reasonlens.decode import DecodeConfig
     from reasonlens.runs import RunSpec, execute
 
@@ -201,7 +202,11 @@ def test_run_files_follow_the_umask_not_mkstemp(tmp_path, tiny_llama, umask, fil
             lm=tiny_llama,
             quiet=True,
         )
-        analyze_run(tmp_path / "run", MIConfig(n_boot=20, population=False, plots=False), quiet=True)
+        analyze_run(
+            tmp_path / "run",
+            MIConfig(n_boot=20, population=PopulationConfig(enabled=False), output=OutputConfig(plots=False)),
+            quiet=True,
+        )
     finally:
         os.umask(old)
     paths = [tmp_path / "run", *(tmp_path / "run").rglob("*")]

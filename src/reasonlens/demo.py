@@ -241,11 +241,16 @@ def stage_traces(state: DemoState) -> str:
 def stage_mi(state: DemoState) -> str:
     if not state.trace_runs:
         raise StageSkipped("no trace runs (the traces stage did not produce any)")
-    from reasonlens.analysis.pipeline import MIConfig, ensure_analysis
+    from reasonlens.analysis.pipeline import MIConfig, OutputConfig, ensure_analysis
+    from reasonlens.analysis.stages import PopulationConfig
     from reasonlens.runs.tables import read_mi_summary
 
     c = state.config
-    config = MIConfig(n_boot=c.n_boot, n_permutations=c.n_permutations, n_bins=5, plot_traces=6)
+    config = MIConfig(
+        n_boot=c.n_boot,
+        population=PopulationConfig(n_permutations=c.n_permutations, n_bins=5),
+        output=OutputConfig(plot_traces=6),
+    )
     notes = []
     for run in state.trace_runs:
         smollm2 = run == state.smollm2_run
@@ -393,7 +398,8 @@ def stage_controls(state: DemoState) -> str:
         raise StageSkipped(
             f"{', '.join(missing)} not shipped in this installation (train with `reasonlens organisms train NAME`)"
         )
-    from reasonlens.analysis.pipeline import MIConfig, ensure_analysis
+    from reasonlens.analysis.pipeline import MIConfig, OutputConfig, ensure_analysis
+    from reasonlens.analysis.stages import PopulationConfig
     from reasonlens.decode import DecodeConfig
     from reasonlens.organisms import organism_dataset
     from reasonlens.runs import RunSpec, execute
@@ -414,7 +420,12 @@ def stage_controls(state: DemoState) -> str:
     )
     state.add(train_run)
     mi_out = ensure_analysis(
-        train_run, MIConfig(n_boot=c.n_boot, n_permutations=c.n_permutations, n_bins=5, plot_traces=6)
+        train_run,
+        MIConfig(
+            n_boot=c.n_boot,
+            population=PopulationConfig(n_permutations=c.n_permutations, n_bins=5),
+            output=OutputConfig(plot_traces=6),
+        ),
     )
     summary = read_json_object(mi_out / "summary.json", "MI summary")
     words = [w["word"] for w in summary.get("thinking_tokens") or []]

@@ -112,30 +112,27 @@ def register(app: typer.Typer) -> None:
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
     ) -> None:
         """MI trajectories, peaks, statistics, thinking tokens and plots for a run (written to RUN/mi/)."""
-        from reasonlens.analysis.pipeline import MIConfig, analyze_run, check_analysable
+        from reasonlens.analysis.pipeline import GoldConfig, MIConfig, OutputConfig, analyze_run, check_analysable
+        from reasonlens.analysis.stages import PopulationConfig, TraceScoring
 
+        sigma_value, peak_config = _sigma(sigma), _peak_config(peaks, tau, k)  # parsed first, as before the sub-configs
         config = MIConfig(
             layers=_layers(layers),
             token_layer=token_layer,
-            estimator=estimator,
-            sigma=_sigma(sigma),
-            eps=eps,
-            peaks=_peak_config(peaks, tau, k),
-            gold_source=gold,
-            model=model,
-            device=device,
-            decode_argmax=argmax,
-            alphabetic_only=not all_tokens,
-            population=population,
-            align=align,
-            n_bins=bins,
-            stride=stride,
-            n_permutations=permutations,
+            gold=GoldConfig(source=gold, model=model, device=device),
+            population=PopulationConfig(
+                enabled=population, align=align, n_bins=bins, stride=stride, n_permutations=permutations
+            ),
+            scoring=TraceScoring(estimator=estimator, sigma=sigma_value, eps=eps, peaks=peak_config),
+            output=OutputConfig(
+                decode_argmax=argmax,
+                alphabetic_only=not all_tokens,
+                plots=plots,
+                enrichment_words=_layers(enrichment_words),
+            ),
             n_boot=n_boot,
             seed=seed,
-            plots=plots,
             limit=limit,
-            enrichment_words=_layers(enrichment_words),
         )
         if executor != "local" or workers is not None or ray_address is not None:
             from reasonlens.analysis.ray_golds import prepare_golds

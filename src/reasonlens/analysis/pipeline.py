@@ -27,7 +27,6 @@ from typing import Any
 import torch
 
 from reasonlens.analysis.enrichment import peak_enrichment, whole_word_ids
-from reasonlens.analysis.peaks import PeakConfig
 from reasonlens.analysis.stages import (
     PopulationConfig,
     Sample,
@@ -49,72 +48,95 @@ GOLD_SOURCES = ("solution", "answer")
 
 
 @dataclass(frozen=True)
+class GoldConfig:
+    """Settings of the golds stage (`collect_golds`): the problem field encoded as ``h_y`` (``source``, reference:
+    the solution), its pooling, and the model that encodes it and reads peaks through the LM head (``model``:
+    override the manifest's model spec) on ``device``."""
+
+    source: str = "solution"
+    pooling: str = "last"
+    model: str | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.source not in GOLD_SOURCES:
+            raise UserError(f"--gold must be one of {', '.join(GOLD_SOURCES)}, got {self.source!r}")
+
+    def identity(self, model_spec: str) -> dict[str, str]:
+        """The gold cache's key (``golds.safetensors`` is reused only when it matches)."""
+        return {"source": self.source, "pooling": self.pooling, "model": model_spec}
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What the writers add to the MI tables: LM-head readings of peak states (``decode_argmax``, needs the
+    model), the token set's filter, plots (of the first ``plot_traces`` traces) and the enrichment words (words
+    whose share of the token layer's peaks is compared with their base rate; None: the paper's list)."""
+
+    decode_argmax: bool = True
+    alphabetic_only: bool = True
+    plots: bool = True
+    plot_traces: int = 6
+    enrichment_words: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
 class MIConfig:
-    """Settings of the MI analysis of one run.
+    """Settings of the MI analysis of one run: one sub-config per stage, plus what spans them.
 
     ``layers``: layer keys to analyse (default: every captured layer). ``token_layer``: the layer whose
-    peaks make the thinking-token set (default: the deepest captured decoder layer). ``gold_source``: the
-    problem field encoded as ``h_y`` (reference: the solution). ``model``: override the manifest's model
-    spec. ``decode_argmax``: also read peaks through the LM head (needs the model). Population estimates
-    align traces by relative position (``n_bins`` bins) or by absolute step (every ``stride``-th step).
+    peaks make the thinking-token set (default: the deepest captured decoder layer). ``n_boot`` and ``seed``:
+    bootstrap resamples and the one seed of every random draw (bootstraps, permutations). ``limit``: analyse
+    only the first N samples. :meth:`summary_block` is the flat `config` block of ``mi/summary.json``.
     """
 
     layers: Sequence[str] | None = None
     token_layer: str | None = None
-    # the stages' settings are flat here (they are the `config` block of mi/summary.json); defaults come from the stages
-    estimator: str = TraceScoring.estimator  # per-trace estimator, by its registered name (reasonlens.mi.estimators)
-    sigma: float | str = TraceScoring.sigma
-    eps: float = TraceScoring.eps
-    peaks: PeakConfig = PeakConfig()
-    gold_source: str = "solution"
-    gold_pooling: str = "last"
-    model: str | None = None
-    device: str = "cpu"
-    decode_argmax: bool = True
-    alphabetic_only: bool = True
-    population: bool = True
-    align: str = PopulationConfig.align
-    n_bins: int = PopulationConfig.n_bins
-    stride: int = PopulationConfig.stride
-    min_samples: int = PopulationConfig.min_samples
-    n_permutations: int = PopulationConfig.n_permutations
+    scoring: TraceScoring = TraceScoring()
+    gold: GoldConfig = GoldConfig()
+    population: PopulationConfig = PopulationConfig()
+    output: OutputConfig = OutputConfig()
     n_boot: int = 2000
-    seed: int = PopulationConfig.seed
-    plots: bool = True
-    plot_traces: int = 6
+    seed: int = 0
     limit: int | None = None
-    # words whose share of the token layer's peaks is compared with their base rate (None: the paper's list)
-    enrichment_words: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.gold_source not in GOLD_SOURCES:
-            raise UserError(f"--gold must be one of {', '.join(GOLD_SOURCES)}, got {self.gold_source!r}")
-        if self.align not in ("relative", "step"):
-            raise UserError(f"--align must be 'relative' or 'step', got {self.align!r}")
-        for option, value, least in (
-            ("--bins", self.n_bins, 1),
-            ("--stride", self.stride, 1),
-            ("--n-boot", self.n_boot, 1),
-            ("--permutations", self.n_permutations, 0),
-        ):
-            if value < least:
-                raise UserError(f"{option} must be >= {least}, got {value}")
+        if self.n_boot < 1:
+            raise UserError(f"--n-boot must be >= 1, got {self.n_boot}")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
-        for option, value in (("--eps", self.eps), ("--sigma", self.sigma)):
-            if value != "median" and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise UserError(f"{option} must be a positive finite number, got {value}")
 
-    def gold_identity(self, model_spec: str) -> dict[str, str]:
-        return {"source": self.gold_source, "pooling": self.gold_pooling, "model": model_spec}
-
-    def scoring(self) -> TraceScoring:
-        """The settings of the trace-scoring stages (estimator, kernel, peaks)."""
-        return TraceScoring(self.estimator, self.sigma, self.eps, self.peaks)
-
-    def population_config(self) -> PopulationConfig:
-        """The settings of the population stage."""
-        return PopulationConfig(self.align, self.n_bins, self.stride, self.min_samples, self.n_permutations, self.seed)
+    def summary_block(self) -> dict[str, Any]:
+        """The settings as the flat `config` block of ``mi/summary.json`` (its keys and their order predate the
+        sub-configs and stay, so summaries of old and new analyses compare key by key)."""
+        nested = asdict(self)
+        scoring, gold, population, output = (nested[k] for k in ("scoring", "gold", "population", "output"))
+        return {
+            "layers": nested["layers"],
+            "token_layer": nested["token_layer"],
+            "estimator": scoring["estimator"],
+            "sigma": scoring["sigma"],
+            "eps": scoring["eps"],
+            "peaks": scoring["peaks"],
+            "gold_source": gold["source"],
+            "gold_pooling": gold["pooling"],
+            "model": gold["model"],
+            "device": gold["device"],
+            "decode_argmax": output["decode_argmax"],
+            "alphabetic_only": output["alphabetic_only"],
+            "population": population["enabled"],
+            "align": population["align"],
+            "n_bins": population["n_bins"],
+            "stride": population["stride"],
+            "min_samples": population["min_samples"],
+            "n_permutations": population["n_permutations"],
+            "n_boot": nested["n_boot"],
+            "seed": nested["seed"],
+            "plots": output["plots"],
+            "plot_traces": output["plot_traces"],
+            "limit": nested["limit"],
+            "enrichment_words": output["enrichment_words"],
+        }
 
 
 def _paper_thinking_words() -> tuple[str, ...]:
@@ -178,7 +200,7 @@ def load_samples(run: Any, manifest: dict[str, Any], config: MIConfig) -> list[S
                 f"{run.results_path}: sample {index} (id {record.get('id')!r}) is not in dataset "
                 f"{manifest['dataset']!r}"
             )
-        text = problem.solution if config.gold_source == "solution" and problem.solution else problem.answer
+        text = problem.solution if config.gold.source == "solution" and problem.solution else problem.answer
         samples.append(Sample(index, str(record.get("id")), record.get("correct"), text))
     return samples
 
@@ -211,7 +233,7 @@ def collect_golds(
     from reasonlens.runs.progress import progress_bar
     from reasonlens.runs.rundir import GOLDS_NAME, read_golds
 
-    golds = read_golds(out_dir / GOLDS_NAME, config.gold_identity(model.spec), [s.index for s in samples], layers)
+    golds = read_golds(out_dir / GOLDS_NAME, config.gold.identity(model.spec), [s.index for s in samples], layers)
     missing = [s for s in samples if s.index not in golds]
     if missing:
         from reasonlens.models import encode_gold
@@ -220,7 +242,7 @@ def collect_golds(
         with progress_bar(transient=True) as bar:
             task = bar.add_task("gold representations", total=len(missing), info="")
             for s in missing:
-                encoded = encode_gold(lm, s.gold_text, [layer_arg(k) for k in layers], pooling=config.gold_pooling)
+                encoded = encode_gold(lm, s.gold_text, [layer_arg(k) for k in layers], pooling=config.gold.pooling)
                 golds[s.index] = {str(k): v.float() for k, v in encoded.items()}
                 bar.advance(task)
     return golds, bool(missing)
@@ -297,7 +319,7 @@ def check_analysable(run_path: str | Path, config: MIConfig = MIConfig(), reuse_
     check first). Does not load the model, so a states/model width mismatch is found only by the analysis."""
     from reasonlens.runs import RunDir
 
-    get_estimator(config.estimator)
+    get_estimator(config.scoring.estimator)
     out_dir = mi_dir(run_path)
     if reuse_existing and all(
         (out_dir / name).is_file() for name in ("stats.parquet", "peaks.parquet", "summary.json")
@@ -312,20 +334,20 @@ def analyze_run(run_path: str | Path, config: MIConfig = MIConfig(), quiet: bool
     from reasonlens.runs.io import publish_directory
 
     # Everything that can be wrong with the run is found before RUN/mi is created or changed.
-    get_estimator(config.estimator)
+    get_estimator(config.scoring.estimator)
     run, manifest, layers, samples, widths = _preflight(run_path, config)
     token_layer = config.token_layer or default_token_layer(layers)
     out_dir = mi_dir(run.path)
-    model = _ModelHandle(config.model or str(manifest.get("model")), config.device)
+    model = _ModelHandle(config.gold.model or str(manifest.get("model")), config.gold.device)
     golds, encoded = collect_golds(out_dir, samples, layers, config, model)
     _check_gold_widths(run, samples, widths, golds, model.spec)
-    lm = model.get() if config.decode_argmax else None
+    lm = model.get() if config.output.decode_argmax else None
     # RUN/mi is published as one unit: written into a staging folder, then swapped in, so an interrupted or
     # failed analysis leaves the previous RUN/mi (or none) and never a mix of old and new files.
     run.acquire_lock()
     try:
         with publish_directory(out_dir) as staging:
-            _stage_golds(staging, out_dir, golds, encoded, config.gold_identity(model.spec))
+            _stage_golds(staging, out_dir, golds, encoded, config.gold.identity(model.spec))
             return _write_analysis(
                 staging, run, manifest, layers, token_layer, samples, widths, model, golds, lm, config, quiet
             )
@@ -370,11 +392,11 @@ def _write_analysis(
     from reasonlens.runs.io import atomic_write_json
     from reasonlens.runs.progress import progress_bar
 
-    estimator = get_estimator(config.estimator)
+    estimator = get_estimator(config.scoring.estimator)
     tokenizer = model.loaded.tokenizer if model.loaded is not None else None
     max_steps = int((manifest.get("decode") or {}).get("max_new_tokens") or 512)
-    population = config.population_config()
-    enrichment_words = list(config.enrichment_words or _paper_thinking_words())
+    population = config.population
+    enrichment_words = list(config.output.enrichment_words or _paper_thinking_words())
     writer = TraceWriter(
         out_dir,
         layers,
@@ -382,12 +404,12 @@ def _write_analysis(
         lm,
         tokenizer,
         whole_word_ids(tokenizer, enrichment_words) if tokenizer is not None else set(),
-        aligned_states(layers, population, max_steps) if config.population else {},
-        config.plot_traces,
+        aligned_states(layers, population, max_steps) if population.enabled else {},
+        config.output.plot_traces,
     )
     with progress_bar(transient=quiet) as bar:
         task = bar.add_task("MI trajectories", total=len(samples), info="")
-        for traces in score_traces(run, samples, layers, golds, config.scoring()):
+        for traces in score_traces(run, samples, layers, golds, config.scoring):
             for trace in traces:
                 writer.add(trace)
             bar.advance(task)
@@ -395,13 +417,13 @@ def _write_analysis(
 
     per_layer = layer_statistics(writer.stats_rows, writer.peaks, layers, config.n_boot, config.seed)
     population_rows: list[dict[str, Any]] = []
-    if config.population:
-        population_rows = population_statistics(writer.aligned, golds, layers, population)
+    if population.enabled:
+        population_rows = population_statistics(writer.aligned, golds, layers, population, config.seed)
         write_population(out_dir, population_rows)
 
     words = []
     if tokenizer is not None:
-        counter = WordCounter(tokenizer, alphabetic_only=config.alphabetic_only)
+        counter = WordCounter(tokenizer, alphabetic_only=config.output.alphabetic_only)
         counter.add(p.generated_id for p in writer.peaks[token_layer])
         words = counter.words()
         write_token_set(out_dir / "tokens.jsonl", words)
@@ -414,7 +436,7 @@ def _write_analysis(
         "n": len(samples),
         "layers": layers,
         "token_layer": token_layer,
-        "config": {**asdict(config), "peaks": asdict(config.peaks)},
+        "config": config.summary_block(),
         "estimator": estimator.describe(),
         "per_layer": per_layer,
         "population": population_rows,
@@ -431,7 +453,7 @@ def _write_analysis(
         "files": sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".tmp")) + ["summary.json"],
     }
     summary = _nan_to_none(summary)
-    if config.plots:
+    if config.output.plots:
         from reasonlens.analysis.plots import write_mi_plots
 
         summary["plots"] = write_mi_plots(
@@ -521,7 +543,7 @@ def build_token_set(
         )
     from reasonlens.models import load
 
-    lm = load(config.model or str(manifest.get("model")), device=config.device)
+    lm = load(config.gold.model or str(manifest.get("model")), device=config.gold.device)
     counter = WordCounter(lm.tokenizer, alphabetic_only=alphabetic_only)
     counter.add(ids)
     words = counter.words(top=top)

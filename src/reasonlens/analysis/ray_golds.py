@@ -27,19 +27,19 @@ def prepare_golds(run_path: str | Path, config, executor: RayExecutor) -> int:
     manifest = run.open_run()
     layers = layer_keys(manifest, config.layers)
     samples = load_samples(run, manifest, config)
-    spec = config.model or str(manifest.get("model"))
-    identity = config.gold_identity(spec)
+    spec = config.gold.model or str(manifest.get("model"))
+    identity = config.gold.identity(spec)
     widths = check_shards(run, samples, layers)
     golds = read_golds(run.golds_path, identity, [s.index for s in samples], layers)
     missing = [s for s in samples if s.index not in golds]
     if not missing:
         return 0
-    actors = executor.actors(spec, "fp32", config.device, False)
+    actors = executor.actors(spec, "fp32", config.gold.device, False)
     shares = shard_chunks(list(range(len(missing))), len(actors))
     layer_args = [layer_arg(k) for k in layers]
     refs = [
         actor.encode_golds.remote(
-            [(missing[i].index, missing[i].gold_text) for i in share], layer_args, config.gold_pooling
+            [(missing[i].index, missing[i].gold_text) for i in share], layer_args, config.gold.pooling
         )
         for actor, share in zip(actors, shares)
         if share

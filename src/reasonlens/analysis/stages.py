@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,25 +36,44 @@ from reasonlens.mi.trajectory import AlignedStates
 
 @dataclass(frozen=True)
 class TraceScoring:
-    """Settings of stages 2-3: the per-trace estimator (by its registered name), its kernel settings, the peaks."""
+    """Settings of stages 2-3: the per-trace estimator (by its registered name), its kernel settings, the peaks.
+    Errors name the `reasonlens mi` options."""
 
     estimator: str = "paper_hsic"
     sigma: float | str = 50.0
     eps: float = 1e-5
     peaks: PeakConfig = PeakConfig()
 
+    def __post_init__(self) -> None:
+        for option, value in (("--eps", self.eps), ("--sigma", self.sigma)):
+            if value != "median" and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise UserError(f"{option} must be a positive finite number, got {value}")
+
+
+ALIGNMENTS = ("relative", "step")
+
 
 @dataclass(frozen=True)
 class PopulationConfig:
-    """Settings of the population stage: traces aligned by relative position (`n_bins` bins) or by absolute step
-    (every `stride`-th step); HSIC / CKA with a permutation p-value per bin holding `min_samples` problems."""
+    """Settings of the population stage: whether it runs (`enabled`); traces aligned by relative position
+    (`n_bins` bins) or by absolute step (every `stride`-th step); HSIC / CKA with a permutation p-value per bin
+    holding `min_samples` problems. The settings are checked (and recorded) even when the stage is off."""
 
+    enabled: bool = True
     align: str = "relative"
     n_bins: int = 10
     stride: int = 32
     min_samples: int = 4
     n_permutations: int = 200
-    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.align not in ALIGNMENTS:
+            raise UserError(f"--align must be 'relative' or 'step', got {self.align!r}")
+        for option, value, least in (("--bins", self.n_bins, 1), ("--stride", self.stride, 1)):
+            if value < least:
+                raise UserError(f"{option} must be >= {least}, got {value}")
+        if self.n_permutations < 0:
+            raise UserError(f"--permutations must be >= 0, got {self.n_permutations}")
 
 
 @dataclass
@@ -367,8 +387,10 @@ def population_statistics(
     golds: dict[int, dict[str, torch.Tensor]],
     layers: Sequence[str],
     config: PopulationConfig,
+    seed: int,
 ) -> list[dict[str, Any]]:
-    """Stage 4, across problems: HSIC and linear CKA between aligned states and golds, with permutation p-values."""
+    """Stage 4, across problems: HSIC and linear CKA between aligned states and golds, with permutation p-values
+    (drawn from ``seed``, the analysis's one seed)."""
     rows: list[dict[str, Any]] = []
     gold_by_layer = {k: {i: g[k] for i, g in golds.items()} for k in layers}
     for key in layers:
@@ -377,7 +399,7 @@ def population_statistics(
                 gold_by_layer[key],
                 GramStatistic(name),
                 n_permutations=config.n_permutations,
-                seed=config.seed,
+                seed=seed,
                 min_samples=config.min_samples,
             )
             rows.extend(

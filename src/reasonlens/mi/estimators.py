@@ -1,8 +1,8 @@
 """Registry of per-trace MI estimators: a name -> a factory of scorers against one gold vector.
 
 An estimator is called once per (trace, layer) with the gold representation ``y`` ([d]) and the settings it
-reads from ``MIConfig`` (``sigma``, ``eps``); the object it returns maps the trace's step states ``h``
-([T, d]) to one score per step ([T], float). The MI pipeline picks it by ``MIConfig.estimator``
+reads from ``MIConfig.scoring`` (``sigma``, ``eps``); the object it returns maps the trace's step states ``h``
+([T, d]) to one score per step ([T], float). The MI pipeline picks it by ``MIConfig.scoring.estimator``
 (``reasonlens mi --estimator NAME``). A new estimator is one file in ``reasonlens/mi/`` with a
 ``@register_estimator("name", "what it computes")`` class or function and its module in the import list of
 ``reasonlens/mi/__init__.py``.
