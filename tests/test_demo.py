@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -14,12 +14,13 @@ import reasonlens.demo as demo
 from reasonlens.cli import main
 from reasonlens.demo import DemoConfig, organism_available, run_demo
 from reasonlens.errors import UserError
+from reasonlens.train.recipes import RECIPES_DIR
 
 
 def tiny_config(out: Path) -> DemoConfig:
-    return DemoConfig(
+    return replace(
+        DemoConfig.preset(quick=True),
         out=out,
-        quick=True,
         model="tiny-llama",
         template="raw",
         layers="-1",
@@ -151,9 +152,79 @@ def test_cli_rejects_unknown_stage(tmp_path, capsys):
     assert exc.value.code == 2 and "--stage 'nope'" in capsys.readouterr().err
 
 
-def test_presets():
+def test_the_shipped_plans_resolve_to_the_known_values():
     full, quick = DemoConfig.preset(False), DemoConfig.preset(True)
-    assert full.out == Path("runs/demo") and quick.out == Path("runs/demo-quick")
-    assert quick.n_traces < full.n_traces and max(quick.budgets) < max(full.budgets)
-    assert quick.n_eval < full.n_eval and quick.dataset == full.dataset == "word-arith:1,2"
-    assert full.template == "chat-few-shot" and full.token_layer in full.layers.split(",")
+    assert (full.out, full.quick, quick.out, quick.quick) == (Path("runs/demo"), False, Path("runs/demo-quick"), True)
+    assert (full.n_traces, full.n_eval, full.n_boot, quick.n_traces, quick.n_eval, quick.n_boot) == (
+        64,
+        80,
+        1000,
+        16,
+        16,
+        300,
+    )
+    assert (full.budgets, full.control_seeds, full.depth_steps) == ((16, 32, 48), (0, 1, 2), (1, 2, 4, 8, 16))
+    assert (quick.budgets, quick.control_seeds, quick.depth_steps) == ((16, 32), (0,), (1, 2, 4, 8))
+    assert (full.layers, quick.layers, full.token_layer) == ("20,-1", "20", "20")
+    assert full.model == "smollm2-135m" and full.template == "chat-few-shot"
+    assert quick.dataset == full.dataset == "word-arith:1,2"
+    assert (full.reasoner, full.reasoner_twin) == ("organism-reasoner", "organism-reasoner-noreflect")
+    for plan in (full, quick):
+        assert isinstance(plan.out, Path) and type(plan.n_traces) is int
+        for name in ("budgets", "depth_steps", "control_seeds"):
+            value = getattr(plan, name)
+            assert type(value) is tuple and all(type(v) is int for v in value), (name, value)
+    # quick changes only what its section names; the rest is the full plan's
+    changed = {f.name for f in fields(DemoConfig) if getattr(full, f.name) != getattr(quick, f.name)}
+    assert changed == set(json.loads((RECIPES_DIR / "demo.json").read_text())["quick"]) - {"_comment"} | {"quick"}
+    assert DemoConfig.preset(True, Path("elsewhere")).out == Path("elsewhere")
+
+
+def test_a_user_recipe_is_the_plan(tmp_path):
+    data = json.loads((RECIPES_DIR / "demo.json").read_text())
+    data.update(name="mine", n_traces=7, budgets=[8], token_layer=None)
+    del data["quick"]
+    recipe = tmp_path / "mine.json"
+    recipe.write_text(json.dumps(data))
+    plan = DemoConfig.preset(False, recipe=recipe)
+    assert (plan.n_traces, plan.budgets, plan.token_layer, plan.n_eval) == (7, (8,), None, 80)
+    assert plan == replace(DemoConfig.preset(False), n_traces=7, budgets=(8,), token_layer=None)
+
+
+def bad_recipe_error(tmp_path, capsys, change, *options: str) -> str:
+    """The one stderr line of `reasonlens demo --recipe` on the shipped recipe changed by ``change``."""
+    data = json.loads((RECIPES_DIR / "demo.json").read_text())
+    change(data)
+    recipe = tmp_path / "bad.json"
+    recipe.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--recipe", str(recipe), "--out", str(tmp_path / "d"), *options])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {recipe}") and not (tmp_path / "d").exists(), err
+    return err
+
+
+def test_bad_recipes_are_one_line_user_errors_naming_the_key(tmp_path, capsys):
+    def error(change, *options: str) -> str:
+        return bad_recipe_error(tmp_path, capsys, change, *options)
+
+    assert "unknown field 'n_trace'; did you mean 'n_traces'?" in error(lambda d: d.update(n_trace=3))
+    assert "field 'n_traces' must be an integer" in error(lambda d: d.update(n_traces="64"))
+    assert "field 'budgets' must be a non-empty list of integers" in error(lambda d: d.update(budgets=[16, "x"]))
+    assert "field 'budgets' must be a list" in error(lambda d: d.update(budgets=16))
+    assert "field 'model' must be a string" in error(lambda d: d.update(model=3))
+    assert "field 'model' must not be null" in error(lambda d: d.update(model=None))
+    assert "missing field(s) 'n_eval'" in error(lambda d: d.pop("n_eval"))
+    assert "'kind' must be one of" in error(lambda d: d.pop("kind"))
+    assert "'kind' must be 'demo' in a demo recipe" in error(lambda d: d.update(kind="llama-organism"))
+    assert "bad.json: quick: field 'n_boot' must be an integer" in error(
+        lambda d: d["quick"].update(n_boot=1.5), "--quick"
+    )
+    assert "bad.json: quick: unknown field 'quick'" in error(lambda d: d["quick"].update(quick=True), "--quick")
+    assert "'quick' must be a JSON object" in error(lambda d: d.update(quick=True), "--quick")
+    assert "no 'quick' section" in error(lambda d: d.pop("quick"), "--quick")
+    missing = tmp_path / "missing.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--recipe", str(missing)])
+    assert exc.value.code == 2 and capsys.readouterr().err == f"error: {missing}: recipe not found\n"

@@ -171,7 +171,7 @@ def test_recipes_are_the_shipped_cards_configs_and_bad_recipes_name_their_file(t
     with pytest.raises(UserError, match=r"bad.json: 'kind' must be one of"):
         read_recipe(bad)
     bad.write_text("[1]")
-    with pytest.raises(UserError, match="bad.json: a recipe must be a JSON object"):
+    with pytest.raises(UserError, match="bad.json: recipe must be a JSON object"):
         read_recipe(bad)
 
 

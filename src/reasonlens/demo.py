@@ -1,4 +1,7 @@
-"""``reasonlens demo``: the main job end to end on embedded defaults, ending with ``report.html``.
+"""``reasonlens demo``: the main job end to end, ending with ``report.html``.
+
+The plan (model, dataset, sizes, budgets, controls; and the smaller ``--quick`` one) is data: the shipped recipe
+``reasonlens/recipes/demo.json``, or the user's own with ``--recipe FILE.json``.
 
 Stages (each through the other modules' Python APIs; every run directory resumes, so re-running continues):
 
@@ -28,86 +31,119 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, get_type_hints
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from reasonlens.errors import UserError
-from reasonlens.runs.io import read_json_object
+from reasonlens.errors import UserError, did_you_mean
+from reasonlens.runs.io import check_fields, field_error, read_json_object
 
 console = Console(stderr=True)
 
 
+DEMO_RECIPE = "demo"  # the shipped plan: reasonlens/recipes/demo.json
+DEMO_KIND = "demo"  # the recipe kind of a demo plan
+
+
 @dataclass(frozen=True)
 class DemoConfig:
-    """The embedded defaults of the demo (``quick`` shrinks every stage)."""
+    """The demo's plan. Its values live in one place, the recipe (``recipes/demo.json`` or the user's file),
+    read by ``DemoConfig.preset``; the recipe's comments say why each value was chosen."""
 
-    out: Path = Path("runs/demo")
-    quick: bool = False
-    model: str = "smollm2-135m"
-    # SmolLM2-135M-Instruct scores ~0% on GSM8K but between 20% and 80% here (docs/results.md, "SmolLM2-135M-
-    # Instruct on word-arith"), so suppression has accuracy to lose; its answers take ~30 tokens
-    dataset: str = "word-arith:1,2"
-    template: str = "chat-few-shot"
-    layers: str = "20,-1"  # captured for MI: a middle-upper layer and the last decoder layer
-    # SmolLM2's thinking words come from layer 20: on word-arith its last layer's MI peaks fall on no word
-    token_layer: str | None = "20"
-    n_traces: int = 64  # train-split problems whose traces give the thinking tokens and the random control's words
-    n_eval: int = 80  # held-out test-split problems the interventions are evaluated on
-    n_side_eval: int = 8  # test problems of the TTTS curves (a side show: SmolLM2 answers in ~30 tokens)
-    max_new_tokens: int = 48
-    batch_size: int = 8  # organism traces and depth
-    smollm2_batch_size: int = 16
-    suppress_k: int = 5
-    budgets: tuple[int, ...] = (16, 32, 48)
-    n_organism: int = 16
-    organism_tokens: int = 64
-    depth_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
-    n_depth: int = 16  # two problems per level of synthetic-flips:1-8
-    depth_tokens: int = 24
-    n_latent: int = 2
-    n_boot: int = 1000
-    n_permutations: int = 49
-    reasoner: str = "organism-reasoner"
-    reasoner_twin: str = "organism-reasoner-noreflect"  # the negative control of "Wait" forcing
-    n_control_train: int = 100  # train-split problems the reasoner's thinking words are learnt from
-    n_control_eval: int = 200  # held-out test problems every control intervention is scored on
-    control_k: int = 5
-    control_seeds: tuple[int, ...] = (0, 1, 2)
-    control_tokens: int = 200
-    control_budget: int = 200  # budget of the one forced " Wait" (s1 budget forcing with --max-waits 1)
-    control_batch_size: int = 50
+    out: Path
+    quick: bool  # the recipe's ``quick`` overrides were applied
+    model: str
+    dataset: str
+    template: str
+    layers: str  # captured for MI
+    token_layer: str | None  # the layer whose MI peaks give SmolLM2's thinking words
+    n_traces: int  # train-split problems whose traces give the thinking tokens and the random control's words
+    n_eval: int  # held-out test-split problems the interventions are evaluated on
+    n_side_eval: int  # test problems of the TTTS curves
+    max_new_tokens: int
+    batch_size: int  # organism traces and depth
+    smollm2_batch_size: int
+    suppress_k: int
+    budgets: tuple[int, ...]
+    n_organism: int
+    organism_tokens: int
+    depth_steps: tuple[int, ...]
+    n_depth: int
+    depth_tokens: int
+    n_latent: int
+    n_boot: int
+    n_permutations: int
+    reasoner: str
+    reasoner_twin: str  # the negative control of "Wait" forcing
+    n_control_train: int  # train-split problems the reasoner's thinking words are learnt from
+    n_control_eval: int  # held-out test problems every control intervention is scored on
+    control_k: int
+    control_seeds: tuple[int, ...]
+    control_tokens: int
+    control_budget: int  # budget of the one forced " Wait" (s1 budget forcing with --max-waits 1)
+    control_batch_size: int
 
     @classmethod
-    def preset(cls, quick: bool, out: Path | None = None) -> "DemoConfig":
-        if not quick:
-            return cls(out=out or Path("runs/demo"))
-        return cls(
-            out=out or Path("runs/demo-quick"),
-            quick=True,
-            layers="20",
-            n_traces=16,
-            n_eval=16,
-            n_side_eval=4,
-            batch_size=3,
-            budgets=(16, 32),
-            n_organism=6,
-            organism_tokens=48,
-            depth_steps=(1, 2, 4, 8),
-            n_depth=8,
-            depth_tokens=12,
-            n_latent=1,
-            n_boot=300,
-            n_permutations=19,
-            n_control_train=40,
-            n_control_eval=80,
-            control_seeds=(0,),
-        )
+    def preset(cls, quick: bool, out: Path | None = None, recipe: Path | None = None) -> "DemoConfig":
+        """The plan of the shipped recipe (or of the ``recipe`` file), with its ``quick`` overrides when ``quick``;
+        ``out`` replaces the recipe's output directory. A bad recipe is a UserError naming the file and key."""
+        from reasonlens.train.recipes import load_recipe, read_recipe
+
+        loaded = load_recipe(DEMO_RECIPE) if recipe is None else read_recipe(recipe)
+        if loaded.kind != DEMO_KIND:
+            raise UserError(f"{loaded.path}: 'kind' must be {DEMO_KIND!r} in a demo recipe, got {loaded.kind!r}")
+        where = str(loaded.path)
+        plan = _plan_fields({k: v for k, v in loaded.fields.items() if k != "quick"}, where)
+        if quick:
+            if "quick" not in loaded.fields:
+                raise UserError(f"{where}: no 'quick' section of overrides, which --quick needs")
+            overrides = {k: v for k, v in loaded.section("quick").items() if not k.startswith("_")}
+            plan.update(_plan_fields(overrides, f"{where}: quick", partial=True))
+        plan["quick"] = quick
+        if out is not None:
+            plan["out"] = out
+        return cls(**plan)
+
+
+_VALUE_KINDS: dict[Any, str] = {str: "str", Path: "str", str | None: "str?", int: "int", tuple[int, ...]: "ints"}
+
+
+def _plan_kinds() -> dict[str, str]:
+    """Each recipe key (every DemoConfig field but ``quick``) and the check_fields kind of its value."""
+    hints = get_type_hints(DemoConfig)
+    return {f.name: _VALUE_KINDS[hints[f.name]] for f in fields(DemoConfig) if f.name != "quick"}
+
+
+def _plan_fields(values: dict[str, Any], where: str, partial: bool = False) -> dict[str, Any]:
+    """The typed plan fields of one recipe section; UserError on an unknown, missing (unless ``partial``) or
+    ill-typed field."""
+    kinds = _plan_kinds()
+    for key in values:
+        if key not in kinds:
+            raise UserError(f"{where}: unknown field '{key}'{did_you_mean(key, list(kinds))}")
+    missing = [key for key in kinds if key not in values]
+    if missing and not partial:
+        raise UserError(f"{where}: missing field(s) {', '.join(repr(key) for key in missing)}")
+    return {name: _plan_value(values, name, kinds[name], where) for name in values}
+
+
+def _plan_value(values: dict[str, Any], name: str, kind: str, where: str) -> Any:
+    """The typed value of one plan field: a Path for ``out``, a tuple for a list of integers."""
+    value = values.get(name)
+    if value is None and not kind.endswith("?"):  # check_fields would call it missing
+        raise UserError(f"{where}: field '{name}' must not be null")
+    if kind == "ints":
+        check_fields(values, where, {name: "list"})
+        if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+            raise field_error(where, name, "a non-empty list of integers >= 0", value)
+        return tuple(value)
+    check_fields(values, where, {(f"{name}?" if kind.endswith("?") else name): kind.rstrip("?")})
+    return Path(value) if name == "out" else value
 
 
 class StageSkipped(Exception):
@@ -729,12 +765,21 @@ def register(app) -> None:
 
     @app.command("demo")
     def demo_command(
-        quick: bool = typer.Option(False, "--quick", help="Smaller everything (about 3 minutes on 2 cores)."),
+        quick: bool = typer.Option(
+            False, "--quick", help="Smaller everything (about 3 minutes on 2 cores): the recipe's 'quick' overrides."
+        ),
+        recipe: Path = typer.Option(
+            None,
+            "--recipe",
+            help="The plan as a JSON recipe file: a copy of the shipped reasonlens/recipes/demo.json, edited "
+            "(every field given; 'quick' holds the --quick overrides).",
+        ),
         out: Path = typer.Option(
             None,
             "--out",
             "-o",
-            help="Output directory (default runs/demo, or runs/demo-quick with --quick); re-running resumes.",
+            help="Output directory (default: the recipe's, runs/demo or runs/demo-quick with --quick); "
+            "re-running resumes.",
         ),
         stage: list[str] = typer.Option(
             None, "--stage", help="Run only these stages (repeatable); the report is always rebuilt."
@@ -742,7 +787,7 @@ def register(app) -> None:
     ) -> None:
         """The main job end to end: traces -> MI peaks and thinking tokens -> suppression -> RR and TTTS ->
         recurrent depth -> report.html (its path is printed last)."""
-        config = DemoConfig.preset(quick, out)
+        config = DemoConfig.preset(quick, out, recipe)
         results = run_demo(config, only=list(stage) if stage else None)
         report = config.out / "report.html"
         failed = [r.name for r in results if r.status == "failed"]

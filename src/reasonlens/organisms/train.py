@@ -81,8 +81,8 @@ RECURRENT_KIND = "recurrent-organism"
 
 
 def trainable_names() -> list[str]:
-    """Every organism `reasonlens organisms train` knows: one per recipe."""
-    return recipe_names()
+    """Every organism `reasonlens organisms train` knows: one per organism recipe."""
+    return sorted(recipe_names(LLAMA_KIND) + recipe_names(RECURRENT_KIND))
 
 
 def organism_config(name: str) -> OrganismConfig:

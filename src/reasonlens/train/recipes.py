@@ -1,13 +1,13 @@
-"""Recipes: the shipped organisms' training presets, kept as data (``reasonlens/recipes/<name>.json``).
+"""Recipes: the shipped organisms' training presets and the demo's plan, kept as data
+(``reasonlens/recipes/<name>.json``).
 
-A recipe is a JSON object with ``kind`` (which trainer reads it: ``llama-organism`` or ``recurrent-organism``),
-``name`` (= the file's stem) and the trainer's own fields; keys starting with ``_`` are comments. The trainers
-check their fields and name the file in every error.
+A recipe is a JSON object with ``kind`` (who reads it: the trainer of ``llama-organism`` or ``recurrent-organism``,
+or ``demo``, ``reasonlens demo``), ``name`` (= the file's stem) and the reader's own fields; keys starting with
+``_`` are comments. The readers check their fields and name the file in every error.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from reasonlens.errors import UserError
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
-RECIPE_KINDS = ("llama-organism", "recurrent-organism")
+RECIPE_KINDS = ("llama-organism", "recurrent-organism", "demo")  # demo: the plan of `reasonlens demo`
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,9 @@ def recipe_names(kind: str | None = None) -> list[str]:
 
 def read_recipe(path: Path) -> Recipe:
     """Parse and check one recipe file."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read recipe ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a recipe must be a JSON object")
+    from reasonlens.runs.io import read_json_object
+
+    data = read_json_object(path, "recipe")
     kind, name = data.get("kind"), data.get("name")
     if kind not in RECIPE_KINDS:
         raise UserError(f"{path}: 'kind' must be one of {', '.join(RECIPE_KINDS)}, got {kind!r}")
