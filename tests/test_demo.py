@@ -153,16 +153,11 @@ def test_cli_rejects_unknown_stage(tmp_path, capsys):
 
 
 def test_the_shipped_plans_resolve_to_the_known_values():
+    """The values DemoConfig held as code defaults before the plan became recipes/demo.json."""
     full, quick = DemoConfig.preset(False), DemoConfig.preset(True)
     assert (full.out, full.quick, quick.out, quick.quick) == (Path("runs/demo"), False, Path("runs/demo-quick"), True)
-    assert (full.n_traces, full.n_eval, full.n_boot, quick.n_traces, quick.n_eval, quick.n_boot) == (
-        64,
-        80,
-        1000,
-        16,
-        16,
-        300,
-    )
+    assert (full.n_traces, full.n_eval, full.n_boot) == (64, 80, 1000)
+    assert (quick.n_traces, quick.n_eval, quick.n_boot) == (16, 16, 300)
     assert (full.budgets, full.control_seeds, full.depth_steps) == ((16, 32, 48), (0, 1, 2), (1, 2, 4, 8, 16))
     assert (quick.budgets, quick.control_seeds, quick.depth_steps) == ((16, 32), (0,), (1, 2, 4, 8))
     assert (full.layers, quick.layers, full.token_layer) == ("20,-1", "20", "20")
