@@ -41,6 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reasonlens.errors import UserError, did_you_mean
+from reasonlens.runs import RunDir
 from reasonlens.runs.io import check_fields, field_error, read_json_object
 
 console = Console(stderr=True)
@@ -189,10 +190,8 @@ class DemoState:
 
 
 def organism_available(name: str) -> bool:
-    try:
-        from reasonlens.organisms import organism_dir
-    except ImportError:
-        return False
+    from reasonlens.organisms import organism_dir
+
     return (organism_dir(name) / "config.json").is_file()
 
 
@@ -274,28 +273,35 @@ def stage_traces(state: DemoState) -> str:
     return "; ".join(notes)
 
 
-def stage_mi(state: DemoState) -> str:
-    if not state.trace_runs:
-        raise StageSkipped("no trace runs (the traces stage did not produce any)")
-    from reasonlens.analysis.pipeline import MIConfig, OutputConfig, ensure_analysis
+def _mi_config(c: DemoConfig) -> Any:
+    """The MI settings of every demo analysis (5 position bins: the demo's traces are short)."""
+    from reasonlens.analysis.pipeline import MIConfig, OutputConfig
     from reasonlens.analysis.stages import PopulationConfig
-    from reasonlens.runs.tables import read_mi_summary
 
-    c = state.config
-    config = MIConfig(
+    return MIConfig(
         n_boot=c.n_boot,
         population=PopulationConfig(n_permutations=c.n_permutations, n_bins=5),
         output=OutputConfig(plot_traces=6),
     )
+
+
+def stage_mi(state: DemoState) -> str:
+    if not state.trace_runs:
+        raise StageSkipped("no trace runs (the traces stage did not produce any)")
+    from reasonlens.analysis.pipeline import ensure_analysis
+    from reasonlens.runs.tables import read_mi_summary
+
+    c = state.config
+    config = _mi_config(c)
     notes = []
     for run in state.trace_runs:
         smollm2 = run == state.smollm2_run
-        out = ensure_analysis(run, replace(config, token_layer=c.token_layer) if smollm2 else config)
-        summary = read_mi_summary(out / "summary.json")
+        ensure_analysis(run, replace(config, token_layer=c.token_layer) if smollm2 else config)
+        summary = read_mi_summary(RunDir(run).mi_summary_path)
         words = [w["word"] for w in summary.get("thinking_tokens") or []]
         notes.append(f"{run.name}: {', '.join(words[:6]) or 'no alphabetic peak tokens'}")
     if state.smollm2_run is not None:
-        tokens = state.smollm2_run / "mi" / "tokens.jsonl"
+        tokens = RunDir(state.smollm2_run).token_set_path
         if tokens.is_file() and tokens.read_text().strip():
             state.token_set = tokens
         else:
@@ -382,7 +388,7 @@ def stage_rr(state: DemoState) -> str:
     c = state.config
     summary = _eval(state, "rr", "rr", k=c.suppress_k)
     base = c.out / "eval" / "baseline"
-    if not (base / "summary.json").is_file():
+    if not RunDir(base).summary_path.is_file():
         return f"RR accuracy {summary['accuracy']:.2f}"
     (diff,) = paired_diffs(base, c.out / "eval" / "rr", n_boot=c.n_boot)
     return f"RR accuracy {summary['accuracy']:.2f}, vs baseline {diff_text(diff)}"
@@ -434,8 +440,7 @@ def stage_controls(state: DemoState) -> str:
         raise StageSkipped(
             f"{', '.join(missing)} not shipped in this installation (train with `reasonlens organisms train NAME`)"
         )
-    from reasonlens.analysis.pipeline import MIConfig, OutputConfig, ensure_analysis
-    from reasonlens.analysis.stages import PopulationConfig
+    from reasonlens.analysis.pipeline import ensure_analysis
     from reasonlens.decode import DecodeConfig
     from reasonlens.organisms import organism_dataset
     from reasonlens.runs import RunSpec, execute
@@ -455,15 +460,8 @@ def stage_controls(state: DemoState) -> str:
         lm=state.lm(c.reasoner),
     )
     state.add(train_run)
-    mi_out = ensure_analysis(
-        train_run,
-        MIConfig(
-            n_boot=c.n_boot,
-            population=PopulationConfig(n_permutations=c.n_permutations, n_bins=5),
-            output=OutputConfig(plot_traces=6),
-        ),
-    )
-    summary = read_json_object(mi_out / "summary.json", "MI summary")
+    ensure_analysis(train_run, _mi_config(c))
+    summary = read_json_object(RunDir(train_run).mi_summary_path, "MI summary")
     words = [w["word"] for w in summary.get("thinking_tokens") or []]
     if len(words) < c.control_k:
         raise StageSkipped(f"the reasoner's train traces gave {len(words)} peak words, fewer than k = {c.control_k}")
@@ -477,7 +475,7 @@ def stage_controls(state: DemoState) -> str:
             f"[{low:.2f},{high:.2f}]"
         )
     token_set = {
-        "token_set": mi_out / "tokens.jsonl",
+        "token_set": RunDir(train_run).token_set_path,
         "token_set_dataset": dataset,
         "token_set_split": "train",
         "k": c.control_k,
@@ -501,7 +499,7 @@ def stage_controls(state: DemoState) -> str:
     # the random seeds pooled: per problem, the mean over seeds (one paired observation per problem)
     pooled = _pooled_random_diff(base, randoms, c.n_boot)
     gap = _pooled_random_diff(thinking, randoms, c.n_boot)  # random - thinking; printed as thinking - random
-    excluded = read_json_object(thinking / "manifest.json", "eval manifest")["method"].get("excluded_answer_format")
+    excluded = RunDir(thinking).manifest["method"].get("excluded_answer_format")
     seeds = f"{len(randoms)} seed{'s' if len(randoms) > 1 else ''}"
     state.findings.append(
         f"{c.reasoner}: thinking suppression {diff_text(thinking_diff)} vs random {_interval_text(pooled)} "
@@ -592,7 +590,7 @@ def stage_depth(state: DemoState) -> str:
     if adaptive.get("mean_iterations_per_token") is not None:
         notes.append(f"adaptive {adaptive['accuracy']:.2f} at {adaptive['mean_iterations_per_token']:.1f} it/token")
     latent_dir = c.out / "latent-organism-recurrent"
-    if (latent_dir / "summary.json").is_file():
+    if RunDir(latent_dir).summary_path.is_file():
         state.add(latent_dir)
     else:
         from reasonlens.recurrent.latent import LatentConfig, analyze_latents, items_from_source
@@ -705,18 +703,19 @@ def _discover(state: DemoState) -> None:
     """Outputs of earlier demo runs in the same directory (so ``--stage`` can run one stage on its own)."""
     out = state.config.out
     smollm2 = out / "traces-smollm2"
-    if (smollm2 / "manifest.json").is_file():
+    if RunDir(smollm2).manifest_path.is_file():
         state.smollm2_run = smollm2
         state.trace_runs.append(state.add(smollm2))
-        if (smollm2 / "mi" / "tokens.jsonl").is_file() and (smollm2 / "mi" / "tokens.jsonl").read_text().strip():
-            state.token_set = smollm2 / "mi" / "tokens.jsonl"
+        token_set = RunDir(smollm2).token_set_path
+        if token_set.is_file() and token_set.read_text().strip():
+            state.token_set = token_set
     for name in ("organism-cot", "organism-direct"):
-        if (out / f"traces-{name}" / "manifest.json").is_file():
+        if RunDir(out / f"traces-{name}").manifest_path.is_file():
             state.trace_runs.append(state.add(out / f"traces-{name}"))
     for path in sorted((out / "eval").glob("*/manifest.json")) + sorted((out / "controls").glob("*/manifest.json")):
         state.add(path.parent)
     for name in ("depth-organism-recurrent", "latent-organism-recurrent"):
-        if (out / name / "summary.json").is_file():
+        if RunDir(out / name).summary_path.is_file():
             state.add(out / name)
 
 

@@ -43,6 +43,7 @@ from reasonlens.analysis.stages import (
 from reasonlens.analysis.tokens import WordCounter, write_token_set
 from reasonlens.errors import UserError
 from reasonlens.mi import get_estimator
+from reasonlens.runs.rundir import MI_SUMMARY_NAME, TOKEN_SET_NAME
 
 GOLD_SOURCES = ("solution", "answer")
 
@@ -426,7 +427,7 @@ def _write_analysis(
         counter = WordCounter(tokenizer, alphabetic_only=config.output.alphabetic_only)
         counter.add(p.generated_id for p in writer.peaks[token_layer])
         words = counter.words()
-        write_token_set(out_dir / "tokens.jsonl", words)
+        write_token_set(out_dir / TOKEN_SET_NAME, words)
 
     summary = {
         "command": "mi",
@@ -459,7 +460,7 @@ def _write_analysis(
         summary["plots"] = write_mi_plots(
             out_dir, writer.plot_traces, words, writer.stats_rows, token_layer, population_rows
         )
-    atomic_write_json(out_dir / "summary.json", summary)
+    atomic_write_json(out_dir / MI_SUMMARY_NAME, summary)
     return summary
 
 

@@ -137,6 +137,15 @@ class RunDir:
     def golds_path(self) -> Path:
         return self.mi_dir / GOLDS_NAME
 
+    @property
+    def mi_summary_path(self) -> Path:
+        return self.mi_dir / MI_SUMMARY_NAME
+
+    @property
+    def token_set_path(self) -> Path:
+        """The thinking-token set `reasonlens mi` learnt from this run (words of the token layer's peaks)."""
+        return self.mi_dir / TOKEN_SET_NAME
+
     def budget_run(self, budget: int | str) -> "RunDir":
         """The sub-run of one token budget of a budgeted evaluation."""
         return RunDir(self.path / budget_run_name(budget))
@@ -396,6 +405,8 @@ def _normalise(value: Any) -> Any:
 
 _WORKER_FILE = re.compile(r"^results\.w(\d+)\.jsonl$")
 GOLDS_NAME = "golds.safetensors"
+MI_SUMMARY_NAME = "summary.json"
+TOKEN_SET_NAME = "tokens.jsonl"
 
 
 def budget_run_name(budget: int | str) -> str:
