@@ -28,13 +28,13 @@ PREFIX = 16  # problems re-graded: seconds on a CPU
 
 
 def test_a_shipped_card_is_reproduced_verdict_by_verdict_by_an_eval_run(tmp_path):
-    """organism-reasoner (28.5%, 400-token traces): its first verdicts, re-graded through the runner."""
-    directory = ORGANISMS_DIR / "organism-reasoner"
+    """organism-cot (65.5%, reasoning traces up to 400 tokens): its first verdicts, re-graded through the runner."""
+    directory = ORGANISMS_DIR / "organism-cot"
     card = json.loads((directory / "card.json").read_text())
     recorded = card["test_accuracy"]["outcomes"][:PREFIX]
     assert "1" in recorded and "0" in recorded  # the prefix can tell a changed path from an unchanged one
     evaluation = card_evaluation(card, limit=PREFIX)
-    assert evaluation == OrganismEval("synthetic-reasoner:1-6", PREFIX, 400, card["data_seed"])
+    assert evaluation == OrganismEval("synthetic-arith-small:1-3", PREFIX, 400, card["data_seed"])
     result = evaluate_organism(directory, evaluation, out=tmp_path / "run")
     assert result.outcomes == recorded
     run = RunDir(tmp_path / "run")
