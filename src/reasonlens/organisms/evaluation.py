@@ -70,10 +70,10 @@ def evaluate_organism(
     run directory ``out`` (default: a temporary one) and return the card's ``test_accuracy`` block."""
     from reasonlens.runs import RunDir, execute
 
-    problems = eval_problems(evaluation)
     if out is None:
         with tempfile.TemporaryDirectory(prefix="organism-eval.") as scratch:
             return evaluate_organism(model, evaluation, Path(scratch) / "run", lm, quiet)
+    problems = eval_problems(evaluation)
     spec = eval_run_spec(Path(out), str(model), evaluation)
     summary = execute(spec, lm=lm, problems=problems, quiet=quiet)
     return accuracy_block(summary, RunDir(out).results(), problems)
