@@ -15,6 +15,7 @@ from reasonlens.errors import UserError
 from reasonlens.organisms import ORGANISMS_DIR, organism_dataset
 from reasonlens.organisms import train as organism_train
 from reasonlens.organisms.commands import register
+from reasonlens.organisms.evaluation import card_evaluation, evaluate_organism
 from reasonlens.organisms.tokenizer import EOS_TOKEN, PAD_TOKEN, THINKING_WORDS, build_tokenizer, save_tokenizer
 
 # Measured accuracy on the first 30 test problems minus a margin (see docs/organisms.md for the full figures).
@@ -129,16 +130,6 @@ def test_training_is_reproducible_from_the_seed():
     assert first == again
 
 
-def test_cards_are_graded_by_the_toolkit_grader_with_a_wilson_interval():
-    verdicts = organism_train.grade_completions(
-        "synthetic-arith-small:1-3", ["So \\boxed{12} then \\boxed{-3}.", "no answer", "\\boxed{7}"], ["-3", "4", "8"]
-    )
-    assert verdicts == [True, False, False]
-    from reasonlens.eval import wilson_ci
-
-    assert wilson_ci(10, 10).lo > 0.69  # a perfect slice still gets an interval (a bootstrap would give [1, 1])
-
-
 def test_epoch_batches_replay_the_pop_order_of_successive_epochs(tokenizer):
     items = synthetic.generate_arith("train", n=40, levels=(1, 2))
     examples = organism_train.encode_examples(tokenizer, items, "direct", 512)
@@ -195,7 +186,7 @@ def test_an_interrupted_organism_run_resumes_to_the_same_weights(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_FLOORS))
 def test_shipped_organism_loads_and_solves_its_test_slice(name):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     directory = ORGANISMS_DIR / name
     card = json.loads((directory / "card.json").read_text())
@@ -204,15 +195,17 @@ def test_shipped_organism_loads_and_solves_its_test_slice(name):
     size = sum(p.stat().st_size for p in directory.iterdir())
     assert size <= 20 * 1024 * 1024
     model = AutoModelForCausalLM.from_pretrained(directory)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
     assert organism_train.count_parameters(model) == card["n_parameters"]
-    result = organism_train.evaluate(model, tokenizer, card["eval_dataset"], SLICE, card["decoding"]["max_new_tokens"])
+    result = evaluate_organism(directory, card_evaluation(card, limit=SLICE))
     assert result.n == SLICE
     assert result.accuracy >= SHIPPED_FLOORS[name]
     # the card's headline (accuracy by level on 200 problems) predicts this slice: within 3 standard errors
     levels = [item.level for item in synthetic.generate(card["eval_dataset"], split="test", n=SLICE)]
     expected, error = card_expectation(card["test_accuracy"]["by_level"], levels)
     assert abs(result.accuracy - expected) <= 3 * error + 1 / SLICE, (result.accuracy, expected, error)
+    recorded = card["test_accuracy"]["outcomes"][:SLICE]
+    # problem by problem; another CPU type may flip a near-tie (tests/test_organism_eval.py: exact here)
+    assert sum(a != b for a, b in zip(result.outcomes, recorded)) <= 1, (result.outcomes, recorded)
 
 
 def card_expectation(by_level: dict[str, float], levels: list[int]) -> tuple[float, float]:
@@ -254,8 +247,6 @@ REASONER_SLICE = 16
 @pytest.mark.parametrize("name", REASONERS)
 def test_reasoner_organism_reproduces_its_card_on_a_test_slice(name):
     """The card's headline (greedy test accuracy) re-measured on its first problems, problem by problem."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     directory = ORGANISMS_DIR / name
     if not (directory / "card.json").is_file():
         pytest.skip(f"{name} is not shipped in this checkout")
@@ -263,11 +254,7 @@ def test_reasoner_organism_reproduces_its_card_on_a_test_slice(name):
     assert card["dataset"] == "synthetic-reasoner" and card["split"] == "test"
     assert card["cpu_model"] and card["torch_threads"] == card["config"]["threads"] == 1 and card["torch_version"]
     assert sum(p.stat().st_size for p in directory.iterdir()) <= 20 * 1024 * 1024
-    model = AutoModelForCausalLM.from_pretrained(directory)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    result = organism_train.evaluate(
-        model, tokenizer, card["eval_dataset"], REASONER_SLICE, card["decoding"]["max_new_tokens"]
-    )
+    result = evaluate_organism(directory, card_evaluation(card, limit=REASONER_SLICE))
     recorded = card["test_accuracy"]["outcomes"][:REASONER_SLICE]
     # greedy decoding is deterministic; another CPU type may flip a near-tie, so allow one problem of slack
     assert sum(a != b for a, b in zip(result.outcomes, recorded)) <= 1, (result.outcomes, recorded)

@@ -1,4 +1,4 @@
-"""CLI commands: ``reasonlens organisms train NAME`` and ``reasonlens organisms list``."""
+"""CLI commands: ``reasonlens organisms train NAME``, ``reasonlens organisms check NAME`` and ``reasonlens organisms list``."""
 
 from __future__ import annotations
 
@@ -20,9 +20,26 @@ def _accuracy_text(evaluation: dict) -> str:
     return text
 
 
+def _shown(value: object) -> str:
+    """A card value for the check table: verdict strings as counts, floats in full."""
+    if isinstance(value, str) and set(value) <= {"0", "1"} and len(value) > 16:
+        return f"{len(value)} verdicts, {value.count('1')} correct"
+    return str(value)
+
+
+def _difference(card: object, regraded: object) -> str:
+    """Where two verdict strings differ (problem indices), else nothing."""
+    if not (isinstance(card, str) and isinstance(regraded, str)):
+        return ""
+    indices = [i for i, (a, b) in enumerate(zip(card, regraded)) if a != b]
+    return f"differ at {indices[:10]}{' ...' if len(indices) > 10 else ''}" if indices else ""
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``organisms`` command group to the top-level app."""
-    organisms = typer.Typer(help="Train and list the model organisms shipped with reasonlens.", no_args_is_help=True)
+    organisms = typer.Typer(
+        help="Train, check and list the model organisms shipped with reasonlens.", no_args_is_help=True
+    )
 
     @organisms.command("train")
     def train_command(
@@ -62,6 +79,35 @@ def register(app: typer.Typer) -> None:
                 f"test accuracy {100 * e.accuracy:.1f}% ({e.n_correct}/{e.n}), "
                 f"95% Wilson CI [{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}]"
             )
+
+    @organisms.command("check")
+    def check_command(
+        name: str = typer.Argument(..., help="organism whose card to check, e.g. organism-cot"),
+        directory: Optional[Path] = typer.Option(
+            None, "--dir", help="model directory with its card.json (default: the shipped organism)"
+        ),
+        out: Optional[Path] = typer.Option(None, "--out", help="keep the evaluation run here (default: a temp dir)"),
+        limit: Optional[int] = typer.Option(
+            None, "--limit", help="re-grade only the first N problems and compare their verdicts (card outcomes)"
+        ),
+    ) -> None:
+        """Re-grade an organism's weights by an ordinary eval run and compare with its card (exit 1 on mismatch)."""
+        from rich.table import Table
+
+        from reasonlens.organisms.evaluation import check_organism
+        from reasonlens.runs.progress import table_console
+
+        checks = check_organism(name, directory, out, limit)
+        table = Table("field", "card", "re-graded", "match")
+        for check in checks:
+            verdict = "yes" if check.ok else f"NO {_difference(check.card, check.regraded)}".strip()
+            table.add_row(check.field, _shown(check.card), _shown(check.regraded), verdict)
+        console = table_console()
+        console.print(table)
+        if not all(check.ok for check in checks):
+            console.print(f"{name}: the re-graded test accuracy differs from the card")
+            raise typer.Exit(1)
+        console.print(f"{name}: the card's test accuracy is reproduced")
 
     @organisms.command("list")
     def list_command() -> None:

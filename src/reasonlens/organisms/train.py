@@ -3,7 +3,7 @@
 A training run is a pure function of its ``OrganismConfig`` (seeded data, tokenizer, init and batch order);
 only the wall time depends on the machine. The configs are recipes (``reasonlens/recipes/<name>.json``, kind
 ``llama-organism``); training goes through the toolkit's one loop (:func:`reasonlens.train.train_loop`) and
-the card's accuracy through the one decode loop and the one grader (:mod:`reasonlens.eval`). The output
+the card's accuracy through an ordinary run of the runner (:mod:`reasonlens.organisms.evaluation`). The output
 directory is a Hugging Face model directory (``config.json``, ``model.safetensors``, tokenizer files) plus a
 model card (``README.md``, ``card.json``). ``train_organism`` trains any recipe, the recurrent-depth one too.
 """
@@ -231,51 +231,16 @@ def count_parameters(model: torch.nn.Module) -> int:
 # evaluation
 
 
-def generate_answers(
-    model: Any, tokenizer: Any, questions: Sequence[str], max_new_tokens: int, batch_size: int = 64
-) -> list[str]:
-    """Greedy completions (text after the prompt, special tokens dropped) from the toolkit's one decode loop."""
-    from reasonlens.decode import DecodeConfig, decode
+def evaluate_trained(model: Any, tokenizer: Any, config: OrganismConfig, target: Path) -> EvalResult:
+    """The card's accuracy of a freshly trained model: an ordinary run of the runner on the model in memory
+    (the weights about to be written to ``target``), like ``reasonlens organisms check`` on the written one."""
     from reasonlens.models import LoadedModel
+    from reasonlens.organisms.evaluation import OrganismEval, evaluate_organism
 
     model.eval()
-    lm = LoadedModel.wrap(model, tokenizer, name="organism", spec="organism")
-    generations = decode(lm, list(questions), DecodeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size))
-    return [g.text for g in generations]
-
-
-def grade_completions(dataset: str, completions: Sequence[str], golds: Sequence[str]) -> list[bool]:
-    """Verdicts of the toolkit's one grader, with the dataset's grading kind (what `reasonlens eval` records)."""
-    from reasonlens.data import grader_kind
-    from reasonlens.eval import Grader
-
-    kind = grader_kind(dataset)
-    with Grader() as grader:
-        return [grader.grade(text, gold, kind=kind).correct is True for text, gold in zip(completions, golds)]
-
-
-def evaluate(
-    model: Any, tokenizer: Any, dataset: str, n: int, max_new_tokens: int, seed: int = synthetic.DEFAULT_SEED
-) -> EvalResult:
-    """Accuracy on the first ``n`` test problems of ``dataset``: greedy decoding, the toolkit's grader, Wilson CI."""
-    from reasonlens.eval import proportion_ci
-
-    items = synthetic.generate(dataset, split="test", n=n, seed=seed)
-    completions = generate_answers(model, tokenizer, [item.question for item in items], max_new_tokens)
-    correct = grade_completions(dataset, completions, [str(item.answer) for item in items])
-    accuracy, low, high = proportion_ci(correct)
-    by_level: dict[str, list[bool]] = {}
-    for item, ok in zip(items, correct):
-        by_level.setdefault(str(item.level), []).append(ok)
-    return EvalResult(
-        n=len(correct),
-        n_correct=sum(correct),
-        accuracy=sum(correct) / len(correct),
-        ci_low=low,
-        ci_high=high,
-        by_level={level: sum(v) / len(v) for level, v in sorted(by_level.items())},
-        outcomes="".join("1" if ok else "0" for ok in correct),
-    )
+    lm = LoadedModel.wrap(model, tokenizer, name=config.name, spec=str(target))
+    evaluation = OrganismEval(config.dataset, config.eval_n, config.max_new_tokens, config.data_seed)
+    return evaluate_organism(target, evaluation, lm=lm, quiet=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -355,7 +320,7 @@ def train_organism(
     wall_seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     evaluation = None
     if evaluate_after and config.eval_n > 0:
-        evaluation = evaluate(model, tokenizer, config.dataset, config.eval_n, config.max_new_tokens, config.data_seed)
+        evaluation = evaluate_trained(model, tokenizer, config, target)
     n_parameters = count_parameters(model)
     card = model_card(config, wall_seconds, n_parameters, losses, evaluation, command, cpu_seconds)
     write_organism(target, model, tokenizer, card)

@@ -82,35 +82,59 @@ def build_task_tokenizer(train_config, recipe: OrganismRecipe | None = None) -> 
     return build_tokenizer(texts, vocab_size=recipe.tokenizer_vocab)
 
 
+def depth_spec(model_dir: Path, dataset: str, out: Path, n: int, steps: tuple[int, ...], rule: int | None) -> Any:
+    """The `reasonlens depth` run of a card: greedy, 16 new tokens, batches of 50, exit rule ``EXIT_RULES[rule]``."""
+    from reasonlens.recurrent.depth import DepthSpec
+
+    criterion, threshold = EXIT_RULES[rule] if rule is not None else (None, None)
+    return DepthSpec(
+        model=str(model_dir),
+        dataset=dataset,
+        out=out,
+        steps=steps,
+        exit_criterion=criterion,
+        threshold=threshold,
+        n=n,
+        max_new_tokens=16,
+        batch_size=50,
+    )
+
+
 def evaluate_depth(model_dir: Path, n: int, quiet: bool = False, dataset: str | None = None) -> dict[str, Any]:
     """Accuracy at r in DEPTH_STEPS and under each rule of EXIT_RULES on the first ``n`` test problems.
 
     Returns run_depth's summary for the first rule plus ``other_exit_rules``: the adaptive block of each
     further rule (those runs repeat only the largest r).
     """
-    from reasonlens.recurrent.depth import DepthSpec, run_depth
+    from reasonlens.recurrent.depth import run_depth
 
     dataset = dataset or organism_recipe().dataset
     with tempfile.TemporaryDirectory(prefix="organism-recurrent-eval.") as scratch:
 
         def run(number: int, steps: tuple[int, ...]) -> dict[str, Any]:
-            criterion, threshold = EXIT_RULES[number]
-            spec = DepthSpec(
-                model=str(model_dir),
-                dataset=dataset,
-                out=Path(scratch) / f"rule{number}",
-                steps=steps,
-                exit_criterion=criterion,
-                threshold=threshold,
-                n=n,
-                max_new_tokens=16,
-                batch_size=50,
+            return run_depth(
+                depth_spec(model_dir, dataset, Path(scratch) / f"rule{number}", n, steps, number), quiet=quiet
             )
-            return run_depth(spec, quiet=quiet)
 
         summary = run(0, DEPTH_STEPS)
         others = [run(number, (max(DEPTH_STEPS),)).get("adaptive") for number in range(1, len(EXIT_RULES))]
     return summary | {"other_exit_rules": others}
+
+
+def regrade_accuracy_block(
+    model_dir: Path, card: dict[str, Any], out: Path | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """The card's ``test_accuracy`` block re-measured: the same depth run at the card's r only (each r is its
+    own run of the runner, so it does not depend on the others). ``out`` keeps the depth folder."""
+    from reasonlens.recurrent.depth import run_depth
+
+    recorded = card["test_accuracy"]
+    r, n = int(recorded["r"]), limit or int(recorded["n"])
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="organism-recurrent-check.") as scratch:
+            return regrade_accuracy_block(model_dir, card, Path(scratch) / "depth", limit)
+    summary = run_depth(depth_spec(model_dir, card["eval_dataset"], Path(out), n, (r,), None), quiet=True)
+    return _accuracy_block(summary["steps"][str(r)], r)
 
 
 def _adaptive_block(adaptive: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -137,8 +161,8 @@ def _adaptive_block(adaptive: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _accuracy_block(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The organisms' common ``test_accuracy`` block (what `organisms list` shows), at the largest r."""
+def _accuracy_block(entry: dict[str, Any] | None, r: int = max(DEPTH_STEPS)) -> dict[str, Any] | None:
+    """The organisms' common ``test_accuracy`` block (what `organisms list` shows), at ``r`` (the largest)."""
     if not entry:
         return None
     return {
@@ -147,7 +171,7 @@ def _accuracy_block(entry: dict[str, Any] | None) -> dict[str, Any] | None:
         "accuracy": entry["accuracy"],
         "ci_low": entry["accuracy_ci95"][0],
         "ci_high": entry["accuracy_ci95"][1],
-        "r": max(DEPTH_STEPS),
+        "r": r,
     }
 
 
