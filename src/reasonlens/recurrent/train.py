@@ -27,6 +27,7 @@ from torch import Tensor
 from reasonlens.errors import UserError
 from reasonlens.recurrent.config import RecurrentDepthConfig
 from reasonlens.recurrent.model import RecurrentDepthLM, sample_depth, split_depth  # noqa: F401  (re-exported)
+from reasonlens.runs.io import read_json_object
 from reasonlens.train import LoopOptions, OptimConfig, train_loop
 from reasonlens.train import lr_factor as schedule_factor
 from reasonlens.train.recipes import load_recipe, recipe_names
@@ -92,11 +93,7 @@ def load_train_file(path: str | Path) -> tuple[RecurrentDepthConfig | None, Trai
         data = {"model": recipe.section("model"), "train": recipe.section("train")}
         return _parse_train_dict(data, recipe.path)
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read training config ({exc})") from None
-    return _parse_train_dict(data, path)
+    return _parse_train_dict(read_json_object(path, "training config"), path)
 
 
 def _parse_train_dict(data: Any, path: Path) -> tuple[RecurrentDepthConfig | None, TrainConfig, dict[str, Any]]:

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from reasonlens.errors import UserError
+from reasonlens.runs.io import read_json_object
 
 
 def save_checkpoint(
@@ -82,11 +83,8 @@ def load_checkpoint(
     ``identity`` (the run's settings) must equal the one the checkpoint was written with, when both have one.
     """
     directory = Path(directory)
-    try:
-        trainer = json.loads((directory / "trainer_state.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{directory}: unreadable checkpoint ({exc})") from None
-    if not isinstance(trainer, dict) or not isinstance(trainer.get("step"), int):
+    trainer = read_json_object(directory / "trainer_state.json", "checkpoint state")
+    if not isinstance(trainer.get("step"), int):
         raise UserError(f"{directory}/trainer_state.json: not a checkpoint (no integer 'step')")
     recorded = trainer.get("identity")
     if identity is not None and recorded is not None and json.loads(json.dumps(identity)) != recorded:
