@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 import typer
+from micro_organism import micro_organism
 from typer.testing import CliRunner
 
 from reasonlens.errors import UserError
@@ -56,20 +57,7 @@ def test_a_shipped_card_is_reproduced_verdict_by_verdict_by_an_eval_run(tmp_path
 
 def test_the_trainer_grades_the_model_in_memory_as_the_written_directory_is_graded(tmp_path):
     """What `organisms train` writes in the card is what `organisms check --dir` re-measures on the weights."""
-    config = organism_train.OrganismConfig(
-        name="organism-smoke",
-        dataset="synthetic-hops:1",
-        target="direct",
-        hidden_size=16,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=32,
-        n_train=64,
-        steps=8,
-        batch_size=8,
-        warmup_steps=1,
-        eval_n=12,
-    )
+    config = micro_organism("organism-smoke", steps=8, warmup_steps=1, eval_n=12)
     model, tokenizer, losses = organism_train.train_model(config, show_progress=False)
     target = tmp_path / "smoke"
     evaluation = organism_train.evaluate_trained(model, tokenizer, config, target)

@@ -8,6 +8,7 @@ import string
 import pytest
 import torch
 import typer
+from micro_organism import micro_organism
 from typer.testing import CliRunner
 
 from reasonlens.data import synthetic
@@ -106,21 +107,6 @@ def test_few_step_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
         assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-5)
     saved = json.loads((tmp_path / "smoke" / "card.json").read_text())
     assert saved["dataset"] == "synthetic-arith" and saved["n_parameters"] == card["n_parameters"]
-
-
-def micro_organism(name: str, **overrides) -> organism_train.OrganismConfig:
-    """A one-layer organism that trains in well under a second (reproducibility and resume checks)."""
-    settings = dict(
-        dataset="synthetic-hops:1",
-        target="direct",
-        hidden_size=16,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=32,
-        n_train=64,
-        batch_size=8,
-    )
-    return organism_train.OrganismConfig(name=name, **{**settings, **overrides})
 
 
 def test_training_is_reproducible_from_the_seed():
